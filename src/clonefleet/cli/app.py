@@ -1,0 +1,81 @@
+"""The shared typer app, error handling and output helpers for every command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+import numpy as np
+import typer
+from rich.console import Console
+
+from clonefleet.errors import ClonefleetError
+
+app = typer.Typer(
+    name="clonefleet",
+    help="Plan, simulate, provision and measure fleets of VMs cloned from golden images.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+console = Console()
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object instead of a table.")
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    return str(obj)
+
+
+def emit_json(obj: Any) -> None:
+    """Print one JSON document on stdout (numpy values converted)."""
+    sys.stdout.write(json.dumps(obj, default=_default, indent=2, allow_nan=False) + "\n")
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line on stderr and exit."""
+    err_console.print(f"clonefleet: error: {message}", markup=False)
+    raise SystemExit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: run the app, turning every expected error into one line and an exit status."""
+    try:
+        result = app(args=list(argv) if argv is not None else None, standalone_mode=False,
+                     prog_name="clonefleet")
+    except ClonefleetError as exc:
+        fail(exc.message, exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else "")
+        raise SystemExit(2) from None
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        fail(f"{exc.format_message()}{hint}", 2)
+    except click.exceptions.Abort:
+        fail("aborted", 130)
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except BrokenPipeError:
+        raise SystemExit(1) from None
+    except OSError as exc:
+        fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1)
+    if isinstance(result, int) and result:
+        raise SystemExit(result)
+
+

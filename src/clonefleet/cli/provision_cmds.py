@@ -1,0 +1,1 @@
+"""Commands of real provisioning (clonefleet provision, status, capacity, writes, destroy)."""

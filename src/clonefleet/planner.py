@@ -1,0 +1,252 @@
+"""The planner: composes the model into a plan per storage function and recommends one.
+
+:func:`evaluate` is the vectorised core (any preset field or the fleet size may be
+a numpy array, broadcast together); :func:`plan` is the scalar view a person
+reads: per method the GIs needed, the largest fleet the array carries, the
+bottleneck, the capacity, and whether the requirement holds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from clonefleet.errors import UsageError
+from clonefleet.model import (
+    allocated_bytes_per_clone,
+    backend_iops_private,
+    backend_iops_snapshot,
+    clones_per_gi,
+    consumed_bytes,
+    gi_backend_iops,
+    golden_images_needed,
+    operable_vms,
+)
+from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method, Mirror, load_function
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Resources whose load can limit a fleet, in the order of ``Evaluation.utilisation``.
+RESOURCES: tuple[str, ...] = ("array processors", "array disks", "GI processor", "GI disks")
+DEFAULT_FUNCTIONS: tuple[str, ...] = ("full", "thin", "snapshot")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Vectorised result of the model for one storage function (arrays broadcast together).
+
+    Units: bytes for capacities, IOPS for loads, VMs for counts.
+    """
+
+    backend_iops_per_vm: FloatArray  # B
+    max_vms: FloatArray  # Eq. 2, real valued; floor it to count VMs
+    clones_per_gi: FloatArray  # k (for full and thin: all clones on one GI)
+    golden_images: FloatArray  # g
+    per_vm_new_bytes: FloatArray  # C(u), allocation by the boot's new writes
+    per_clone_bytes: FloatArray  # what one clone consumes: overhead + mirror + C
+    gi_bytes: FloatArray  # D = g * G_used
+    consumed_bytes: FloatArray  # S, Eq. 3
+    full_copy_bytes: FloatArray  # S of full copies, the baseline
+    utilisation: FloatArray  # stacked along axis 0 in RESOURCES order
+    meets_requirement: npt.NDArray[np.bool_]
+
+    @property
+    def capacity_ratio(self) -> FloatArray:
+        return self.consumed_bytes / self.full_copy_bytes
+
+
+def evaluate(
+    fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: npt.ArrayLike
+) -> Evaluation:
+    """The model for T = ``vms`` clones made by ``function``; every input may be an array."""
+    t = np.asarray(vms, float)
+    a = np.asarray(fleet.host_iops, float)
+    full_copy = np.multiply(t, fleet.gi_virtual_bytes, dtype=float)
+    gi_load = gi_backend_iops(a, fleet.read_fraction, array.cache_hit_shared, array.cow_read_fraction)
+    new_bytes = allocated_bytes_per_clone(
+        fleet.boot_write_bytes, fleet.boot_write_extents, fleet.boot_write_span_bytes, function.unit_bytes
+    )
+    if function.method is Method.SNAPSHOT:
+        b = backend_iops_snapshot(a, fleet.read_fraction, array.cache_hit_shared,
+                                  array.raid_write_penalty, array.cow_read_fraction)
+        k = clones_per_gi(array.volume_iops_limit, array.disk_iops, array.gi_disks, a, gi_load,
+                          function.max_clones_per_gi)
+        g = golden_images_needed(t, k)
+        per_clone = function.clone_overhead_bytes + new_bytes
+        gi_bytes = g * fleet.gi_used_bytes
+        # Load on one GI: its share of the clones, spread evenly (the busiest GI carries ceil(T/g)).
+        busiest = np.ceil(t / np.where(np.isfinite(g), g, 1.0))
+        gi_proc_util = busiest * a / array.volume_iops_limit
+        gi_disk_util = busiest * gi_load / (np.multiply(array.disk_iops, array.gi_disks, dtype=float))
+    else:
+        b = backend_iops_private(a, fleet.read_fraction, array.cache_hit_private, array.raid_write_penalty)
+        g = np.ones_like(t)
+        k = np.maximum(t, 1.0)
+        gi_proc_util = np.zeros_like(t)
+        gi_disk_util = np.zeros_like(t)
+        if function.method is Method.FULL:
+            # The paper's "normal" pattern: T thick copies of the full virtual size, S = T*G.
+            # Thick copies allocate everything up front: boot writes allocate nothing new.
+            new_bytes = np.zeros_like(new_bytes)
+            per_clone = np.asarray(fleet.gi_virtual_bytes, float) + new_bytes
+            gi_bytes = np.zeros_like(t)
+        else:
+            mirror = fleet.gi_used_bytes if function.mirror is Mirror.PHYSICAL else 0.0
+            per_clone = function.clone_overhead_bytes + mirror + new_bytes
+            gi_bytes = g * fleet.gi_used_bytes
+    t_max = operable_vms(array.processor_iops, array.disk_iops, array.disks, a, b)
+    s = consumed_bytes(g, fleet.gi_used_bytes, per_clone, t) if function.method is not Method.FULL \
+        else np.multiply(per_clone, t, dtype=float)
+    array_proc_util = t * a / array.processor_iops
+    array_disk_util = t * b / np.multiply(array.disk_iops, array.disks, dtype=float)
+    shape = np.broadcast_shapes(np.shape(t), np.shape(t_max), np.shape(s), np.shape(gi_disk_util))
+    util = np.stack([np.broadcast_to(x, shape) for x in
+                     (array_proc_util, array_disk_util, gi_proc_util, gi_disk_util)])
+    meets = (t <= np.floor(t_max + 1e-9)) & np.isfinite(g)
+    return Evaluation(
+        backend_iops_per_vm=np.broadcast_to(b, shape),
+        max_vms=np.broadcast_to(t_max, shape),
+        clones_per_gi=np.broadcast_to(k, shape),
+        golden_images=np.broadcast_to(g, shape),
+        per_vm_new_bytes=np.broadcast_to(new_bytes, shape),
+        per_clone_bytes=np.broadcast_to(per_clone, shape),
+        gi_bytes=np.broadcast_to(gi_bytes, shape),
+        consumed_bytes=np.broadcast_to(s, shape),
+        full_copy_bytes=np.broadcast_to(full_copy, shape),
+        utilisation=util,
+        meets_requirement=np.broadcast_to(meets, shape),
+    )
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    """The plan for one storage function at one fleet size. Bytes, IOPS, VMs."""
+
+    method: str  # full, thin or snapshot
+    function: str  # the storage-function preset
+    golden_images: int  # g
+    clones_per_gi: int  # clones on the busiest GI
+    max_vms: int  # largest T the array carries (Eq. 2)
+    bottleneck: str  # the most utilised resource at this T
+    utilisation: dict[str, float]  # load / capacity of each resource at this T
+    host_iops_per_vm: float  # A
+    backend_iops_per_vm: float  # B
+    per_vm_new_bytes: float  # C
+    per_clone_bytes: float  # C plus clone metadata (and the GI data of a physical mirror)
+    gi_bytes: float  # D
+    consumed_bytes: float  # S
+    capacity_ratio: float  # S / S of full copies
+    meets_requirement: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Plans for every storage function considered, and the recommendation."""
+
+    fleet: str
+    array: str
+    vms: int
+    methods: tuple[MethodPlan, ...]
+    recommended: str | None  # a function name, None when no method holds
+    reason: str
+
+    def method(self, name: str) -> MethodPlan:
+        for m in self.methods:
+            if name in (m.function, m.method):
+                return m
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "fleet": self.fleet,
+            "array": self.array,
+            "vms": self.vms,
+            "methods": [m.to_dict() for m in self.methods],
+            "recommended": self.recommended,
+            "reason": self.reason,
+        }
+
+
+def check_vms(vms: object) -> int:
+    """Validate a fleet size: a whole number >= 1."""
+    if isinstance(vms, bool) or not isinstance(vms, int | float | np.integer | np.floating) \
+            or not math.isfinite(float(vms)) or float(vms) < 1 or float(vms) != int(vms):
+        raise UsageError(f"vms = {vms!r}: the number of VMs must be a whole number of at least 1")
+    return int(vms)
+
+
+def resolve_functions(functions: Sequence[FunctionPreset | str] | None) -> list[FunctionPreset]:
+    names = DEFAULT_FUNCTIONS if functions is None else functions
+    resolved = [f if isinstance(f, FunctionPreset) else load_function(f) for f in names]
+    if not resolved:
+        raise UsageError("functions: give at least one storage function (e.g. full, thin, snapshot)")
+    return resolved
+
+
+def _method_plan(fleet: FleetPreset, function: FunctionPreset, ev: Evaluation, vms: int) -> MethodPlan:
+    util = {name: float(ev.utilisation[i]) for i, name in enumerate(RESOURCES)}
+    g = float(ev.golden_images)
+    return MethodPlan(
+        method=function.method.value,
+        function=function.name,
+        golden_images=int(g) if math.isfinite(g) else 0,
+        clones_per_gi=int(math.ceil(vms / g)) if math.isfinite(g) else 0,
+        max_vms=int(math.floor(float(ev.max_vms) + 1e-9)),
+        bottleneck=max(util, key=lambda k: util[k]),
+        utilisation=util,
+        host_iops_per_vm=float(fleet.host_iops),
+        backend_iops_per_vm=float(ev.backend_iops_per_vm),
+        per_vm_new_bytes=float(ev.per_vm_new_bytes),
+        per_clone_bytes=float(ev.per_clone_bytes),
+        gi_bytes=float(ev.gi_bytes),
+        consumed_bytes=float(ev.consumed_bytes),
+        capacity_ratio=float(ev.capacity_ratio),
+        meets_requirement=bool(ev.meets_requirement),
+    )
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def recommend(methods: Sequence[MethodPlan], vms: int) -> tuple[str | None, str]:
+    """The least consumed capacity among the methods that meet the requirement, with the reason."""
+    holding = [m for m in methods if m.meets_requirement]
+    if not holding:
+        best = max(methods, key=lambda m: m.max_vms)
+        return None, (f"no storage function carries {vms} VMs on this array: the most is {best.max_vms} "
+                      f"with {best.function}, limited by {best.bottleneck}; add disks or split the fleet")
+    best = min(holding, key=lambda m: m.consumed_bytes)
+    others = [m for m in holding if m is not best]
+    parts = [f"{best.function} uses the least capacity, {_pct(best.capacity_ratio)} of full copies"]
+    for m in others:
+        if m.method != Method.FULL:
+            parts.append(f"{best.consumed_bytes / m.consumed_bytes:.2f}x of {m.function}")
+    gis = f" with {best.golden_images} GI{'s' if best.golden_images != 1 else ''}"
+    parts.append(f"and carries up to {best.max_vms} VMs (>= {vms}){gis}")
+    failing = [m.function for m in methods if not m.meets_requirement]
+    text = ", ".join(parts)
+    if failing:
+        text += f"; {', '.join(failing)} cannot carry {vms} VMs"
+    return best.function, text
+
+
+def plan(
+    fleet: FleetPreset,
+    array: ArrayPreset,
+    vms: int,
+    functions: Sequence[FunctionPreset | str] | None = None,
+) -> Plan:
+    """Plan T = ``vms`` clones of ``fleet`` on ``array`` with each storage function."""
+    vms = check_vms(vms)
+    methods = tuple(_method_plan(fleet, f, evaluate(fleet, array, f, vms), vms)
+                    for f in resolve_functions(functions))
+    recommended, reason = recommend(methods, vms)
+    return Plan(fleet.name, array.name, vms, methods, recommended, reason)

@@ -1,0 +1,88 @@
+"""Human units at the edges: parse and format byte sizes and durations.
+
+Inside the library sizes are bytes (``_bytes``), times are seconds (``_s``) and
+IO rates are IO per second (``_iops``). Preset files and CLI flags take human
+strings such as ``"100 GiB"``, ``"42 MiB"`` or ``"330 s"``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+_BYTE_UNITS: dict[str, int] = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "PB": 10**15,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
+    "PiB": 2**50,
+}
+_TIME_UNITS: dict[str, float] = {"ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
+
+_NUMBER_UNIT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*$")
+
+BYTE_UNITS_ALLOWED = ", ".join(_BYTE_UNITS)
+TIME_UNITS_ALLOWED = ", ".join(_TIME_UNITS)
+
+
+class UnitError(ValueError):
+    """A value that is not a number with a known unit; the message says what is allowed."""
+
+
+def _split(text: str) -> tuple[float, str]:
+    match = _NUMBER_UNIT.match(text)
+    if match is None:
+        raise UnitError(f"not a number with a unit, e.g. '100 GiB'")
+    return float(match.group(1)), match.group(2)
+
+
+def parse_bytes(value: object) -> int:
+    """Parse ``"100 GiB"``, ``"42 MB"``, ``"4096"`` or a number of bytes into bytes."""
+    if isinstance(value, bool):
+        raise UnitError("a size, not true/false")
+    if isinstance(value, int | float):
+        number, unit = float(value), "B"
+    elif isinstance(value, str):
+        number, unit = _split(value)
+        unit = unit or "B"
+    else:
+        raise UnitError("a size such as '100 GiB' or a number of bytes")
+    if unit not in _BYTE_UNITS:
+        raise UnitError(f"unknown unit '{unit}'; allowed: {BYTE_UNITS_ALLOWED}")
+    result = number * _BYTE_UNITS[unit]
+    if not math.isfinite(result):
+        raise UnitError("a finite size")
+    return int(round(result))
+
+
+def parse_seconds(value: object) -> float:
+    """Parse ``"330 s"``, ``"5 min"``, ``"20 ms"`` or a number of seconds."""
+    if isinstance(value, bool):
+        raise UnitError("a duration, not true/false")
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str):
+        raise UnitError("a duration such as '330 s'")
+    number, unit = _split(value)
+    unit = unit or "s"
+    if unit not in _TIME_UNITS:
+        raise UnitError(f"unknown unit '{unit}'; allowed: {TIME_UNITS_ALLOWED}")
+    return number * _TIME_UNITS[unit]
+
+
+def format_bytes(n_bytes: float) -> str:
+    """Format bytes with binary prefixes, three significant digits: ``1.35 GiB``."""
+    value = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(value) < 1024 or unit == "PiB":
+            if unit == "B":
+                return f"{int(value)} B"
+            return f"{value:.3g} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
