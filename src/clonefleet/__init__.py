@@ -8,7 +8,7 @@ The library can be used without the CLI::
 """
 
 from clonefleet.errors import ClonefleetError, UsageError
-from clonefleet.planner import Plan, MethodPlan, plan
+from clonefleet.planner import MethodPlan, Plan, plan
 from clonefleet.presets import load_array, load_fleet, load_function
 
 __all__ = [

@@ -38,7 +38,7 @@ class UnitError(ValueError):
 def _split(text: str) -> tuple[float, str]:
     match = _NUMBER_UNIT.match(text)
     if match is None:
-        raise UnitError(f"not a number with a unit, e.g. '100 GiB'")
+        raise UnitError("not a number with a unit, e.g. '100 GiB'")
     return float(match.group(1)), match.group(2)
 
 

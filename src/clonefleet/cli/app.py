@@ -23,7 +23,8 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-console = Console()
+# Wide enough for the plan table when the output is a file or a pipe.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object instead of a table.")

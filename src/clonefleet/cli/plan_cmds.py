@@ -152,7 +152,7 @@ def sweep_cmd(
     table = Table(title=f"sweep of {result.fleet} on {result.array}: {result.points:,} points")
     for col in ("function", "largest T", "bottleneck at largest T", "S at largest T", "fewest disks for target"):
         table.add_column(col)
-    for row in result.summary(files)["methods"]:  # type: ignore[union-attr]
+    for row in result.method_rows():
         fewest = row["fewest_disks"]
         table.add_row(row["function"], str(row["max_vms"]), row["bottleneck"],
                       format_bytes(row["consumed_bytes_at_max"]),

@@ -44,7 +44,7 @@ def allocated_bytes_per_clone(
         mean_extent = np.where(n > 0, w / np.where(n > 0, n, 1.0), 0.0)
     touches = n * (1.0 + mean_extent / u)
     # (1 - 1/U)**k computed as exp(k*log1p(-1/U)) stays accurate for large U.
-    safe_units = np.maximum(units, 1.0)
+    safe_units = np.maximum(units, 2.0)  # U = 1 is handled by the where: one unit, fully touched
     untouched = np.where(units > 1, np.exp(touches * np.log1p(-1.0 / safe_units)), 0.0)
     c = u * units * (1.0 - untouched)
     return np.where((w > 0) & (n > 0), c, 0.0)

@@ -18,6 +18,11 @@ import numpy.typing as npt
 ArrayLike = npt.ArrayLike
 FloatArray = npt.NDArray[np.float64]
 
+def _f(value: ArrayLike) -> FloatArray:
+    """Any number or array as a float64 array (no copy when it already is one)."""
+    return np.asarray(value, dtype=np.float64)
+
+
 #: Bottleneck codes returned by :func:`operable_vms_bottleneck`.
 BOTTLENECK_PROCESSORS = 0
 BOTTLENECK_DISKS = 1
@@ -27,7 +32,7 @@ def array_performance_iops(
     processor_iops: ArrayLike, disk_iops: ArrayLike, disks: ArrayLike
 ) -> FloatArray:
     """Eq. 1: the array's IO performance ``Y = min(N, M*X)`` [IOPS]."""
-    return np.minimum(np.asarray(processor_iops, float), np.multiply(disk_iops, disks, dtype=float))
+    return np.minimum(_f(processor_iops), _f(disk_iops) * _f(disks))
 
 
 def backend_iops_private(
@@ -41,9 +46,9 @@ def backend_iops_private(
     ``B = A*(r*(1-h_p) + (1-r)*p)``: read misses reach the disks once, every write
     costs the RAID write penalty p.
     """
-    a = np.asarray(host_iops, float)
-    r = np.asarray(read_fraction, float)
-    return a * (r * (1.0 - np.asarray(cache_hit_private, float)) + (1.0 - r) * raid_write_penalty)
+    a = _f(host_iops)
+    r = _f(read_fraction)
+    return a * (r * (1.0 - _f(cache_hit_private)) + (1.0 - r) * _f(raid_write_penalty))
 
 
 def backend_iops_snapshot(
@@ -59,10 +64,10 @@ def backend_iops_snapshot(
     one GI hit the cache at h_s; a share phi of writes must first read the old GI
     data (copy-on-write).
     """
-    a = np.asarray(host_iops, float)
-    r = np.asarray(read_fraction, float)
-    write_cost = np.add(raid_write_penalty, cow_read_fraction, dtype=float)
-    return a * (r * (1.0 - np.asarray(cache_hit_shared, float)) + (1.0 - r) * write_cost)
+    a = _f(host_iops)
+    r = _f(read_fraction)
+    write_cost = _f(raid_write_penalty) + _f(cow_read_fraction)
+    return a * (r * (1.0 - _f(cache_hit_shared)) + (1.0 - r) * write_cost)
 
 
 def gi_backend_iops(
@@ -76,9 +81,10 @@ def gi_backend_iops(
     ``B_gi = A*(r*(1-h_s) + (1-r)*phi)``: shared read misses plus copy-on-write
     reads land on the GI's parity group.
     """
-    a = np.asarray(host_iops, float)
-    r = np.asarray(read_fraction, float)
-    return a * (r * (1.0 - np.asarray(cache_hit_shared, float)) + (1.0 - r) * np.asarray(cow_read_fraction, float))
+    a = _f(host_iops)
+    r = _f(read_fraction)
+    phi = _f(cow_read_fraction)
+    return a * (r * (1.0 - _f(cache_hit_shared)) + (1.0 - r) * phi)
 
 
 def operable_vms(
@@ -89,8 +95,8 @@ def operable_vms(
 
     Returned as a real number; the operable count is its floor.
     """
-    by_processors = np.divide(processor_iops, host_iops, dtype=float)
-    by_disks = np.multiply(disk_iops, disks, dtype=float) / np.asarray(backend_iops, float)
+    by_processors: FloatArray = _f(processor_iops) / _f(host_iops)
+    by_disks: FloatArray = _f(disk_iops) * _f(disks) / _f(backend_iops)
     return np.minimum(by_processors, by_disks)
 
 
@@ -99,8 +105,8 @@ def operable_vms_bottleneck(
     host_iops: ArrayLike, backend_iops: ArrayLike,
 ) -> npt.NDArray[np.int8]:
     """Which term of Eq. 2 is smaller: 0 = array processors (N/A), 1 = array disks (M*X/B)."""
-    by_processors = np.divide(processor_iops, host_iops, dtype=float)
-    by_disks = np.multiply(disk_iops, disks, dtype=float) / np.asarray(backend_iops, float)
+    by_processors = _f(processor_iops) / _f(host_iops)
+    by_disks = _f(disk_iops) * _f(disks) / _f(backend_iops)
     return np.where(by_disks < by_processors, BOTTLENECK_DISKS, BOTTLENECK_PROCESSORS).astype(np.int8)
 
 
@@ -118,9 +124,10 @@ def clones_per_gi(
     its parity group of ``X_g`` disks can serve; ``k_max`` is the storage
     function's own limit of clones per source (e.g. snapshots per volume).
     """
-    by_processor = np.divide(volume_iops_limit, host_iops, dtype=float)
-    by_disks = np.multiply(disk_iops, gi_disks, dtype=float) / np.asarray(gi_backend_iops_per_clone, float)
-    return np.floor(np.minimum(np.minimum(by_processor, by_disks), max_clones_per_gi))
+    by_processor = _f(volume_iops_limit) / _f(host_iops)
+    by_disks = _f(disk_iops) * _f(gi_disks) / _f(gi_backend_iops_per_clone)
+    limit: FloatArray = np.minimum(np.minimum(by_processor, by_disks), _f(max_clones_per_gi))
+    return np.floor(limit)
 
 
 def golden_images_needed(vms: ArrayLike, clones_per_gi_: ArrayLike) -> FloatArray:
@@ -128,8 +135,8 @@ def golden_images_needed(vms: ArrayLike, clones_per_gi_: ArrayLike) -> FloatArra
 
     Infinite when one GI carries no clone at all (k = 0): no number of GIs helps.
     """
-    t = np.asarray(vms, float)
-    k = np.asarray(clones_per_gi_, float)
+    t = _f(vms)
+    k = _f(clones_per_gi_)
     with np.errstate(divide="ignore", invalid="ignore"):
         g = np.where(k > 0, np.ceil(t / np.where(k > 0, k, 1.0)), np.inf)
     return np.maximum(g, 1.0)
@@ -139,5 +146,6 @@ def consumed_bytes(
     golden_images: ArrayLike, gi_bytes_each: ArrayLike, per_clone_bytes: ArrayLike, vms: ArrayLike
 ) -> FloatArray:
     """Eq. 3: total consumed capacity ``S = D + C*T`` with ``D = g*G_used`` [bytes]."""
-    d = np.multiply(golden_images, gi_bytes_each, dtype=float)
-    return d + np.multiply(per_clone_bytes, vms, dtype=float)
+    d = _f(golden_images) * _f(gi_bytes_each)
+    result: FloatArray = d + _f(per_clone_bytes) * _f(vms)
+    return result

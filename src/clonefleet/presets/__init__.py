@@ -6,10 +6,11 @@ Wherever a preset name is accepted, a path to the user's own TOML file is too.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from clonefleet.errors import UsageError
 from clonefleet.presets.schema import (
@@ -39,7 +40,6 @@ __all__ = [
 ]
 
 _FOLDERS = {"fleet": "fleets", "array": "arrays", "function": "functions"}
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,8 @@ def load_function(name_or_path: str | Path) -> FunctionPreset:
     return build_function(*_read("function", name_or_path))
 
 
-_LOADERS = {"fleet": load_fleet, "array": load_array, "function": load_function}
+_LOADERS: dict[str, Callable[[str], FleetPreset | ArrayPreset | FunctionPreset]] = {
+    "fleet": load_fleet, "array": load_array, "function": load_function}
 
 
 def list_presets() -> list[PresetInfo]:

@@ -160,7 +160,7 @@ def _fraction(value: object) -> float:
 
 
 def _whole_positive(value: object) -> float:
-    number = _positive(_number)(value)
+    number = float(_positive(_number)(value))
     if number != int(number):
         raise UnitError("a whole number greater than 0")
     return number
@@ -191,8 +191,10 @@ _bytes_pos = _positive(parse_bytes)
 _bytes_nonneg = _non_negative(parse_bytes)
 
 FLEET_SPECS: tuple[Spec, ...] = (
-    Spec("host_iops", "host_iops", _positive(_number), "A: IO load one VM puts on the array while booting [IOPS]", None, False),
-    Spec("boot_window", "boot_window", _positive(parse_seconds), "how long one boot lasts (A = boot_ios / boot_window)", None, False),
+    Spec("host_iops", "host_iops", _positive(_number),
+         "A: IO load one VM puts on the array while booting [IOPS]", None, False),
+    Spec("boot_window", "boot_window", _positive(parse_seconds),
+         "how long one boot lasts (A = boot_ios / boot_window)", None, False),
     Spec("boot_ios", "boot_ios", _positive(_number), "IOs one boot issues"),
     Spec("read_fraction", "read_fraction", _fraction, "r: share of boot IOs that are reads"),
     Spec("gi_size", "gi_virtual_bytes", _bytes_pos, "G: virtual size of the golden image"),
@@ -215,7 +217,8 @@ ARRAY_SPECS: tuple[Spec, ...] = (
     Spec("raid_write_penalty", "raid_write_penalty", _positive(_number), "p: back-end IOs per host write"),
     Spec("cache_hit_shared", "cache_hit_shared", _fraction, "h_s: read hit ratio on data shared by clones"),
     Spec("cache_hit_private", "cache_hit_private", _fraction, "h_p: read hit ratio on private data"),
-    Spec("cow_read_fraction", "cow_read_fraction", _fraction, "phi: share of snapshot writes that read old GI data first"),
+    Spec("cow_read_fraction", "cow_read_fraction", _fraction,
+         "phi: share of snapshot writes that read old GI data first"),
     Spec("cache_size", "cache_bytes", _bytes_nonneg, "array cache size"),
 )
 
@@ -260,10 +263,12 @@ def parse_record(where: str, kind: str, data: Mapping[str, Any]) -> dict[str, An
     known = {s.key for s in specs} | {"preset"}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise field_error(where, unknown[0], data[unknown[0]], f"unknown field; allowed: {', '.join(s.key for s in specs)}")
+        allowed = ", ".join(s.key for s in specs)
+        raise field_error(where, unknown[0], data[unknown[0]], f"unknown field; allowed: {allowed}")
     attrs: dict[str, Any] = {"name": name, "description": str(header.get("description", ""))}
     sources: dict[str, Figure] = {}
-    for spec in specs:
+    # Present fields first, so a typo in a value is reported before a field left out.
+    for spec in sorted(specs, key=lambda sp: sp.key not in data):
         raw = data.get(spec.key, dataclasses.MISSING)
         if raw is dataclasses.MISSING:
             if spec.required:

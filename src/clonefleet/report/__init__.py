@@ -1,0 +1,1 @@
+"""Reports: figures, tables and files a person reads."""

@@ -1,0 +1,306 @@
+"""Sweeps and the inverse questions a planner asks.
+
+A sweep evaluates the model over a grid: fleet sizes T (rows) times the values of
+one preset field (columns), vectorised in one pass per storage function, so a
+million points take well under a second. The inverse questions: the largest T a
+method carries on an array, and the fewest disks X that carry a target T.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from clonefleet.errors import UsageError
+from clonefleet.planner import Evaluation, evaluate, plan, resolve_functions
+from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
+from clonefleet.presets.schema import ARRAY_SPECS, FLEET_SPECS, Spec
+from clonefleet.units import UnitError
+
+FloatArray = npt.NDArray[np.float64]
+MAX_POINTS = 50_000_000
+
+
+def parse_range(text: str, what: str = "--vms") -> npt.NDArray[np.int64]:
+    """``START:STOP[:STEP]`` (inclusive) of whole numbers >= 1, or one number."""
+    parts = text.split(":")
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        raise UsageError(f"{what} = {text!r}: whole numbers as START:STOP[:STEP], e.g. 1:10000") from None
+    if len(numbers) == 1:
+        numbers = [numbers[0], numbers[0]]
+    if len(numbers) not in (2, 3):
+        raise UsageError(f"{what} = {text!r}: START:STOP[:STEP], e.g. 1:10000 or 100:5000:100")
+    start, stop, step = numbers[0], numbers[1], numbers[2] if len(numbers) == 3 else 1
+    if start < 1 or stop < start or step < 1:
+        raise UsageError(f"{what} = {text!r}: need 1 <= START <= STOP and STEP >= 1")
+    return np.arange(start, stop + 1, step, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class SweptParam:
+    """One preset field swept over values (in the record's units: bytes, IOPS, ...)."""
+
+    kind: str  # "fleet" or "array"
+    key: str  # the TOML key
+    attr: str  # the record attribute
+    values: FloatArray
+
+
+def _find_spec(name: str) -> tuple[str, Spec]:
+    for kind, specs in (("fleet", FLEET_SPECS), ("array", ARRAY_SPECS)):
+        for spec in specs:
+            if name in (spec.key, spec.attr) and spec.key not in ("host_iops", "boot_window"):
+                return kind, spec
+    if name in ("host_iops", "A"):
+        return "fleet", FLEET_SPECS[0]
+    allowed = ", ".join(s.key for s in (*FLEET_SPECS, *ARRAY_SPECS) if s.key != "boot_window")
+    raise UsageError(f"--param field {name!r} is not a fleet or array field; allowed: {allowed}")
+
+
+def parse_param(text: str) -> SweptParam:
+    """``FIELD=START:STOP[:COUNT]`` with the field's own units, e.g. ``disks=100:1000:10``."""
+    if "=" not in text:
+        raise UsageError(f"--param = {text!r}: FIELD=START:STOP[:COUNT], e.g. disks=100:1000:10")
+    name, _, rng = text.partition("=")
+    kind, spec = _find_spec(name.strip())
+    parts = rng.split(":")
+    if len(parts) not in (2, 3):
+        raise UsageError(f"--param = {text!r}: FIELD=START:STOP[:COUNT], e.g. gi_used=5GiB:20GiB:16")
+    try:
+        start, stop = (float(spec.parse(p.strip() if not _is_number(p) else float(p))) for p in parts[:2])
+        count = int(parts[2]) if len(parts) == 3 else 100
+    except (UnitError, ValueError) as exc:
+        raise UsageError(f"--param {spec.key} = {rng!r}: {exc} ({spec.help})") from None
+    if count < 1 or stop < start:
+        raise UsageError(f"--param {spec.key} = {rng!r}: need START <= STOP and COUNT >= 1")
+    values = np.linspace(start, stop, count)
+    if spec.key in ("disks", "gi_disks", "processors", "queue_depth", "boot_write_extents"):
+        values = np.unique(np.round(values))
+    return SweptParam(kind, spec.key, spec.attr, values)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def largest_vms(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset) -> int:
+    """The largest T the array carries with ``function`` (Eq. 2), 0 when none."""
+    ev = evaluate(fleet, array, function, 1)
+    return int(math.floor(float(ev.max_vms) + 1e-9)) if bool(ev.meets_requirement) else 0
+
+
+def fewest_disks(
+    fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int
+) -> tuple[int | None, str]:
+    """The fewest pool disks X that carry ``vms`` VMs, or None with the reason when no X does."""
+    ev = evaluate(fleet, array, function, vms)
+    by_processors = array.processor_iops / fleet.host_iops
+    if vms > math.floor(by_processors + 1e-9):
+        return None, f"the array's processors carry at most {math.floor(by_processors)} VMs whatever X"
+    if not np.isfinite(float(ev.golden_images)):
+        return None, "one GI carries no clone at all on this array (N_v or the GI's disks too small)"
+    disks = math.ceil(vms * float(ev.backend_iops_per_vm) / array.disk_iops - 1e-9)
+    return max(disks, int(array.gi_disks)), "disks carry T*B IOPS"
+
+
+@dataclass
+class SweepResult:
+    fleet: str
+    array: str
+    vms: npt.NDArray[np.int64]
+    param: SweptParam | None
+    functions: list[FunctionPreset]
+    grids: dict[str, Evaluation]  # function -> evaluation over (T, param)
+    baseline: dict[str, Evaluation]  # function -> evaluation over T at the presets' own values
+    largest: dict[str, int]
+    bottleneck_at_largest: dict[str, str]
+    consumed_at_largest: dict[str, float]
+    fewest: dict[str, tuple[int | None, str]]
+    target: int | None
+
+    @property
+    def points(self) -> int:
+        per = len(self.vms) * (len(self.param.values) if self.param else 1)
+        return per * len(self.functions)
+
+    def method_rows(self) -> list[dict[str, Any]]:
+        """Per storage function: the largest T, its bottleneck and S, and the inverse answer."""
+        methods = []
+        for f in self.functions:
+            row: dict[str, Any] = {
+                "function": f.name,
+                "method": f.method.value,
+                "max_vms": self.largest[f.name],
+                "bottleneck": self.bottleneck_at_largest[f.name],
+                "consumed_bytes_at_max": self.consumed_at_largest[f.name],
+                "target_vms": self.target,
+                "fewest_disks": self.fewest[f.name][0] if self.target else None,
+                "fewest_disks_reason": self.fewest[f.name][1] if self.target else None,
+            }
+            if self.param is not None:
+                grid = self.grids[f.name]
+                row["max_vms_by_param"] = np.floor(grid.max_vms[0] + 1e-9).astype(int).tolist()
+            methods.append(row)
+        return methods
+
+    def summary(self, files: Sequence[Path] = ()) -> dict[str, object]:
+        return {
+            "fleet": self.fleet,
+            "array": self.array,
+            "vms": {"start": int(self.vms[0]), "stop": int(self.vms[-1]), "count": len(self.vms)},
+            "param": None if self.param is None else {"field": self.param.key,
+                                                      "values": self.param.values.tolist()},
+            "points": self.points,
+            "methods": self.method_rows(),
+            "files": [str(p) for p in files],
+        }
+
+    def write(self, out_dir: Path) -> list[Path]:
+        """sweep.csv (every point), sweep.json (summary and the series over T), sweep.png."""
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--out = '{out_dir}': cannot create the folder ({exc.strerror})") from None
+        csv_path, json_path, png_path = out_dir / "sweep.csv", out_dir / "sweep.json", out_dir / "sweep.png"
+        self._write_csv(csv_path)
+        files = [csv_path, json_path, png_path]
+        doc = self.summary(files)
+        doc["series"] = {
+            f.name: {
+                "vms": self.vms.tolist(),
+                "consumed_bytes": self.baseline[f.name].consumed_bytes.tolist(),
+                "capacity_ratio": self.baseline[f.name].capacity_ratio.tolist(),
+                "golden_images": self.baseline[f.name].golden_images.tolist(),
+                "meets_requirement": self.baseline[f.name].meets_requirement.tolist(),
+            }
+            for f in self.functions
+        }
+        json_path.write_text(json.dumps(doc) + "\n", encoding="utf-8")
+        self._plot(png_path)
+        return files
+
+    def _write_csv(self, path: Path) -> None:
+        values = self.param.values if self.param is not None else np.array([np.nan])
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            header = ["function", "method", "vms"]
+            if self.param is not None:
+                header.append(self.param.key)
+            header += ["golden_images", "consumed_bytes", "capacity_ratio", "meets_requirement"]
+            writer.writerow(header)
+            for f in self.functions:
+                grid = self.grids[f.name]
+                for j, value in enumerate(values):
+                    column = (slice(None), j) if grid.consumed_bytes.ndim == 2 else (slice(None),)
+                    g, s = grid.golden_images[column], grid.consumed_bytes[column]
+                    r, ok = grid.capacity_ratio[column], grid.meets_requirement[column]
+                    prefix = [f.name, f.method.value]
+                    for i, t in enumerate(self.vms.tolist()):
+                        row = [*prefix, t]
+                        if self.param is not None:
+                            row.append(f"{value:.6g}")
+                        row += [f"{g[i]:.0f}", f"{s[i]:.0f}", f"{r[i]:.6g}", int(ok[i])]
+                        writer.writerow(row)
+
+    def _plot(self, path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        panels = 2 if self.param is not None else 1
+        fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 4.5), dpi=110, squeeze=False)
+        ax = axes[0][0]
+        for f in self.functions:
+            ev = self.baseline[f.name]
+            tib = ev.consumed_bytes / 2**40
+            line, = ax.plot(self.vms, np.where(ev.meets_requirement, tib, np.nan), label=f.name)
+            ax.plot(self.vms, np.where(ev.meets_requirement, np.nan, tib), color=line.get_color(), ls="--")
+            if 0 < self.largest[f.name] <= self.vms[-1]:
+                ax.axvline(self.largest[f.name], color=line.get_color(), ls=":", lw=1)
+        ax.set_yscale("log")
+        ax.set_xlabel("VMs (T)")
+        ax.set_ylabel("consumed capacity S [TiB] (log)")
+        ax.set_title(f"{self.fleet} on {self.array} (dashed: requirement fails; dotted: largest T)")
+        ax.legend()
+        if self.param is not None:
+            ax2 = axes[0][1]
+            for f in self.functions:
+                ax2.plot(self.param.values, np.floor(self.grids[f.name].max_vms[0] + 1e-9), label=f.name)
+            ax2.set_xlabel(self.param.key)
+            ax2.set_ylabel("largest T the array carries")
+            ax2.legend()
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+
+
+def sweep_grids(
+    fleet: FleetPreset, array: ArrayPreset, functions: Sequence[FunctionPreset],
+    vms: npt.ArrayLike, param: SweptParam | None = None,
+) -> dict[str, Evaluation]:
+    """Evaluate each function over T (rows) x the swept field's values (columns), in one pass each."""
+    t = np.asarray(vms, float)
+    if param is not None:
+        t = t[:, None]
+        column = param.values[None, :]
+        # The model's functions broadcast, so a record may carry an array in place of a number.
+        changes: dict[str, Any] = {param.attr: column}
+        if param.kind == "fleet":
+            fleet = dataclasses.replace(fleet, **changes)
+        else:
+            array = dataclasses.replace(array, **changes)
+    return {f.name: evaluate(fleet, array, f, t) for f in functions}
+
+
+def run_sweep(
+    fleet: FleetPreset,
+    array: ArrayPreset,
+    vms: npt.NDArray[np.int64],
+    functions: Sequence[FunctionPreset | str] | None = None,
+    param: SweptParam | None = None,
+    target: int | None = None,
+) -> SweepResult:
+    """Sweep S and the requirement; answer the inverse questions at the presets' own values."""
+    resolved = resolve_functions(functions)
+    points = len(vms) * (len(param.values) if param else 1) * len(resolved)
+    if points > MAX_POINTS:
+        raise UsageError(f"the sweep has {points:,} points; at most {MAX_POINTS:,}: narrow --vms or --param")
+    grids = sweep_grids(fleet, array, resolved, vms, param)
+    baseline = grids if param is None else sweep_grids(fleet, array, resolved, vms)
+    largest = {f.name: largest_vms(fleet, array, f) for f in resolved}
+    bottleneck, consumed = {}, {}
+    for f in resolved:
+        mp = plan(fleet, array, max(1, largest[f.name]), [f]).methods[0]
+        bottleneck[f.name], consumed[f.name] = mp.bottleneck, mp.consumed_bytes
+    fewest = {f.name: fewest_disks(fleet, array, f, target) if target else (None, "") for f in resolved}
+    return SweepResult(fleet.name, array.name, vms, param, resolved, grids, baseline, largest,
+                       bottleneck, consumed, fewest, target)
+
+
+__all__ = [
+    "Method",
+    "SweepResult",
+    "SweptParam",
+    "fewest_disks",
+    "largest_vms",
+    "parse_param",
+    "parse_range",
+    "run_sweep",
+    "sweep_grids",
+]

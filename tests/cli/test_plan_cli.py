@@ -1,0 +1,148 @@
+"""The planner's commands: JSON contract, tables, one-line errors with exit 2, help text."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from clonefleet.cli import app
+from conftest import CliResult
+
+Cli = Callable[..., CliResult]
+PLAN_KEYS = {"fleet", "array", "vms", "methods", "recommended", "reason"}
+METHOD_KEYS = {"method", "golden_images", "clones_per_gi", "max_vms", "bottleneck", "per_vm_new_bytes",
+               "gi_bytes", "consumed_bytes", "capacity_ratio", "meets_requirement"}
+
+
+def test_plan_json_contract(cli: Cli) -> None:
+    r = cli("plan", "--fleet", "desktop-win7", "--array", "midrange-2012", "--vms", "1000", "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert set(doc) >= PLAN_KEYS
+    assert [m["method"] for m in doc["methods"]] == ["full", "thin", "snapshot"]
+    for m in doc["methods"]:
+        assert set(m) >= METHOD_KEYS
+    full = doc["methods"][0]
+    assert full["capacity_ratio"] == 1.0
+    for m in doc["methods"]:
+        assert m["capacity_ratio"] == pytest.approx(m["consumed_bytes"] / full["consumed_bytes"])
+    assert doc["recommended"] == "snapshot"
+    assert "snapshot" in doc["reason"]
+
+
+def test_plan_table_names_the_recommendation(cli: Cli) -> None:
+    r = cli("plan", "-f", "server-ws2008", "-a", "midrange-2012")
+    assert r.code == 0, r.err
+    assert "recommended" in r.out and "snapshot" in r.out and "GI disks" in r.out
+
+
+def test_plan_with_backend_granularities(cli: Cli) -> None:
+    r = cli("plan", "-f", "server-linux", "-a", "allflash-2024", "--vms", "500",
+            "--functions", "full,qcow2-copy,qcow2-linked,reflink,rbd-clone", "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert [m["function"] for m in doc["methods"]] == ["full", "qcow2-copy", "qcow2-linked", "reflink", "rbd-clone"]
+
+
+def test_plan_when_nothing_holds(cli: Cli) -> None:
+    r = cli("plan", "-f", "desktop-win11", "-a", "midrange-2012", "--vms", "5000", "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["recommended"] is None
+    assert "no storage function carries 5000 VMs" in doc["reason"]
+
+
+def test_presets_lists_sources(cli: Cli) -> None:
+    r = cli("presets", "--json")
+    assert r.code == 0
+    doc = json.loads(r.out)
+    names = {(p["kind"], p["name"]) for p in doc}
+    assert ("fleet", "desktop-win7") in names and ("array", "midrange-2012") in names
+    assert all(p["sources"] for p in doc)
+    table = cli("presets", "--kind", "array", "--sources")
+    assert table.code == 0 and "AMS2500" in table.out
+
+
+def test_reproduce_paper(cli: Cli, tmp_path: Path) -> None:
+    r = cli("reproduce", "paper", "--out", str(tmp_path), "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["fig4"] == json.loads((tmp_path / "fig4.json").read_text())
+    table = cli("reproduce", "paper", "--out", str(tmp_path))
+    assert table.code == 0 and "fig4.png" in table.out
+
+
+def test_sweep_json_and_files(cli: Cli, tmp_path: Path) -> None:
+    r = cli("sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "1:3000",
+            "--param", "disks=240:960:4", "--target", "1000", "--out", str(tmp_path), "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["points"] == 3000 * 4 * 3
+    rows = {m["function"]: m for m in doc["methods"]}
+    assert rows["snapshot"]["max_vms"] == 2686 and rows["thin"]["max_vms"] == 1189
+    assert rows["thin"]["fewest_disks"] == 404
+    assert len(rows["thin"]["max_vms_by_param"]) == 4
+    assert {p.name for p in tmp_path.iterdir()} == {"sweep.csv", "sweep.json", "sweep.png"}
+    lines = (tmp_path / "sweep.csv").read_text().splitlines()
+    assert len(lines) == 1 + 3000 * 4 * 3
+
+
+BAD_INPUT = [
+    (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "0"], "whole number of at least 1"),
+    (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "-5"], "whole number of at least 1"),
+    (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "lots"], "whole number of at least 1"),
+    (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "2.5"], "whole number of at least 1"),
+    (["plan", "-f", "desktop-win8", "-a", "midrange-2012"], "known: desktop-win11, desktop-win7"),
+    (["plan", "-f", "desktop-win7", "-a", "nas"], "unknown array preset 'nas'; known: allflash-2024"),
+    (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--functions", "thin,clone"],
+     "unknown function preset 'clone'"),
+    (["plan", "-f", "desktop-win7"], "Missing option '--array'"),
+    (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--color"], "No such option"),
+    (["sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "10:1"], "START <= STOP"),
+    (["sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--param", "speed=1:2"], "not a fleet or array field"),
+    (["sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--param", "gi_used=1GX:2GiB"], "unknown unit 'GX'"),
+    (["presets", "--kind", "disk"], "one of fleet, array, function, all"),
+    (["frobnicate"], "No such command"),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), BAD_INPUT, ids=lambda a: " ".join(a) if isinstance(a, list) else "")
+def test_bad_input_is_one_line_and_exit_2(cli: Cli, args: list[str], expected: str) -> None:
+    r = cli(*args)
+    assert r.code == 2
+    assert expected in r.err
+    assert r.err.count("\n") == 1 and r.err.startswith("clonefleet: error: ")
+    assert "Traceback" not in r.err and r.out == ""
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("not toml at all = =", "not valid TOML"),
+    ('[preset]\nkind = "fleet"\nname = "x"\n[gi_size]\nvalue = "100 GX"\nsource = "me"\n', "unknown unit 'GX'"),
+    ('[preset]\nkind = "fleet"\nname = "x"\n', "missing; required"),
+])
+def test_bad_preset_file_is_one_line(cli: Cli, tmp_path: Path, content: str, expected: str) -> None:
+    path = tmp_path / "fleet.toml"
+    path.write_text(content)
+    r = cli("plan", "--fleet", str(path), "--array", "midrange-2012")
+    assert r.code == 2 and expected in r.err and r.err.count("\n") == 1
+
+
+def _commands(group: object, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], object]]:
+    found = []
+    for name, cmd in getattr(group, "commands", {}).items():
+        found.append(((*prefix, name), cmd))
+        found.extend(_commands(cmd, (*prefix, name)))
+    return found
+
+
+def test_every_command_has_help_text(cli: Cli) -> None:
+    commands = _commands(typer.main.get_command(app))
+    assert len(commands) >= 5
+    for path, cmd in commands:
+        assert (getattr(cmd, "help", None) or "").strip(), f"{' '.join(path)} has no help text"
+        r = cli(*path, "--help")
+        assert r.code == 0 and "Usage" in r.out, path

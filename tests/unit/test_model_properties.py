@@ -1,0 +1,118 @@
+"""Invariants of the model a reader would expect, checked with hypothesis."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from clonefleet.model import (
+    allocated_bytes_per_clone,
+    array_performance_iops,
+    clones_per_gi,
+    golden_images_needed,
+    operable_vms,
+)
+from clonefleet.planner import evaluate
+from clonefleet.presets import load_array, load_fleet, load_function
+
+MIB = 2**20
+FLEETS = st.sampled_from(["server-ws2008", "desktop-win7", "desktop-win11", "server-linux"])
+ARRAYS = st.sampled_from(["midrange-2012", "allflash-2024"])
+FUNCTIONS = st.sampled_from(["full", "thin", "thin-physical", "snapshot", "qcow2-linked", "qcow2-copy",
+                             "rbd-clone", "rbd-copy", "reflink"])
+units = st.sampled_from([4096, 65536, 4 * MIB, 42 * MIB])
+
+
+@st.composite
+def footprints(draw: st.DrawFn) -> tuple[float, float, float]:
+    span = draw(st.integers(1, 4096)) * MIB
+    written = draw(st.floats(0.0, 1.0)) * span
+    extents = draw(st.integers(1, 5000))
+    return written, float(extents), float(span)
+
+
+@given(FLEETS, ARRAYS, FUNCTIONS, st.integers(1, 20000), st.integers(1, 20000))
+def test_consumption_grows_with_the_fleet(fleet: str, array: str, fn: str, t1: int, t2: int) -> None:
+    lo, hi = sorted((t1, t2))
+    f, a, s = load_fleet(fleet), load_array(array), load_function(fn)
+    ev = evaluate(f, a, s, np.array([lo, hi]))
+    assert ev.consumed_bytes[0] <= ev.consumed_bytes[1]
+    assert ev.golden_images[0] <= ev.golden_images[1]  # g never falls as T grows
+
+
+@given(FLEETS, ARRAYS, FUNCTIONS, st.integers(1, 20000))
+def test_ratio_in_unit_interval_while_writes_are_smaller_than_the_image(
+    fleet: str, array: str, fn: str, t: int
+) -> None:
+    f, a, s = load_fleet(fleet), load_array(array), load_function(fn)
+    ev = evaluate(f, a, s, t)
+    assume(float(ev.golden_images) * f.gi_used_bytes < t * f.gi_virtual_bytes)
+    assert 0 < float(ev.capacity_ratio) <= 1.0
+
+
+@given(FLEETS, ARRAYS, FUNCTIONS, st.integers(1, 20000))
+def test_requirement_holds_exactly_up_to_the_largest_fleet(fleet: str, array: str, fn: str, t: int) -> None:
+    ev = evaluate(load_fleet(fleet), load_array(array), load_function(fn), t)
+    assert bool(ev.meets_requirement) == (t <= np.floor(float(ev.max_vms) + 1e-9))
+
+
+@given(FLEETS, ARRAYS, st.integers(1, 20000))
+def test_snapshot_gis_carry_every_clone(fleet: str, array: str, t: int) -> None:
+    ev = evaluate(load_fleet(fleet), load_array(array), load_function("snapshot"), t)
+    g, k = float(ev.golden_images), float(ev.clones_per_gi)
+    assert g * k >= t  # enough GIs
+    assert g == 1 or (g - 1) * k < t  # and not one more than needed
+
+
+@given(footprints(), units)
+def test_allocation_between_written_and_span(fp: tuple[float, float, float], unit: int) -> None:
+    written, extents, span = fp
+    c = float(allocated_bytes_per_clone(written, extents, span, unit))
+    units_in_span = np.ceil(span / unit)
+    assert c <= units_in_span * unit * (1 + 1e-12)
+    if written > 0:
+        assert c >= min(unit, units_in_span * unit) * (1 - 1e-12)
+    else:
+        assert c == 0
+
+
+@given(footprints(), units, units)
+def test_allocation_never_falls_with_a_coarser_unit_of_the_same_family(
+    fp: tuple[float, float, float], u1: int, u2: int
+) -> None:
+    written, extents, span = fp
+    small, large = sorted((u1, u2))
+    assume(large % small == 0)
+    assert float(allocated_bytes_per_clone(written, extents, span, large)) >= \
+        float(allocated_bytes_per_clone(written, extents, span, small)) * (1 - 1e-9)
+
+
+@given(st.floats(1, 1e7), st.floats(1, 1e6), st.integers(1, 5000))
+def test_array_performance_is_the_smaller_of_processors_and_disks(n: float, m: float, x: int) -> None:
+    y = float(array_performance_iops(n, m, x))
+    assert y == min(n, m * x)
+
+
+@given(st.floats(1, 1e3), st.floats(0.1, 1e3), st.floats(1e3, 1e7), st.floats(1, 1e4), st.integers(1, 2000))
+def test_more_disks_never_carry_fewer_vms(a: float, b: float, n: float, m: float, x: int) -> None:
+    assert float(operable_vms(n, m, x + 1, a, b)) >= float(operable_vms(n, m, x, a, b))
+
+
+def test_golden_images_infinite_when_one_gi_carries_no_clone() -> None:
+    k = clones_per_gi(volume_iops_limit=10.0, disk_iops=180, gi_disks=8, host_iops=80.0,
+                      gi_backend_iops_per_clone=6.56)
+    assert float(k) == 0
+    assert np.isinf(golden_images_needed(1000, k))
+
+
+def test_evaluate_broadcasts_a_swept_field() -> None:
+    fleet, array, fn = load_fleet("desktop-win7"), load_array("midrange-2012"), load_function("snapshot")
+    disks = np.array([[100.0, 480.0, 1000.0]])
+    grid = evaluate(fleet, dataclasses.replace(array, disks=disks), fn, np.arange(1, 11)[:, None])
+    assert grid.consumed_bytes.shape == (10, 3)
+    single = evaluate(fleet, dataclasses.replace(array, disks=480.0), fn, 7)
+    assert grid.consumed_bytes[6, 1] == float(single.consumed_bytes)
+    assert grid.max_vms[0, 1] == float(single.max_vms)
