@@ -74,7 +74,8 @@ def plan_table(result: Plan) -> Table:
     for m in result.methods:
         table.add_row(
             m.function, m.method, str(m.golden_images), str(m.clones_per_gi), str(m.max_vms),
-            f"{m.bottleneck} ({100 * m.utilisation[m.bottleneck]:.0f} %)", format_bytes(m.per_vm_new_bytes), format_bytes(m.gi_bytes),
+            f"{m.bottleneck} ({100 * m.utilisation[m.bottleneck]:.0f} %)",
+            format_bytes(m.per_vm_new_bytes), format_bytes(m.gi_bytes),
             format_bytes(m.consumed_bytes), f"{100 * m.capacity_ratio:.2f} %",
             "yes" if m.meets_requirement else "[red]no[/red]",
         )
