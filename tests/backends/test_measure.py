@@ -1,0 +1,257 @@
+"""Consumption measurement against real images and real filesystems.
+
+The reflink tests loop-mount a small xfs made with ``mkfs.xfs -m reflink=1``
+(/tmp here is ext4, which has no reflink) and unmount it in teardown, even when
+the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from clonefleet.errors import ClonefleetError, UsageError
+from clonefleet.provision.goldimage import GoldenImage, build_golden_image
+from clonefleet.provision.measure import (
+    allocated_bytes,
+    data_bytes_seek,
+    df_bytes_used,
+    exclusive_bytes,
+    fiemap,
+    fleet_sharing,
+    fs_usage,
+    qcow2_actual_bytes,
+    qcow2_allocation,
+    qcow2_info,
+    union_bytes,
+    unique_physical_bytes,
+)
+from helpers import require_tool
+
+MiB = 1024**2
+KiB = 1024
+
+
+def _need_root_and_loop(*tools: str) -> None:
+    require_tool("mkfs.xfs", "mount", "umount", *tools)
+    if os.geteuid() != 0:
+        message = "loop-mounting an xfs image needs root"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def reflink_dir(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a freshly made, loop-mounted xfs with reflink; unmounted afterwards."""
+    _need_root_and_loop()
+    image = tmp_path / "xfs.img"
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with open(image, "wb") as f:
+        f.truncate(320 * MiB)  # mkfs.xfs wants at least 300 MiB; the file stays sparse
+    subprocess.run(["mkfs.xfs", "-q", "-f", "-m", "reflink=1", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+        if os.path.ismount(mnt):
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+        assert not os.path.ismount(mnt), f"{mnt} is still mounted"
+
+
+@pytest.fixture(scope="module")
+def gi(tmp_path_factory: pytest.TempPathFactory) -> GoldenImage:
+    require_tool("qemu-img", "mkfs.ext4", "debugfs", "dumpe2fs")
+    return build_golden_image(tmp_path_factory.mktemp("gi"), size_bytes=64 * MiB, seed=2)
+
+
+def linked_clone(gi: GoldenImage, path: Path) -> Path:
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(gi.path), str(path)],
+        check=True,
+    )
+    return path
+
+
+def _random_file(path: Path, size_bytes: int, seed: int) -> None:
+    path.write_bytes(np.random.default_rng(seed).bytes(size_bytes))
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+# --- qcow2 ----------------------------------------------------------------------------------
+
+
+def test_fresh_linked_clone_owns_no_data(gi: GoldenImage, tmp_path: Path) -> None:
+    require_tool("qemu-img")
+    clone = linked_clone(gi, tmp_path / "c.qcow2")
+    actual = qcow2_actual_bytes(clone)
+    # Only qcow2 metadata (header, L1, refcounts): about 196 KiB with 64 KiB clusters.
+    assert 128 * KiB <= actual <= 320 * KiB
+    alloc = qcow2_allocation(clone)
+    assert alloc.own_data_bytes == alloc.depth0_bytes == 0
+    assert alloc.own_zero_bytes == 0
+    # Everything the clone shows comes from the GI: exactly the GI's own data.
+    assert alloc.backing_data_bytes == gi.used_bytes == qcow2_allocation(gi.path).own_data_bytes
+    assert alloc.data_bytes_by_depth == (0, gi.used_bytes)
+    assert alloc.virtual_bytes == gi.virtual_bytes
+    assert alloc.backing_data_bytes + alloc.unallocated_bytes == gi.virtual_bytes
+    info = qcow2_info(clone)
+    assert (info.format, info.backing_file, info.backing_format) == ("qcow2", str(gi.path), "qcow2")
+    assert info.cluster_bytes == 65536
+
+
+def test_zero_writes_allocate_no_data(gi: GoldenImage, tmp_path: Path) -> None:
+    require_tool("qemu-img", "qemu-io")
+    clone = linked_clone(gi, tmp_path / "z.qcow2")
+    subprocess.run(
+        ["qemu-io", "-f", "qcow2", "-c", "write -z 0 131072", str(clone)],
+        check=True, capture_output=True,
+    )
+    alloc = qcow2_allocation(clone)
+    assert alloc.own_data_bytes == 0
+    assert alloc.own_zero_bytes == 131072
+
+
+def test_broken_backing_chain_is_a_one_line_error(gi: GoldenImage, tmp_path: Path) -> None:
+    require_tool("qemu-img")
+    orphan = tmp_path / "gone.qcow2"
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-u", "-f", "qcow2", "-F", "qcow2",
+         "-b", str(tmp_path / "nope"), str(orphan), "1M"],
+        check=True,
+    )
+    with pytest.raises(ClonefleetError) as err:
+        qcow2_allocation(orphan)
+    message = str(err.value)
+    assert message.startswith("qemu-img map failed (exit 1): qemu-img:")
+    assert "\n" not in message
+    with pytest.raises(UsageError, match="not an existing regular file"):
+        qcow2_info(tmp_path / "missing.qcow2")
+
+
+# --- st_blocks, SEEK_DATA, FIEMAP on the host filesystem --------------------------------------
+
+
+def test_sparse_file_counts_only_its_data(tmp_path: Path) -> None:
+    f = tmp_path / "sparse"
+    with open(f, "wb") as out:
+        out.truncate(10 * MiB)
+        for block in (0, 100, 2000):
+            out.seek(block * 4096)
+            out.write(b"\x5a" * 4096)
+        out.flush()
+        os.fsync(out.fileno())
+    assert data_bytes_seek(f) == 3 * 4096
+    assert allocated_bytes(f) == 3 * 4096
+    exts = fiemap(f)
+    assert sum(e.length_bytes for e in exts) == 3 * 4096
+    assert sorted(e.logical_bytes for e in exts) == [0, 100 * 4096, 2000 * 4096]
+    assert not any(e.shared for e in exts)
+    assert exclusive_bytes(f) == 3 * 4096
+
+
+def test_fiemap_sees_many_extents_in_batches(tmp_path: Path) -> None:
+    # 600 separate 4 KiB blocks: more extents than one FIEMAP call returns (256).
+    f = tmp_path / "holes"
+    with open(f, "wb") as out:
+        for i in range(600):
+            out.seek(i * 3 * 4096)
+            out.write(b"\x01" * 4096)
+        out.flush()
+        os.fsync(out.fileno())
+    exts = fiemap(f)
+    assert len(exts) == 600
+    assert sum(e.length_bytes for e in exts) == 600 * 4096
+    # st_blocks also charges the extent-tree blocks that 600 extents need on ext4.
+    assert 600 * 4096 <= allocated_bytes(f) <= 600 * 4096 + 4 * 4096
+
+
+def test_fiemap_unsupported_is_a_clonefleet_error() -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        pytest.skip("no /dev/shm")
+    fstype = subprocess.run(
+        ["stat", "-f", "-c", "%T", str(shm)], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if fstype != "tmpfs":
+        pytest.skip(f"/dev/shm is {fstype or 'unknown'}, not tmpfs")
+    f = shm / f"clonefleet-fiemap-{os.getpid()}"
+    f.write_bytes(b"x" * 4096)
+    try:
+        with pytest.raises(ClonefleetError, match="FIEMAP on .* failed: .*must support FIEMAP"):
+            fiemap(f)
+    finally:
+        f.unlink()
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 200), st.integers(0, 40)), max_size=30),
+)
+def test_union_bytes_matches_a_brute_force_count(intervals: list[tuple[int, int]]) -> None:
+    covered: set[int] = set()
+    for s, n in intervals:
+        covered.update(range(s, s + n))
+    starts = [s for s, _ in intervals]
+    lengths = [n for _, n in intervals]
+    assert union_bytes(starts, lengths) == len(covered)
+
+
+# --- reflink on xfs ---------------------------------------------------------------------------
+
+
+def test_reflink_fleet_counts_shared_extents_once(reflink_dir: Path) -> None:
+    require_tool("cp")
+    gi_file = reflink_dir / "gi.raw"
+    _random_file(gi_file, 20 * MiB, seed=5)
+    before = fs_usage(reflink_dir)
+    copies = []
+    for i in range(10):
+        c = reflink_dir / f"clone-{i}.raw"
+        subprocess.run(["cp", "--reflink=always", str(gi_file), str(c)], check=True)
+        copies.append(c)
+    after = fs_usage(reflink_dir)
+    fleet = fleet_sharing([gi_file, *copies])
+    # du-style accounting charges every copy in full...
+    assert fleet.naive_allocated_bytes == 11 * 20 * MiB
+    assert sum(allocated_bytes(p) for p in copies) == 10 * 20 * MiB
+    # ...the union of physical extents counts the shared blocks once.
+    assert fleet.unique_physical_bytes == 20 * MiB
+    assert unique_physical_bytes([gi_file, *copies]) == 20 * MiB
+    assert fleet.sharing_ratio == pytest.approx(11.0)
+    for f in fleet.files:
+        assert (f.mapped_bytes, f.shared_bytes, f.exclusive_bytes) == (20 * MiB, 20 * MiB, 0)
+    # df agrees: ten copies cost metadata only, far less than one copy's data.
+    assert after.delta_used_bytes(before) < 2 * MiB
+    assert df_bytes_used(reflink_dir) == fs_usage(reflink_dir).used_bytes
+
+
+def test_full_copies_count_in_full(reflink_dir: Path) -> None:
+    require_tool("cp")
+    src = reflink_dir / "gi.raw"
+    _random_file(src, 4 * MiB, seed=6)
+    before = fs_usage(reflink_dir)
+    full = reflink_dir / "full.raw"
+    subprocess.run(["cp", "--reflink=never", str(src), str(full)], check=True)
+    after = fs_usage(reflink_dir)
+    assert unique_physical_bytes([src, full]) == 8 * MiB
+    assert exclusive_bytes(full) == exclusive_bytes(src) == 4 * MiB
+    assert 4 * MiB <= after.delta_used_bytes(before) <= 5 * MiB
+    # A hard link is the same file: counted once.
+    link = reflink_dir / "link.raw"
+    os.link(full, link)
+    assert fleet_sharing([src, full, link]).naive_allocated_bytes == 8 * MiB
+
+
+def test_fs_usage_of_a_missing_path_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        fs_usage(tmp_path / "nope")
