@@ -1,0 +1,165 @@
+"""The array model: where each IO goes (volume, processor, cache key, disks) and what it allocates.
+
+Everything here depends on the trace and the scenario only, not on timing, so it
+is computed once, before either engine runs, as flat arrays:
+
+- **Volumes and processors.** A snapshot clone's IO passes through its GI's
+  volume (the GI volume's owning processor carries every clone of that GI, the
+  per-volume limit N_v); a full or thin clone is its own volume. Volume j is
+  owned by processor ``j mod processors``; each processor serves N/processors.
+- **Cache keys.** The cache is keyed by physical location: (owner, block) with
+  blocks of ``cache_block_bytes``, an IO looked up by the block of its first
+  byte. The owner is the GI for a snapshot clone's read of data it has not
+  written (so clones of one GI share it) and the clone itself otherwise.
+- **Disks.** Disk ``0..X-1`` form the pool, striped in :data:`STRIPE_BYTES`
+  stripes that start at a per-owner rotation; GI ``j`` sits on its own parity
+  group, disks ``X + j*X_g .. X + (j+1)*X_g - 1``. A read miss costs one disk
+  read; a write costs ``p`` disk writes on ``p`` consecutive pool disks (the
+  RAID write penalty), all at once (the write completes when the last does).
+- **Allocation.** A snapshot clone's first write into a unit of ``unit_bytes``
+  allocates it; when that write does not cover the whole unit the old GI data
+  is read first (copy-on-write read on the GI's disks, before the writes).
+  Thin clones allocate pages without a read. C per clone is the number of
+  distinct units its writes touch times u (exact; full copies allocate nothing
+  new).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from clonefleet.model.footprint import allocated_units_exact
+from clonefleet.presets import Method, Mirror
+from clonefleet.sim.scenario import Scenario
+
+IntArray = npt.NDArray[np.int64]
+Int32Array = npt.NDArray[np.int32]
+Int8Array = npt.NDArray[np.int8]
+FloatArray = npt.NDArray[np.float64]
+
+STRIPE_BYTES = 64 * 1024
+_OWNER_SHIFT = 36  # key = owner << 36 | block: 2**36 blocks per owner
+
+
+@dataclass(frozen=True, eq=False)
+class Network:
+    """The scenario compiled to flat arrays, the engines' only input. Seconds and counts."""
+
+    vm_start: IntArray  # CSR offsets of each VM's IOs
+    start_s: FloatArray  # per VM: power-on time
+    issue_s: FloatArray  # per IO (open loop) or empty (closed loop)
+    is_write: Int8Array  # per IO
+    key: IntArray  # per IO: cache key (owner << 36 | block)
+    disk: Int32Array  # per IO: disk of a read miss, first disk of a write
+    cow_disk: Int32Array  # per IO: GI disk of the copy-on-write read, -1 when none
+    vm_volume: Int32Array  # per VM: the volume its IO passes
+    volume_processor: Int32Array  # per volume: its owning processor
+    pool_disks: int  # X
+    disks: int  # X + g*X_g
+    write_disks: int  # p
+    volume_s: float  # service time of one IO at a volume: 1/N_v
+    processor_s: float  # at a processor: processors/N
+    disk_s: float  # at a disk: 1/M
+    cache_slots: int  # cache bytes / cache block
+    service_s: FloatArray  # (3, IOs) per-IO service times, or shape (3, 0): deterministic
+    queue_depth: int
+    closed: bool
+    util_bin_s: float
+
+    @property
+    def volumes(self) -> int:
+        return len(self.volume_processor)
+
+    @property
+    def processors(self) -> int:
+        return int(self.volume_processor.max()) + 1 if len(self.volume_processor) else 0
+
+
+@numba.njit(cache=True)
+def _place(vm_start: IntArray, is_write: Int8Array, offset: IntArray, length: Int32Array,
+           gi_of_vm: Int32Array, snapshot: bool, unit_bytes: int, block_bytes: int, pool: int,
+           gi_disks: int, vms: int) -> tuple[IntArray, Int32Array, Int32Array]:
+    n = len(is_write)
+    key = np.empty(n, np.int64)
+    disk = np.empty(n, np.int32)
+    cow = np.full(n, -1, np.int32)
+    for v in range(len(vm_start) - 1):
+        allocated = {np.int64(0): True}
+        allocated.clear()
+        gi = gi_of_vm[v]
+        rot = (v * 2654435761) % pool
+        for i in range(vm_start[v], vm_start[v + 1]):
+            off = offset[i]
+            unit = off // unit_bytes
+            stripe = off // STRIPE_BYTES
+            private_disk = (rot + stripe) % pool
+            gi_disk = pool + gi * gi_disks + stripe % gi_disks
+            owner = v
+            if is_write[i]:
+                if snapshot and unit not in allocated:
+                    allocated[unit] = True
+                    whole = off % unit_bytes == 0 and length[i] >= unit_bytes
+                    if not whole:
+                        cow[i] = gi_disk
+                disk[i] = private_disk
+            elif snapshot and unit not in allocated:
+                owner = vms + gi
+                disk[i] = gi_disk
+            else:
+                disk[i] = private_disk
+            key[i] = (np.int64(owner) << _OWNER_SHIFT) | (off // block_bytes)
+    return key, disk, cow
+
+
+def compile_network(scenario: Scenario) -> Network:
+    """Place every IO of the scenario on the array (see the module docstring)."""
+    trace, array, fn = scenario.trace, scenario.array, scenario.function
+    vms, g = trace.vms, scenario.golden_images
+    snapshot = fn.method is Method.SNAPSHOT
+    gi_of_vm = (np.arange(vms) % g).astype(np.int32)
+    vm_volume = gi_of_vm.copy() if snapshot else np.arange(vms, dtype=np.int32)
+    volumes = g if snapshot else vms
+    processors = int(array.processors)
+    key, disk, cow = _place(trace.vm_start, trace.op, trace.offset_bytes, trace.length_bytes, gi_of_vm,
+                            snapshot, int(fn.unit_bytes), scenario.cache_block_bytes, int(array.disks),
+                            int(array.gi_disks), vms)
+    service = scenario.service_s if scenario.service_s is not None else np.zeros((3, 0))
+    return Network(
+        vm_start=trace.vm_start, start_s=trace.start_s, issue_s=trace.issue_s, is_write=trace.op,
+        key=key, disk=disk, cow_disk=cow, vm_volume=vm_volume,
+        volume_processor=(np.arange(volumes) % processors).astype(np.int32),
+        pool_disks=int(array.disks), disks=int(array.disks + g * array.gi_disks),
+        write_disks=int(array.raid_write_penalty),
+        volume_s=1.0 / array.volume_iops_limit, processor_s=processors / array.processor_iops,
+        disk_s=1.0 / array.disk_iops, cache_slots=int(array.cache_bytes // scenario.cache_block_bytes),
+        service_s=np.ascontiguousarray(service, np.float64), queue_depth=scenario.queue_depth,
+        closed=not len(trace.issue_s), util_bin_s=scenario.util_bin_s,
+    )
+
+
+def allocated_bytes_per_clone(scenario: Scenario) -> FloatArray:
+    """C of every clone, exact from its write IOs: distinct units touched times u [bytes]."""
+    trace, fn = scenario.trace, scenario.function
+    out = np.zeros(trace.vms)
+    if fn.method is Method.FULL:
+        return out  # thick copies allocate everything up front
+    u = int(fn.unit_bytes)
+    for v in range(trace.vms):
+        sl = trace.vm_slice(v)
+        w = trace.op[sl] == 1
+        out[v] = u * allocated_units_exact(trace.offset_bytes[sl][w], trace.length_bytes[sl][w].astype(np.int64), u)
+    return out
+
+
+def consumed_bytes(scenario: Scenario, per_clone_new_bytes: FloatArray) -> float:
+    """S (Eq. 3) from the trace: GIs plus every clone's overhead, mirror and allocation [bytes]."""
+    fleet, fn = scenario.fleet, scenario.function
+    if fn.method is Method.FULL:
+        return float(scenario.vms * fleet.gi_virtual_bytes)
+    mirror = fleet.gi_used_bytes if (fn.method is Method.THIN and fn.mirror is Mirror.PHYSICAL) else 0.0
+    gis = scenario.golden_images * fleet.gi_used_bytes
+    return float(gis + scenario.vms * (fn.clone_overhead_bytes + mirror) + per_clone_new_bytes.sum())

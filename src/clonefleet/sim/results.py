@@ -1,0 +1,154 @@
+"""Results of one run: boot times, IO latencies, utilisation over time, allocation. Seconds and bytes.
+
+:func:`simulate` is the one call most users need: build the network, run an
+engine, summarise.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from clonefleet.sim.arraymodel import Network, allocated_bytes_per_clone, compile_network, consumed_bytes
+from clonefleet.sim.fast import UTIL_CLASSES, RawRun, run_fast
+from clonefleet.sim.scenario import Scenario
+
+FloatArray = npt.NDArray[np.float64]
+
+PERCENTILES: tuple[float, ...] = (50.0, 95.0, 99.0)
+
+
+class Engine(enum.StrEnum):
+    FAST = "fast"  # numba event loop
+    REFERENCE = "reference"  # SimPy
+
+
+def run_engine(net: Network, engine: Engine) -> RawRun:
+    if engine is Engine.REFERENCE:
+        from clonefleet.sim.reference import run_reference
+
+        return run_reference(net)
+    return run_fast(net)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Summary of a set of times [s]."""
+
+    min_s: float
+    median_s: float
+    p95_s: float
+    max_s: float
+    mean_s: float
+
+    @staticmethod
+    def of(values: npt.ArrayLike) -> Spread:
+        x = np.asarray(values, float)
+        if x.size == 0:
+            return Spread(0.0, 0.0, 0.0, 0.0, 0.0)
+        lo, med, p95, hi = np.percentile(x, [0, 50, 95, 100])
+        return Spread(float(lo), float(med), float(p95), float(hi), float(x.mean()))
+
+
+@dataclass(frozen=True)
+class Utilisation:
+    """Busy share of one resource class: over the run, of its busiest server, and per time bin."""
+
+    resource: str
+    servers: int
+    mean: float  # busy server-seconds / (servers * makespan)
+    busiest_server: float  # the busiest server's busy time / makespan
+    peak_bin: float  # the highest per-bin value of the series
+    series: FloatArray = field(repr=False)  # per bin: busy server-seconds / (servers * bin width)
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """One simulated boot storm. Times in seconds, sizes in bytes; ``seed`` reproduces it."""
+
+    scenario: dict[str, object]
+    engine: str
+    seed: int | None
+    ios: int
+    makespan_s: float  # last completion
+    boot: Spread  # per VM: last completion - power-on
+    latency: Spread  # per IO
+    latency_percentiles_s: dict[str, float]
+    read_hit_ratio: float
+    utilisation: tuple[Utilisation, ...]
+    util_bin_s: float
+    per_clone_new_bytes: Spread  # C per clone (the Spread's _s fields hold bytes here)
+    per_clone_new_mean_bytes: float
+    consumed_bytes: float  # S
+    boot_window_s: float  # the fleet's nominal boot window, boot_ios / A
+    wall_s: float
+    boot_s: FloatArray = field(repr=False)
+    completion_s: FloatArray = field(repr=False)
+
+    @property
+    def ios_per_s(self) -> float:
+        """Simulated IOs per wall-clock second of the engine."""
+        return self.ios / self.wall_s if self.wall_s > 0 else float("inf")
+
+    def to_dict(self) -> dict[str, object]:
+        def spread(s: Spread, unit: str) -> dict[str, float]:
+            return {f"{k[:-2]}_{unit}": v for k, v in vars(s).items()}
+
+        return {
+            "scenario": self.scenario, "engine": self.engine, "seed": self.seed, "ios": self.ios,
+            "makespan_s": self.makespan_s, "boot_window_s": self.boot_window_s,
+            "boot": spread(self.boot, "s"), "latency": spread(self.latency, "s"),
+            "latency_percentiles_s": self.latency_percentiles_s, "read_hit_ratio": self.read_hit_ratio,
+            "utilisation": [{"resource": u.resource, "servers": u.servers, "mean": u.mean,
+                             "busiest_server": u.busiest_server, "peak_bin": u.peak_bin} for u in self.utilisation],
+            "util_bin_s": self.util_bin_s,
+            "per_clone_new_bytes": spread(self.per_clone_new_bytes, "bytes"),
+            "per_clone_new_mean_bytes": self.per_clone_new_mean_bytes,
+            "consumed_bytes": self.consumed_bytes, "engine_wall_s": self.wall_s,
+            "engine_ios_per_s": self.ios_per_s,
+        }
+
+
+def summarise(scenario: Scenario, net: Network, raw: RawRun) -> SimResult:
+    """Turn an engine's raw output into the per-VM, per-IO and per-resource figures."""
+    trace = scenario.trace
+    last = np.maximum.reduceat(raw.completion_s, trace.vm_start[:-1])
+    boot = last - trace.start_s
+    makespan = float(raw.completion_s.max())
+    used_bins = min(int(makespan / net.util_bin_s) + 1, raw.busy_bins_s.shape[1])
+    pool, total = net.pool_disks, net.disks
+    groups = (
+        (raw.busy_volume_s, net.volumes),
+        (raw.busy_processor_s, len(raw.busy_processor_s)),
+        (raw.busy_disk_s[:pool], pool),
+        (raw.busy_disk_s[pool:], total - pool),
+    )
+    utils = []
+    for row, (name, (busy, servers)) in enumerate(zip(UTIL_CLASSES, groups, strict=True)):
+        series = raw.busy_bins_s[row, :used_bins] / (max(servers, 1) * net.util_bin_s)
+        utils.append(Utilisation(
+            name, int(servers), float(busy.sum() / (max(servers, 1) * makespan)) if servers else 0.0,
+            float(busy.max() / makespan) if servers else 0.0,
+            float(series.max()) if servers else 0.0, series))
+    per_clone = allocated_bytes_per_clone(scenario)
+    lat = raw.latency_s
+    pct = np.percentile(lat, PERCENTILES) if lat.size else np.zeros(len(PERCENTILES))
+    return SimResult(
+        scenario=scenario.describe(), engine=raw.engine, seed=scenario.seed, ios=trace.ios,
+        makespan_s=makespan, boot=Spread.of(boot), latency=Spread.of(lat),
+        latency_percentiles_s={f"p{p:g}": float(v) for p, v in zip(PERCENTILES, pct, strict=True)},
+        read_hit_ratio=raw.read_hits / raw.reads if raw.reads else 0.0,
+        utilisation=tuple(utils), util_bin_s=net.util_bin_s,
+        per_clone_new_bytes=Spread.of(per_clone), per_clone_new_mean_bytes=float(per_clone.mean()),
+        consumed_bytes=consumed_bytes(scenario, per_clone), boot_window_s=scenario.fleet.boot_window_s,
+        wall_s=raw.wall_s, boot_s=boot, completion_s=raw.completion_s,
+    )
+
+
+def simulate(scenario: Scenario, engine: Engine = Engine.FAST) -> SimResult:
+    """Run one scenario on one engine and summarise it."""
+    net = compile_network(scenario)
+    return summarise(scenario, net, run_engine(net, engine))

@@ -1,0 +1,183 @@
+"""A scenario: a trace on an array with a storage function, validated whole before it runs.
+
+:func:`build_scenario` checks every field and raises
+:class:`clonefleet.errors.UsageError` with one line naming the field, the value
+and what is allowed; a :class:`Scenario` that exists is runnable by both engines.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from clonefleet.errors import UsageError, field_error
+from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
+from clonefleet.sim.trace import READ, WRITE, Arrivals, Trace
+
+FloatArray = npt.NDArray[np.float64]
+
+DEFAULT_CACHE_BLOCK_BYTES = 4096
+#: Utilisation is reported in this many bins per nominal boot window (boot_ios / A).
+BINS_PER_WINDOW = 25
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario:
+    """Everything one simulation run needs. Seconds, bytes, IOPS.
+
+    ``golden_images`` g: snapshot clones are spread over g GIs round robin (VM v
+    on GI v mod g); full and thin clones are private copies (g = 1, the GI is
+    never read during the storm). ``queue_depth`` q applies to closed-loop
+    traces. ``service_s`` optionally gives each IO its own service time at the
+    volume, the processor and the disk (shape (3, IOs); queueing-theory checks
+    use it for exponential service), otherwise service is deterministic: 1/N_v,
+    processors/N and 1/M.
+    """
+
+    trace: Trace
+    fleet: FleetPreset
+    array: ArrayPreset
+    function: FunctionPreset
+    golden_images: int
+    queue_depth: int
+    cache_block_bytes: int
+    util_bin_s: float
+    seed: int | None
+    service_s: FloatArray | None = None
+
+    @property
+    def vms(self) -> int:
+        return self.trace.vms
+
+    @property
+    def arrivals(self) -> Arrivals:
+        return self.trace.arrivals
+
+    @property
+    def method(self) -> Method:
+        return self.function.method
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "fleet": self.fleet.name, "array": self.array.name, "function": self.function.name,
+            "method": self.method.value, "vms": self.vms, "ios": self.trace.ios,
+            "golden_images": self.golden_images, "arrivals": self.arrivals.value,
+            "queue_depth": self.queue_depth, "cache_bytes": self.array.cache_bytes,
+            "cache_block_bytes": self.cache_block_bytes, "seed": self.seed,
+            "trace": self.trace.source,
+        }
+
+
+def _whole(where: str, name: str, value: float, low: float) -> int:
+    if not math.isfinite(value) or value != int(value) or value < low:
+        raise field_error(where, name, value, f"a whole number of at least {low:g}")
+    return int(value)
+
+
+def check_array(array: ArrayPreset) -> None:
+    where = f"array '{array.name}'"
+    for name in ("processors", "disks", "gi_disks"):
+        _whole(where, name, getattr(array, name), 1)
+    for name in ("processor_iops", "volume_iops_limit", "disk_iops"):
+        value = getattr(array, name)
+        if not (math.isfinite(value) and value > 0):
+            raise field_error(where, name, value, "a finite rate above 0 IOPS")
+    p = _whole(where, "raid_write_penalty", array.raid_write_penalty, 1)
+    if p > array.disks:
+        raise field_error(where, "raid_write_penalty", p, f"at most the {array.disks:g} disks "
+                          "(each back-end write of one host write goes to a different disk)")
+    if not (math.isfinite(array.cache_bytes) and array.cache_bytes >= 0):
+        raise field_error(where, "cache_size", array.cache_bytes, "0 or more bytes")
+
+
+def check_trace(trace: Trace, fleet: FleetPreset, vms: int) -> None:
+    where = f"trace '{trace.source}'"
+    n = trace.ios
+    if n == 0:
+        raise UsageError(f"{where}: the trace is empty; give at least one IO")
+    if trace.vms != vms:
+        if trace.vms > vms:
+            first = int(np.searchsorted(trace.vm_start, vms, side="right")) - 1
+            raise UsageError(f"{where}: IOs of VM {max(first, vms)} but the scenario has {vms} VMs "
+                             f"(ids 0..{vms - 1}); raise --vms or drop the unknown VMs")
+        raise UsageError(f"{where}: VMs {trace.vms}..{vms - 1} have no IOs; the trace holds {trace.vms} "
+                         f"VMs, give --vms {trace.vms} or a trace with every VM")
+    empty = np.flatnonzero(np.diff(trace.vm_start) == 0)
+    if len(empty):
+        raise UsageError(f"{where}: VM {int(empty[0])} has no IOs; every VM of the scenario needs its boot IOs")
+    if len(trace.length_bytes) != n or len(trace.offset_bytes) != n:
+        raise UsageError(f"{where}: op, offset and length columns differ in length; one row per IO")
+    bad_op = np.flatnonzero((trace.op != READ) & (trace.op != WRITE))
+    if len(bad_op):
+        raise field_error(where, f"op of IO {int(bad_op[0])}", int(trace.op[bad_op[0]]), "read or write")
+    bad = np.flatnonzero(trace.length_bytes <= 0)
+    if len(bad):
+        raise field_error(where, f"length of IO {int(bad[0])}", int(trace.length_bytes[bad[0]]),
+                          "a length above 0 bytes")
+    end = trace.offset_bytes + trace.length_bytes
+    bad = np.flatnonzero((trace.offset_bytes < 0) | (end > fleet.gi_virtual_bytes))
+    if len(bad):
+        i = int(bad[0])
+        raise field_error(where, f"offset of IO {i}", int(trace.offset_bytes[i]),
+                          f"an IO inside the image: offset + length ({int(end[i])}) at most the GI's "
+                          f"{int(fleet.gi_virtual_bytes)} bytes")
+    if len(trace.start_s) != vms or not np.all(np.isfinite(trace.start_s)) or np.any(trace.start_s < 0):
+        raise UsageError(f"{where}: start times must be one finite time >= 0 s per VM")
+    if len(trace.issue_s):
+        t = trace.issue_s
+        if len(t) != n or not np.all(np.isfinite(t)) or np.any(t < 0):
+            raise UsageError(f"{where}: issue times must be finite and >= 0 s, one per IO")
+        steps = np.diff(t)
+        steps[trace.vm_start[1:-1] - 1] = 0.0  # a new VM may start earlier
+        bad = np.flatnonzero(steps < 0)
+        if len(bad):
+            raise field_error(where, f"time of IO {int(bad[0]) + 1}", float(t[bad[0] + 1]),
+                              "times that never decrease within one VM (its IOs in issue order)")
+
+
+def build_scenario(
+    trace: Trace,
+    fleet: FleetPreset,
+    array: ArrayPreset,
+    function: FunctionPreset,
+    *,
+    vms: int | None = None,
+    golden_images: int | None = None,
+    queue_depth: int | None = None,
+    cache_block_bytes: int = DEFAULT_CACHE_BLOCK_BYTES,
+    util_bin_s: float | None = None,
+    seed: int | None = None,
+    service_s: FloatArray | None = None,
+) -> Scenario:
+    """Validate everything and return a runnable scenario (defaults from the presets)."""
+    t = trace.vms if vms is None else _whole("scenario", "vms", vms, 1)
+    check_trace(trace, fleet, t)
+    check_array(array)
+    g = 1 if golden_images is None else _whole("scenario", "golden_images", golden_images, 1)
+    if function.method is not Method.SNAPSHOT and g != 1:
+        raise field_error("scenario", "golden_images", g,
+                          f"1 for a {function.method.value} clone (it never reads the GI); more GIs help snapshots")
+    if g > t:
+        raise field_error("scenario", "golden_images", g, f"at most the {t} VMs")
+    per_gi = math.ceil(t / g)
+    if function.method is Method.SNAPSHOT and per_gi > function.max_clones_per_gi:
+        raise field_error("scenario", "golden_images", g,
+                          f"enough GIs that each has at most {function.max_clones_per_gi:g} clones "
+                          f"({function.name}'s limit); {t} VMs need at least "
+                          f"{math.ceil(t / function.max_clones_per_gi)}")
+    q = _whole("scenario", "queue_depth", fleet.queue_depth if queue_depth is None else queue_depth, 1)
+    if cache_block_bytes < 512 or cache_block_bytes & (cache_block_bytes - 1):
+        raise field_error("scenario", "cache_block_bytes", cache_block_bytes, "a power of two of at least 512")
+    if function.unit_bytes != int(function.unit_bytes) or function.unit_bytes < 1:
+        raise field_error(f"function '{function.name}'", "unit", function.unit_bytes, "a whole number of bytes")
+    bin_s = fleet.boot_window_s / BINS_PER_WINDOW if util_bin_s is None else util_bin_s
+    if not (math.isfinite(bin_s) and bin_s > 0):
+        raise field_error("scenario", "util_bin_s", bin_s, "a time above 0 s")
+    if service_s is not None and (service_s.shape != (3, trace.ios) or not np.all(np.isfinite(service_s))
+                                  or np.any(service_s < 0)):
+        raise field_error("scenario", "service_s", service_s.shape,
+                          f"finite times >= 0 s of shape (3, {trace.ios}): volume, processor, disk per IO")
+    return Scenario(trace, fleet, array, function, g, q, cache_block_bytes, float(bin_s), seed, service_s)

@@ -1,0 +1,219 @@
+"""Boot IO traces: one flat, VM-ordered table of IOs, and a synthetic generator.
+
+A :class:`Trace` holds every IO of every VM as parallel numpy arrays, grouped by
+VM (VM 0's IOs first, in issue order, then VM 1's...): ``vm_start[v]`` is the
+index of VM v's first IO. Offsets and lengths are bytes in the GI's virtual
+address space (the clone sees the GI's addresses). ``issue_s`` holds open-loop
+issue times; a closed-loop trace leaves it empty (the engine issues IOs as
+earlier ones complete).
+
+The synthetic generator draws a boot from a fleet preset, per VM:
+
+- ``boot_ios`` IOs, a share ``read_fraction`` of them reads, the rest writes,
+  interleaved at random;
+- reads walk the boot's read span (``boot_read_span``, the files a boot reads)
+  in runs of sequential IOs (a file), the runs in random order. All VMs read
+  the same runs, as clones of one OS do; the order differs per VM. A share
+  ``reread_fraction`` of reads re-reads one of the VM's recent reads (the data
+  a guest reads twice, which the array's cache can serve);
+- writes are the boot's write extents, drawn per VM by
+  :func:`clonefleet.model.footprint.write_extents` (so C from the trace follows
+  the occupancy model), each extent cut into IOs of about ``W / write IOs``;
+- read sizes are multiples of 4 KiB with mean ``read_io_size``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from clonefleet.model.footprint import DEFAULT_ALIGN_BYTES, write_extents
+from clonefleet.presets import FleetPreset
+
+IntArray = npt.NDArray[np.int64]
+Int32Array = npt.NDArray[np.int32]
+Int8Array = npt.NDArray[np.int8]
+FloatArray = npt.NDArray[np.float64]
+
+READ: int = 0
+WRITE: int = 1
+
+#: Sequential reads per run (one file) of the synthetic read pattern.
+DEFAULT_RUN_IOS = 8
+#: Share of reads that re-read one of the VM's recent reads.
+DEFAULT_REREAD_FRACTION = 0.30
+#: How far back (in reads) a re-read may reach.
+REREAD_WINDOW_IOS = 256
+
+
+class Arrivals(enum.StrEnum):
+    """How a VM issues its IOs."""
+
+    OPEN = "open"  # at given times (each VM at its rate), whatever the array does
+    CLOSED = "closed"  # q IOs outstanding; the next one when one completes
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """Every IO of every VM, grouped by VM in issue order. Bytes and seconds.
+
+    ``vm_start`` has one entry per VM plus one (CSR offsets); ``op`` is
+    :data:`READ` or :data:`WRITE`; ``issue_s`` is empty for a closed-loop trace; ``start_s`` is each VM's power-on time
+    (a closed-loop VM issues its first IOs then).
+    ``seed`` is the generator seed (None for a trace read from a file).
+    """
+
+    vm_start: IntArray
+    op: Int8Array
+    offset_bytes: IntArray
+    length_bytes: Int32Array
+    issue_s: FloatArray
+    start_s: FloatArray
+    seed: int | None = None
+    source: str = "synthetic"
+
+    @property
+    def vms(self) -> int:
+        return int(len(self.vm_start) - 1)
+
+    @property
+    def ios(self) -> int:
+        return int(len(self.op))
+
+    @property
+    def arrivals(self) -> Arrivals:
+        return Arrivals.OPEN if len(self.issue_s) else Arrivals.CLOSED
+
+    def vm_of_io(self) -> Int32Array:
+        """The VM of every IO (built on demand: 4 bytes per IO)."""
+        counts = np.diff(self.vm_start)
+        return np.repeat(np.arange(self.vms, dtype=np.int32), counts)
+
+    def vm_slice(self, vm: int) -> slice:
+        return slice(int(self.vm_start[vm]), int(self.vm_start[vm + 1]))
+
+
+def _read_template(fleet: FleetPreset, reads: int, rng: np.random.Generator,
+                   align: int) -> tuple[IntArray, Int32Array]:
+    """The fresh reads of one boot, in file order: offsets and lengths inside the read span."""
+    mean_blocks = max(fleet.read_io_bytes / align, 1.0)
+    sizes = (1 + rng.poisson(mean_blocks - 1.0, reads)).astype(np.int64) * align
+    span = max(int(fleet.boot_read_span_bytes // align) * align, align)
+    offsets = (np.cumsum(sizes) - sizes) % span
+    sizes = np.minimum(sizes, span - offsets)
+    return offsets.astype(np.int64), sizes.astype(np.int32)
+
+
+def _write_ios(fleet: FleetPreset, write_ios: int, scale: float, rng: np.random.Generator,
+               span_start: int, align: int) -> tuple[IntArray, Int32Array]:
+    """One VM's write IOs: the boot's extents, each cut into IOs, extents in random order."""
+    offsets, lengths = write_extents(fleet.boot_write_bytes * scale, fleet.boot_write_extents * scale,
+                                     fleet.boot_write_span_bytes, rng, span_start, align)
+    n = len(offsets)
+    if n == 0 or write_ios == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32)
+    blocks = lengths // align
+    # IOs per extent: proportional to its length, at least one, at most one per block.
+    want = max(write_ios, n)
+    share = np.maximum(1, np.floor(blocks * (want / blocks.sum())).astype(np.int64))
+    share = np.minimum(share, blocks)
+    short = want - int(share.sum())
+    if short > 0:
+        room = np.flatnonzero(share < blocks)
+        if len(room):
+            extra = rng.choice(room, size=min(short, len(room)), replace=False)
+            share[extra] += 1
+    order = rng.permutation(n)
+    offsets, blocks, share = offsets[order], blocks[order], share[order]
+    # Cut extent k of b blocks into s pieces of floor/ceil(b/s) blocks.
+    piece = np.repeat(np.arange(n), share)
+    j = np.arange(len(piece)) - np.repeat(np.cumsum(share) - share, share)
+    s, b = share[piece], blocks[piece]
+    start_block = (j * b) // s
+    end_block = ((j + 1) * b) // s
+    return (offsets[piece] + start_block * align).astype(np.int64), \
+        ((end_block - start_block) * align).astype(np.int32)
+
+
+def generate_trace(
+    fleet: FleetPreset,
+    vms: int,
+    rng: np.random.Generator,
+    *,
+    arrivals: Arrivals = Arrivals.CLOSED,
+    ios_per_vm: int | None = None,
+    reread_fraction: float = DEFAULT_REREAD_FRACTION,
+    run_ios: int = DEFAULT_RUN_IOS,
+    start_spread_s: float = 0.0,
+    seed: int | None = None,
+    align_bytes: int = DEFAULT_ALIGN_BYTES,
+) -> Trace:
+    """Draw the boot IOs of ``vms`` VMs of ``fleet``.
+
+    ``ios_per_vm`` overrides ``boot_ios``: a shorter boot with the same mix for
+    quick runs, its write footprint (W and n) scaled by the same factor, R kept. Open-loop VMs issue at
+    their rate A = ``host_iops`` as a Poisson stream; every VM starts at a time
+    drawn uniformly in ``[0, start_spread_s]`` (0: all at once, the storm).
+    """
+    ios = int(round(fleet.boot_ios if ios_per_vm is None else ios_per_vm))
+    scale = ios / fleet.boot_ios
+    write_n = int(round(ios * (1.0 - fleet.read_fraction)))
+    write_span_start = 0
+    if fleet.boot_write_span_bytes + fleet.boot_read_span_bytes <= fleet.gi_used_bytes:
+        # Writes land beyond the files the boot reads (pagefile, logs, hives), when they fit.
+        write_span_start = int(fleet.boot_read_span_bytes // align_bytes) * align_bytes
+    template_n = max(ios - write_n, 0)
+    fresh_off, fresh_len = _read_template(fleet, max(template_n, 1), rng, align_bytes)
+    runs = np.arange(0, len(fresh_off), max(run_ios, 1))
+    starts = np.zeros(vms, np.float64) if start_spread_s <= 0 else rng.uniform(0.0, start_spread_s, vms)
+
+    ops: list[Int8Array] = []
+    offs: list[IntArray] = []
+    lens: list[Int32Array] = []
+    times: list[FloatArray] = []
+    counts = np.zeros(vms, np.int64)
+    for v in range(vms):
+        w_off, w_len = _write_ios(fleet, write_n, scale, rng, write_span_start, align_bytes)
+        n_w = len(w_off)
+        n_r = max(ios - n_w, 0)
+        # Fresh reads: the template's runs in a random order, the first n_r of them.
+        run_order = rng.permutation(len(runs))
+        run_len = np.diff(np.append(runs, len(fresh_off)))
+        idx = np.repeat(runs[run_order], run_len[run_order]) + (
+            np.arange(len(fresh_off)) - np.repeat(np.cumsum(run_len[run_order]) - run_len[run_order],
+                                                  run_len[run_order]))
+        idx = np.resize(idx, n_r)
+        r_off, r_len = fresh_off[idx].copy(), fresh_len[idx].copy()
+        # Re-reads: repeat one of the VM's recent reads.
+        again = np.flatnonzero(rng.random(n_r) < reread_fraction)
+        again = again[again > 0]
+        back = np.minimum(again, 1 + (rng.random(len(again)) * REREAD_WINDOW_IOS).astype(np.int64))
+        r_off[again] = r_off[again - back]
+        r_len[again] = r_len[again - back]
+        is_write = np.zeros(n_r + n_w, bool)
+        is_write[rng.choice(n_r + n_w, size=n_w, replace=False)] = True
+        op = is_write.astype(np.int8)
+        off = np.empty(n_r + n_w, np.int64)
+        ln = np.empty(n_r + n_w, np.int32)
+        off[~is_write], ln[~is_write] = r_off, r_len
+        off[is_write], ln[is_write] = w_off, w_len
+        ops.append(op)
+        offs.append(off)
+        lens.append(ln)
+        counts[v] = len(op)
+        if arrivals is Arrivals.OPEN:
+            times.append(starts[v] + np.cumsum(rng.exponential(1.0 / fleet.host_iops, len(op))))
+    vm_start = np.zeros(vms + 1, np.int64)
+    np.cumsum(counts, out=vm_start[1:])
+    return Trace(
+        vm_start=vm_start,
+        op=np.concatenate(ops) if ops else np.zeros(0, np.int8),
+        offset_bytes=np.concatenate(offs) if offs else np.zeros(0, np.int64),
+        length_bytes=np.concatenate(lens) if lens else np.zeros(0, np.int32),
+        issue_s=np.concatenate(times) if times else np.zeros(0, np.float64),
+        start_s=starts,
+        seed=seed,
+    )
