@@ -1,1 +1,278 @@
-"""Commands of real provisioning (clonefleet provision, status, capacity, writes, destroy)."""
+"""Commands of real provisioning (clonefleet init, provision, status, writes, capacity, destroy)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from clonefleet.cli.app import JSON_OPTION, app, console, emit_json, err_console
+from clonefleet.errors import UsageError
+from clonefleet.units import UnitError, format_bytes, parse_bytes
+
+MANIFEST_ARG = typer.Argument(..., help="The fleet manifest (TOML); write one with 'clonefleet init'.",
+                              show_default=False)
+WORKERS_OPTION = typer.Option(None, "--workers", "-w", help="Parallel workers (default: the manifest's).")
+
+
+def _workers(value: int | None) -> int | None:
+    if value is not None and not 1 <= value <= 256:
+        raise UsageError(f"--workers = {value}: a whole number from 1 to 256")
+    return value
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator[object]:
+    """A progress bar on stderr when it is a terminal; the callback the engine reports to."""
+    if not enabled or not err_console.is_terminal:
+        yield lambda phase, done, total: None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True) as bar:
+        tasks: dict[str, object] = {}
+
+        def report(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)  # type: ignore[arg-type]
+
+        yield report
+
+
+def _load(path: str) -> object:
+    from clonefleet.provision.manifest import load_manifest
+
+    return load_manifest(path)
+
+
+@app.command("init")
+def init_cmd(
+    gi: Path = typer.Option(..., "--gi", help="The golden image (qcow2 or raw); its SHA-256 is recorded.",
+                            show_default=False),
+    dest: Path = typer.Option(..., "--dest", help="The fleet directory (created on provision).",
+                              show_default=False),
+    count: int = typer.Option(..., "--count", "-n", help="Number of clones.", show_default=False),
+    method: str = typer.Option("snapshot", "--method", "-m", help="full, thin or snapshot."),
+    backend: str = typer.Option("qcow2", "--backend", "-b", help="qcow2 (default), reflink or fake."),
+    golden_images: str = typer.Option("1", "--golden-images", "-g",
+                                      help="GI replicas g for snapshot clones, or 'auto' (the planner's g)."),
+    clone_name: str = typer.Option("vm-{index:04d}", "--clone-name", help="Clone name template with {index}."),
+    name: str = typer.Option(None, "--name", help="Fleet name (default: the manifest file's name)."),
+    preset: str = typer.Option("server-linux", "--preset", help="Fleet preset: boot writes, and g = auto."),
+    array: str = typer.Option("midrange-2012", "--array", help="Array preset for g = auto."),
+    workers: int = typer.Option(4, "--workers", "-w", help="Parallel workers."),
+    cluster_size: str = typer.Option("64 KiB", "--cluster-size", help="qcow2 cluster size."),
+    max_chain_depth: int = typer.Option(1, "--max-chain-depth",
+                                        help="Longest backing chain the GI itself may have (1: none)."),
+    write_bytes: str = typer.Option(None, "--write-bytes", help="Override W, bytes one boot writes."),
+    write_extents: int = typer.Option(None, "--write-extents", help="Override n, extents one boot writes."),
+    write_span: str = typer.Option(None, "--write-span", help="Override R, the span the writes fall in."),
+    seed: int = typer.Option(1, "--seed", help="Seed of the boot write footprints."),
+    out: Path = typer.Option(Path("fleet.toml"), "--out", "-o", help="Manifest file to write."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing manifest."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Write a fleet manifest from flags (the GI's checksum recorded), so no TOML is written by hand."""
+    from clonefleet.provision.manifest import write_manifest
+    from clonefleet.provision.safety import check_golden_image
+
+    if "\x00" in str(gi) or "\x00" in str(out):
+        raise UsageError("--gi / --out: a path with a NUL byte")
+    info = check_golden_image(gi.absolute(), None, max_chain_depth)
+    base = out.absolute().parent
+
+    def rel(p: Path) -> str:
+        a = p.absolute()
+        try:
+            return str(a.relative_to(base))
+        except ValueError:
+            return str(a)
+
+    for label, text in (("--write-bytes", write_bytes), ("--write-span", write_span),
+                        ("--cluster-size", cluster_size)):
+        if text is not None:
+            try:
+                parse_bytes(text)
+            except UnitError as exc:
+                raise UsageError(f"{label} = {text!r}: {exc}") from None
+    manifest = write_manifest(out, {
+        "fleet": {"name": name or out.stem, "count": count, "clone_name": clone_name, "dest": rel(dest),
+                  "preset": preset, "array": array},
+        "golden_image": {"path": rel(gi), "sha256": info.sha256, "bytes": info.file_bytes,
+                         "max_chain_depth": max_chain_depth},
+        "clones": {"backend": backend, "method": method,
+                   "golden_images": golden_images if golden_images == "auto" else _int_or_text(golden_images),
+                   "cluster_size": cluster_size, "workers": workers},
+        "writes": {"source": "preset", "seed": seed, "bytes": write_bytes, "extents": write_extents,
+                   "span": write_span},
+    }, force=force)
+    if as_json:
+        emit_json({"manifest": str(out), **manifest.to_dict()})
+        return
+    console.print(f"wrote {out}: {count} {method} clones of {gi} on {backend} in {manifest.dest}")
+
+
+def _int_or_text(text: str) -> object:
+    return int(text) if text.isdigit() else text
+
+
+@app.command("provision")
+def provision_cmd(
+    manifest: str = MANIFEST_ARG,
+    workers: int = WORKERS_OPTION,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; change nothing."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Make the fleet the manifest describes; idempotent: a rerun after any interruption finishes the job."""
+    from clonefleet.provision import engine
+    from clonefleet.provision.manifest import load_manifest
+
+    m = load_manifest(manifest)
+    if dry_run:
+        plan = engine.make_plan(m)
+        if as_json:
+            emit_json(plan.to_dict())
+            return
+        console.print(f"plan for {m.dest} ({plan.backend.name}, {plan.recipe.method}, g = {plan.golden_images}): "
+                      f"{len(plan.create)} to create, {len(plan.adopt)} to adopt, {len(plan.remove)} to remove, "
+                      f"{plan.present} present; about {format_bytes(plan.estimated_bytes)} needed, "
+                      f"{format_bytes(plan.free_bytes)} free")
+        for step in plan.recipe.steps:
+            console.print(f"  {step}")
+        return
+    with progress_bar(not as_json) as report:
+        result = engine.provision(m, progress=report, workers=_workers(workers))  # type: ignore[arg-type]
+    for warning in result.warnings:
+        err_console.print(f"clonefleet: warning: {warning}", markup=False)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    console.print(f"{m.dest}: {len(result.plan.tasks)} {result.plan.recipe.method} clones "
+                  f"({result.created} created, {result.adopted} adopted, {result.plan.present} already there, "
+                  f"{result.removed} removed, {result.temporaries_removed} leftovers cleaned) "
+                  f"from {result.plan.golden_images} GI(s) in {result.elapsed_s:.2f} s", markup=False)
+
+
+@app.command("status")
+def status_cmd(
+    manifest: str = MANIFEST_ARG,
+    verify: bool = typer.Option(False, "--verify", help="Check every clone deeply (qemu-img check)."),
+    show_clones: bool = typer.Option(False, "--clones", help="List every clone."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Desired (the manifest) against actual (journal and disk); exit 1 when they differ."""
+    from clonefleet.provision import engine
+    from clonefleet.provision.manifest import load_manifest
+
+    m = load_manifest(manifest)
+    with progress_bar(verify and not as_json) as report:
+        st = engine.status(m, verify=verify, progress=report)  # type: ignore[arg-type]
+    if as_json:
+        emit_json(st.to_dict())
+    else:
+        table = Table(title=f"fleet {m.name}: {m.dest} ({st.backend}, {st.method}, g = {st.golden_images})")
+        table.add_column("what")
+        table.add_column("count", justify="right")
+        for label, value in (("wanted", st.wanted), ("ok", st.count("ok")), ("missing", st.count("missing")),
+                             ("failed", st.count("failed")), ("damaged", st.count("damaged")),
+                             ("boot writes applied", st.written), ("no longer wanted", len(st.unwanted)),
+                             ("leftover temporaries", len(st.temporaries)), ("unknown files", len(st.unknown))):
+            table.add_row(label, str(value))
+        console.print(table)
+        console.print(f"golden image: {'ok' if st.gi_ok else 'NOT OK'}: {st.gi_detail}", markup=False)
+        if st.locked_by:
+            console.print(f"locked by {st.locked_by}", markup=False)
+        for c in st.clones:
+            if show_clones or c.state != "ok":
+                console.print(f"  {c.name}: {c.state}{': ' + c.detail if c.detail else ''}", markup=False)
+        console.print("in sync" if st.in_sync else "NOT in sync: run 'clonefleet provision' to finish")
+    if not st.in_sync:
+        raise typer.Exit(1)
+
+
+@app.command("destroy")
+def destroy_cmd(
+    manifest: str = MANIFEST_ARG,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Confirm: remove the fleet's clones."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Remove the fleet's clones and GI replicas; never the GI, never a file outside the fleet directory."""
+    from clonefleet.provision import engine
+    from clonefleet.provision.manifest import load_manifest
+
+    m = load_manifest(manifest)
+    if not yes:
+        raise UsageError(f"destroy removes the clones of fleet {m.name} in {m.dest}: pass --yes to confirm")
+    with progress_bar(not as_json) as report:
+        result = engine.destroy(m, progress=report)  # type: ignore[arg-type]
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    console.print(f"{m.dest}: removed {result.removed} clones, {result.replicas_removed} GI replicas, "
+                  f"{result.temporaries_removed} leftovers", markup=False)
+    for kept in result.kept:
+        console.print(f"  kept (not made by clonefleet, or still in use): {kept}", markup=False)
+
+
+@app.command("writes")
+def writes_cmd(
+    manifest: str = MANIFEST_ARG,
+    workers: int = WORKERS_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Write each clone's boot write footprint into it (qemu-io or pwrite); reruns skip written clones."""
+    from clonefleet.provision import engine
+    from clonefleet.provision.manifest import load_manifest
+
+    m = load_manifest(manifest)
+    with progress_bar(not as_json) as report:
+        result = engine.apply_writes(m, progress=report, workers=_workers(workers))  # type: ignore[arg-type]
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    console.print(f"{m.dest}: boot writes applied to {result.written_now} clones "
+                  f"({format_bytes(result.bytes_written)}), {result.already} already had them", markup=False)
+    console.print(result.note, markup=False)
+
+
+@app.command("capacity")
+def capacity_cmd(
+    manifest: str = MANIFEST_ARG,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Capacity the fleet really consumes beside the model's S (same method and granularity)."""
+    from clonefleet.provision.capacity import capacity
+    from clonefleet.provision.manifest import load_manifest
+
+    m = load_manifest(manifest)
+    report = capacity(m)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    table = Table(title=f"fleet {m.name}: {report.clones} {report.method} clones on {report.backend} "
+                        f"(model: {report.function}, unit {format_bytes(report.unit_bytes)})")
+    for col in ("", "measured", "model", "measured / model"):
+        table.add_column(col, justify="left" if not col else "right")
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.3f}" if b else "-"
+
+    table.add_row("GIs (D)", format_bytes(report.measured_gi_bytes), format_bytes(report.model_gi_bytes),
+                  ratio(report.measured_gi_bytes, report.model_gi_bytes))
+    table.add_row("per clone (mean)", format_bytes(report.measured_per_clone_bytes),
+                  format_bytes(report.model_per_clone_bytes), f"{report.per_clone_ratio:.3f}")
+    if report.measured_fresh_clone_bytes is not None:
+        table.add_row("per-clone overhead (fresh clone)", format_bytes(report.measured_fresh_clone_bytes),
+                      format_bytes(report.model_overhead_bytes),
+                      ratio(report.measured_fresh_clone_bytes, report.model_overhead_bytes))
+    table.add_row("total (S)", format_bytes(report.measured_total_bytes), format_bytes(report.model_total_bytes),
+                  f"{report.total_ratio:.3f}")
+    console.print(table)
+    console.print(f"measured: {report.accounting}", markup=False)
+    console.print(report.note, markup=False)
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False)

@@ -1,0 +1,213 @@
+"""qcow2 files made with qemu-img: the default backend (needs only qemu-utils).
+
+- ``snapshot``: a linked clone, a qcow2 overlay whose backing file is the GI
+  (``qemu-img create -f qcow2 -F <fmt> -b <GI>``). A fresh overlay of one GI is
+  the same bytes for every clone (the backing path is stored as given, here
+  absolute), so it is made once per GI and its bytes written to each clone.
+- ``thin``: a sparse full copy (``qemu-img convert -O qcow2``): holds the GI's data.
+- ``full``: a thick copy (``qemu-img convert -O qcow2 -o preallocation=falloc``):
+  every byte of the virtual size allocated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from clonefleet.backends.base import BackendUnavailable, CloneUsage, Prepared, Recipe, Usage
+from clonefleet.errors import ClonefleetError
+from clonefleet.presets import FunctionPreset, Method, load_function
+from clonefleet.provision import measure
+from clonefleet.provision.safety import GoldenImageInfo
+
+QCOW2_MAGIC = b"QFI\xfb"
+_HEADER = struct.Struct(">4sIQIIQ")  # magic, version, backing_file_offset, backing_file_size, cluster_bits, size
+DEFAULT_CLUSTER_BYTES = 64 * 1024
+
+
+def run(args: Sequence[str]) -> None:
+    """Run qemu-img; a failure becomes one line quoting the tool (ENOSPC keeps its errno)."""
+    result = subprocess.run(list(args), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        line = measure.first_error_line(result.stderr, result.stdout)
+        if "No space left on device" in line:
+            raise OSError(28, "No space left on device", args[-1])
+        raise ClonefleetError(f"{args[0]} {args[1]} failed: {line}")
+
+
+def read_header(path: Path) -> tuple[int, str | None, int] | None:
+    """(cluster bytes, backing file, virtual size) from a qcow2 header, None if not qcow2."""
+    with open(path, "rb") as f:
+        head = f.read(_HEADER.size)
+        if len(head) < _HEADER.size:
+            return None
+        magic, _version, backing_offset, backing_len, cluster_bits, size = _HEADER.unpack(head)
+        if magic != QCOW2_MAGIC or not 9 <= cluster_bits <= 21:
+            return None
+        backing = None
+        if backing_offset:
+            f.seek(backing_offset)
+            backing = f.read(backing_len).decode("utf-8", "replace")
+        return 1 << cluster_bits, backing, size
+
+
+def model_function(method: Method, cluster_bytes: int) -> FunctionPreset:
+    """The storage-function preset the model uses for a qcow2 clone made by ``method``."""
+    name = {Method.SNAPSHOT: "qcow2-linked", Method.THIN: "qcow2-copy", Method.FULL: "full"}[method]
+    function = load_function(name)
+    if method is not Method.FULL and cluster_bytes != function.unit_bytes:
+        function = dataclasses.replace(function, unit_bytes=float(cluster_bytes),
+                                       name=f"{name} ({cluster_bytes // 1024} KiB clusters)")
+    return function
+
+
+class Qcow2Backend:
+    """Clones as qcow2 files, made and checked with qemu-img."""
+
+    name = "qcow2"
+    description = "qcow2 files with qemu-img: linked clones on a backing file, sparse or thick copies"
+
+    def probe(self, fleet_dir: Path) -> None:
+        missing = [tool for tool in ("qemu-img",) if shutil.which(tool) is None]
+        if missing:
+            raise BackendUnavailable(f"backend qcow2 needs {', '.join(missing)}: install the Debian "
+                                     "package qemu-utils (scripts/setup.sh does)")
+
+    def plan(self, gi: GoldenImageInfo, method: Method, cluster_bytes: int) -> Recipe:
+        opts = f"cluster_size={cluster_bytes}"
+        steps = {
+            Method.SNAPSHOT: (f"qemu-img create -f qcow2 -F {gi.fmt} -b <GI> -o {opts} (once per GI)",
+                              "write that overlay's bytes to each clone (same backing path: same bytes)"),
+            Method.THIN: (f"qemu-img convert -f {gi.fmt} -O qcow2 -o {opts} <GI> <clone> (sparse copy)",),
+            Method.FULL: (f"qemu-img convert -f {gi.fmt} -O qcow2 -o {opts},preallocation=falloc "
+                          "<GI> <clone> (thick copy)",),
+        }[method]
+        return Recipe(method=method, suffix=".qcow2", steps=steps,
+                      model_function=model_function(method, cluster_bytes), clone_format="qcow2",
+                      options={"cluster_bytes": cluster_bytes, "gi_format": gi.fmt})
+
+    def prepare(self, recipe: Recipe, source: Path, work_dir: Path) -> Prepared:
+        if recipe.method is not Method.SNAPSHOT:
+            return Prepared(source=source)
+        with tempfile.TemporaryDirectory(dir=work_dir, prefix=".cf-template.") as tmp:
+            template = Path(tmp) / "overlay.qcow2"
+            run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", str(recipe.options["gi_format"]),
+                 "-b", str(source), "-o", f"cluster_size={recipe.options['cluster_bytes']}",
+                 str(template)])
+            return Prepared(source=source, payload=template.read_bytes())
+
+    def apply(self, recipe: Recipe, prepared: Prepared, dest: Path) -> None:
+        if recipe.method is Method.SNAPSHOT:
+            write_new_file(dest, prepared.payload)
+            return
+        opts = f"cluster_size={recipe.options['cluster_bytes']}"
+        if recipe.method is Method.FULL:
+            opts += ",preallocation=falloc"
+        run(["qemu-img", "convert", "-U", "-f", str(recipe.options["gi_format"]), "-O", "qcow2",
+             "-o", opts, str(prepared.source), str(dest)])
+        fsync_path(dest)
+
+    def replicate(self, gi: GoldenImageInfo, dest: Path) -> None:
+        copy_file_private(gi.path, dest)
+
+    def status(self, recipe: Recipe, path: Path, source: Path, deep: bool = False) -> str | None:
+        header = read_header(path)
+        if header is None:
+            return "not a qcow2 image (bad or short header)"
+        cluster, backing, _size = header
+        if cluster != recipe.options["cluster_bytes"]:
+            return f"cluster size {cluster}, the fleet uses {recipe.options['cluster_bytes']}"
+        if recipe.method is Method.SNAPSHOT and backing != str(source):
+            return f"backing file {backing!r}, expected {str(source)!r}"
+        if recipe.method is not Method.SNAPSHOT and backing is not None:
+            return f"has a backing file {backing!r}; a {recipe.method} clone must not"
+        if deep:
+            result = subprocess.run(["qemu-img", "check", "-U", "-q", "-f", "qcow2", str(path)],
+                                    capture_output=True, text=True, check=False)
+            if result.returncode not in (0, 3):
+                return f"qemu-img check: {measure.first_error_line(result.stderr, result.stdout)}"
+        return None
+
+    def measure(self, recipe: Recipe, clones: Sequence[Path], gis: Sequence[Path]) -> Usage:
+        usages = []
+        for path in clones:
+            consumed = measure.allocated_bytes(path)
+            own = measure.qcow2_allocation(path).own_data_bytes
+            usages.append(CloneUsage(path.name, consumed, own, consumed - own))
+        gi_bytes = sum(measure.allocated_bytes(p) for p in gis)
+        total = gi_bytes + sum(u.consumed_bytes for u in usages)
+        return Usage(clones=tuple(usages), gi_bytes=gi_bytes, total_bytes=total,
+                     accounting="qcow2 actual-size (st_blocks) per file; own data from qemu-img map depth 0")
+
+    def destroy(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+
+
+# --- file helpers shared by the file-based backends -----------------------------------------------
+
+
+def write_new_file(dest: Path, payload: bytes) -> None:
+    """Create ``dest`` (it must not exist; links are not followed), write, fsync."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_COPY_CHUNK = 1 << 20
+
+
+def copy_file_private(src: Path, dest: Path, thick: bool = False) -> None:
+    """Copy ``src`` to a new file ``dest`` sharing no blocks with it (no reflink, no copy_file_range).
+
+    Holes stay holes (SEEK_DATA/SEEK_HOLE) unless ``thick``, which allocates the
+    whole size (fallocate) as a thick copy does. ``src`` is opened read-only.
+    """
+    sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(sfd).st_size
+        dfd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            if thick and size:
+                os.posix_fallocate(dfd, 0, size)
+            pos = 0
+            while pos < size:
+                try:
+                    start = os.lseek(sfd, pos, os.SEEK_DATA)
+                except OSError:
+                    break
+                end = os.lseek(sfd, start, os.SEEK_HOLE)
+                off = start
+                while off < end:
+                    chunk = os.pread(sfd, min(_COPY_CHUNK, end - off), off)
+                    if not chunk:
+                        break
+                    written = 0
+                    while written < len(chunk):
+                        written += os.pwrite(dfd, chunk[written:], off + written)
+                    off += len(chunk)
+                pos = end
+            os.ftruncate(dfd, size)
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(sfd)

@@ -1,0 +1,134 @@
+"""Measured capacity of a real fleet beside the model's S for the same method and granularity.
+
+The measurement is the backend's (qcow2: ``actual-size`` of every file;
+reflink: FIEMAP physical extents with shared blocks counted once). The model is
+:func:`clonefleet.planner.evaluate` with the backend's storage function (unit =
+the qcow2 cluster or the filesystem block) and the fleet preset scaled to the
+real GI (:func:`clonefleet.provision.bootwrites.model_fleet`). Until the boot
+writes are applied the model is taken with W = 0, so like is held against like.
+
+What is compared, as in Eq. 3:
+- snapshot, thin: S = D + T * per clone, D the GI and its replicas (g * G_used);
+- full: S = T * G (thick copies), the GI not counted, as in the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from clonefleet.backends import Backend, Usage, get_backend
+from clonefleet.errors import UsageError
+from clonefleet.planner import evaluate
+from clonefleet.presets import Method, load_array
+from clonefleet.provision import measure
+from clonefleet.provision.bootwrites import model_fleet
+from clonefleet.provision.engine import FleetPlan, gi_used_bytes, make_plan
+from clonefleet.provision.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class CapacityReport:
+    """Bytes measured and modelled for one fleet; ratios are measured / model."""
+
+    fleet: str
+    backend: str
+    method: str
+    function: str  # the model's storage function
+    unit_bytes: float
+    clones: int
+    golden_images: int
+    writes_applied: bool
+    measured_total_bytes: int
+    measured_gi_bytes: int
+    measured_per_clone_bytes: float  # mean
+    measured_per_clone_min_bytes: int
+    measured_per_clone_max_bytes: int
+    measured_fresh_clone_bytes: int | None  # a clone with no writes: the per-clone overhead
+    model_total_bytes: float  # S
+    model_gi_bytes: float  # D
+    model_per_clone_bytes: float
+    model_new_bytes: float  # C
+    model_overhead_bytes: float
+    accounting: str
+    note: str
+    notes: tuple[str, ...]
+    per_clone: tuple[dict[str, object], ...]
+
+    @property
+    def total_ratio(self) -> float:
+        return self.measured_total_bytes / self.model_total_bytes if self.model_total_bytes else float("nan")
+
+    @property
+    def per_clone_ratio(self) -> float:
+        return self.measured_per_clone_bytes / self.model_per_clone_bytes if self.model_per_clone_bytes \
+            else float("nan")
+
+    def to_dict(self) -> dict[str, object]:
+        d = dataclasses.asdict(self)
+        d["total_ratio"] = self.total_ratio
+        d["per_clone_ratio"] = self.per_clone_ratio
+        return d
+
+
+def fresh_clone_bytes(plan: FleetPlan) -> int | None:
+    """What a clone with no writes consumes (its overhead), measured on one made in a temporary folder."""
+    if plan.recipe.method is not Method.SNAPSHOT:
+        return None
+    with tempfile.TemporaryDirectory(dir=plan.fleet_dir / ".clonefleet", prefix=".cf-fresh.") as tmp:
+        prepared = plan.backend.prepare(plan.recipe, plan.sources[0], Path(tmp))
+        path = Path(tmp) / f"fresh{plan.recipe.suffix}"
+        plan.backend.apply(plan.recipe, prepared, path)
+        usage = plan.backend.measure(plan.recipe, [path], [plan.sources[0]])
+        return usage.clones[0].consumed_bytes
+
+
+def capacity(manifest: Manifest, backend: Backend | None = None) -> CapacityReport:
+    """Measure the fleet and evaluate the model for the same method, unit and fleet size."""
+    backend = backend or get_backend(manifest.backend)
+    plan = make_plan(manifest, backend)
+    if plan.create or plan.adopt:
+        raise UsageError(f"fleet {manifest.dest}: {len(plan.create) + len(plan.adopt)} of {len(plan.tasks)} "
+                         f"clones are not provisioned; run 'clonefleet provision {manifest.path}' first")
+    written = plan.journal.written() >= {t.name for t in plan.tasks}
+    used = gi_used_bytes(plan.gi)
+    model = model_fleet(manifest, plan.gi, used)
+    fleet = model.fleet if written else dataclasses.replace(model.fleet, boot_write_bytes=0.0,
+                                                             boot_write_extents=0.0)
+    function = plan.recipe.model_function
+    ev = evaluate(fleet, load_array(manifest.array), function, manifest.count)
+    per_clone_model = float(ev.per_clone_bytes)
+    g = plan.golden_images
+    is_full = plan.recipe.method is Method.FULL
+    gi_model = 0.0 if is_full else g * fleet.gi_used_bytes
+    total_model = gi_model + manifest.count * per_clone_model
+    clones = [manifest.dest / t.name for t in plan.tasks]
+    usage: Usage = backend.measure(plan.recipe, clones, plan.sources)
+    per = [u.consumed_bytes for u in usage.clones]
+    measured_total = usage.total_bytes - (usage.gi_bytes if is_full else 0)
+    fresh = fresh_clone_bytes(plan)
+    notes = list(usage.notes)
+    if not written:
+        notes.append("boot writes not applied yet ('clonefleet writes'): the model is taken with W = 0")
+    if is_full:
+        notes.append("full copies: S = T x G, the GI not counted (as in the model)")
+    return CapacityReport(
+        fleet=manifest.name, backend=backend.name, method=plan.recipe.method.value, function=function.name,
+        unit_bytes=function.unit_bytes, clones=manifest.count, golden_images=g, writes_applied=written,
+        measured_total_bytes=measured_total, measured_gi_bytes=usage.gi_bytes,
+        measured_per_clone_bytes=sum(per) / len(per), measured_per_clone_min_bytes=min(per),
+        measured_per_clone_max_bytes=max(per), measured_fresh_clone_bytes=fresh,
+        model_total_bytes=total_model, model_gi_bytes=gi_model, model_per_clone_bytes=per_clone_model,
+        model_new_bytes=float(ev.per_vm_new_bytes), model_overhead_bytes=function.clone_overhead_bytes,
+        accounting=usage.accounting, note=model.note, notes=tuple(notes),
+        per_clone=tuple({"name": u.name, "consumed_bytes": u.consumed_bytes, "own_data_bytes": u.own_data_bytes,
+                         "metadata_bytes": u.metadata_bytes} for u in usage.clones),
+    )
+
+
+def df_used_bytes(path: Path) -> int:
+    """Used bytes of the filesystem holding ``path`` (df), after a sync."""
+    return measure.fs_usage(path if path.exists() else Path(os.path.dirname(path))).used_bytes
