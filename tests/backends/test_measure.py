@@ -30,6 +30,7 @@ from clonefleet.provision.measure import (
     qcow2_actual_bytes,
     qcow2_allocation,
     qcow2_info,
+    release_xfs_preallocation,
     union_bytes,
     unique_physical_bytes,
 )
@@ -250,6 +251,40 @@ def test_full_copies_count_in_full(reflink_dir: Path) -> None:
     link = reflink_dir / "link.raw"
     os.link(full, link)
     assert fleet_sharing([src, full, link]).naive_allocated_bytes == 8 * MiB
+
+
+def test_df_delta_of_cow_writes_needs_xfs_preallocation_released(reflink_dir: Path) -> None:
+    require_tool("cp", "xfs_spaceman")
+    src = reflink_dir / "gi.raw"
+    _random_file(src, 16 * MiB, seed=7)
+    clone = reflink_dir / "vm.raw"
+    subprocess.run(["cp", "--reflink=always", str(src), str(clone)], check=True)
+    before = fs_usage(reflink_dir)
+    # 200 scattered 4 KiB blocks, written into the clone: each unshares one block.
+    blocks = np.random.default_rng(3).choice(16 * MiB // 4096, size=200, replace=False)
+    fd = os.open(clone, os.O_WRONLY)
+    try:
+        for b in blocks.tolist():
+            os.pwrite(fd, b"\xa5" * 4096, b * 4096)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert exclusive_bytes(clone) == 200 * 4096
+    # xfs reserved copy-on-write extents beyond the blocks written (cowextsize hint)...
+    assert fs_usage(reflink_dir).delta_used_bytes(before) > 2 * 200 * 4096
+    release_xfs_preallocation(reflink_dir)
+    # ...and once released, df and FIEMAP agree up to a little metadata.
+    delta = fs_usage(reflink_dir).delta_used_bytes(before)
+    assert 200 * 4096 <= delta <= 200 * 4096 + 256 * KiB
+
+
+def test_release_xfs_preallocation_elsewhere_is_a_one_line_error(tmp_path: Path) -> None:
+    require_tool("xfs_spaceman")
+    if subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], capture_output=True,
+                      text=True, check=False).stdout.strip() == "xfs":
+        pytest.skip("the temporary folder is on xfs")
+    with pytest.raises(ClonefleetError, match="xfs_spaceman failed .*XFS"):
+        release_xfs_preallocation(tmp_path)
 
 
 def test_fs_usage_of_a_missing_path_is_a_usage_error(tmp_path: Path) -> None:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clonefleet.errors import ClonefleetError, UsageError
 from clonefleet.model import allocated_bytes_per_clone
@@ -24,6 +27,8 @@ from clonefleet.provision.goldimage import (
     sha256_file,
 )
 from clonefleet.provision.measure import (
+    allocated_bytes,
+    data_bytes_seek,
     exclusive_bytes,
     fleet_sharing,
     qcow2_allocation,
@@ -206,6 +211,43 @@ def test_locked_image_is_a_one_line_error(gi: GoldenImage, tmp_path: Path) -> No
     finally:
         holder.communicate("quit\n", timeout=10)
     assert qcow2_allocation(clone).own_data_bytes == 0
+
+
+# --- raw files ------------------------------------------------------------------------------
+
+
+@settings(max_examples=25)
+@given(
+    write_kib=st.integers(4, 2048),
+    extents=st.integers(1, 64),
+    span_mib=st.integers(1, 8),
+    seed=st.integers(0, 2**31),
+)
+def test_sparse_raw_allocates_exactly_the_written_blocks(
+    write_kib: int, extents: int, span_mib: int, seed: int
+) -> None:
+    """A thin (sparse) raw clone on the host's ext4 allocates the 4 KiB blocks written."""
+    fp = boot_footprint(write_kib * 1024, extents, span_mib * MiB, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        disk = Path(tmp) / "vm.raw"
+        with open(disk, "wb") as f:
+            f.truncate(span_mib * MiB)
+        report = write_extents_file(disk, fp.offsets_bytes, fp.lengths_bytes, seed)
+        blocks = allocated_units_exact(fp.offsets_bytes, fp.lengths_bytes, 4096) * 4096
+        assert report.distinct_bytes == blocks
+        assert data_bytes_seek(disk) == blocks
+        assert blocks <= allocated_bytes(disk) <= blocks + 8 * 4096  # + extent-tree blocks
+        assert disk.stat().st_size == span_mib * MiB
+
+
+def test_boot_footprint_is_seeded() -> None:
+    a = boot_footprint(4 * MiB, 100, 64 * MiB, seed=5, span_start_bytes=MiB)
+    b = boot_footprint(4 * MiB, 100, 64 * MiB, seed=5, span_start_bytes=MiB)
+    c = boot_footprint(4 * MiB, 100, 64 * MiB, seed=6, span_start_bytes=MiB)
+    assert np.array_equal(a.offsets_bytes, b.offsets_bytes)
+    assert not np.array_equal(a.offsets_bytes, c.offsets_bytes)
+    assert a.offsets_bytes.min() >= MiB
+    assert (a.offsets_bytes + a.lengths_bytes).max() <= 65 * MiB
 
 
 # --- reflink -------------------------------------------------------------------------------

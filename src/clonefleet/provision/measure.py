@@ -43,6 +43,7 @@ _INSTALL_HINT = {
     "mkfs.ext4": "e2fsprogs",
     "debugfs": "e2fsprogs",
     "dumpe2fs": "e2fsprogs",
+    "xfs_spaceman": "xfsprogs",
 }
 
 
@@ -471,3 +472,18 @@ def fs_usage(path: Path, sync: bool = True) -> FsUsage:
 def df_bytes_used(path: Path, sync: bool = True) -> int:
     """Used bytes of the filesystem holding ``path`` (``df``'s Used column, in bytes)."""
     return fs_usage(path, sync).used_bytes
+
+
+def release_xfs_preallocation(path: Path) -> None:
+    """Free xfs's speculative and copy-on-write preallocations (``xfs_spaceman -c 'prealloc -s'``).
+
+    After writes into reflink copies, xfs reserves copy-on-write extents larger than
+    the writes (the ``cowextsize`` hint, 32 blocks by default) and frees the unused
+    part only later, in the background. A ``df`` delta taken before that counts them:
+    300 writes of 2 MiB in all, spread over 16 MiB of a reflink copy, showed a 15 MiB
+    delta, and 2 MiB after this call. Needs root (CAP_SYS_ADMIN); ``path`` is any file or folder on the xfs.
+    FIEMAP-based measures (:func:`fleet_sharing`) never see these reservations.
+    """
+    if not Path(path).exists():
+        raise UsageError(f"path '{path}' does not exist: give a file or folder on the xfs")
+    run_tool(["xfs_spaceman", "-c", "prealloc -s", str(path)])
