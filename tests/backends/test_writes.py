@@ -7,6 +7,7 @@ loop-mounted xfs made with ``mkfs.xfs -m reflink=1`` (unmounted in teardown).
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -202,14 +203,21 @@ def test_locked_image_is_a_one_line_error(gi: GoldenImage, tmp_path: Path) -> No
     )
     try:
         assert holder.stdout is not None
-        holder.stdout.read(len("qemu-io> "))  # its prompt: the image is open and locked
+        # Its first prompt means the image is open and locked (guarded: never hang here).
+        ready, _, _ = select.select([holder.stdout], [], [], 30)
+        assert ready, "qemu-io holding the image printed no prompt"
+        assert holder.stdout.read(len("qemu-io> ")) == "qemu-io> "
         with pytest.raises(ClonefleetError) as err:
             write_extents_qcow2(clone, [0], [4096], seed=1)
         assert "qemu-io failed (exit 1)" in str(err.value)
         assert "lock" in str(err.value)
         assert "\n" not in str(err.value)
     finally:
-        holder.communicate("quit\n", timeout=10)
+        try:
+            holder.communicate("quit\n", timeout=10)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            holder.communicate()
     assert qcow2_allocation(clone).own_data_bytes == 0
 
 

@@ -336,6 +336,22 @@ def _fs_used_bytes(raw: Path) -> int:
     return (fields["Block count"] - fields["Free blocks"]) * fields["Block size"]
 
 
+def _publish(built: Path, target: Path) -> None:
+    """Move the finished image into place without ever replacing a file that appeared
+    meanwhile: a hard link fails if the name exists (the temporary name goes with its
+    folder); where hard links are not supported, a check and a rename."""
+    try:
+        os.link(built, target)
+    except FileExistsError:
+        raise UsageError(f"GI '{target}' appeared while it was being built: not replaced") from None
+    except OSError:
+        if target.exists() or target.is_symlink():
+            raise UsageError(
+                f"GI '{target}' appeared while it was being built: not replaced"
+            ) from None
+        os.rename(built, target)
+
+
 def build_golden_image(
     dest_dir: Path,
     name: str = "gi",
@@ -391,9 +407,7 @@ def build_golden_image(
             convert += ["-o", f"cluster_size={QCOW2_CLUSTER_BYTES}"]
         run_tool([*convert, str(raw), str(out)], env=env)
         os.chmod(out, 0o444)
-        if target.exists() or target.is_symlink():  # appeared while we built
-            raise UsageError(f"GI '{target}' appeared while it was being built: not replaced")
-        os.rename(out, target)
+        _publish(out, target)
     if image_format is ImageFormat.QCOW2:
         used = qcow2_allocation(target).own_data_bytes
         cluster: int | None = QCOW2_CLUSTER_BYTES
