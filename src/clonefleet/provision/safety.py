@@ -218,17 +218,22 @@ def check_golden_image(path: Path, expected_sha256: str | None, max_chain_depth:
         state = "truncated" if size < expected_bytes else "grown"
         raise GoldenImageError(f"golden image {path}: {state}: {size} bytes, the manifest recorded "
                                f"{expected_bytes}; restore the original GI")
-    chain = image_info(path)["chain"]
-    assert isinstance(chain, list)
-    top = chain[0]
-    fmt = str(top.get("format", "raw"))
-    if fmt not in ("qcow2", "raw"):
-        raise GoldenImageError(f"golden image {path}: format {fmt!r}; clonefleet clones qcow2 or raw images")
-    if len(chain) > max_chain_depth:
-        raise GoldenImageError(f"golden image {path}: a backing chain {len(chain)} deep, more than "
-                               f"max_chain_depth = {max_chain_depth}; flatten it (qemu-img convert) "
-                               "or raise the limit in the manifest")
-    if fmt == "qcow2":
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"QFI\xfb":
+        # raw: nothing inside to check but its size and checksum; no backing chain.
+        fmt, virtual, depth = "raw", size, 1
+    else:
+        chain = image_info(path)["chain"]
+        assert isinstance(chain, list)
+        top = chain[0]
+        fmt, virtual, depth = str(top.get("format", "raw")), int(top.get("virtual-size", size)), len(chain)
+        if fmt != "qcow2":
+            raise GoldenImageError(f"golden image {path}: format {fmt!r}; clonefleet clones qcow2 or raw images")
+        if depth > max_chain_depth:
+            raise GoldenImageError(f"golden image {path}: a backing chain {depth} deep, more than "
+                                   f"max_chain_depth = {max_chain_depth}; flatten it (qemu-img convert) "
+                                   "or raise the limit in the manifest")
         result = subprocess.run(["qemu-img", "check", "-U", "-f", "qcow2", str(path)],
                                 capture_output=True, text=True, check=False)
         # 0: clean; 3: leaked clusters only (harmless); anything else: corrupt or unreadable.
@@ -242,5 +247,5 @@ def check_golden_image(path: Path, expected_sha256: str | None, max_chain_depth:
         raise GoldenImageError(f"golden image {path}: SHA-256 {digest[:16]}... differs from the manifest's "
                                f"{expected_sha256[:16]}...; the GI changed since the fleet was planned: "
                                "restore it, or record the new checksum with 'clonefleet init --force'")
-    return GoldenImageInfo(path=path, fmt=fmt, virtual_bytes=int(top.get("virtual-size", size)),
-                           file_bytes=size, sha256=digest, chain_depth=len(chain))
+    return GoldenImageInfo(path=path, fmt=fmt, virtual_bytes=virtual, file_bytes=size, sha256=digest,
+                           chain_depth=depth)
