@@ -59,6 +59,8 @@ QCOW2_CLUSTER_BYTES = 65536
 FS_BLOCK_BYTES = 4096
 FIXED_EPOCH_S = 1_700_000_000  # 2023-11-14 22:13:20 UTC: every time in the image
 _CHUNK_BYTES = 8 * MiB
+_MEAN_FILE_BYTES = 1 * MiB  # numbered files are added in /usr down to about this mean size
+_MAX_AREA_FILES = 1000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 # Our own mke2fs.conf: the features of Debian's ext4 defaults, written out so a host
@@ -198,6 +200,16 @@ _WORDS = (
 )
 
 
+def _area_names(area: str, names: tuple[str, ...], area_bytes: int) -> list[str]:
+    """The area's named files, plus numbered ones in /usr so a big GI has many files of
+    about ``_MEAN_FILE_BYTES`` rather than a few huge ones (at most ``_MAX_AREA_FILES``)."""
+    if not area.startswith("usr/"):
+        return list(names)
+    count = min(max(len(names), area_bytes // _MEAN_FILE_BYTES), _MAX_AREA_FILES)
+    extra = [f"cf-{area.rsplit('/', 1)[-1][:3]}-{i:04d}" for i in range(count - len(names))]
+    return [*names, *extra]
+
+
 def _config_files(seed: int, fs_uuid: str) -> dict[str, str]:
     host = f"gi-{seed}"
     return {
@@ -286,7 +298,8 @@ def _stage_tree(root: Path, content_bytes: int, rng: np.random.Generator, seed: 
     area_sizes[-1] = budget - sum(area_sizes[:-1])  # the exact total
     for (area, _, kind, names), area_bytes in zip(_AREAS, area_sizes, strict=True):
         d = folder(area)
-        for fname, size in zip(names, _split(area_bytes, len(names), rng), strict=True):
+        all_names = _area_names(area, names, area_bytes)
+        for fname, size in zip(all_names, _split(area_bytes, len(all_names), rng), strict=True):
             chunks = _binary_chunks(size, rng) if kind == "binary" else _text_chunks(size, rng)
             with open(d / fname, "wb") as f:
                 for chunk in chunks:
