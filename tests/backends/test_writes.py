@@ -177,6 +177,8 @@ def test_bad_extents_are_refused_before_anything_is_written(gi: GoldenImage, tmp
         (([-4096], [4096]), "offset >= 0"),
         (([0], [0]), "length > 0"),
         (([0, 4096], [4096]), "2 offsets but 1 lengths"),
+        (([4096.5], [4096]), "offsets must be whole numbers of bytes"),
+        (([0], ["4k"]), "lengths must be whole numbers of bytes"),
     ]
     for (offsets, lengths), fragment in cases:
         with pytest.raises(UsageError, match=fragment):

@@ -87,16 +87,26 @@ def boot_footprint(
     return Footprint(offsets, lengths, seed)
 
 
+def _whole_bytes(values: ExtentInput, what: str) -> IntArray:
+    try:
+        arr = np.asarray(values).reshape(-1)
+        whole = arr.dtype.kind in "iu" or (
+            arr.dtype.kind == "f" and bool(np.all(np.isfinite(arr) & (arr == np.floor(arr))))
+        )
+        if not whole and arr.size:
+            raise ValueError(what)
+        return arr.astype(np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError(f"write extents: {what} must be whole numbers of bytes") from None
+
+
 def validate_extents(
     offsets: ExtentInput, lengths: ExtentInput, limit_bytes: int, target: Path
 ) -> tuple[IntArray, IntArray]:
     """Extents as int64 arrays; each must have offset >= 0, length > 0 and end inside
     ``limit_bytes`` (the target's size). Raises :class:`UsageError` naming the first bad one."""
-    try:
-        off = np.asarray(offsets, dtype=np.int64).reshape(-1)
-        ln = np.asarray(lengths, dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError, OverflowError):
-        raise UsageError("write extents: offsets and lengths must be integers (bytes)") from None
+    off = _whole_bytes(offsets, "offsets")
+    ln = _whole_bytes(lengths, "lengths")
     if off.shape != ln.shape:
         raise UsageError(
             f"write extents: {off.size} offsets but {ln.size} lengths: give one length per offset"
