@@ -59,7 +59,7 @@ def _less(ta: float, ia: int, tb: float, ib: int) -> bool:
     return ta < tb or (ta == tb and ia < ib)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _push(ht: FloatArray, hi: IntArray, size: int, t: float, i: int) -> None:
     k = size
     while k > 0:
@@ -74,7 +74,7 @@ def _push(ht: FloatArray, hi: IntArray, size: int, t: float, i: int) -> None:
     hi[k] = i
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _pop_fix(ht: FloatArray, hi: IntArray, size: int) -> None:
     """Remove the root of a heap of ``size`` entries (size counts the root)."""
     last = size - 1
@@ -99,7 +99,7 @@ def _pop_fix(ht: FloatArray, hi: IntArray, size: int) -> None:
 
 # --- LRU cache: chained hash table over slots, doubly linked list for recency -------------------
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _cache_access(key: int, ckey: IntArray, prev: Int32Array, nxt: Int32Array, chain: Int32Array,
                   bucket: Int32Array, state: IntArray) -> bool:
     """Look ``key`` up; make it the most recent; insert it (evicting the least recent) on a miss.
@@ -164,7 +164,7 @@ def _cache_access(key: int, ckey: IntArray, prev: Int32Array, nxt: Int32Array, c
 
 # --- the event loop ----------------------------------------------------------------------------
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _serve(free: FloatArray, busy: FloatArray, bins: FloatArray, cls: int, bin_s: float,
            server: int, t: float, service: float) -> float:
     """FIFO single server: start at max(arrival, free), return the departure; book the busy time."""
@@ -187,7 +187,7 @@ def _serve(free: FloatArray, busy: FloatArray, bins: FloatArray, cls: int, bin_s
     return end
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _vm_of(vm_start: IntArray, i: int) -> int:
     lo, hi = 0, len(vm_start) - 2
     while lo < hi:
@@ -199,7 +199,7 @@ def _vm_of(vm_start: IntArray, i: int) -> int:
     return lo
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _writes(i: int, t: float, disk: Int32Array, write_disks: int, pool: int, disk_free: FloatArray,
             busy_disk: FloatArray, bins: FloatArray, bin_s: float, svc: float) -> float:
     done = t
@@ -220,6 +220,9 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
                                                           FloatArray, FloatArray, int, int]:
     n = len(is_write)
     vms = len(vm_start) - 1
+    vm_of = np.empty(n, np.int32)
+    for v in range(vms):
+        vm_of[vm_start[v]:vm_start[v + 1]] = v
     per_io = service_s.shape[1] == n and n > 0
     completion = np.zeros(n)  # holds the issue time until the IO completes
     latency = np.zeros(n, np.float32)
@@ -271,73 +274,75 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
         i = hi[0]
         _pop_fix(ht, hi, size)
         size -= 1
-        if size + 2 > len(ht):  # room for the (at most two) pushes below
-            ht2 = np.empty(2 * len(ht))
-            hi2 = np.empty(2 * len(ht), np.int64)
-            ht2[:size] = ht[:size]
-            hi2[:size] = hi[:size]
-            ht, hi = ht2, hi2
-        st = stage[i]
-        done = False
-        dsvc = service_s[2, i] if per_io else disk_s
-        if st == 0:
-            v = _vm_of(vm_start, i)
-            if not closed and i + 1 < vm_start[v + 1]:
-                _push(ht, hi, size, issue_s[i + 1], i + 1)
-                size += 1
-            completion[i] = t
-            svc = service_s[0, i] if per_io else volume_s
-            end = _serve(vol_free, busy_vol, bins, 0, bin_s, vm_volume[v], t, svc)
-            stage[i] = 1
-            _push(ht, hi, size, end, i)
-            size += 1
-        elif st == 1:
-            v = _vm_of(vm_start, i)
-            svc = service_s[1, i] if per_io else processor_s
-            end = _serve(proc_free, busy_proc, bins, 1, bin_s, volume_processor[vm_volume[v]], t, svc)
-            stage[i] = 2
-            _push(ht, hi, size, end, i)
-            size += 1
-        elif st == 2:
-            hit = _cache_access(key[i], ckey, prev, nxt, chain, bucket, state)
-            if is_write[i] == 0:
-                reads += 1
-                if hit:
-                    hits += 1
-                    done = True
+        while True:
+            if size + 2 > len(ht):  # room for the (at most two) pushes below
+                ht2 = np.empty(2 * len(ht))
+                hi2 = np.empty(2 * len(ht), np.int64)
+                ht2[:size] = ht[:size]
+                hi2[:size] = hi[:size]
+                ht, hi = ht2, hi2
+            # Process the event (t, i); (nt, ni) is the one it sets off, ni < 0 when none.
+            st = stage[i]
+            done = False
+            nt = t
+            ni = i
+            dsvc = service_s[2, i] if per_io else disk_s
+            if st == 0:
+                v = vm_of[i]
+                if not closed and i + 1 < vm_start[v + 1]:
+                    _push(ht, hi, size, issue_s[i + 1], i + 1)
+                    size += 1
+                completion[i] = t
+                svc = service_s[0, i] if per_io else volume_s
+                nt = _serve(vol_free, busy_vol, bins, 0, bin_s, vm_volume[v], t, svc)
+                stage[i] = 1
+            elif st == 1:
+                v = vm_of[i]
+                svc = service_s[1, i] if per_io else processor_s
+                nt = _serve(proc_free, busy_proc, bins, 1, bin_s, volume_processor[vm_volume[v]], t, svc)
+                stage[i] = 2
+            elif st == 2:
+                hit = _cache_access(key[i], ckey, prev, nxt, chain, bucket, state)
+                if is_write[i] == 0:
+                    reads += 1
+                    if hit:
+                        hits += 1
+                        done = True
+                    else:
+                        d = disk[i]
+                        nt = _serve(disk_free, busy_disk, bins, 2 if d < pool else 3, bin_s, d, t, dsvc)
+                        stage[i] = 4
+                elif cow_disk[i] >= 0:
+                    nt = _serve(disk_free, busy_disk, bins, 3, bin_s, cow_disk[i], t, dsvc)
+                    stage[i] = 3
                 else:
-                    d = disk[i]
-                    end = _serve(disk_free, busy_disk, bins, 2 if d < pool else 3, bin_s, d, t, dsvc)
+                    nt = _writes(i, t, disk, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
                     stage[i] = 4
-                    _push(ht, hi, size, end, i)
-                    size += 1
-            elif cow_disk[i] >= 0:
-                end = _serve(disk_free, busy_disk, bins, 3, bin_s, cow_disk[i], t, dsvc)
-                stage[i] = 3
-                _push(ht, hi, size, end, i)
-                size += 1
-            else:
-                end = _writes(i, t, disk, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
+            elif st == 3:
+                nt = _writes(i, t, disk, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
                 stage[i] = 4
-                _push(ht, hi, size, end, i)
-                size += 1
-        elif st == 3:
-            end = _writes(i, t, disk, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
-            stage[i] = 4
-            _push(ht, hi, size, end, i)
+            else:
+                done = True
+            if done:
+                latency[i] = t - completion[i]
+                completion[i] = t
+                stage[i] = 5
+                ni = -1
+                if closed:
+                    v = vm_of[i]
+                    if next_io[v] < vm_start[v + 1]:
+                        ni = next_io[v]
+                        next_io[v] += 1
+            if ni < 0:
+                break
+            # The event set off comes next when it sorts before everything pending: run it now.
+            if size == 0 or _less(nt, ni, ht[0], hi[0]):
+                t = nt
+                i = ni
+                continue
+            _push(ht, hi, size, nt, ni)
             size += 1
-        else:
-            done = True
-        if done:
-            latency[i] = t - completion[i]
-            completion[i] = t
-            stage[i] = 5
-            if closed:
-                v = _vm_of(vm_start, i)
-                if next_io[v] < vm_start[v + 1]:
-                    _push(ht, hi, size, t, next_io[v])
-                    size += 1
-                    next_io[v] += 1
+            break
     return completion, latency, busy_vol, busy_proc, busy_disk, bins, reads, hits
 
 
