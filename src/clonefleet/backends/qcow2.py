@@ -173,19 +173,42 @@ def fsync_path(path: Path) -> None:
 
 
 _COPY_CHUNK = 1 << 20
+_BLOCK = 4096
+_ZERO_BLOCK = bytes(_BLOCK)
+
+
+def nonzero_runs(chunk: bytes) -> list[tuple[int, int]]:
+    """(start, end) of the runs of 4 KiB blocks of ``chunk`` that are not all zero."""
+    if chunk.count(0) == len(chunk):
+        return []
+    view = memoryview(chunk)
+    runs: list[tuple[int, int]] = []
+    for off in range(0, len(chunk), _BLOCK):
+        block = view[off:off + _BLOCK]
+        if block == _ZERO_BLOCK[:len(block)]:
+            continue
+        end = off + len(block)
+        if runs and runs[-1][1] == off:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((off, end))
+    return runs
 
 
 def copy_file_private(src: Path, dest: Path, thick: bool = False) -> None:
     """Copy ``src`` to a new file ``dest`` sharing no blocks with it (no reflink, no copy_file_range).
 
-    Holes stay holes (SEEK_DATA/SEEK_HOLE) unless ``thick``, which allocates the
-    whole size (fallocate) as a thick copy does. ``src`` is opened read-only.
+    Sparse: holes (SEEK_HOLE) and all-zero 4 KiB blocks are not written, as
+    ``qemu-img convert`` skips zeros; ``thick`` allocates the whole size first
+    (fallocate), as a thick copy does. The size is set before any write, so no
+    filesystem preallocates past a moving end of file. ``src`` is opened read-only.
     """
     sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     try:
         size = os.fstat(sfd).st_size
         dfd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
+            os.ftruncate(dfd, size)
             if thick and size:
                 os.posix_fallocate(dfd, 0, size)
             pos = 0
@@ -200,12 +223,14 @@ def copy_file_private(src: Path, dest: Path, thick: bool = False) -> None:
                     chunk = os.pread(sfd, min(_COPY_CHUNK, end - off), off)
                     if not chunk:
                         break
-                    written = 0
-                    while written < len(chunk):
-                        written += os.pwrite(dfd, chunk[written:], off + written)
+                    for a, b in nonzero_runs(chunk):
+                        view = memoryview(chunk)[a:b]
+                        at = off + a
+                        while view:
+                            n = os.pwrite(dfd, view, at)
+                            view, at = view[n:], at + n
                     off += len(chunk)
                 pos = end
-            os.ftruncate(dfd, size)
             os.fsync(dfd)
         finally:
             os.close(dfd)

@@ -736,7 +736,36 @@ def _as_completed(futures: dict[Future[int], CloneTask]) -> Iterator[Future[int]
 
 
 def gi_used_bytes(gi: GoldenImageInfo) -> int:
-    """G_used of the model, measured: the GI's data (qcow2 data clusters, or raw data extents)."""
+    """G_used of the model, measured: the GI's data (qcow2 data clusters; for raw, the 4 KiB blocks
+    inside data extents that are not all zero: what a sparse copy holds)."""
     if gi.fmt == "qcow2":
         return measure.qcow2_allocation(gi.path).own_data_bytes
-    return measure.data_bytes_seek(gi.path)
+    return nonzero_data_bytes(gi.path)
+
+
+def nonzero_data_bytes(path: Path) -> int:
+    """Bytes in the 4 KiB blocks of ``path``'s data extents (SEEK_DATA) that are not all zero."""
+    from clonefleet.backends.qcow2 import nonzero_runs
+
+    total = 0
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        pos = 0
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            off = start
+            while off < end:
+                chunk = os.pread(fd, min(1 << 20, end - off), off)
+                if not chunk:
+                    break
+                total += sum(b - a for a, b in nonzero_runs(chunk))
+                off += len(chunk)
+            pos = end
+    finally:
+        os.close(fd)
+    return total

@@ -1,0 +1,58 @@
+"""Reflink clones on a loop-mounted xfs (reflink=1); refusal on ext4 (/tmp here) instead of full copies."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import provision_fixtures as pf
+import pytest
+
+from clonefleet.backends import BackendUnavailable
+from clonefleet.backends.reflink import filesystem_of
+from clonefleet.provision import engine
+from clonefleet.provision.measure import fleet_sharing
+from clonefleet.provision.safety import sha256_file
+
+xfs_dir = pf.xfs_dir  # a fixture
+
+pytestmark = pytest.mark.backend
+
+
+def test_reflink_refuses_a_filesystem_without_reflink_and_copies_nothing() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        if filesystem_of(base) in ("xfs", "btrfs"):
+            pytest.fail(f"{base} is on {filesystem_of(base)}: this test needs a filesystem without reflink")
+        gi = pf.small_gi(base, fmt="raw")
+        m = pf.fleet_manifest(base, gi.path, 3, backend="reflink")
+        with pytest.raises(BackendUnavailable) as info:
+            engine.provision(m)
+        assert "never falls back" in info.value.message and "\n" not in info.value.message
+        assert not m.dest.exists()  # nothing made, no full copy behind the user's back
+
+
+@pytest.mark.parametrize("method", ["snapshot", "thin", "full"])
+def test_reflink_fleet_each_method(xfs_dir: Path, method: str) -> None:
+    base = Path(tempfile.mkdtemp(dir=xfs_dir))
+    gi = pf.small_gi(base, fmt="raw")
+    m = pf.fleet_manifest(base, gi.path, 8, backend="reflink", method=method,
+                       g=2 if method == "snapshot" else 1)
+    engine.provision(m)
+    clones = sorted(m.dest.glob("vm-*.img"))
+    assert len(clones) == 8
+    assert all(sha256_file(c) == gi.sha256 for c in clones)  # same bytes as the GI, before writes
+    sharing = fleet_sharing([gi.path, *clones])
+    if method == "snapshot":  # shares: far less than 8 copies (GI + one replica's worth)
+        assert sharing.unique_physical_bytes < 3 * gi.used_bytes
+        assert all(f.shared_bytes > 0 for f in sharing.files)
+    else:  # private copies: nothing shared
+        assert all(f.shared_bytes == 0 for f in sharing.files)
+        assert sharing.unique_physical_bytes >= 8 * gi.used_bytes
+    engine.apply_writes(m)
+    assert engine.status(m).written == 8
+    assert sha256_file(gi.path) == gi.sha256
+    engine.destroy(m)
+    assert not m.dest.exists()
+    assert os.path.exists(gi.path)
