@@ -100,6 +100,16 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
     assert c.sha256 != a.sha256
     assert a.fs_uuid == b.fs_uuid != c.fs_uuid
     assert golden_image_unchanged(a)
+    # The raw build of the same seed holds the same guest data, stored in 4 KiB blocks
+    # rather than 64 KiB clusters.
+    raw = _build(tmp_path / "r", seed=3, fmt="raw")
+    same = subprocess.run(
+        ["qemu-img", "compare", "-f", "raw", "-F", "qcow2", str(raw.path), str(a.path)],
+        capture_output=True, text=True, check=False,
+    )
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert raw.used_bytes % 4096 == 0
+    assert raw.content_bytes <= raw.used_bytes <= a.used_bytes
 
 
 def test_sha256_file_reads_in_chunks(tmp_path: Path) -> None:

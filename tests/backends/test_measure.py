@@ -25,6 +25,7 @@ from clonefleet.provision.measure import (
     df_bytes_used,
     exclusive_bytes,
     fiemap,
+    file_sharing,
     fleet_sharing,
     fs_usage,
     qcow2_actual_bytes,
@@ -193,6 +194,23 @@ def test_fiemap_unsupported_is_a_clonefleet_error() -> None:
             fiemap(f)
     finally:
         f.unlink()
+
+
+def test_preallocated_extents_are_consumed_and_reported(tmp_path: Path) -> None:
+    f = tmp_path / "prealloc.raw"
+    fd = os.open(f, os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, MiB)
+        os.pwrite(fd, b"\x11" * 4096, 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    sharing = file_sharing(f)
+    # Allocated, reads as zeros: du and FIEMAP count it, SEEK_DATA does not.
+    assert sharing.mapped_bytes == MiB == allocated_bytes(f)
+    assert sharing.unwritten_bytes == MiB - 4096
+    assert unique_physical_bytes([f]) == MiB
+    assert data_bytes_seek(f) == 4096
 
 
 @given(

@@ -22,6 +22,7 @@ read an image another process holds open). All sizes are in bytes.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -201,22 +202,41 @@ def qcow2_allocation(path: Path) -> Qcow2Allocation:
 # --- any file: st_blocks and SEEK_DATA ------------------------------------------------------
 
 
-def allocated_bytes(path: Path) -> int:
+def _flush(fd: int) -> None:
+    """Write the file's dirty pages so its allocation is final (no data changes)."""
+    with contextlib.suppress(OSError):  # a filesystem that cannot fsync still answers
+        os.fsync(fd)
+
+
+def allocated_bytes(path: Path, sync: bool = True) -> int:
     """``st_blocks * 512``: bytes the filesystem allocated to this file.
 
-    What ``du`` counts: a block shared by reflink is charged to every file that maps it.
-    """
-    return int(os.stat(path).st_blocks) * 512
-
-
-def data_bytes_seek(path: Path) -> int:
-    """Bytes of the file that are data, not holes, found with ``SEEK_DATA``/``SEEK_HOLE``.
-
-    Filesystems report at their block granularity (or the whole file if they do
-    not support holes). Shared blocks count once per file, as with ``du``.
+    What ``du`` counts: a block shared by reflink is charged to every file that maps
+    it; preallocated (unwritten) extents and extent-tree blocks count too. ``sync``
+    flushes the file first: before writeback xfs and ext4 report delayed-allocation
+    reservations, which can differ from the final allocation.
     """
     fd = os.open(_existing_file(path, "file"), os.O_RDONLY)
     try:
+        if sync:
+            _flush(fd)
+        return int(os.fstat(fd).st_blocks) * 512
+    finally:
+        os.close(fd)
+
+
+def data_bytes_seek(path: Path, sync: bool = True) -> int:
+    """Bytes of the file that are data, not holes, found with ``SEEK_DATA``/``SEEK_HOLE``.
+
+    Filesystems report at their block granularity (or the whole file if they do
+    not support holes); xfs and ext4 report preallocated (unwritten) extents as
+    holes once written back. Shared blocks count once per file, as with ``du``.
+    ``sync`` flushes the file first, so the answer does not depend on writeback.
+    """
+    fd = os.open(_existing_file(path, "file"), os.O_RDONLY)
+    try:
+        if sync:
+            _flush(fd)
         size = os.fstat(fd).st_size
         total = 0
         pos = 0
@@ -333,6 +353,14 @@ class FileSharing:
     mapped_bytes: int  # all extents (what du/st_blocks charge, roughly)
     shared_bytes: int  # extents flagged FIEMAP_EXTENT_SHARED
     exclusive_bytes: int  # extents not shared: freed if this file is deleted
+    unwritten_bytes: int = 0  # preallocated extents (read as zeros, yet allocated), in mapped
+
+
+def _file_sharing(path: Path, exts: Sequence[PhysicalExtent]) -> FileSharing:
+    shared = sum(e.length_bytes for e in exts if e.shared)
+    mapped = sum(e.length_bytes for e in exts)
+    unwritten = sum(e.length_bytes for e in exts if e.flags & FIEMAP_EXTENT_UNWRITTEN)
+    return FileSharing(path, mapped, shared, mapped - shared, unwritten)
 
 
 @dataclass(frozen=True)
@@ -353,10 +381,7 @@ class FleetSharing:
 
 def file_sharing(path: Path) -> FileSharing:
     """Shared vs exclusive bytes of one file (FIEMAP flags)."""
-    exts = fiemap(path)
-    shared = sum(e.length_bytes for e in exts if e.shared)
-    mapped = sum(e.length_bytes for e in exts)
-    return FileSharing(Path(path), mapped, shared, mapped - shared)
+    return _file_sharing(Path(path), fiemap(path))
 
 
 def exclusive_bytes(path: Path) -> int:
@@ -404,8 +429,8 @@ def fleet_sharing(paths: Iterable[Path]) -> FleetSharing:
         if (st.st_dev, st.st_ino) in seen:  # the same file twice (hard link): count once
             continue
         seen.add((st.st_dev, st.st_ino))
-        naive += int(st.st_blocks) * 512
-        exts = fiemap(path)
+        exts = fiemap(path)  # syncs the file first, so st_blocks below is final too
+        naive += int(os.stat(path).st_blocks) * 512
         starts, lengths = per_dev.setdefault(st.st_dev, ([], []))
         for e in exts:
             if e.located:
@@ -413,9 +438,7 @@ def fleet_sharing(paths: Iterable[Path]) -> FleetSharing:
                 lengths.append(e.length_bytes)
             else:
                 unlocated += e.length_bytes
-        shared = sum(e.length_bytes for e in exts if e.shared)
-        mapped = sum(e.length_bytes for e in exts)
-        files.append(FileSharing(path, mapped, shared, mapped - shared))
+        files.append(_file_sharing(path, exts))
     unique = unlocated + sum(union_bytes(s, ln) for s, ln in per_dev.values())
     return FleetSharing(tuple(files), unique, naive)
 
