@@ -141,6 +141,21 @@ def test_broken_backing_chain_is_a_one_line_error(gi: GoldenImage, tmp_path: Pat
         qcow2_info(tmp_path / "missing.qcow2")
 
 
+def test_known_format_is_not_probed(tmp_path: Path) -> None:
+    require_tool("qemu-img")
+    # A raw disk whose guest wrote a qcow2 image into it: probing reads it as qcow2.
+    raw = tmp_path / "guest.raw"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(raw), "1M"], check=True)
+    assert qcow2_info(raw).format == "qcow2"
+    info = qcow2_info(raw, fmt="raw")
+    assert (info.format, info.cluster_bytes, info.backing_file) == ("raw", None, None)
+    # qemu shows a raw file's size rounded up to whole 512-byte sectors.
+    assert raw.stat().st_size <= info.virtual_bytes < raw.stat().st_size + 512
+    assert qcow2_allocation(raw, fmt="raw").data_bytes_by_depth[0] > 0
+    with pytest.raises(ClonefleetError, match="qemu-img info failed"):
+        qcow2_info(raw, fmt="vmdk")
+
+
 # --- st_blocks, SEEK_DATA, FIEMAP on the host filesystem --------------------------------------
 
 

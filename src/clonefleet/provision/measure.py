@@ -120,10 +120,18 @@ class ImageInfo:
     backing_format: str | None
 
 
-def qcow2_info(path: Path) -> ImageInfo:
-    """``qemu-img info -U --output=json`` of one image, read-only."""
+def _format_args(fmt: str | None) -> list[str]:
+    return [] if fmt is None else ["-f", fmt]
+
+
+def qcow2_info(path: Path, fmt: str | None = None) -> ImageInfo:
+    """``qemu-img info -U --output=json`` of one image, read-only.
+
+    Give ``fmt`` when the format is known: qemu-img then does not probe it (a raw
+    image whose guest wrote a qcow2 header would otherwise be read as qcow2).
+    """
     path = _existing_file(path, "image")
-    out = run_tool(["qemu-img", "info", "-U", "--output=json", str(path)])
+    out = run_tool(["qemu-img", "info", "-U", *_format_args(fmt), "--output=json", str(path)])
     data = json.loads(out)
     return ImageInfo(
         path=path,
@@ -136,10 +144,10 @@ def qcow2_info(path: Path) -> ImageInfo:
     )
 
 
-def qcow2_actual_bytes(path: Path) -> int:
+def qcow2_actual_bytes(path: Path, fmt: str | None = None) -> int:
     """Bytes the image file takes on the host (``actual-size``): for a fresh linked clone
     only its metadata (about 196 KiB with 64 KiB clusters)."""
-    return qcow2_info(path).actual_bytes
+    return qcow2_info(path, fmt).actual_bytes
 
 
 @dataclass(frozen=True)
@@ -165,14 +173,15 @@ class Qcow2Allocation:
         return self.own_data_bytes
 
 
-def qcow2_allocation(path: Path) -> Qcow2Allocation:
-    """Sum ``qemu-img map -U --output=json`` by depth.
+def qcow2_allocation(path: Path, fmt: str | None = None) -> Qcow2Allocation:
+    """Sum ``qemu-img map -U --output=json`` by depth (``fmt``: as for :func:`qcow2_info`).
 
-    Ranges with ``data`` true are data; ``present`` false (or, on an old qemu-img
-    without ``present``, not data and not zero at depth 0) means unallocated.
+    Ranges with ``data`` true are data; at depth 0 a range that is ``present`` without
+    data is zero clusters; anything else is unallocated (a qemu-img older than 6.0,
+    without ``present``, shows zero clusters as unallocated).
     """
     path = _existing_file(path, "image")
-    out = run_tool(["qemu-img", "map", "-U", "--output=json", str(path)])
+    out = run_tool(["qemu-img", "map", "-U", *_format_args(fmt), "--output=json", str(path)])
     entries = json.loads(out)
     by_depth: dict[int, int] = {}
     own_zero = unallocated = virtual = 0
@@ -182,7 +191,7 @@ def qcow2_allocation(path: Path) -> Qcow2Allocation:
         virtual = max(virtual, int(entry["start"]) + length)
         if entry.get("data"):
             by_depth[depth] = by_depth.get(depth, 0) + length
-        elif entry.get("present", depth == 0) and depth == 0:
+        elif depth == 0 and entry.get("present", False):
             own_zero += length
         else:
             unallocated += length

@@ -194,7 +194,7 @@ def write_extents_qcow2(
     """
     image = Path(image)
     check_not_protected(image, _target_stat(image), protected)
-    info = qcow2_info(image)
+    info = qcow2_info(image)  # probed on purpose: a raw target gets a clear refusal
     if info.format != "qcow2":
         raise UsageError(f"write target '{image}' is a {info.format} image: expected qcow2")
     off, ln = validate_extents(offsets, lengths, info.virtual_bytes, image)
