@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -346,6 +347,10 @@ def _rmdir_quietly(path: Path) -> None:
 
 def _clean_temporaries(plan: FleetPlan) -> int:
     count = 0
+    state = plan.fleet_dir / STATE_DIR
+    for entry in os.scandir(state):  # work folders of a killed run (templates, measurements)
+        if entry.name.startswith(".cf-") and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
     for name in plan.temporaries:
         count += _remove_entry(plan.fleet_dir, name)
     replica_dir = plan.fleet_dir / REPLICA_DIR
@@ -414,7 +419,8 @@ def _create_clones(plan: FleetPlan, journal: Journal, progress: Progress, worker
         return 0
     prepared: dict[int, Prepared] = {}
     for replica in sorted({t.replica for t in tasks}):
-        prepared[replica] = plan.backend.prepare(plan.recipe, plan.sources[replica], plan.fleet_dir)
+        prepared[replica] = plan.backend.prepare(plan.recipe, plan.sources[replica],
+                                                 plan.fleet_dir / STATE_DIR)
     fleet_dir = plan.fleet_dir
 
     def make(task: CloneTask) -> CloneTask:

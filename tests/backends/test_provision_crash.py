@@ -1,0 +1,136 @@
+"""Crash safety: SIGKILL the provisioner at random moments, at least 20 times, during a 300-clone
+provision; after a rerun every clone passes ``qemu-img check``, the manifest, the journal and the
+disk agree exactly, and the GI's checksum is unchanged.
+
+The provisioner runs as a subprocess (``python -m clonefleet provision``). Kill moments are drawn
+from a seeded generator: a third anywhere in a run (start-up included), the rest after the run has
+written its first journal record, within the time a whole run's work takes (measured here, in a
+calibration run). Only kills that land while the process is alive and the fleet is incomplete
+count. After each kill, before any rerun, every file under a clone's final name must already be a
+whole clone: a kill may leave temporaries and unjournaled clones, never a half-made clone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import provision_fixtures as pf
+import pytest
+
+from clonefleet.backends import get_backend
+from clonefleet.provision import engine
+from clonefleet.provision.goldimage import GoldenImage
+from clonefleet.provision.journal import Journal
+from clonefleet.provision.safety import sha256_file
+from helpers import require_tool
+
+qcow2_gi = pf.qcow2_gi  # a fixture
+
+pytestmark = [pytest.mark.backend, pytest.mark.slow]
+
+CLONES = 300
+KILLS = 20
+MAX_ROUNDS = 80
+
+
+def start(manifest: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "clonefleet", "provision", str(manifest)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def journal_records(fleet: Path) -> int:
+    return Journal.read(fleet).records if (fleet / ".clonefleet").is_dir() else 0
+
+
+def qemu_check(path: Path) -> tuple[Path, int, str]:
+    r = subprocess.run(["qemu-img", "check", "-q", str(path)], capture_output=True, text=True)
+    return path, r.returncode, r.stderr.strip()
+
+
+def final_clone_files(fleet: Path) -> list[Path]:
+    return sorted(p for p in fleet.glob("vm-*.qcow2"))
+
+
+def test_sigkill_at_random_moments_then_rerun_finishes_exactly(tmp_path: Path, qcow2_gi: GoldenImage) -> None:
+    require_tool("qemu-img")
+    rng = np.random.default_rng(20261126)
+    m = pf.fleet_manifest(tmp_path, qcow2_gi.path, CLONES, g=2, workers=2)
+    backend = get_backend("qcow2")
+
+    # calibration: how long a whole run takes, start-up and work
+    t0 = time.perf_counter()
+    proc = start(m.path)
+    while journal_records(m.dest) == 0 and proc.poll() is None:
+        time.sleep(0.002)
+    t_begin = time.perf_counter() - t0
+    assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+    t_work = max(time.perf_counter() - t0 - t_begin, 0.02)
+    t_total = t_begin + t_work
+    engine.destroy(m)
+
+    kills = rounds = 0
+    progress_at_kill: list[int] = []
+    completed_runs = 0
+    while kills < KILLS and rounds < MAX_ROUNDS:
+        rounds += 1
+        before = journal_records(m.dest)
+        proc = start(m.path)
+        started = time.perf_counter()
+        if rng.random() < 1 / 3:
+            time.sleep(rng.uniform(0, t_total))
+        else:
+            while journal_records(m.dest) <= before and proc.poll() is None \
+                    and time.perf_counter() - started < 30:
+                time.sleep(0.001)
+            time.sleep(rng.uniform(0, t_work))
+        alive = proc.poll() is None
+        if alive:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        if proc.stderr:
+            proc.stderr.close()
+        plan = engine.make_plan(m, backend)
+        complete = not (plan.create or plan.adopt or plan.temporaries)
+        if alive and not complete:
+            kills += 1
+            made = CLONES - len(plan.create)
+            progress_at_kill.append(made)
+        # the invariant after any kill: a final name holds a whole clone, or nothing
+        files = final_clone_files(m.dest) if m.dest.is_dir() else []
+        for f in files:
+            task = next(t for t in plan.tasks if t.name == f.name)
+            assert backend.status(plan.recipe, f, task.source) is None, f
+        newest = sorted(files, key=lambda p: p.stat().st_mtime_ns)[-3:]
+        for path, code, err in map(qemu_check, newest):
+            assert code == 0, f"{path}: {err}"
+        if complete:
+            completed_runs += 1
+            engine.destroy(m)  # start over, so later kills land in an unfinished provision
+    assert kills >= KILLS, f"only {kills} kills landed mid-provision in {rounds} rounds"
+
+    # the rerun finishes the job
+    result = subprocess.run([sys.executable, "-m", "clonefleet", "provision", str(m.path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    expected = {t for t in m.clone_names()}
+    on_disk = {p.name.removesuffix(".qcow2") for p in final_clone_files(m.dest)}
+    assert on_disk == expected
+    assert sorted(os.listdir(m.dest)) == sorted([*(f"{n}.qcow2" for n in expected), ".clonefleet", "golden"])
+    assert sorted(os.listdir(m.dest / "golden")) == ["gi-r2.qcow2"]
+    assert {n.removesuffix(".qcow2") for n in Journal.read(m.dest).present()} == expected
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        bad = [(p, e) for p, code, e in pool.map(qemu_check, final_clone_files(m.dest)) if code != 0]
+    assert not bad
+    assert engine.status(m).in_sync
+    assert sha256_file(qcow2_gi.path) == qcow2_gi.sha256
+    print(f"{kills} kills mid-provision in {rounds} rounds ({completed_runs} runs finished before their "
+          f"kill); clones on disk at each kill: {progress_at_kill}; calibration run {t_total:.2f} s")
+    # most kills must land while clones are being made, not before the first or after the last
+    assert sum(0 < n < CLONES for n in progress_at_kill) >= KILLS // 2, progress_at_kill
