@@ -35,6 +35,7 @@ from clonefleet.provision.measure import (
     qcow2_allocation,
 )
 from clonefleet.provision.writes import (
+    backing_files,
     boot_footprint,
     qemu_io_script,
     write_extents_file,
@@ -167,6 +168,28 @@ def test_writes_never_touch_a_golden_image(gi: GoldenImage, tmp_path: Path) -> N
             write_extents_file(alias, [0], [4096], seed=1, protected={target})
     assert target.read_bytes() == b"\x07" * 65536
     assert sha256_file(gi.path) == before == gi.sha256
+
+
+def test_backing_files_of_clones_are_protected(gi: GoldenImage, tmp_path: Path) -> None:
+    require_tool("qemu-img", "qemu-io")
+    # A writable copy of the GI (0644), cloned with absolute and relative backing names.
+    base = tmp_path / "base.qcow2"
+    base.write_bytes(gi.path.read_bytes())
+    base.chmod(0o644)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base),
+                    str(tmp_path / "a.qcow2")], check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "base.qcow2",
+                    str(tmp_path / "b.qcow2")], check=True)
+    clones = [tmp_path / "a.qcow2", tmp_path / "b.qcow2", base]
+    found = backing_files(clones)
+    assert {p.resolve() for p in found} == {base.resolve()}
+    before = sha256_file(base)
+    with pytest.raises(UsageError, match="protected golden image"):
+        write_extents_qcow2(base, [0], [4096], seed=1, protected=found)
+    assert sha256_file(base) == before
+    # The clones themselves stay writable.
+    write_extents_qcow2(tmp_path / "b.qcow2", [0], [4096], seed=1, protected=found)
+    assert qcow2_allocation(tmp_path / "b.qcow2").own_data_bytes == CLUSTER
 
 
 def test_bad_extents_are_refused_before_anything_is_written(gi: GoldenImage, tmp_path: Path) -> None:
