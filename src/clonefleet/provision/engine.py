@@ -461,6 +461,8 @@ def _create_clones(plan: FleetPlan, journal: Journal, progress: Progress, worker
                         journal.append("failed", name=task.name, index=task.index, reason=_describe(exc))
                         if failure is None:
                             failure = (task, exc)
+                            for queued in [f for f in pending if f.cancel()]:  # not started: not tried
+                                pending.pop(queued)
         except BaseException:
             for future in pending:
                 future.cancel()
