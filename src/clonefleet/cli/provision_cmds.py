@@ -51,9 +51,9 @@ def _load(path: str) -> object:
 
 @app.command("init")
 def init_cmd(
-    gi: Path = typer.Option(..., "--gi", help="The golden image (qcow2 or raw); its SHA-256 is recorded.",
+    gi_text: str = typer.Option(..., "--gi", help="The golden image (qcow2 or raw); its SHA-256 is recorded.",
                             show_default=False),
-    dest: Path = typer.Option(..., "--dest", help="The fleet directory (created on provision).",
+    dest_text: str = typer.Option(..., "--dest", help="The fleet directory (created on provision).",
                               show_default=False),
     count: int = typer.Option(..., "--count", "-n", help="Number of clones.", show_default=False),
     method: str = typer.Option("snapshot", "--method", "-m", help="full, thin or snapshot."),
@@ -72,7 +72,7 @@ def init_cmd(
     write_extents: int = typer.Option(None, "--write-extents", help="Override n, extents one boot writes."),
     write_span: str = typer.Option(None, "--write-span", help="Override R, the span the writes fall in."),
     seed: int = typer.Option(1, "--seed", help="Seed of the boot write footprints."),
-    out: Path = typer.Option(Path("fleet.toml"), "--out", "-o", help="Manifest file to write."),
+    out_text: str = typer.Option("fleet.toml", "--out", "-o", help="Manifest file to write."),
     force: bool = typer.Option(False, "--force", help="Replace an existing manifest."),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -80,8 +80,10 @@ def init_cmd(
     from clonefleet.provision.manifest import write_manifest
     from clonefleet.provision.safety import check_golden_image
 
-    if "\x00" in str(gi) or "\x00" in str(out):
-        raise UsageError("--gi / --out: a path with a NUL byte")
+    for label, text in (("--gi", gi_text), ("--dest", dest_text), ("--out", out_text)):
+        if "\x00" in text:
+            raise UsageError(f"{label} {text!r}: a path with a NUL byte")
+    gi, dest, out = Path(gi_text), Path(dest_text), Path(out_text)
     info = check_golden_image(gi.absolute(), None, max_chain_depth)
     base = out.absolute().parent
 

@@ -1,0 +1,117 @@
+"""The provisioning commands: help text, one line and exit 2 for bad input, --json reports (fake backend)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from clonefleet.provision.manifest import load_manifest
+
+COMMANDS = ["init", "provision", "status", "destroy", "capacity", "writes"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(cli: Callable[..., object], command: str) -> None:
+    r = cli(command, "--help")
+    assert r.code == 0  # type: ignore[attr-defined]
+    text = r.out  # type: ignore[attr-defined]
+    assert "Usage:" in text and len(text.split("\n")) > 4
+    if command != "init":
+        assert "MANIFEST" in text
+    if command in ("provision", "status", "capacity", "writes", "destroy", "init"):
+        assert "--json" in text
+
+
+def gi_file(tmp_path: Path) -> Path:
+    gi = tmp_path / "gi.img"
+    gi.write_bytes(os.urandom(8192))
+    return gi
+
+
+def init(cli: Callable[..., object], tmp_path: Path, *extra: str) -> object:
+    return cli("init", "--gi", str(gi_file(tmp_path)), "--dest", str(tmp_path / "clones"), "-n", "4",
+               "--backend", "fake", "-o", str(tmp_path / "f.toml"), *extra)
+
+
+def one_line_usage_error(r: object) -> str:
+    assert r.code == 2, (r.out, r.err)  # type: ignore[attr-defined]
+    lines = r.err.strip().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 1 and lines[0].startswith("clonefleet: error:"), lines
+    assert "Traceback" not in r.err  # type: ignore[attr-defined]
+    return str(lines[0])
+
+
+def test_init_writes_a_manifest_with_the_checksum(cli: Callable[..., object], tmp_path: Path) -> None:
+    r = init(cli, tmp_path, "--json")
+    assert r.code == 0, r.err  # type: ignore[attr-defined]
+    data = json.loads(r.out)  # type: ignore[attr-defined]
+    m = load_manifest(tmp_path / "f.toml")
+    assert data["gi_sha256"] == m.gi_sha256 and len(m.gi_sha256 or "") == 64
+    assert m.dest == tmp_path / "clones" and m.count == 4
+    one_line_usage_error(init(cli, tmp_path))  # exists: --force needed
+    assert init(cli, tmp_path, "--force").code == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (("--clone-name", "../x{index}"), "clone_name"),
+    (("--clone-name", "/etc/{index}"), "clone_name"),
+    (("--clone-name", "a" * 300 + "{index}"), "clone_name"),
+    (("--method", "linked"), "method"),
+    (("--backend", "zfs"), "backend"),
+    (("--golden-images", "0"), "golden_images"),
+    (("--golden-images", "many"), "golden_images"),
+    (("--cluster-size", "lots"), "cluster-size"),
+    (("--write-bytes", "12 parsecs"), "write-bytes"),
+])
+def test_init_refuses_bad_flags_in_one_line(cli: Callable[..., object], tmp_path: Path,
+                                            args: tuple[str, ...], needle: str) -> None:
+    assert needle in one_line_usage_error(init(cli, tmp_path, *args))
+    assert not (tmp_path / "f.toml").exists()
+
+
+def test_init_refuses_a_nul_byte_and_a_system_dest(cli: Callable[..., object], tmp_path: Path) -> None:
+    gi = gi_file(tmp_path)
+    one_line_usage_error(cli("init", "--gi", str(gi), "--dest", "/etc", "-n", "2", "-o", str(tmp_path / "a.toml")))
+    one_line_usage_error(cli("init", "--gi", str(gi), "--dest", "x\x00y", "-n", "2", "-o", str(tmp_path / "b.toml")))
+
+
+@pytest.mark.parametrize("command", ["provision", "status", "destroy", "capacity", "writes"])
+def test_missing_manifest_is_one_line(cli: Callable[..., object], tmp_path: Path, command: str) -> None:
+    assert "no such file" in one_line_usage_error(cli(command, str(tmp_path / "none.toml")))
+
+
+def test_malformed_manifest_is_one_line(cli: Callable[..., object], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[fleet]\ncount = -3\ndest = "c"\n[golden_image]\npath = "gi.img"\n')
+    assert "fleet.count" in one_line_usage_error(cli("provision", str(bad)))
+
+
+def test_provision_status_writes_capacity_destroy_json(cli: Callable[..., object], tmp_path: Path) -> None:
+    assert init(cli, tmp_path).code == 0  # type: ignore[attr-defined]
+    manifest = str(tmp_path / "f.toml")
+    r = cli("status", manifest, "--json")
+    assert r.code == 1 and json.loads(r.out)["missing"] == 4  # type: ignore[attr-defined]
+    r = cli("provision", manifest, "--dry-run", "--json")
+    assert r.code == 0 and json.loads(r.out)["create"] == 4  # type: ignore[attr-defined]
+    assert not (tmp_path / "clones").exists()  # a dry run changes nothing
+    r = cli("capacity", manifest)
+    assert "not provisioned" in one_line_usage_error(r)
+    r = cli("provision", manifest, "--json", "--workers", "2")
+    assert r.code == 0 and json.loads(r.out)["created"] == 4  # type: ignore[attr-defined]
+    r = cli("provision", manifest)
+    assert r.code == 0 and "0 created" in r.out  # type: ignore[attr-defined]
+    r = cli("status", manifest, "--json")
+    assert r.code == 0 and json.loads(r.out)["in_sync"]  # type: ignore[attr-defined]
+    r = cli("writes", manifest, "--json")
+    assert r.code == 0 and json.loads(r.out)["written_now"] == 4  # type: ignore[attr-defined]
+    r = cli("capacity", manifest, "--json")
+    assert r.code == 0 and json.loads(r.out)["clones"] == 4  # type: ignore[attr-defined]
+    one_line_usage_error(cli("provision", manifest, "--workers", "0"))
+    one_line_usage_error(cli("destroy", manifest))  # --yes needed
+    r = cli("destroy", manifest, "--yes", "--json")
+    assert r.code == 0 and json.loads(r.out)["removed"] == 4  # type: ignore[attr-defined]
+    assert (tmp_path / "gi.img").exists()
