@@ -157,3 +157,17 @@ def test_missing_tool_is_one_line_error_and_leaves_nothing(
     with pytest.raises(ClonefleetError, match="mkfs.ext4 not found on PATH: install e2fsprogs"):
         _build(dest)
     assert list(dest.iterdir()) == []
+
+
+def test_debugfs_errors_are_not_swallowed(tmp_path: Path) -> None:
+    """debugfs exits 0 when its commands fail; the builder must still notice."""
+    require_tool("mkfs.ext4", "debugfs")
+    from clonefleet.provision.goldimage import _fix_owners_and_times
+
+    raw = tmp_path / "fs.img"
+    with open(raw, "wb") as f:
+        f.truncate(16 * MiB)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(raw)], check=True)
+    _fix_owners_and_times(raw, ["lost+found"], dict(os.environ))  # exists: fine
+    with pytest.raises(ClonefleetError, match="debugfs could not fix owners and times .*no/such"):
+        _fix_owners_and_times(raw, ["no/such/file"], dict(os.environ))

@@ -45,6 +45,7 @@ from clonefleet.provision.measure import (
     allocated_bytes,
     qcow2_allocation,
     run_tool,
+    run_tool_result,
 )
 
 MiB = 1024**2
@@ -93,7 +94,7 @@ class GoldenImage:
     path: Path
     format: ImageFormat
     virtual_bytes: int  # guest-visible size
-    used_bytes: int  # data the image holds (G_used): qcow2 data clusters, raw data extents
+    used_bytes: int  # data the image holds (G_used): qcow2 data clusters, raw non-zero 4 KiB blocks
     fs_used_bytes: int  # blocks ext4 itself counts as used (its df inside the guest)
     content_bytes: int  # sum of the file sizes written into the tree
     file_count: int  # regular files in the tree
@@ -345,10 +346,11 @@ def _fix_owners_and_times(raw: Path, made: list[str], env: dict[str, str]) -> No
     script = raw.with_suffix(".debugfs")
     script.write_text("\n".join(lines) + "\n")
     try:
-        out = run_tool(["debugfs", "-w", "-f", str(script), str(raw)], env=env)
+        result = run_tool_result(["debugfs", "-w", "-f", str(script), str(raw)], env=env)
     finally:
         script.unlink()
-    errors = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith("debugfs")]
+    # debugfs exits 0 whatever its commands did; it reports them on stderr after its banner.
+    errors = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("debugfs ")]
     if errors:
         raise ClonefleetError(f"debugfs could not fix owners and times in '{raw}': {errors[0]}")
 

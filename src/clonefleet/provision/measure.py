@@ -59,6 +59,17 @@ def run_tool(
     A missing tool or a non-zero exit becomes a :class:`ClonefleetError` whose one
     line names the tool and quotes the tool's own first error line.
     """
+    return run_tool_result(args, stdin_text=stdin_text, env=env).stdout
+
+
+def run_tool_result(
+    args: Sequence[str],
+    *,
+    stdin_text: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """As :func:`run_tool`, returning stdout and stderr (for tools that report errors
+    on stderr yet exit 0, as ``debugfs -f`` does)."""
     tool = args[0]
     try:
         proc = subprocess.run(
@@ -79,7 +90,7 @@ def run_tool(
             f"{tool} {_subcommand(args)}failed (exit {proc.returncode}): "
             f"{first_error_line(proc.stderr, proc.stdout)}"
         )
-    return proc.stdout
+    return proc
 
 
 def first_error_line(*outputs: str) -> str:
