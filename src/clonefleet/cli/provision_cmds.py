@@ -271,6 +271,10 @@ def capacity_cmd(
         table.add_row("per-clone overhead (fresh clone)", format_bytes(report.measured_fresh_clone_bytes),
                       format_bytes(report.model_overhead_bytes),
                       ratio(report.measured_fresh_clone_bytes, report.model_overhead_bytes))
+    if report.method == "snapshot":
+        table.add_row("per-clone metadata after the writes", format_bytes(report.measured_metadata_per_clone_bytes),
+                      format_bytes(report.model_overhead_bytes),
+                      ratio(report.measured_metadata_per_clone_bytes, report.model_overhead_bytes))
     table.add_row("total (S)", format_bytes(report.measured_total_bytes), format_bytes(report.model_total_bytes),
                   f"{report.total_ratio:.3f}")
     console.print(table)

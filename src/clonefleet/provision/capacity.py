@@ -48,6 +48,7 @@ class CapacityReport:
     measured_per_clone_min_bytes: int
     measured_per_clone_max_bytes: int
     measured_fresh_clone_bytes: int | None  # a clone with no writes: the per-clone overhead
+    measured_metadata_per_clone_bytes: float  # mean of consumed - own data, after the writes
     model_total_bytes: float  # S
     model_gi_bytes: float  # D
     model_per_clone_bytes: float
@@ -121,6 +122,7 @@ def capacity(manifest: Manifest, backend: Backend | None = None) -> CapacityRepo
         measured_total_bytes=measured_total, measured_gi_bytes=usage.gi_bytes,
         measured_per_clone_bytes=sum(per) / len(per), measured_per_clone_min_bytes=min(per),
         measured_per_clone_max_bytes=max(per), measured_fresh_clone_bytes=fresh,
+        measured_metadata_per_clone_bytes=sum(u.metadata_bytes for u in usage.clones) / len(usage.clones),
         model_total_bytes=total_model, model_gi_bytes=gi_model, model_per_clone_bytes=per_clone_model,
         model_new_bytes=float(ev.per_vm_new_bytes), model_overhead_bytes=function.clone_overhead_bytes,
         accounting=usage.accounting, note=model.note, notes=tuple(notes),
