@@ -56,3 +56,27 @@ def test_reflink_fleet_each_method(xfs_dir: Path, method: str) -> None:
     engine.destroy(m)
     assert not m.dest.exists()
     assert os.path.exists(gi.path)
+
+
+def test_reflink_on_btrfs_shares_and_measures_within_the_model() -> None:
+    from clonefleet.provision.capacity import capacity
+
+    with pf.mounted("btrfs", 2 * 1024**3) as mnt:
+        gi = pf.small_gi(mnt, fmt="raw")
+        m = pf.fleet_manifest(mnt, gi.path, 40, backend="reflink",
+                              writes={"bytes": "1 MiB", "extents": 8, "span": "16 MiB"})
+        engine.provision(m)
+        engine.apply_writes(m)
+        report = capacity(m)
+        assert abs(report.total_ratio - 1) <= 0.10, report.to_dict()
+        assert sha256_file(gi.path) == gi.sha256
+        engine.destroy(m)
+
+
+def test_reflink_refuses_a_gi_on_another_filesystem(xfs_dir: Path, tmp_path: Path) -> None:
+    gi = pf.small_gi(tmp_path, fmt="raw")  # /tmp: not the xfs
+    base = Path(tempfile.mkdtemp(dir=xfs_dir))
+    m = pf.fleet_manifest(base, gi.path, 2, backend="reflink")
+    with pytest.raises(BackendUnavailable, match="another filesystem"):
+        engine.provision(m)
+    assert not list(m.dest.glob("vm-*"))

@@ -109,6 +109,11 @@ class ReflinkBackend:
                       clone_format=gi.fmt, options={"gi_format": gi.fmt, "virtual_bytes": gi.virtual_bytes})
 
     def prepare(self, recipe: Recipe, source: Path, work_dir: Path) -> Prepared:
+        if recipe.method is Method.SNAPSHOT and os.stat(source).st_dev != os.stat(work_dir).st_dev:
+            raise BackendUnavailable(
+                f"backend reflink: the GI {source} is on another filesystem than the fleet directory "
+                f"{work_dir.parent}; reflink shares blocks only within one filesystem: put the GI on "
+                f"the fleet's {filesystem_of(work_dir)} filesystem")
         return Prepared(source=source)
 
     def apply(self, recipe: Recipe, prepared: Prepared, dest: Path) -> None:
