@@ -47,6 +47,8 @@ DEFAULT_RUN_IOS = 8
 DEFAULT_REREAD_FRACTION = 0.30
 #: How far back (in reads) a re-read may reach.
 REREAD_WINDOW_IOS = 256
+#: The write span starts on a multiple of this (a multiple of 4 MiB objects and 42 MiB pages).
+SPAN_ALIGN_BYTES = 84 * 2**20
 
 
 class Arrivals(enum.StrEnum):
@@ -164,7 +166,11 @@ def generate_trace(
     write_span_start = 0
     if fleet.boot_write_span_bytes + fleet.boot_read_span_bytes <= fleet.gi_used_bytes:
         # Writes land beyond the files the boot reads (pagefile, logs, hives), when they fit.
-        write_span_start = int(fleet.boot_read_span_bytes // align_bytes) * align_bytes
+        # Start on a multiple of 84 MiB, so every allocation unit (4 KiB .. 42 MiB pages, 4 MiB
+        # objects) starts there: the span holds ceil(R/u) units, as the model counts them.
+        write_span_start = -(-int(fleet.boot_read_span_bytes) // SPAN_ALIGN_BYTES) * SPAN_ALIGN_BYTES
+        if write_span_start + fleet.boot_write_span_bytes > fleet.gi_used_bytes:
+            write_span_start = 0
     template_n = max(ios - write_n, 0)
     fresh_off, fresh_len = _read_template(fleet, max(template_n, 1), rng, align_bytes)
     runs = np.arange(0, len(fresh_off), max(run_ios, 1))
@@ -191,8 +197,14 @@ def generate_trace(
         again = np.flatnonzero(rng.random(n_r) < reread_fraction)
         again = again[again > 0]
         back = np.minimum(again, 1 + (rng.random(len(again)) * REREAD_WINDOW_IOS).astype(np.int64))
-        r_off[again] = r_off[again - back]
-        r_len[again] = r_len[again - back]
+        source = np.arange(n_r)
+        source[again] = again - back
+        while True:  # a re-read of a re-read reads what that one read: follow the chain
+            deeper = source[source]
+            if np.array_equal(deeper, source):
+                break
+            source = deeper
+        r_off, r_len = r_off[source], r_len[source]
         is_write = np.zeros(n_r + n_w, bool)
         is_write[rng.choice(n_r + n_w, size=n_w, replace=False)] = True
         op = is_write.astype(np.int8)

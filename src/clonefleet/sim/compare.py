@@ -1,0 +1,134 @@
+"""Simulation against the model: the largest fleet that boots within its window, and S.
+
+A fleet of T VMs *meets the boot window* when the 95th percentile over its VMs
+of (boot time / nominal boot time) is at most ``slack``:
+
+- open loop (the default, the model's own premise: each VM offers A IOPS): the
+  nominal boot time is the span of the VM's issue times, so the ratio is 1 plus
+  the last IO's delay over that span. Below saturation it stays near 1; past
+  it the backlog grows through the storm;
+- closed loop (each VM keeps q IOs outstanding, as a guest does): the nominal
+  boot time is the window ``boot_ios / A``.
+
+The largest T that meets the window is found by bisection on T; snapshot
+fleets get the model's g for each T.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from clonefleet.planner import evaluate
+from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
+from clonefleet.sim.results import SimResult, simulate
+from clonefleet.sim.scenario import build_scenario
+from clonefleet.sim.trace import Arrivals, generate_trace
+
+#: A fleet meets its window when its p95 boot time is at most this times the nominal one.
+DEFAULT_SLACK = 1.1
+#: Default boot length for validation runs: a tenth of a real boot keeps bisection quick.
+DEFAULT_IOS_PER_VM = 1000
+
+
+@dataclass(frozen=True)
+class MethodCheck:
+    """Model and simulation side by side for one storage function. Bytes and VMs."""
+
+    function: str
+    method: str
+    model_max_vms: int
+    sim_max_vms: int
+    max_vms_ratio: float  # sim / model
+    vms_at_check: int  # T at which S and C are compared (the model's T_max, capped)
+    golden_images: int
+    model_per_clone_bytes: float  # C, occupancy formula
+    sim_per_clone_bytes: float  # C, exact from the trace (mean over clones)
+    model_consumed_bytes: float  # S
+    sim_consumed_bytes: float
+    consumed_ratio: float  # sim / model
+    arrivals: str
+    slack: float
+    bisection: tuple[tuple[int, float], ...]  # (T, p95 boot / nominal) of every run
+
+    def to_dict(self) -> dict[str, object]:
+        d = dict(vars(self))
+        d["bisection"] = [{"vms": t, "p95_boot_over_nominal": r} for t, r in self.bisection]
+        return d
+
+
+def model_golden_images(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int) -> int:
+    g = float(evaluate(fleet, array, function, vms).golden_images)
+    if not math.isfinite(g):
+        return vms
+    return max(1, min(int(g), vms))
+
+
+def run_fleet(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int, seed: int,
+              ios_per_vm: int | None, arrivals: Arrivals = Arrivals.OPEN) -> tuple[SimResult, float]:
+    """Boot ``vms`` clones at once with the model's g; the result and its p95 boot / nominal ratio."""
+    trace = generate_trace(fleet, vms, np.random.default_rng(seed), ios_per_vm=ios_per_vm, seed=seed,
+                           arrivals=arrivals)
+    g = model_golden_images(fleet, array, function, vms) if function.method is Method.SNAPSHOT else None
+    scaled = fleet if ios_per_vm is None else replace(fleet, boot_ios=float(ios_per_vm))
+    result = simulate(build_scenario(trace, scaled, array, function, golden_images=g, seed=seed))
+    if arrivals is Arrivals.OPEN:
+        nominal = trace.issue_s[trace.vm_start[1:] - 1] - trace.start_s
+    else:
+        nominal = np.full(vms, scaled.boot_window_s)
+    return result, float(np.percentile(result.boot_s / nominal, 95))
+
+
+def largest_vms(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, *, seed: int,
+                ios_per_vm: int | None, slack: float, start: int,
+                arrivals: Arrivals = Arrivals.OPEN) -> tuple[int, list[tuple[int, float]]]:
+    """Largest T whose p95 boot time is within ``slack`` windows (bisection; ``start`` a first guess)."""
+    runs: list[tuple[int, float]] = []
+
+    def ok(t: int) -> bool:
+        ratio = run_fleet(fleet, array, function, t, seed, ios_per_vm, arrivals)[1]
+        runs.append((t, ratio))
+        return ratio <= slack
+
+    lo, hi = 0, max(start, 1)
+    while ok(hi):
+        lo, hi = hi, hi * 2
+        if hi > 1_000_000:
+            return lo, runs
+    while hi - lo > max(1, lo // 200):  # to half a percent
+        mid = (lo + hi) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo, runs
+
+
+def check_method(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, *, seed: int = 0,
+                 ios_per_vm: int | None = DEFAULT_IOS_PER_VM, slack: float = DEFAULT_SLACK,
+                 capacity_vms: int | None = None, arrivals: Arrivals = Arrivals.OPEN) -> MethodCheck:
+    """Compare the model with the simulation for one storage function."""
+    t_model = int(math.floor(float(evaluate(fleet, array, function, 1).max_vms) + 1e-9))
+    t_sim, runs = largest_vms(fleet, array, function, seed=seed, ios_per_vm=ios_per_vm, slack=slack,
+                              start=max(1, t_model // 2), arrivals=arrivals)
+    # Capacity: C and S at the model's T (a full boot's writes: C does not depend on timing).
+    t_cap = capacity_vms if capacity_vms is not None else max(1, min(t_model, 1000))
+    g = model_golden_images(fleet, array, function, t_cap) if function.method is Method.SNAPSHOT else 1
+    trace = generate_trace(fleet, t_cap, np.random.default_rng(seed), ios_per_vm=None, seed=seed)
+    from clonefleet.sim.arraymodel import allocated_bytes_per_clone, consumed_bytes
+
+    scenario = build_scenario(trace, fleet, array, function, golden_images=g, seed=seed)
+    per_clone = allocated_bytes_per_clone(scenario)
+    s_sim = consumed_bytes(scenario, per_clone)
+    ev = evaluate(fleet, array, function, t_cap)
+    s_model = float(ev.consumed_bytes)
+    return MethodCheck(
+        function=function.name, method=function.method.value, model_max_vms=t_model, sim_max_vms=t_sim,
+        max_vms_ratio=t_sim / t_model if t_model else float("nan"), vms_at_check=t_cap, golden_images=g,
+        model_per_clone_bytes=float(ev.per_vm_new_bytes), sim_per_clone_bytes=float(per_clone.mean()),
+        model_consumed_bytes=s_model, sim_consumed_bytes=s_sim,
+        consumed_ratio=s_sim / s_model if s_model else float("nan"), arrivals=arrivals.value, slack=slack,
+        bisection=tuple(runs),
+    )
