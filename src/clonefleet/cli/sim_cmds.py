@@ -1,1 +1,188 @@
 """Commands of the simulator (clonefleet simulate, validate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from clonefleet.cli.app import JSON_OPTION, app, console, emit_json
+from clonefleet.errors import UsageError
+from clonefleet.presets import FunctionPreset, Method, load_array, load_fleet, load_function
+from clonefleet.units import format_bytes
+
+FLEET_OPTION = typer.Option(..., "--fleet", "-f", help="Fleet preset name or path to a fleet TOML file.")
+ARRAY_OPTION = typer.Option(..., "--array", "-a", help="Array preset name or path to an array TOML file.")
+SEED_OPTION = typer.Option("0", "--seed", help="Seed of the numpy random generator (a whole number >= 0).")
+IOS_HELP = "IOs per VM boot (default: the fleet's boot_ios); fewer for a quick run, W and n scale along."
+
+
+def _whole(flag: str, text: str | None, low: int) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{flag} = {text!r}: a whole number of at least {low}") from None
+    if not np.isfinite(value) or value != int(value) or value < low:
+        raise UsageError(f"{flag} = {text!r}: a whole number of at least {low}")
+    return int(value)
+
+
+def _choice(flag: str, text: str, allowed: tuple[str, ...]) -> str:
+    if text not in allowed:
+        raise UsageError(f"{flag} = {text!r}: one of {', '.join(allowed)}")
+    return text
+
+
+def _function(text: str) -> FunctionPreset:
+    """--method: full, thin or snapshot, or any storage-function preset name or TOML path."""
+    return load_function(text)
+
+
+@app.command("simulate")
+def simulate_cmd(
+    fleet: str = FLEET_OPTION,
+    array: str = ARRAY_OPTION,
+    vms: str = typer.Option(..., "--vms", "-t", help="Number of VMs T booting together."),
+    method: str = typer.Option(..., "--method", "-m",
+                               help="full, thin or snapshot, or any storage-function preset (e.g. qcow2-linked)."),
+    golden_images: str = typer.Option(None, "--golden-images", "-g",
+                                      help="GIs g the snapshot clones spread over (default: the model's g)."),
+    engine: str = typer.Option("fast", "--engine", help="fast (numba) or reference (SimPy, slow)."),
+    seed: str = SEED_OPTION,
+    arrivals: str = typer.Option("closed", "--arrivals",
+                                 help="closed: each VM keeps q IOs outstanding; open: each VM issues at rate A."),
+    ios_per_vm: str = typer.Option(None, "--ios-per-vm", help=IOS_HELP),
+    queue_depth: str = typer.Option(None, "--queue-depth", "-q", help="IOs a VM keeps outstanding (closed loop)."),
+    start_spread: float = typer.Option(0.0, "--start-spread", help="VMs power on uniformly within this many s."),
+    trace: Path = typer.Option(None, "--trace", help="Replay a real trace (fio iolog, folder of iologs, "
+                                                     "blkparse text or CSV) instead of a synthetic one."),
+    trace_format: str = typer.Option("auto", "--trace-format", help="auto, fio, blkparse or csv."),
+    plots: Path = typer.Option(None, "--plots", help="Folder for boot_times.png and utilisation.png."),
+    write_iolog: Path = typer.Option(None, "--write-iolog", help="Also write the trace as fio iologs (one per VM)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Simulate a boot storm: per-VM boot times, IO latency, utilisation over time, C and S."""
+    from clonefleet.planner import evaluate
+    from clonefleet.sim.plots import write_plots
+    from clonefleet.sim.results import Engine, simulate
+    from clonefleet.sim.scenario import build_scenario
+    from clonefleet.sim.trace import Arrivals, generate_trace
+    from clonefleet.sim.traceio import FORMATS, read_trace, write_fio_iologs
+
+    fleet_p, array_p, function_p = load_fleet(fleet), load_array(array), _function(method)
+    t = _whole("--vms", vms, 1)
+    s = _whole("--seed", seed, 0)
+    assert t is not None and s is not None
+    eng = Engine(_choice("--engine", engine, tuple(e.value for e in Engine)))
+    arr = Arrivals(_choice("--arrivals", arrivals, tuple(a.value for a in Arrivals)))
+    ios = _whole("--ios-per-vm", ios_per_vm, 1)
+    q = _whole("--queue-depth", queue_depth, 1)
+    g = _whole("--golden-images", golden_images, 1)
+    if not (np.isfinite(start_spread) and start_spread >= 0):
+        raise UsageError(f"--start-spread = {start_spread!r}: a time of 0 s or more")
+    if g is None and function_p.method is Method.SNAPSHOT:
+        model_g = float(evaluate(fleet_p, array_p, function_p, t).golden_images)
+        g = int(min(model_g, t)) if np.isfinite(model_g) else t
+    if trace is not None:
+        _choice("--trace-format", trace_format, FORMATS)
+        tr = read_trace(trace, trace_format, closed=arr is Arrivals.CLOSED)
+    else:
+        tr = generate_trace(fleet_p, t, np.random.default_rng(s), arrivals=arr, ios_per_vm=ios, seed=s,
+                            start_spread_s=start_spread)
+    from dataclasses import replace
+
+    scaled = fleet_p if ios is None or trace is not None else replace(fleet_p, boot_ios=float(ios))
+    scenario = build_scenario(tr, scaled, array_p, function_p, vms=t, golden_images=g, queue_depth=q, seed=s)
+    result = simulate(scenario, eng)
+    files = write_plots(result, plots) if plots is not None else []
+    if write_iolog is not None:
+        files += write_fio_iologs(tr, write_iolog)[:1]
+    if as_json:
+        doc = result.to_dict()
+        doc["files"] = [str(p) for p in files]
+        emit_json(doc)
+        return
+    _print_result(result)
+    for p in files:
+        console.print(f"wrote {p}" + (" (and one iolog per VM beside it)" if p.suffix == ".iolog" else ""))
+
+
+def _print_result(result: object) -> None:
+    from clonefleet.sim.results import SimResult
+
+    assert isinstance(result, SimResult)
+    sc = result.scenario
+    console.print(f"{sc['vms']} x {sc['fleet']} on {sc['array']} with {sc['function']} ({sc['method']}, "
+                  f"{sc['golden_images']} GI), {sc['arrivals']} loop, {result.ios:,} IOs, seed {result.seed}, "
+                  f"{result.engine} engine {result.wall_s:.2f} s")
+    table = Table(title="boot storm")
+    for col in ("figure", "min", "median", "p95", "max"):
+        table.add_column(col, justify="left" if col == "figure" else "right")
+    b, lat = result.boot, result.latency
+    table.add_row("boot time (s)", f"{b.min_s:.1f}", f"{b.median_s:.1f}", f"{b.p95_s:.1f}", f"{b.max_s:.1f}")
+    table.add_row("IO latency (ms)", f"{1e3 * lat.min_s:.2f}", f"{1e3 * lat.median_s:.2f}",
+                  f"{1e3 * lat.p95_s:.2f}", f"{1e3 * lat.max_s:.2f}")
+    c = result.per_clone_new_bytes
+    table.add_row("C per clone", format_bytes(c.min_s), format_bytes(c.median_s), format_bytes(c.p95_s),
+                  format_bytes(c.max_s))
+    console.print(table)
+    util = Table(title="utilisation")
+    for col in ("resource", "servers", "mean", "busiest server", "peak bin"):
+        util.add_column(col, justify="left" if col == "resource" else "right")
+    for u in result.utilisation:
+        if u.servers:
+            util.add_row(u.resource, str(u.servers), f"{100 * u.mean:.1f} %", f"{100 * u.busiest_server:.1f} %",
+                         f"{100 * u.peak_bin:.1f} %")
+    console.print(util)
+    console.print(f"nominal window {result.boot_window_s:.1f} s; read hit ratio {100 * result.read_hit_ratio:.1f} %; "
+                  f"S = {format_bytes(result.consumed_bytes)}")
+
+
+@app.command("validate")
+def validate_cmd(
+    fleet: str = FLEET_OPTION,
+    array: str = ARRAY_OPTION,
+    functions: str = typer.Option("thin,snapshot", "--functions",
+                                  help="Comma-separated storage functions to check, e.g. full,thin,snapshot."),
+    ios_per_vm: str = typer.Option("1000", "--ios-per-vm", help="IOs per boot in the bisection runs (C and S "
+                                                                "always use the full boot)."),
+    arrivals: str = typer.Option("open", "--arrivals", help="open (each VM offers A, the model's premise) or closed."),
+    slack: float = typer.Option(1.1, "--slack", help="A fleet meets its window when p95 boot / nominal <= slack."),
+    seed: str = SEED_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Simulation against the model per method: the largest T that meets the boot window, C and S."""
+    from clonefleet.sim.compare import check_method
+    from clonefleet.sim.trace import Arrivals
+
+    fleet_p, array_p = load_fleet(fleet), load_array(array)
+    names = [n.strip() for n in functions.split(",") if n.strip()]
+    if not names:
+        raise UsageError("--functions is empty: give storage functions, e.g. thin,snapshot")
+    fns = [load_function(n) for n in names]
+    ios = _whole("--ios-per-vm", ios_per_vm, 10)
+    s = _whole("--seed", seed, 0)
+    assert s is not None
+    arr = Arrivals(_choice("--arrivals", arrivals, tuple(a.value for a in Arrivals)))
+    if not (np.isfinite(slack) and slack >= 1.0):
+        raise UsageError(f"--slack = {slack!r}: a factor of at least 1")
+    checks = [check_method(fleet_p, array_p, f, seed=s, ios_per_vm=ios, slack=slack, arrivals=arr) for f in fns]
+    if as_json:
+        emit_json({"fleet": fleet_p.name, "array": array_p.name, "seed": s, "ios_per_vm": ios,
+                   "methods": [c.to_dict() for c in checks]})
+        return
+    table = Table(title=f"{fleet_p.name} on {array_p.name}: model vs simulation ({arr.value} loop, "
+                        f"p95 boot <= {slack:g} x nominal, seed {s})")
+    for col in ("function", "largest T model", "largest T sim", "sim/model", "T for S", "C model", "C sim",
+                "S model", "S sim", "sim/model"):
+        table.add_column(col, justify="left" if col == "function" else "right")
+    for c in checks:
+        table.add_row(c.function, str(c.model_max_vms), str(c.sim_max_vms), f"{c.max_vms_ratio:.3f}",
+                      str(c.vms_at_check), format_bytes(c.model_per_clone_bytes),
+                      format_bytes(c.sim_per_clone_bytes), format_bytes(c.model_consumed_bytes),
+                      format_bytes(c.sim_consumed_bytes), f"{c.consumed_ratio:.3f}")
+    console.print(table)

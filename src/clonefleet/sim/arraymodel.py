@@ -58,6 +58,7 @@ class Network:
     cow_disk: Int32Array  # per IO: GI disk of the copy-on-write read, -1 when none
     vm_volume: Int32Array  # per VM: the volume its IO passes
     volume_processor: Int32Array  # per volume: its owning processor
+    processors: int
     pool_disks: int  # X
     disks: int  # X + g*X_g
     write_disks: int  # p
@@ -74,9 +75,6 @@ class Network:
     def volumes(self) -> int:
         return len(self.volume_processor)
 
-    @property
-    def processors(self) -> int:
-        return int(self.volume_processor.max()) + 1 if len(self.volume_processor) else 0
 
 
 @numba.njit(cache=True)
@@ -131,7 +129,7 @@ def compile_network(scenario: Scenario) -> Network:
     return Network(
         vm_start=trace.vm_start, start_s=trace.start_s, issue_s=trace.issue_s, is_write=trace.op,
         key=key, disk=disk, cow_disk=cow, vm_volume=vm_volume,
-        volume_processor=(np.arange(volumes) % processors).astype(np.int32),
+        volume_processor=(np.arange(volumes) % processors).astype(np.int32), processors=processors,
         pool_disks=int(array.disks), disks=int(array.disks + g * array.gi_disks),
         write_disks=int(array.raid_write_penalty),
         volume_s=1.0 / array.volume_iops_limit, processor_s=processors / array.processor_iops,

@@ -214,7 +214,7 @@ def _writes(i: int, t: float, disk: Int32Array, write_disks: int, pool: int, dis
 @numba.njit(cache=True)
 def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write: npt.NDArray[np.int8],
          key: IntArray, disk: Int32Array, cow_disk: Int32Array, vm_volume: Int32Array,
-         volume_processor: Int32Array, pool: int, n_disks: int, write_disks: int, volume_s: float,
+         volume_processor: Int32Array, n_proc: int, pool: int, n_disks: int, write_disks: int, volume_s: float,
          processor_s: float, disk_s: float, cache_slots: int, service_s: FloatArray, q: int,
          closed: bool, bin_s: float, n_bins: int) -> tuple[FloatArray, Float32Array, FloatArray, FloatArray,
                                                           FloatArray, FloatArray, int, int]:
@@ -228,10 +228,6 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
     latency = np.zeros(n, np.float32)
     stage = np.zeros(n, np.int8)
     n_vol = len(volume_processor)
-    n_proc = 0
-    for j in range(n_vol):
-        if volume_processor[j] + 1 > n_proc:
-            n_proc = volume_processor[j] + 1
     vol_free = np.zeros(n_vol)
     proc_free = np.zeros(n_proc)
     disk_free = np.zeros(n_disks)
@@ -355,7 +351,7 @@ def run_fast(net: Network) -> RawRun:
     """Run the compiled event loop on a network."""
     t0 = time.perf_counter()
     out = _run(net.vm_start, net.start_s, net.issue_s, net.is_write, net.key, net.disk, net.cow_disk,
-               net.vm_volume, net.volume_processor, net.pool_disks, net.disks, net.write_disks,
+               net.vm_volume, net.volume_processor, net.processors, net.pool_disks, net.disks, net.write_disks,
                net.volume_s, net.processor_s, net.disk_s, net.cache_slots, net.service_s,
                net.queue_depth, net.closed, net.util_bin_s, n_bins_for(net))
     completion, latency, bv, bp, bd, bins, reads, hits = out

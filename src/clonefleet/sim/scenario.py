@@ -21,7 +21,7 @@ FloatArray = npt.NDArray[np.float64]
 
 DEFAULT_CACHE_BLOCK_BYTES = 4096
 #: Utilisation is reported in this many bins per nominal boot window (boot_ios / A).
-BINS_PER_WINDOW = 25
+BINS_PER_WINDOW = 200
 
 
 @dataclass(frozen=True, eq=False)

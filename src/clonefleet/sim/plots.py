@@ -1,0 +1,51 @@
+"""Figures of one run: the boot-time distribution and each resource's utilisation over time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from clonefleet.sim.results import SimResult
+
+
+def write_plots(result: SimResult, folder: str | Path) -> list[Path]:
+    """Write ``boot_times.png`` and ``utilisation.png`` into ``folder``; return their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    sc = result.scenario
+    title = f"{sc['vms']} x {sc['fleet']} on {sc['array']}, {sc['function']} (seed {result.seed})"
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.hist(result.boot_s, bins=min(50, max(5, len(result.boot_s) // 5)), color="tab:blue")
+    ax.axvline(result.boot_window_s, color="tab:red", linestyle="--", label="nominal window (boot IOs / A)")
+    ax.set_xlabel("boot time [s]")
+    ax.set_ylabel("VMs")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    boot_path = out / "boot_times.png"
+    fig.tight_layout()
+    fig.savefig(boot_path, dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for u in result.utilisation:
+        if u.servers == 0 or not len(u.series):
+            continue
+        t = (np.arange(len(u.series)) + 0.5) * result.util_bin_s
+        ax.plot(t, u.series, label=f"{u.resource} ({u.servers})")
+    ax.set_xlabel("time [s]")
+    ax.set_ylabel("utilisation (busy share of the class)")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    util_path = out / "utilisation.png"
+    fig.tight_layout()
+    fig.savefig(util_path, dpi=110)
+    plt.close(fig)
+    return [boot_path, util_path]
