@@ -219,3 +219,24 @@ def test_journal_records_every_clone(tmp_path: Path) -> None:
     engine.provision(m, FakeBackend())
     assert Journal.read(m.dest).present() == clone_files(m)
     assert load_manifest(m.path).count == 7
+
+
+def test_a_manifest_that_changes_how_existing_clones_were_made_is_refused(tmp_path: Path) -> None:
+    m = make_fleet(tmp_path, count=3, g=2)
+    engine.provision(m, FakeBackend())
+    m3 = make_fleet(tmp_path, count=3, g=3)
+    with pytest.raises(UsageError, match="golden_images"):
+        engine.provision(m3, FakeBackend())
+    engine.destroy(m3, FakeBackend())
+    engine.provision(m3, FakeBackend())  # a fresh fleet may be made any way
+    assert engine.status(m3, FakeBackend()).in_sync
+
+
+def test_a_killed_first_run_does_not_pin_the_method(tmp_path: Path) -> None:
+    m = make_fleet(tmp_path, count=3, g=2)
+    (m.dest / ".clonefleet").mkdir(parents=True)
+    with Journal(m.dest) as j:
+        j.append("begin", options={"golden_images": 2})  # a run killed before its first clone
+    m3 = make_fleet(tmp_path, count=3, g=3)
+    engine.provision(m3, FakeBackend())
+    assert engine.status(m3, FakeBackend()).in_sync

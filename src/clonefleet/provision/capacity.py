@@ -116,6 +116,12 @@ def capacity(manifest: Manifest, backend: Backend | None = None) -> CapacityRepo
         notes.append("boot writes not applied yet ('clonefleet writes'): the model is taken with W = 0")
     if is_full:
         notes.append("full copies: S = T x G, the GI not counted (as in the model)")
+    first = plan.journal.first_begin
+    if first is not None and isinstance(first.get("df_used_bytes"), int):
+        st = os.statvfs(manifest.dest)
+        delta = (st.f_blocks - st.f_bfree) * st.f_frsize - int(first["df_used_bytes"])
+        notes.append(f"df: the filesystem's used bytes grew by {delta} since the fleet's first run "
+                     "(clones, replicas, filesystem metadata; anything else written there counts too)")
     return CapacityReport(
         fleet=manifest.name, backend=backend.name, method=plan.recipe.method.value, function=function.name,
         unit_bytes=function.unit_bytes, clones=manifest.count, golden_images=g, writes_applied=written,

@@ -199,6 +199,7 @@ def make_plan(manifest: Manifest, backend: Backend | None = None, check_gi: bool
         raise UsageError(f"clone name {manifest.gi.name!r} is the GI's own name in the fleet directory; "
                          "pick another clone_name")
     plan.failed_before = journal.failed()
+    _check_made_with(plan, journal)
     if not fleet_dir.is_dir():
         plan.create = list(tasks)
         plan.replicas_to_make = list(range(1, g))
@@ -210,6 +211,30 @@ def make_plan(manifest: Manifest, backend: Backend | None = None, check_gi: bool
     st = os.statvfs(probe_dir)
     plan.free_bytes = st.f_bavail * st.f_frsize
     return plan
+
+
+def _made_with(plan: FleetPlan) -> dict[str, object]:
+    """What every clone of a fleet must share: backend, method, GI, clone format and options."""
+    linked = plan.recipe.method is Method.SNAPSHOT  # linked clones depend on the GI's path and replicas
+    return {"backend": plan.backend.name, "method": plan.recipe.method.value,
+            "gi": str(plan.gi.path) if linked else None, "golden_images": plan.golden_images if linked else 1,
+            "gi_sha256": plan.gi.sha256, "suffix": plan.recipe.suffix,
+            "options": {k: str(v) for k, v in sorted(plan.recipe.options.items())}}
+
+
+def _check_made_with(plan: FleetPlan, journal: JournalState) -> None:
+    """Refuse a manifest that changed how the fleet's existing clones were made."""
+    before = journal.made_with
+    if before is None or not journal.present() or "options" not in before:
+        return
+    now = _made_with(plan)
+    made = before["options"]
+    changed = [k for k in now if made.get(k) != now[k]]
+    if changed:
+        key = changed[0]
+        raise UsageError(f"fleet {plan.fleet_dir}: its clones were made with {key} = {made.get(key)!r}, the "
+                         f"manifest now says {now[key]!r}; destroy the fleet first ('clonefleet destroy "
+                         f"{plan.manifest.path} --yes'), or restore the manifest")
 
 
 def _estimate_clone_bytes(plan: FleetPlan) -> float:
@@ -325,8 +350,10 @@ def provision(manifest: Manifest, backend: Backend | None = None, progress: Prog
             warnings.append(f"the plan needs about {plan.estimated_bytes:.0f} bytes and {plan.free_bytes} "
                             "are free: the run may stop on a full disk (a rerun after freeing space finishes)")
         with Journal(fleet_dir) as journal:
+            st = os.statvfs(fleet_dir)
             journal.append("begin", pid=os.getpid(), gi=str(plan.gi.path), gi_sha256=plan.gi.sha256,
-                           method=plan.recipe.method.value, backend=backend.name, count=manifest.count)
+                           method=plan.recipe.method.value, backend=backend.name, count=manifest.count,
+                           options=_made_with(plan), df_used_bytes=(st.f_blocks - st.f_bfree) * st.f_frsize)
             temps = _clean_temporaries(plan)
             removed = _remove_unwanted(plan, journal, progress)
             replicas = _make_replicas(plan, journal)

@@ -59,6 +59,8 @@ class JournalState:
     clones: dict[str, dict[str, Any]] = field(default_factory=dict)  # file name -> last record
     replicas: dict[str, dict[str, Any]] = field(default_factory=dict)  # replica file name -> record
     gi_sha256: str | None = None
+    made_with: dict[str, Any] | None = None  # the "begin" record of the run that made the first clone
+    first_begin: dict[str, Any] | None = None  # the fleet's first run (df before it, for a df delta)
     damaged_lines: int = 0
     records: int = 0
 
@@ -75,6 +77,7 @@ class JournalState:
 
 def replay(lines: Iterator[str]) -> JournalState:
     state = JournalState()
+    begin: dict[str, Any] | None = None
     for line in lines:
         record = decode(line)
         if record is None:
@@ -82,8 +85,12 @@ def replay(lines: Iterator[str]) -> JournalState:
             continue
         state.records += 1
         op, name = record.get("op"), record.get("name")
-        if op == "begin" and record.get("gi_sha256") and state.gi_sha256 is None:
-            state.gi_sha256 = str(record["gi_sha256"])
+        if op == "begin":
+            begin = record
+            if state.first_begin is None:
+                state.first_begin = record
+            if record.get("gi_sha256") and state.gi_sha256 is None:
+                state.gi_sha256 = str(record["gi_sha256"])
         elif op in ("replica", "replica-removed") and isinstance(name, str):
             if op == "replica":
                 state.replicas[name] = record
@@ -94,8 +101,11 @@ def replay(lines: Iterator[str]) -> JournalState:
                 state.clones.pop(name, None)
             else:
                 state.clones[name] = record
+                if op in ("created", "adopted") and state.made_with is None:
+                    state.made_with = begin
         elif op == "destroyed":
             state = JournalState(damaged_lines=state.damaged_lines, records=state.records)
+            begin = None
     return state
 
 
