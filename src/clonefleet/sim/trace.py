@@ -160,6 +160,7 @@ def generate_trace(
     their rate A = ``host_iops`` as a Poisson stream; every VM starts at a time
     drawn uniformly in ``[0, start_spread_s]`` (0: all at once, the storm).
     """
+    arrivals = Arrivals(arrivals)
     ios = int(round(fleet.boot_ios if ios_per_vm is None else ios_per_vm))
     scale = ios / fleet.boot_ios
     write_n = int(round(ios * (1.0 - fleet.read_fraction)))
