@@ -68,3 +68,10 @@ def test_manifest_with_hostile_clone_name_is_refused(tmp_path: Path) -> None:
             "golden_image": {"path": "gi.img"}}
     with pytest.raises(UsageError, match="clone_name"):
         build_manifest(tmp_path / "m.toml", data)
+
+
+def test_index_of_reads_back_only_names_the_template_makes() -> None:
+    t = NameTemplate.parse("vm-{index:04d}")
+    assert [t.index_of(n) for n in ("vm-0007", "vm-12345", "vm-7", "vm-0000", "vm-00007", "vm-x", "web-0007")] \
+        == [7, 12345, None, None, None, None, None]
+    assert NameTemplate.parse("n{index}.a").index_of("n12.a") == 12

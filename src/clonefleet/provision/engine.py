@@ -246,6 +246,24 @@ def _estimate_clone_bytes(plan: FleetPlan) -> float:
     return f.clone_overhead_bytes
 
 
+def _forgotten_clones(plan: FleetPlan, dfd: int, names: set[str]) -> list[str]:
+    """Clones of this fleet the manifest no longer wants whose journal record was lost (a crash
+    after the rename, before a synced record): named by the template, made from this fleet's GI."""
+    found = []
+    suffix = plan.recipe.suffix
+    for name in sorted(names):
+        index = plan.manifest.clone_name.index_of(name.removesuffix(suffix)) if name.endswith(suffix) else None
+        if index is None or index <= plan.manifest.count:
+            continue
+        st = lstat_in(dfd, name)
+        if st is None or not stat.S_ISREG(st.st_mode):
+            continue
+        source = plan.sources[(index - 1) % plan.golden_images]
+        if plan.backend.status(plan.recipe, plan.fleet_dir / name, source) is None:
+            found.append(name)
+    return found
+
+
 def _reconcile(plan: FleetPlan, journal: JournalState) -> None:
     """Hold the journal against the directory: what exists, what is ours, what is left to do."""
     fleet_dir = plan.fleet_dir
@@ -265,7 +283,8 @@ def _reconcile(plan: FleetPlan, journal: JournalState) -> None:
             else:
                 plan.adopt.append(task)
         wanted = {t.name for t in plan.tasks}
-        plan.remove = sorted(n for n in present if n not in wanted and n in entries)
+        plan.remove = sorted(n for n in present if n not in wanted)  # absent ones: journaled as removed
+        plan.remove += _forgotten_clones(plan, dfd, entries - wanted - present)
     finally:
         os.close(dfd)
     replica_dir = fleet_dir / REPLICA_DIR

@@ -80,6 +80,18 @@ class NameTemplate:
     def name(self, index: int) -> str:
         return f"{self.prefix}{index:0{self.width}d}{self.suffix}"
 
+    def index_of(self, name: str) -> int | None:
+        """The index a name made by this template carries, None for any other name."""
+        if not (name.startswith(self.prefix) and name.endswith(self.suffix)) \
+                or len(name) <= len(self.prefix) + len(self.suffix):
+            return None
+        digits = name[len(self.prefix):len(name) - len(self.suffix)]
+        if not digits.isascii() or not digits.isdigit() or (len(digits) > 1 and digits[0] == "0"
+                                                            and len(digits) != self.width):
+            return None
+        index = int(digits)
+        return index if index >= 1 and self.name(index) == name else None
+
     def __str__(self) -> str:
         return f"{self.prefix}{{index:0{self.width}d}}{self.suffix}" if self.width else \
             f"{self.prefix}{{index}}{self.suffix}"
