@@ -176,7 +176,7 @@ def test_a_changed_gi_is_refused(tmp_path: Path) -> None:
         f.write(b"X")
     with pytest.raises(GoldenImageError, match="SHA-256"):
         engine.provision(m, FakeBackend())
-    assert not clone_files(m) if m.dest.exists() else True
+    assert not m.dest.exists()
 
 
 def test_a_truncated_gi_is_refused(tmp_path: Path) -> None:
@@ -240,3 +240,12 @@ def test_a_killed_first_run_does_not_pin_the_method(tmp_path: Path) -> None:
     m3 = make_fleet(tmp_path, count=3, g=3)
     engine.provision(m3, FakeBackend())
     assert engine.status(m3, FakeBackend()).in_sync
+
+
+def test_a_refused_gi_leaves_no_fleet_directory(tmp_path: Path) -> None:
+    m = make_fleet(tmp_path, count=2)
+    m.gi.chmod(0o644)
+    m.gi.write_bytes(b"changed")
+    with pytest.raises(GoldenImageError):
+        engine.provision(m, FakeBackend())
+    assert not m.dest.exists()

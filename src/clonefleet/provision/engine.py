@@ -356,32 +356,40 @@ def provision(manifest: Manifest, backend: Backend | None = None, progress: Prog
     fleet_dir = manifest.dest
     made_dir = not fleet_dir.exists()
     fleet_dir.mkdir(parents=True, exist_ok=True)
+    begun = False
     try:
-        backend.probe(fleet_dir)  # the cheap step most likely to fail, before anything is made
+        with fleet_lock(fleet_dir, "provision"):
+            # the cheap steps most likely to fail first, before anything is made: the backend's probe
+            # (tools, filesystem features; its scratch files live in the state folder), then the plan,
+            # which checks the GI
+            backend.probe(fleet_dir / STATE_DIR)
+            plan = make_plan(manifest, backend)
+            warnings: list[str] = []
+            if plan.estimated_bytes > plan.free_bytes:
+                warnings.append(f"the plan needs about {plan.estimated_bytes:.0f} bytes and {plan.free_bytes} "
+                                "are free: the run may stop on a full disk (a rerun after freeing space finishes)")
+            with Journal(fleet_dir) as journal:
+                begun = True
+                st = os.statvfs(fleet_dir)
+                journal.append("begin", pid=os.getpid(), gi=str(plan.gi.path), gi_sha256=plan.gi.sha256,
+                               method=plan.recipe.method.value, backend=backend.name, count=manifest.count,
+                               options=_made_with(plan), df_used_bytes=(st.f_blocks - st.f_bfree) * st.f_frsize)
+                temps = _clean_temporaries(plan)
+                removed = _remove_unwanted(plan, journal, progress)
+                replicas = _make_replicas(plan, journal)
+                adopted = _adopt(plan, journal)
+                created = _create_clones(plan, journal, progress, workers or manifest.workers)
+                journal.append("done", clones=len(plan.tasks))
+            gi_now = plan.gi.path.stat()
+            if gi_now.st_size != plan.gi.file_bytes:
+                raise ProvisionFailed(f"golden image {plan.gi.path} changed size during the run; "
+                                      "check who writes it")
     except ClonefleetError:
-        if made_dir:
+        if made_dir and not begun:  # refused before anything was made: leave no trace
+            _remove_entry(fleet_dir / STATE_DIR, LOCK_NAME)
+            _rmdir_quietly(fleet_dir / STATE_DIR)
             _rmdir_quietly(fleet_dir)
         raise
-    with fleet_lock(fleet_dir, "provision"):
-        plan = make_plan(manifest, backend)
-        warnings: list[str] = []
-        if plan.estimated_bytes > plan.free_bytes:
-            warnings.append(f"the plan needs about {plan.estimated_bytes:.0f} bytes and {plan.free_bytes} "
-                            "are free: the run may stop on a full disk (a rerun after freeing space finishes)")
-        with Journal(fleet_dir) as journal:
-            st = os.statvfs(fleet_dir)
-            journal.append("begin", pid=os.getpid(), gi=str(plan.gi.path), gi_sha256=plan.gi.sha256,
-                           method=plan.recipe.method.value, backend=backend.name, count=manifest.count,
-                           options=_made_with(plan), df_used_bytes=(st.f_blocks - st.f_bfree) * st.f_frsize)
-            temps = _clean_temporaries(plan)
-            removed = _remove_unwanted(plan, journal, progress)
-            replicas = _make_replicas(plan, journal)
-            adopted = _adopt(plan, journal)
-            created = _create_clones(plan, journal, progress, workers or manifest.workers)
-            journal.append("done", clones=len(plan.tasks))
-        gi_now = plan.gi.path.stat()
-        if gi_now.st_size != plan.gi.file_bytes:
-            raise ProvisionFailed(f"golden image {plan.gi.path} changed size during the run; check who writes it")
     return ProvisionResult(plan, created, adopted, removed, temps, replicas, time.perf_counter() - started,
                            tuple(warnings))
 
@@ -394,9 +402,12 @@ def _rmdir_quietly(path: Path) -> None:
 def _clean_temporaries(plan: FleetPlan) -> int:
     count = 0
     state = plan.fleet_dir / STATE_DIR
-    for entry in os.scandir(state):  # work folders of a killed run (templates, measurements)
-        if entry.name.startswith(".cf-") and entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path)
+    for entry in os.scandir(state):  # scratch of a killed run (templates, probes, measurements)
+        if entry.name.startswith(".cf-"):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
     for name in plan.temporaries:
         count += _remove_entry(plan.fleet_dir, name)
     replica_dir = plan.fleet_dir / REPLICA_DIR
