@@ -56,11 +56,11 @@ def test_rerun_cleans_temporaries_adopts_unjournaled_and_remakes_missing(tmp_pat
     m = make_fleet(tmp_path)
     engine.provision(m, FakeBackend())
     # what a kill leaves: a temporary, a complete clone renamed but not journaled, a lost clone
-    (m.dest / ".cf-tmp.vm-0013.fake").write_bytes(b"half")
+    (m.dest / ".cf-tmp.4242.vm-0013.fake").write_bytes(b"half")
     os.unlink(m.dest / "vm-0003.fake")
     m13 = make_fleet(tmp_path, count=13)
     plan = engine.make_plan(m13, FakeBackend())
-    assert plan.temporaries == [".cf-tmp.vm-0013.fake"]
+    assert plan.temporaries == [".cf-tmp.4242.vm-0013.fake"]
     assert plan.missing == ["vm-0003.fake"]
     result = engine.provision(m13, FakeBackend())
     assert result.temporaries_removed == 1 and result.created == 2
@@ -107,7 +107,7 @@ def test_full_disk_removes_the_half_made_clone_lists_it_and_a_rerun_completes(tm
     message = info.value.message
     assert "no space left" in message and "vm-0007.fake" in message and "\n" not in message
     assert not (m.dest / "vm-0007.fake").exists()
-    assert not (m.dest / ".cf-tmp.vm-0007.fake").exists()
+    assert not [n for n in os.listdir(m.dest) if n.startswith(".cf-tmp.")]
     st = engine.status(m, FakeBackend())
     assert [c.name for c in st.clones if c.state == "failed"] == ["vm-0007.fake"]
     assert st.count("ok") == len(clone_files(m)) < 20

@@ -56,7 +56,7 @@ def test_any_crash_then_a_rerun_ends_in_agreement(steps: list[tuple[int, int, fl
                 payload = (b"clonefleet fake clone\nsnapshot " + str(m.gi).encode() + b"\n")
                 (m.dest / f"vm-{count:04d}.fake").write_bytes(payload)
             if temporary:
-                (m.dest / f".cf-tmp.vm-{count:04d}.fake").write_bytes(b"half")
+                (m.dest / f".cf-tmp.4242.vm-{count:04d}.fake").write_bytes(b"half")
         final = manifest(base, steps[-1][0])
         engine.provision(final, FakeBackend())
         wanted = {f"vm-{i:04d}.fake" for i in range(1, final.count + 1)}

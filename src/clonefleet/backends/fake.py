@@ -45,7 +45,7 @@ class FakeBackend:
         return Prepared(source=source, payload=MARKER + f"{recipe.method} {source}\n".encode())
 
     def apply(self, recipe: Recipe, prepared: Prepared, dest: Path) -> None:
-        clone = dest.name.split(".cf-tmp.", 1)[-1]
+        clone = dest.name.split(".cf-tmp.", 1)[-1].split(".", 1)[-1]  # .cf-tmp.<pid>.<name>
         error = self.fail_on.get(clone.removesuffix(recipe.suffix))
         if error is not None:
             dest.write_bytes(prepared.payload[: len(prepared.payload) // 2])  # half a clone, then the error

@@ -44,6 +44,12 @@ from clonefleet.provision.safety import (
 )
 
 TMP_PREFIX = ".cf-tmp."
+
+
+def temporary_name(name: str) -> str:
+    """The temporary a clone or replica is made under: unique to this process, so a tool a killed
+    run had started (and that may still be writing) never shares a file with a later run."""
+    return f"{TMP_PREFIX}{os.getpid()}.{name}"
 REPLICA_DIR = "golden"
 LOCK_NAME = "lock"
 
@@ -440,7 +446,7 @@ def _make_replicas(plan: FleetPlan, journal: Journal) -> int:
         path = plan.sources[i]
         if i in plan.replicas_to_make:
             path.parent.mkdir(exist_ok=True)
-            tmp = path.with_name(TMP_PREFIX + path.name)
+            tmp = path.with_name(temporary_name(path.name))
             try:
                 plan.backend.replicate(plan.gi, tmp)
                 os.chmod(tmp, 0o444)  # a GI replica is read-only, as the GI is
@@ -481,7 +487,7 @@ def _create_clones(plan: FleetPlan, journal: Journal, progress: Progress, worker
     fleet_dir = plan.fleet_dir
 
     def make(task: CloneTask) -> CloneTask:
-        tmp = fleet_dir / (TMP_PREFIX + task.name)
+        tmp = fleet_dir / temporary_name(task.name)
         try:
             plan.backend.apply(plan.recipe, prepared[task.replica], tmp)
             os.rename(tmp, fleet_dir / task.name)
