@@ -44,7 +44,7 @@ def _run(*args: str) -> None:
 
 @contextlib.contextmanager
 def mounted(kind: str, size_bytes: int) -> Iterator[Path]:
-    """A fresh filesystem of ``kind`` (xfs with reflink, btrfs, or tmpfs) mounted on a temporary folder."""
+    """A fresh filesystem of ``kind`` (xfs with reflink, btrfs, ext4 or tmpfs) mounted on a temporary folder."""
     if os.geteuid() != 0:
         message = "mounting a test filesystem needs root"
         if os.environ.get("CI"):
@@ -58,6 +58,12 @@ def mounted(kind: str, size_bytes: int) -> Iterator[Path]:
     try:
         if kind == "tmpfs":
             _run("mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(mnt))
+        elif kind == "ext4":
+            require_tool("mkfs.ext4")
+            with open(image, "wb") as f:
+                f.truncate(size_bytes)
+            _run("mkfs.ext4", "-q", "-F", str(image))
+            _run("mount", "-o", "loop", str(image), str(mnt))
         elif kind == "btrfs":
             require_tool("mkfs.btrfs")
             with open(image, "wb") as f:

@@ -20,17 +20,28 @@ xfs_dir = pf.xfs_dir  # a fixture
 pytestmark = pytest.mark.backend
 
 
+def refuse_on(base: Path) -> None:
+    gi = pf.small_gi(base, fmt="raw")
+    m = pf.fleet_manifest(base, gi.path, 3, backend="reflink")
+    with pytest.raises(BackendUnavailable) as info:
+        engine.provision(m)
+    assert "never falls back" in info.value.message and "\n" not in info.value.message
+    assert not m.dest.exists()  # nothing made, no full copy behind the user's back
+
+
 def test_reflink_refuses_a_filesystem_without_reflink_and_copies_nothing() -> None:
+    """On /tmp when it has no reflink (ext4 here), else on a loop-mounted ext4."""
     with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
-        if filesystem_of(base) in ("xfs", "btrfs"):
-            pytest.fail(f"{base} is on {filesystem_of(base)}: this test needs a filesystem without reflink")
-        gi = pf.small_gi(base, fmt="raw")
-        m = pf.fleet_manifest(base, gi.path, 3, backend="reflink")
-        with pytest.raises(BackendUnavailable) as info:
-            engine.provision(m)
-        assert "never falls back" in info.value.message and "\n" not in info.value.message
-        assert not m.dest.exists()  # nothing made, no full copy behind the user's back
+        if filesystem_of(Path(tmp)) not in ("xfs", "btrfs"):
+            refuse_on(Path(tmp))
+            return
+    with pf.mounted("ext4", 256 * 1024**2) as mnt:
+        refuse_on(mnt)
+
+
+def test_reflink_refuses_tmpfs() -> None:
+    with pf.mounted("tmpfs", 128 * 1024**2) as mnt:
+        refuse_on(mnt)
 
 
 @pytest.mark.parametrize("method", ["snapshot", "thin", "full"])
