@@ -249,3 +249,16 @@ def test_a_refused_gi_leaves_no_fleet_directory(tmp_path: Path) -> None:
     with pytest.raises(GoldenImageError):
         engine.provision(m, FakeBackend())
     assert not m.dest.exists()
+
+
+def test_destroy_after_a_kill_removes_unjournaled_clones_and_replicas_too(tmp_path: Path) -> None:
+    m = make_fleet(tmp_path, count=4, g=2)
+    engine.provision(m, FakeBackend())
+    journal = m.dest / ".clonefleet" / "journal.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    keep = [line for line in lines if '"op":"created"' not in line and '"op":"replica"' not in line]
+    journal.write_text("".join(keep))  # as if every record of the run were lost
+    (m.dest / ".clonefleet" / ".cf-template.x").mkdir()  # a killed run's scratch
+    result = engine.destroy(m, FakeBackend())
+    assert (result.removed, result.replicas_removed, result.kept) == (4, 1, ())
+    assert not m.dest.exists()

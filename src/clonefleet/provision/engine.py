@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import shutil
 import stat
 import time
@@ -426,7 +427,8 @@ def _clean_temporaries(plan: FleetPlan) -> int:
 
 def _remove_unwanted(plan: FleetPlan, journal: Journal, progress: Progress) -> int:
     for i, name in enumerate(plan.remove, 1):
-        plan.backend.destroy(plan.fleet_dir / name) if _is_regular(plan.fleet_dir, name) else None
+        if _is_regular(plan.fleet_dir, name):
+            plan.backend.destroy(plan.fleet_dir / name)
         journal.append("removed", name=name)
         progress("remove", i, len(plan.remove))
     return len(plan.remove)
@@ -682,7 +684,8 @@ def destroy(manifest: Manifest, backend: Backend | None = None, progress: Progre
     gi_id = os.stat(manifest.gi) if manifest.gi.exists() else None
     with fleet_lock(fleet_dir, "destroy"):
         state = Journal.read(fleet_dir)
-        ours = sorted(state.present() | set(state.clones))
+        ours = sorted(state.present() | set(state.clones) | set(_unjournaled_clones(manifest, backend)))
+        replica_names = set(state.replicas) | _replica_files(fleet_dir)
         removed = temps = replicas = 0
         with Journal(fleet_dir) as journal:
             entries = set(os.listdir(fleet_dir))
@@ -702,7 +705,7 @@ def destroy(manifest: Manifest, backend: Backend | None = None, progress: Progre
                          and not (fleet_dir / n).is_symlink()]
             kept: list[str] = []
             replica_dir = fleet_dir / REPLICA_DIR
-            for rname in sorted(state.replicas):
+            for rname in sorted(replica_names):
                 path = fleet_dir / rname
                 users = _backing_users(remaining, path)
                 if users:
@@ -722,14 +725,42 @@ def destroy(manifest: Manifest, backend: Backend | None = None, progress: Progre
         leftovers = sorted(n for n in os.listdir(fleet_dir) if n != STATE_DIR)
         kept.extend(leftovers)
         if not leftovers and not any("backing" in k for k in kept):
-            for name in os.listdir(fleet_dir / STATE_DIR):
-                if name != LOCK_NAME:
-                    _remove_entry(fleet_dir / STATE_DIR, name)
+            for entry in os.scandir(fleet_dir / STATE_DIR):
+                if entry.name == LOCK_NAME:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
     if not kept:
         _remove_entry(fleet_dir / STATE_DIR, LOCK_NAME)
         _rmdir_quietly(fleet_dir / STATE_DIR)
         _rmdir_quietly(fleet_dir)
     return DestroyResult(fleet_dir, removed, replicas, temps, tuple(kept))
+
+
+def _unjournaled_clones(manifest: Manifest, backend: Backend) -> list[str]:
+    """Clones a killed run renamed into place but never journaled, recognised by name and source.
+    Needs the GI (to know the recipe); without it, such files are left and listed as kept."""
+    from clonefleet.provision.safety import GoldenImageError
+
+    try:
+        plan = make_plan(manifest, backend, check_gi=False)
+    except (GoldenImageError, UsageError):
+        return []
+    found = [t.name for t in plan.adopt
+             if backend.status(plan.recipe, manifest.dest / t.name, t.source) is None]
+    return found + [n for n in plan.remove if n not in plan.journal.present()]
+
+
+def _replica_files(fleet_dir: Path) -> set[str]:
+    """GI replicas in the fleet's own ``golden/`` folder (named gi-r<N>.<ext> by clonefleet)."""
+    folder = fleet_dir / REPLICA_DIR
+    if not folder.is_dir() or folder.is_symlink():
+        return set()
+    return {f"{REPLICA_DIR}/{n}" for n in os.listdir(folder)
+            if re.fullmatch(r"gi-r\d+\.(qcow2|img|raw)", n) and (folder / n).is_file()
+            and not (folder / n).is_symlink()}
 
 
 def _check_not_gi(path: Path, gi_id: os.stat_result | None) -> None:
