@@ -161,3 +161,38 @@ def test_sigkill_at_random_moments_then_rerun_finishes_exactly(tmp_path: Path, q
           f"kill); clones on disk at each kill: {progress_at_kill}; calibration run {t_total:.2f} s")
     # most kills must land while clones are being made, not before the first or after the last
     assert sum(0 < n < clones for n in progress_at_kill) >= kills_wanted // 2, progress_at_kill
+
+
+def test_sigkill_during_destroy_then_rerun_leaves_nothing(tmp_path: Path, qcow2_gi: GoldenImage) -> None:
+    require_tool("qemu-img")
+    rng = np.random.default_rng(7)
+    m = pf.fleet_manifest(tmp_path, qcow2_gi.path, CLONES, g=2, workers=2)
+    engine.provision(m)
+    kills = 0
+    for _ in range(60):
+        if kills >= 5:
+            break
+        if not m.dest.exists():  # a destroy finished before its kill: bring the fleet back
+            engine.provision(m)
+        before = journal_records(m.dest)
+        proc = subprocess.Popen([sys.executable, "-m", "clonefleet", "destroy", str(m.path), "--yes"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while journal_records(m.dest) <= before and proc.poll() is None:
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0, 0.02))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+        if m.dest.exists():  # what is left still holds whole clones only
+            for f in final_clone_files(m.dest)[:5]:
+                assert qemu_check(f)[1] == 0
+            if rng.random() < 0.3:  # sometimes the fleet is provisioned again before the next destroy
+                engine.provision(m)
+    print(f"{kills} kills during destroy")
+    assert kills >= 5
+    r = subprocess.run([sys.executable, "-m", "clonefleet", "destroy", str(m.path), "--yes"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert not m.dest.exists()
+    assert sha256_file(qcow2_gi.path) == qcow2_gi.sha256
