@@ -49,6 +49,8 @@ def test_replicas_only_for_snapshot(tmp_path: Path) -> None:
     data = {**BASE, "clones": {"method": "thin", "golden_images": 3}}
     with pytest.raises(UsageError, match="golden_images"):
         build_manifest(tmp_path / "f.toml", data)
+    auto = build_manifest(tmp_path / "f.toml", {**BASE, "clones": {"method": "full", "golden_images": "auto"}})
+    assert resolve_golden_images(auto) == 1
 
 
 def test_auto_g_is_the_planners(tmp_path: Path) -> None:

@@ -191,7 +191,7 @@ def build_manifest(path: Path, data: Mapping[str, Any]) -> Manifest:
         raise field_error(where, "clones.method", method_text, "one of full, thin, snapshot")
     method = Method(method_text)
     g = parse_golden_images(clones.get("golden_images", 1), where)
-    if method is not Method.SNAPSHOT and g != 1:
+    if method is not Method.SNAPSHOT and g not in (1, None):  # auto: the planner's g is 1 for them
         raise field_error(where, "clones.golden_images", clones.get("golden_images"),
                           f"1 for method {method} (its clones never read the GI once made); "
                           "GI replicas serve snapshot clones")
