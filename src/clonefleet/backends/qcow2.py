@@ -145,8 +145,15 @@ class Qcow2Backend:
             usages = list(pool.map(one, clones))  # one qemu-img map per clone, in parallel
         gi_bytes = sum(measure.allocated_bytes(p) for p in gis)
         total = gi_bytes + sum(u.consumed_bytes for u in usages)
+        notes: tuple[str, ...] = ()
+        if recipe.method is Method.SNAPSHOT and usages and any(u.own_data_bytes for u in usages):
+            meta = sum(u.metadata_bytes for u in usages) / len(usages)
+            notes = (f"a linked clone's metadata after its writes: {meta:.0f} bytes on average; a fresh "
+                     "overlay's header, L1 and refcount clusters plus, from the first write, one L2 table "
+                     f"({recipe.options['cluster_bytes']} bytes) per L2 range of guest space written",)
         return Usage(clones=tuple(usages), gi_bytes=gi_bytes, total_bytes=total,
-                     accounting="qcow2 actual-size (st_blocks) per file; own data from qemu-img map depth 0")
+                     accounting="qcow2 actual-size (st_blocks) per file; own data from qemu-img map depth 0",
+                     notes=notes)
 
     def destroy(self, path: Path) -> None:
         path.unlink(missing_ok=True)
