@@ -262,3 +262,19 @@ def test_destroy_after_a_kill_removes_unjournaled_clones_and_replicas_too(tmp_pa
     result = engine.destroy(m, FakeBackend())
     assert (result.removed, result.replicas_removed, result.kept) == (4, 1, ())
     assert not m.dest.exists()
+
+
+def test_state_and_replica_folders_that_are_symlinks_out_of_the_fleet_are_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    m = make_fleet(tmp_path, count=2, g=2)
+    m.dest.mkdir()
+    (m.dest / ".clonefleet").symlink_to(outside)
+    with pytest.raises(UsageError, match="symlink"):
+        engine.provision(m, FakeBackend())
+    assert os.listdir(outside) == []
+    os.unlink(m.dest / ".clonefleet")
+    (m.dest / "golden").symlink_to(outside)
+    with pytest.raises(UsageError, match="symlink"):
+        engine.provision(m, FakeBackend())
+    assert os.listdir(outside) == []
