@@ -84,3 +84,13 @@ def test_trace_writes_per_vm(tmp_path: Path) -> None:
     np.savez(bad, x=np.zeros(3))
     with pytest.raises(UsageError, match="not a simulator trace"):
         load_trace_writes(bad)
+
+
+def test_trace_writes_from_a_csv_trace(tmp_path: Path) -> None:
+    path = tmp_path / "boot.csv"
+    path.write_text("vm,op,offset,length\n0,read,0,4096\n0,write,8192,4096\n1,write,65536,8192\n"
+                    "1,write,131072,4096\n")
+    per_vm = load_trace_writes(path)
+    assert [(o.tolist(), n.tolist()) for o, n in per_vm] == [([8192], [4096]), ([65536, 131072], [8192, 4096])]
+    with pytest.raises(UsageError, match="no such trace"):
+        load_trace_writes(tmp_path / "none.csv")

@@ -84,19 +84,28 @@ def model_fleet(manifest: Manifest, gi: GoldenImageInfo, gi_used_bytes: int | No
 
 
 def load_trace_writes(path: Path) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """Per VM write extents from a trace saved by the simulator (``numpy.savez`` of its fields:
-    ``vm_start``, ``op`` (1 = write), ``offset_bytes``, ``length_bytes``)."""
-    if not path.is_file():
-        raise UsageError(f"writes.source {path}: no such trace file; give 'preset' or a trace (.npz)")
-    try:
-        data = np.load(path, allow_pickle=False)
-        vm_start, op = data["vm_start"], data["op"]
-        off, ln = data["offset_bytes"], data["length_bytes"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise UsageError(f"writes.source {path}: not a simulator trace (.npz with vm_start, op, "
-                         f"offset_bytes, length_bytes): {exc}") from None
+    """Per VM write extents from a trace in the simulator's formats: a fio iolog (or a folder of
+    them), blkparse text or CSV (:func:`clonefleet.sim.traceio.read_trace`), or a ``.npz`` of a
+    :class:`~clonefleet.sim.trace.Trace`'s arrays (``vm_start``, ``op``, ``offset_bytes``,
+    ``length_bytes``). Reads are dropped; offsets are guest bytes, as in the GI."""
     from clonefleet.sim.trace import WRITE
 
+    if not path.exists():
+        raise UsageError(f"writes.source {path}: no such trace; give 'preset' or a trace (fio iolog, "
+                         "blkparse, CSV or .npz)")
+    if path.suffix == ".npz":
+        try:
+            data = np.load(path, allow_pickle=False)
+            vm_start, op = data["vm_start"], data["op"]
+            off, ln = data["offset_bytes"], data["length_bytes"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise UsageError(f"writes.source {path}: not a simulator trace (.npz with vm_start, op, "
+                             f"offset_bytes, length_bytes): {exc}") from None
+    else:
+        from clonefleet.sim.traceio import read_trace
+
+        trace = read_trace(path, closed=True)
+        vm_start, op, off, ln = trace.vm_start, trace.op, trace.offset_bytes, trace.length_bytes
     out = []
     for v in range(len(vm_start) - 1):
         sl = slice(int(vm_start[v]), int(vm_start[v + 1]))
