@@ -119,3 +119,19 @@ def test_cli_end_to_end(tmp_path: Path, qcow2_gi: GoldenImage, cli) -> None:  # 
     r = cli("destroy", str(out), "--yes", "--json")
     assert r.code == 0 and json.loads(r.out)["removed"] == 5
     assert sha256_file(qcow2_gi.path) == qcow2_gi.sha256
+
+
+def test_writes_from_a_trace_land_in_each_clone(tmp_path: Path, qcow2_gi: GoldenImage) -> None:
+    require_tool("qemu-img", "qemu-io")
+    from clonefleet.provision.measure import qcow2_allocation
+
+    trace = tmp_path / "boot.csv"
+    trace.write_text("vm,op,offset,length\n0,write,0,65536\n0,read,0,4096\n1,write,1048576,131072\n")
+    m = pf.fleet_manifest(tmp_path, qcow2_gi.path, 3, writes={"source": str(trace)})
+    engine.provision(m)
+    engine.apply_writes(m)
+    own = [qcow2_allocation(m.dest / f"vm-{i:04d}.qcow2").own_data_bytes for i in (1, 2, 3)]
+    assert own == [65536, 131072, 65536]  # VM 0, VM 1, then VM 0 again
+    again = engine.apply_writes(m)
+    assert again.written_now == 0 and again.already == 3
+    engine.destroy(m)
