@@ -267,6 +267,8 @@ def capacity_cmd(
                   ratio(report.measured_gi_bytes, report.model_gi_bytes))
     table.add_row("per clone (mean)", format_bytes(report.measured_per_clone_bytes),
                   format_bytes(report.model_per_clone_bytes), f"{report.per_clone_ratio:.3f}")
+    table.add_row("per clone (min / max)", f"{format_bytes(report.measured_per_clone_min_bytes)} / "
+                  f"{format_bytes(report.measured_per_clone_max_bytes)}", "", "")
     if report.measured_fresh_clone_bytes is not None:
         table.add_row("per-clone overhead (fresh clone)", format_bytes(report.measured_fresh_clone_bytes),
                       format_bytes(report.model_overhead_bytes),
