@@ -148,10 +148,10 @@ def validate_cmd(
     array: str = ARRAY_OPTION,
     functions: str = typer.Option("thin,snapshot", "--functions",
                                   help="Comma-separated storage functions to check, e.g. full,thin,snapshot."),
-    ios_per_vm: str = typer.Option("1000", "--ios-per-vm", help="IOs per boot in the bisection runs (C and S "
+    ios_per_vm: str = typer.Option("4000", "--ios-per-vm", help="IOs per boot in the bisection runs (C and S "
                                                                 "always use the full boot)."),
     arrivals: str = typer.Option("open", "--arrivals", help="open (each VM offers A, the model's premise) or closed."),
-    slack: float = typer.Option(1.1, "--slack", help="A fleet meets its window when p95 boot / nominal <= slack."),
+    slack: float = typer.Option(1.02, "--slack", help="A fleet meets its window when p95 boot / nominal <= slack."),
     seed: str = SEED_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:

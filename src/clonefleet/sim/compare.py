@@ -25,12 +25,13 @@ from clonefleet.planner import evaluate
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.sim.results import SimResult, simulate
 from clonefleet.sim.scenario import build_scenario
-from clonefleet.sim.trace import Arrivals, generate_trace
+from clonefleet.sim.trace import Arrivals, Trace, generate_trace
 
 #: A fleet meets its window when its p95 boot time is at most this times the nominal one.
-DEFAULT_SLACK = 1.1
-#: Default boot length for validation runs: a tenth of a real boot keeps bisection quick.
-DEFAULT_IOS_PER_VM = 1000
+DEFAULT_SLACK = 1.02
+#: Default boot length for validation runs: short enough for a quick bisection, long enough that
+#: the random spread of IOs over the disks (which shrinks as boots lengthen) stays small.
+DEFAULT_IOS_PER_VM = 4000
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,17 @@ def model_golden_images(fleet: FleetPreset, array: ArrayPreset, function: Functi
 
 
 def run_fleet(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int, seed: int,
-              ios_per_vm: int | None, arrivals: Arrivals = Arrivals.OPEN) -> tuple[SimResult, float]:
-    """Boot ``vms`` clones at once with the model's g; the result and its p95 boot / nominal ratio."""
-    trace = generate_trace(fleet, vms, np.random.default_rng(seed), ios_per_vm=ios_per_vm, seed=seed,
-                           arrivals=arrivals)
+              ios_per_vm: int | None, arrivals: Arrivals = Arrivals.OPEN,
+              pool: Trace | None = None) -> tuple[SimResult, float]:
+    """Boot ``vms`` clones at once with the model's g; the result and its p95 boot / nominal ratio.
+
+    ``pool``: a trace of at least ``vms`` VMs drawn with the same settings, to take the first from.
+    """
+    if pool is not None and pool.vms >= vms:
+        trace = pool.first_vms(vms)
+    else:
+        trace = generate_trace(fleet, vms, np.random.default_rng(seed), ios_per_vm=ios_per_vm, seed=seed,
+                               arrivals=arrivals)
     g = model_golden_images(fleet, array, function, vms) if function.method is Method.SNAPSHOT else None
     scaled = fleet if ios_per_vm is None else replace(fleet, boot_ios=float(ios_per_vm))
     result = simulate(build_scenario(trace, scaled, array, function, golden_images=g, seed=seed))
@@ -86,18 +94,25 @@ def largest_vms(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset
                 arrivals: Arrivals = Arrivals.OPEN) -> tuple[int, list[tuple[int, float]]]:
     """Largest T whose p95 boot time is within ``slack`` windows (bisection; ``start`` a first guess)."""
     runs: list[tuple[int, float]] = []
+    pool = generate_trace(fleet, max(2, int(start * 1.2)), np.random.default_rng(seed), ios_per_vm=ios_per_vm,
+                          seed=seed, arrivals=arrivals)
 
     def ok(t: int) -> bool:
-        ratio = run_fleet(fleet, array, function, t, seed, ios_per_vm, arrivals)[1]
+        ratio = run_fleet(fleet, array, function, t, seed, ios_per_vm, arrivals, pool)[1]
         runs.append((t, ratio))
         return ratio <= slack
 
-    lo, hi = 0, max(start, 1)
+    # Bracket around the first guess, widening until it holds, then bisect to 1 %.
+    lo, hi = max(1, int(start * 0.85)), max(2, int(start * 1.2))
+    while not ok(lo):
+        hi, lo = lo, lo // 2
+        if lo == 0:
+            return 0, runs
     while ok(hi):
         lo, hi = hi, hi * 2
         if hi > 1_000_000:
             return lo, runs
-    while hi - lo > max(1, lo // 200):  # to half a percent
+    while hi - lo > max(1, lo // 100):
         mid = (lo + hi) // 2
         if ok(mid):
             lo = mid
@@ -112,7 +127,7 @@ def check_method(fleet: FleetPreset, array: ArrayPreset, function: FunctionPrese
     """Compare the model with the simulation for one storage function."""
     t_model = int(math.floor(float(evaluate(fleet, array, function, 1).max_vms) + 1e-9))
     t_sim, runs = largest_vms(fleet, array, function, seed=seed, ios_per_vm=ios_per_vm, slack=slack,
-                              start=max(1, t_model // 2), arrivals=arrivals)
+                              start=max(1, t_model), arrivals=arrivals)
     # Capacity: C and S at the model's T (a full boot's writes: C does not depend on timing).
     t_cap = capacity_vms if capacity_vms is not None else max(1, min(t_model, 1000))
     g = model_golden_images(fleet, array, function, t_cap) if function.method is Method.SNAPSHOT else 1

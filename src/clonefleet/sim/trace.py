@@ -97,6 +97,12 @@ class Trace:
     def vm_slice(self, vm: int) -> slice:
         return slice(int(self.vm_start[vm]), int(self.vm_start[vm + 1]))
 
+    def first_vms(self, vms: int) -> Trace:
+        """The trace of VMs 0..vms-1 only (views, no copy)."""
+        end = int(self.vm_start[vms])
+        return Trace(self.vm_start[: vms + 1], self.op[:end], self.offset_bytes[:end], self.length_bytes[:end],
+                     self.issue_s[:end], self.start_s[:vms], self.seed, self.source)
+
 
 def _read_template(fleet: FleetPreset, reads: int, rng: np.random.Generator,
                    align: int) -> tuple[IntArray, Int32Array]:
@@ -158,7 +164,9 @@ def generate_trace(
     ``ios_per_vm`` overrides ``boot_ios``: a shorter boot with the same mix for
     quick runs, its write footprint (W and n) scaled by the same factor, R kept. Open-loop VMs issue at
     their rate A = ``host_iops`` as a Poisson stream; every VM starts at a time
-    drawn uniformly in ``[0, start_spread_s]`` (0: all at once, the storm).
+    drawn uniformly in ``[0, start_spread_s]`` (0: all at once, the storm). Each VM draws
+    from its own child of ``rng`` (``rng.spawn``), so the first k VMs of a larger fleet
+    boot exactly as a fleet of k does.
     """
     arrivals = Arrivals(arrivals)
     ios = int(round(fleet.boot_ios if ios_per_vm is None else ios_per_vm))
@@ -175,7 +183,10 @@ def generate_trace(
     template_n = max(ios - write_n, 0)
     fresh_off, fresh_len = _read_template(fleet, max(template_n, 1), rng, align_bytes)
     runs = np.arange(0, len(fresh_off), max(run_ios, 1))
-    starts = np.zeros(vms, np.float64) if start_spread_s <= 0 else rng.uniform(0.0, start_spread_s, vms)
+    starts = np.zeros(vms, np.float64)
+    # One child generator per VM: VM v boots the same whatever the fleet size (a prefix property
+    # the bisection on T relies on).
+    children = rng.spawn(vms)
 
     ops: list[Int8Array] = []
     offs: list[IntArray] = []
@@ -183,6 +194,9 @@ def generate_trace(
     times: list[FloatArray] = []
     counts = np.zeros(vms, np.int64)
     for v in range(vms):
+        rng = children[v]
+        if start_spread_s > 0:
+            starts[v] = rng.uniform(0.0, start_spread_s)
         w_off, w_len = _write_ios(fleet, write_n, scale, rng, write_span_start, align_bytes)
         n_w = len(w_off)
         n_r = max(ios - n_w, 0)
