@@ -364,8 +364,8 @@ def provision(manifest: Manifest, backend: Backend | None = None, progress: Prog
     made_dir = not fleet_dir.exists()
     fleet_dir.mkdir(parents=True, exist_ok=True)
     begun = False
-    try:
-        with fleet_lock(fleet_dir, "provision"):
+    with fleet_lock(fleet_dir, "provision"):
+        try:
             # the cheap steps most likely to fail first, before anything is made: the backend's probe
             # (tools, filesystem features; its scratch files live in the state folder), then the plan,
             # which checks the GI
@@ -391,12 +391,12 @@ def provision(manifest: Manifest, backend: Backend | None = None, progress: Prog
             if gi_now.st_size != plan.gi.file_bytes:
                 raise ProvisionFailed(f"golden image {plan.gi.path} changed size during the run; "
                                       "check who writes it")
-    except ClonefleetError:
-        if made_dir and not begun:  # refused before anything was made: leave no trace
-            _remove_entry(fleet_dir / STATE_DIR, LOCK_NAME)
-            _rmdir_quietly(fleet_dir / STATE_DIR)
-            _rmdir_quietly(fleet_dir)
-        raise
+        except ClonefleetError:
+            if made_dir and not begun:  # refused before anything was made: leave no trace (lock held)
+                _remove_entry(fleet_dir / STATE_DIR, LOCK_NAME)
+                _rmdir_quietly(fleet_dir / STATE_DIR)
+                _rmdir_quietly(fleet_dir)
+            raise
     return ProvisionResult(plan, created, adopted, removed, temps, replicas, time.perf_counter() - started,
                            tuple(warnings))
 
@@ -732,10 +732,10 @@ def destroy(manifest: Manifest, backend: Backend | None = None, progress: Progre
                     shutil.rmtree(entry.path)
                 else:
                     os.unlink(entry.path)
-    if not kept:
-        _remove_entry(fleet_dir / STATE_DIR, LOCK_NAME)
-        _rmdir_quietly(fleet_dir / STATE_DIR)
-        _rmdir_quietly(fleet_dir)
+        if not kept:  # still holding the lock: nobody can start on this fleet while it goes
+            _remove_entry(fleet_dir / STATE_DIR, LOCK_NAME)
+            _rmdir_quietly(fleet_dir / STATE_DIR)
+            _rmdir_quietly(fleet_dir)
     return DestroyResult(fleet_dir, removed, replicas, temps, tuple(kept))
 
 
