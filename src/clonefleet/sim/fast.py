@@ -98,35 +98,43 @@ def _pop_fix(ht: FloatArray, hi: IntArray, size: int) -> None:
 
 
 # --- LRU cache: chained hash table over slots, doubly linked list for recency -------------------
+# One row per slot, [key, prev, next, chain], so touching a slot touches one cache line.
+_KEY, _PREV, _NEXT, _CHAIN = 0, 1, 2, 3
+
 
 @numba.njit(cache=True, inline="always")
-def _cache_access(key: int, ckey: IntArray, prev: Int32Array, nxt: Int32Array, chain: Int32Array,
-                  bucket: Int32Array, state: IntArray) -> bool:
+def _hash(key: int, shift: int) -> int:
+    return np.int64((np.uint64(key) * np.uint64(11400714819323198485)) >> np.uint64(shift))
+
+
+@numba.njit(cache=True, inline="always")
+def _cache_access(key: int, cs: IntArray, bucket: Int32Array, state: IntArray) -> bool:
     """Look ``key`` up; make it the most recent; insert it (evicting the least recent) on a miss.
 
-    ``state`` = [head (most recent), tail (least recent), used slots, hash shift].
+    ``cs`` has one row per slot; ``state`` = [head (most recent), tail (least recent), used
+    slots, hash shift].
     """
-    slots = len(ckey)
+    slots = cs.shape[0]
     if slots == 0:
         return False
-    h = np.int64((np.uint64(key) * np.uint64(11400714819323198485)) >> np.uint64(state[3]))
+    h = _hash(key, state[3])
     s = bucket[h]
     while s >= 0:
-        if ckey[s] == key:
+        if cs[s, _KEY] == key:
             break
-        s = chain[s]
+        s = cs[s, _CHAIN]
     head = state[0]
     if s >= 0:  # hit: move to the front
         if s != head:
-            p, n = prev[s], nxt[s]
-            nxt[p] = n
+            p, n = cs[s, _PREV], cs[s, _NEXT]
+            cs[p, _NEXT] = n
             if n >= 0:
-                prev[n] = p
+                cs[n, _PREV] = p
             else:
                 state[1] = p
-            prev[s] = -1
-            nxt[s] = head
-            prev[head] = s
+            cs[s, _PREV] = -1
+            cs[s, _NEXT] = head
+            cs[head, _PREV] = s
             state[0] = s
         return True
     if state[2] < slots:
@@ -134,32 +142,75 @@ def _cache_access(key: int, ckey: IntArray, prev: Int32Array, nxt: Int32Array, c
         state[2] += 1
     else:  # evict the tail
         s = state[1]
-        old = np.int64((np.uint64(ckey[s]) * np.uint64(11400714819323198485)) >> np.uint64(state[3]))
+        old = _hash(cs[s, _KEY], state[3])
         c = bucket[old]
         if c == s:
-            bucket[old] = chain[s]
+            bucket[old] = np.int32(cs[s, _CHAIN])
         else:
-            while chain[c] != s:
-                c = chain[c]
-            chain[c] = chain[s]
-        p = prev[s]
+            while cs[c, _CHAIN] != s:
+                c = cs[c, _CHAIN]
+            cs[c, _CHAIN] = cs[s, _CHAIN]
+        p = cs[s, _PREV]
         state[1] = p
         if p >= 0:
-            nxt[p] = -1
+            cs[p, _NEXT] = -1
         else:
             state[0] = -1
         head = state[0]
-    ckey[s] = key
-    chain[s] = bucket[h]
-    bucket[h] = s
-    prev[s] = -1
-    nxt[s] = head
+    cs[s, _KEY] = key
+    cs[s, _CHAIN] = bucket[h]
+    bucket[h] = np.int32(s)
+    cs[s, _PREV] = -1
+    cs[s, _NEXT] = head
     if head >= 0:
-        prev[head] = s
+        cs[head, _PREV] = s
     else:
         state[1] = s
     state[0] = s
     return False
+
+
+# --- open-loop arrivals in (time, IO id) order ---------------------------------------------------
+
+@numba.njit(cache=True)
+def _arrival_order(issue_s: FloatArray) -> IntArray:
+    """IO ids sorted by (issue time, id): a bucket sort on time, each bucket sorted stably."""
+    n = len(issue_s)
+    order = np.empty(n, np.int64)
+    if n == 0:
+        return order
+    lo = issue_s.min()
+    span = issue_s.max() - lo
+    buckets = max(1, n // 4)
+    width = span / buckets if span > 0 else 1.0
+    counts = np.zeros(buckets + 1, np.int64)
+    for i in range(n):
+        b = min(int((issue_s[i] - lo) / width), buckets - 1)
+        counts[b + 1] += 1
+    for b in range(buckets):
+        counts[b + 1] += counts[b]
+    fill = counts[:-1].copy()
+    for i in range(n):  # in id order, so each bucket holds its ids ascending
+        b = min(int((issue_s[i] - lo) / width), buckets - 1)
+        order[fill[b]] = i
+        fill[b] += 1
+    for b in range(buckets):
+        a, z = counts[b], counts[b + 1]
+        if z - a <= 1:
+            continue
+        if z - a <= 32:  # stable insertion sort by time
+            for k in range(a + 1, z):
+                x = order[k]
+                j = k - 1
+                while j >= a and issue_s[order[j]] > issue_s[x]:
+                    order[j + 1] = order[j]
+                    j -= 1
+                order[j + 1] = x
+        else:
+            part = order[a:z].copy()
+            idx = np.argsort(issue_s[part], kind="mergesort")
+            order[a:z] = part[idx]
+    return order
 
 
 # --- the event loop ----------------------------------------------------------------------------
@@ -236,17 +287,16 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
     busy_disk = np.zeros(n_disks)
     bins = np.zeros((4, n_bins))
     # cache
-    ckey = np.zeros(cache_slots, np.int64)
-    prev = np.full(cache_slots, -1, np.int32)
-    nxt = np.full(cache_slots, -1, np.int32)
-    chain = np.full(cache_slots, -1, np.int32)
+    cs = np.empty((cache_slots, 4), np.int64)  # rows are written before they are read
     bits = 1
     while (1 << bits) < 2 * max(cache_slots, 1):
         bits += 1
     bucket = np.full(1 << bits, -1, np.int32)
     state = np.array([-1, -1, 0, 64 - bits], np.int64)
     # heap
-    cap = vms * (q if closed else 1) + 16
+    # Every IO has at most one pending event: a closed loop has at most q per VM in flight, an open
+    # loop at most all of its IOs (np.empty: pages never touched cost no memory).
+    cap = vms * q + 16 if closed else n + 16
     ht = np.empty(cap)
     hi = np.empty(cap, np.int64)
     size = 0
@@ -259,24 +309,31 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
                 _push(ht, hi, size, start_s[v], i)
                 size += 1
             next_io[v] = last
-        elif first < end:
-            _push(ht, hi, size, issue_s[first], first)
-            size += 1
-            next_io[v] = first + 1
+    # Open loop: arrivals come from their presorted order, not the heap.
+    order = _arrival_order(issue_s) if not closed else np.zeros(0, np.int64)
+    n_arr = len(order)
+    ai = 0
+    ta = issue_s[order[0]] if n_arr > 0 else np.inf
+    ia = order[0] if n_arr > 0 else -1
     reads = 0
     hits = 0
-    while size > 0:
-        t = ht[0]
-        i = hi[0]
-        _pop_fix(ht, hi, size)
-        size -= 1
+    while size > 0 or ai < n_arr:
+        if ai < n_arr and (size == 0 or _less(ta, ia, ht[0], hi[0])):
+            t = ta
+            i = ia
+            ai += 1
+            if ai < n_arr:
+                ia = order[ai]
+                ta = issue_s[ia]
+            else:
+                ta = np.inf
+                ia = -1
+        else:
+            t = ht[0]
+            i = hi[0]
+            _pop_fix(ht, hi, size)
+            size -= 1
         while True:
-            if size + 2 > len(ht):  # room for the (at most two) pushes below
-                ht2 = np.empty(2 * len(ht))
-                hi2 = np.empty(2 * len(ht), np.int64)
-                ht2[:size] = ht[:size]
-                hi2[:size] = hi[:size]
-                ht, hi = ht2, hi2
             # Process the event (t, i); (nt, ni) is the one it sets off, ni < 0 when none.
             st = stage[i]
             done = False
@@ -285,9 +342,6 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
             dsvc = service_s[2, i] if per_io else disk_s
             if st == 0:
                 v = vm_of[i]
-                if not closed and i + 1 < vm_start[v + 1]:
-                    _push(ht, hi, size, issue_s[i + 1], i + 1)
-                    size += 1
                 completion[i] = t
                 svc = service_s[0, i] if per_io else volume_s
                 nt = _serve(vol_free, busy_vol, bins, 0, bin_s, vm_volume[v], t, svc)
@@ -298,7 +352,7 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
                 nt = _serve(proc_free, busy_proc, bins, 1, bin_s, volume_processor[vm_volume[v]], t, svc)
                 stage[i] = 2
             elif st == 2:
-                hit = _cache_access(key[i], ckey, prev, nxt, chain, bucket, state)
+                hit = _cache_access(key[i], cs, bucket, state)
                 if is_write[i] == 0:
                     reads += 1
                     if hit:
@@ -332,7 +386,7 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
             if ni < 0:
                 break
             # The event set off comes next when it sorts before everything pending: run it now.
-            if size == 0 or _less(nt, ni, ht[0], hi[0]):
+            if (size == 0 or _less(nt, ni, ht[0], hi[0])) and (ia < 0 or _less(nt, ni, ta, ia)):
                 t = nt
                 i = ni
                 continue
