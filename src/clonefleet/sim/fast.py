@@ -104,7 +104,7 @@ _KEY, _PREV, _NEXT, _CHAIN = 0, 1, 2, 3
 
 @numba.njit(cache=True, inline="always")
 def _hash(key: int, shift: int) -> int:
-    return np.int64((np.uint64(key) * np.uint64(11400714819323198485)) >> np.uint64(shift))
+    return int((np.uint64(key) * np.uint64(11400714819323198485)) >> np.uint64(shift))
 
 
 @numba.njit(cache=True, inline="always")
