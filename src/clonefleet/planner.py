@@ -25,6 +25,7 @@ from clonefleet.model import (
     gi_backend_iops,
     golden_images_needed,
     operable_vms,
+    table_bytes_per_clone,
 )
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method, Mirror, load_function
 
@@ -47,7 +48,7 @@ class Evaluation:
     clones_per_gi: FloatArray  # k (for full and thin: all clones on one GI)
     golden_images: FloatArray  # g
     per_vm_new_bytes: FloatArray  # C(u), allocation by the boot's new writes
-    per_clone_bytes: FloatArray  # what one clone consumes: overhead + mirror + C
+    per_clone_bytes: FloatArray  # what one clone consumes: overhead + tables + mirror + C
     gi_bytes: FloatArray  # D = g * G_used
     consumed_bytes: FloatArray  # S, Eq. 3
     full_copy_bytes: FloatArray  # S of full copies, the baseline
@@ -70,13 +71,15 @@ def evaluate(
     new_bytes = allocated_bytes_per_clone(
         fleet.boot_write_bytes, fleet.boot_write_extents, fleet.boot_write_span_bytes, function.unit_bytes
     )
+    tables = table_bytes_per_clone(fleet.boot_write_bytes, fleet.boot_write_extents, fleet.boot_write_span_bytes,
+                                   function.table_coverage_bytes, function.table_bytes)
     if function.method is Method.SNAPSHOT:
         b = backend_iops_snapshot(a, fleet.read_fraction, array.cache_hit_shared,
                                   array.raid_write_penalty, array.cow_read_fraction)
         k = clones_per_gi(array.volume_iops_limit, array.disk_iops, array.gi_disks, a, gi_load,
                           function.max_clones_per_gi)
         g = golden_images_needed(t, k)
-        per_clone = function.clone_overhead_bytes + new_bytes
+        per_clone = function.clone_overhead_bytes + tables + new_bytes
         gi_bytes = g * fleet.gi_used_bytes
         # Load on one GI: its share of the clones, spread evenly (the busiest GI carries ceil(T/g)).
         busiest = np.ceil(t / np.where(np.isfinite(g), g, 1.0))
@@ -96,7 +99,7 @@ def evaluate(
             gi_bytes = np.zeros_like(t)
         else:
             mirror = fleet.gi_used_bytes if function.mirror is Mirror.PHYSICAL else 0.0
-            per_clone = function.clone_overhead_bytes + mirror + new_bytes
+            per_clone = function.clone_overhead_bytes + tables + mirror + new_bytes
             gi_bytes = g * fleet.gi_used_bytes
     t_max = operable_vms(array.processor_iops, array.disk_iops, array.disks, a, b)
     s = consumed_bytes(g, fleet.gi_used_bytes, per_clone, t) if function.method is not Method.FULL \
@@ -136,7 +139,7 @@ class MethodPlan:
     host_iops_per_vm: float  # A
     backend_iops_per_vm: float  # B
     per_vm_new_bytes: float  # C
-    per_clone_bytes: float  # C plus clone metadata (and the GI data of a physical mirror)
+    per_clone_bytes: float  # C plus clone metadata and tables (and the GI data of a physical mirror)
     gi_bytes: float  # D
     consumed_bytes: float  # S
     capacity_ratio: float  # S / S of full copies

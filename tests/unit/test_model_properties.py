@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -116,3 +117,16 @@ def test_evaluate_broadcasts_a_swept_field() -> None:
     single = evaluate(fleet, dataclasses.replace(array, disks=480.0), fn, 7)
     assert grid.consumed_bytes[6, 1] == float(single.consumed_bytes)
     assert grid.max_vms[0, 1] == float(single.max_vms)
+
+
+def test_qcow2_linked_clone_pays_one_l2_table_per_512_mib_region_written() -> None:
+    from clonefleet.model import table_bytes_per_clone
+
+    # One extent inside one 512 MiB region: exactly one 64 KiB table.
+    assert float(table_bytes_per_clone(4096, 1, 100 * 2**20, 512 * 2**20, 65536)) == 65536
+    # Writes spread over 4 GiB with many extents touch all 8 regions.
+    assert float(table_bytes_per_clone(2**30, 10_000, 4 * 2**30, 512 * 2**20, 65536)) == \
+        pytest.approx(8 * 65536, rel=1e-6)
+    # No tables, no bytes; no writes, no tables.
+    assert float(table_bytes_per_clone(2**20, 10, 2**30, 0, 0)) == 0
+    assert float(table_bytes_per_clone(0, 0, 2**30, 512 * 2**20, 65536)) == 0

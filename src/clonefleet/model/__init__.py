@@ -5,7 +5,7 @@ same. Symbols follow the paper's Table 1; units are in the argument names. See
 ``docs/background.md`` for the glossary.
 """
 
-from clonefleet.model.allocation import allocated_bytes_per_clone, allocation_units
+from clonefleet.model.allocation import allocated_bytes_per_clone, allocation_units, table_bytes_per_clone
 from clonefleet.model.equations import (
     array_performance_iops,
     backend_iops_private,
@@ -30,4 +30,5 @@ __all__ = [
     "golden_images_needed",
     "operable_vms",
     "operable_vms_bottleneck",
+    "table_bytes_per_clone",
 ]

@@ -48,3 +48,26 @@ def allocated_bytes_per_clone(
     untouched = np.where(units > 1, np.exp(touches * np.log1p(-1.0 / safe_units)), 0.0)
     c = u * units * (1.0 - untouched)
     return np.where((w > 0) & (n > 0), c, 0.0)
+
+
+def table_bytes_per_clone(
+    write_bytes: npt.ArrayLike,
+    write_extents: npt.ArrayLike,
+    span_bytes: npt.ArrayLike,
+    table_coverage_bytes: npt.ArrayLike,
+    table_bytes: npt.ArrayLike,
+) -> FloatArray:
+    """Metadata tables one clone allocates for its writes [bytes].
+
+    A format that maps its data through tables (qcow2: one L2 table of one cluster
+    maps cluster_size/8 clusters, 512 MiB with 64 KiB clusters) allocates a table the
+    first time a write lands in the space it maps. The count of tables touched is the
+    occupancy of C(u) with u = the table's coverage. Zero when the function has none.
+    """
+    coverage = np.asarray(table_coverage_bytes, dtype=np.float64)
+    size = np.asarray(table_bytes, dtype=np.float64)
+    has_tables = (coverage > 0) & (size > 0)
+    safe_coverage = np.where(has_tables, coverage, 1.0)
+    tables = allocated_bytes_per_clone(write_bytes, write_extents, span_bytes, safe_coverage) / safe_coverage
+    result: FloatArray = np.where(has_tables, tables * size, 0.0)
+    return result

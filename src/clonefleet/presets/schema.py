@@ -116,6 +116,8 @@ class FunctionPreset:
     mirror: Mirror  # meaningful for thin only
     clone_overhead_bytes: float  # metadata a fresh clone costs
     max_clones_per_gi: float  # the function's own limit (inf when none)
+    table_bytes: float  # metadata a clone allocates for each table_coverage of space it writes (qcow2 L2)
+    table_coverage_bytes: float  # virtual space one such table maps (0 when the function has none)
     sources: Mapping[str, Figure] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -229,6 +231,10 @@ FUNCTION_SPECS: tuple[Spec, ...] = (
          Mirror.PAPER, False, is_figure=False),
     Spec("clone_overhead", "clone_overhead_bytes", _bytes_nonneg, "metadata a fresh clone costs", 0.0, False),
     Spec("max_clones_per_gi", "max_clones_per_gi", _whole_positive, "clones one source may have", math.inf, False),
+    Spec("table_size", "table_bytes", _bytes_nonneg, "metadata table a write allocates (qcow2: one L2 table)",
+         0.0, False),
+    Spec("table_coverage", "table_coverage_bytes", _bytes_nonneg, "virtual space one metadata table maps",
+         0.0, False),
 )
 
 SPECS: dict[str, tuple[Spec, ...]] = {"fleet": FLEET_SPECS, "array": ARRAY_SPECS, "function": FUNCTION_SPECS}
@@ -319,4 +325,8 @@ def build_array(where: str, data: Mapping[str, Any]) -> ArrayPreset:
 
 
 def build_function(where: str, data: Mapping[str, Any]) -> FunctionPreset:
-    return FunctionPreset(**parse_record(where, "function", data))
+    function = FunctionPreset(**parse_record(where, "function", data))
+    if (function.table_bytes > 0) != (function.table_coverage_bytes > 0):
+        raise field_error(where, "table_size", function.table_bytes,
+                          "give both table_size and table_coverage, or neither")
+    return function
