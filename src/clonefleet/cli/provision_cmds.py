@@ -275,8 +275,8 @@ def capacity_cmd(
                       ratio(report.measured_fresh_clone_bytes, report.model_overhead_bytes))
     if report.method == "snapshot":
         table.add_row("per-clone metadata after the writes", format_bytes(report.measured_metadata_per_clone_bytes),
-                      format_bytes(report.model_overhead_bytes),
-                      ratio(report.measured_metadata_per_clone_bytes, report.model_overhead_bytes))
+                      format_bytes(report.model_metadata_bytes),
+                      ratio(report.measured_metadata_per_clone_bytes, report.model_metadata_bytes))
     table.add_row("total (S)", format_bytes(report.measured_total_bytes), format_bytes(report.model_total_bytes),
                   f"{report.total_ratio:.3f}")
     console.print(table)

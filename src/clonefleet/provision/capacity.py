@@ -22,6 +22,7 @@ from pathlib import Path
 
 from clonefleet.backends import Backend, Usage, get_backend
 from clonefleet.errors import UsageError
+from clonefleet.model import table_bytes_per_clone
 from clonefleet.planner import evaluate
 from clonefleet.presets import Method, load_array
 from clonefleet.provision import measure
@@ -53,7 +54,8 @@ class CapacityReport:
     model_gi_bytes: float  # D
     model_per_clone_bytes: float
     model_new_bytes: float  # C
-    model_overhead_bytes: float
+    model_overhead_bytes: float  # a fresh clone's metadata
+    model_metadata_bytes: float  # metadata after the writes: overhead plus the tables the writes allocate
     accounting: str
     note: str
     notes: tuple[str, ...]
@@ -131,6 +133,9 @@ def capacity(manifest: Manifest, backend: Backend | None = None) -> CapacityRepo
         measured_metadata_per_clone_bytes=sum(u.metadata_bytes for u in usage.clones) / len(usage.clones),
         model_total_bytes=total_model, model_gi_bytes=gi_model, model_per_clone_bytes=per_clone_model,
         model_new_bytes=float(ev.per_vm_new_bytes), model_overhead_bytes=function.clone_overhead_bytes,
+        model_metadata_bytes=function.clone_overhead_bytes + float(table_bytes_per_clone(
+            fleet.boot_write_bytes, fleet.boot_write_extents, fleet.boot_write_span_bytes,
+            function.table_coverage_bytes, function.table_bytes)),
         accounting=usage.accounting, note=model.note, notes=tuple(notes),
         per_clone=tuple({"name": u.name, "consumed_bytes": u.consumed_bytes, "own_data_bytes": u.own_data_bytes,
                          "metadata_bytes": u.metadata_bytes} for u in usage.clones),
