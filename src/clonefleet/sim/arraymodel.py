@@ -27,6 +27,7 @@ is computed once, before either engine runs, as flat arrays:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -38,6 +39,7 @@ from clonefleet.sim.scenario import Scenario
 
 IntArray = npt.NDArray[np.int64]
 Int32Array = npt.NDArray[np.int32]
+DiskArray = npt.NDArray[Any]  # int16 while the disks fit, else int32
 Int8Array = npt.NDArray[np.int8]
 FloatArray = npt.NDArray[np.float64]
 
@@ -54,8 +56,8 @@ class Network:
     issue_s: FloatArray  # per IO (open loop) or empty (closed loop)
     is_write: Int8Array  # per IO
     key: IntArray  # per IO: cache key (owner << 36 | block)
-    disk: Int32Array  # per IO: disk of a read miss, first disk of a write
-    cow_disk: Int32Array  # per IO: GI disk of the copy-on-write read, -1 when none
+    disk: DiskArray  # per IO: disk of a read miss, first disk of a write
+    cow_disk: DiskArray  # per IO: GI disk of the copy-on-write read, -1 when none
     vm_volume: Int32Array  # per VM: the volume its IO passes
     volume_processor: Int32Array  # per volume: its owning processor
     processors: int
@@ -80,11 +82,8 @@ class Network:
 @numba.njit(cache=True)
 def _place(vm_start: IntArray, is_write: Int8Array, offset: IntArray, length: Int32Array,
            gi_of_vm: Int32Array, snapshot: bool, unit_bytes: int, block_bytes: int, pool: int,
-           gi_disks: int, vms: int) -> tuple[IntArray, Int32Array, Int32Array]:
-    n = len(is_write)
-    key = np.empty(n, np.int64)
-    disk = np.empty(n, np.int32)
-    cow = np.full(n, -1, np.int32)
+           gi_disks: int, vms: int, key: IntArray, disk: DiskArray, cow: DiskArray) -> None:
+    """Fill ``key``, ``disk`` and ``cow`` (the copy-on-write read's disk, -1 when none) per IO."""
     for v in range(len(vm_start) - 1):
         allocated = {np.int64(0): True}
         allocated.clear()
@@ -110,7 +109,6 @@ def _place(vm_start: IntArray, is_write: Int8Array, offset: IntArray, length: In
             else:
                 disk[i] = private_disk
             key[i] = (np.int64(owner) << _OWNER_SHIFT) | (off // block_bytes)
-    return key, disk, cow
 
 
 def compile_network(scenario: Scenario) -> Network:
@@ -122,15 +120,18 @@ def compile_network(scenario: Scenario) -> Network:
     vm_volume = gi_of_vm.copy() if snapshot else np.arange(vms, dtype=np.int32)
     volumes = g if snapshot else vms
     processors = int(array.processors)
-    key, disk, cow = _place(trace.vm_start, trace.op, trace.offset_bytes, trace.length_bytes, gi_of_vm,
-                            snapshot, int(fn.unit_bytes), scenario.cache_block_bytes, int(array.disks),
-                            int(array.gi_disks), vms)
+    n, disks = trace.ios, int(array.disks + g * array.gi_disks)
+    small = np.int16 if disks < np.iinfo(np.int16).max else np.int32  # compact: 2 bytes per IO
+    key, disk, cow = np.empty(n, np.int64), np.empty(n, small), np.full(n, -1, small)
+    _place(trace.vm_start, trace.op, trace.offset_bytes, trace.length_bytes, gi_of_vm, snapshot,
+           int(fn.unit_bytes), scenario.cache_block_bytes, int(array.disks), int(array.gi_disks), vms,
+           key, disk, cow)
     service = scenario.service_s if scenario.service_s is not None else np.zeros((3, 0))
     return Network(
         vm_start=trace.vm_start, start_s=trace.start_s, issue_s=trace.issue_s, is_write=trace.op,
         key=key, disk=disk, cow_disk=cow, vm_volume=vm_volume,
         volume_processor=(np.arange(volumes) % processors).astype(np.int32), processors=processors,
-        pool_disks=int(array.disks), disks=int(array.disks + g * array.gi_disks),
+        pool_disks=int(array.disks), disks=disks,
         write_disks=int(array.raid_write_penalty),
         volume_s=1.0 / array.volume_iops_limit, processor_s=processors / array.processor_iops,
         disk_s=1.0 / array.disk_iops, cache_slots=int(array.cache_bytes // scenario.cache_block_bytes),

@@ -25,7 +25,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from clonefleet.sim.arraymodel import Network
+from clonefleet.sim.arraymodel import DiskArray, Network
 
 FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
@@ -251,7 +251,7 @@ def _vm_of(vm_start: IntArray, i: int) -> int:
 
 
 @numba.njit(cache=True, inline="always")
-def _writes(i: int, t: float, disk: Int32Array, write_disks: int, pool: int, disk_free: FloatArray,
+def _writes(i: int, t: float, disk: DiskArray, write_disks: int, pool: int, disk_free: FloatArray,
             busy_disk: FloatArray, bins: FloatArray, bin_s: float, svc: float) -> float:
     done = t
     for k in range(write_disks):
@@ -264,7 +264,7 @@ def _writes(i: int, t: float, disk: Int32Array, write_disks: int, pool: int, dis
 
 @numba.njit(cache=True)
 def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write: npt.NDArray[np.int8],
-         key: IntArray, disk: Int32Array, cow_disk: Int32Array, vm_volume: Int32Array,
+         key: IntArray, disk: DiskArray, cow_disk: DiskArray, vm_volume: Int32Array,
          volume_processor: Int32Array, n_proc: int, pool: int, n_disks: int, write_disks: int, volume_s: float,
          processor_s: float, disk_s: float, service_s: FloatArray, q: int, closed: bool, bin_s: float,
          n_bins: int, vm_of: Int32Array, completion: FloatArray, latency: Float32Array,
