@@ -100,8 +100,9 @@ def check_trace(trace: Trace, fleet: FleetPreset, vms: int) -> None:
         raise UsageError(f"{where}: the trace is empty; give at least one IO")
     if trace.vms != vms:
         if trace.vms > vms:
-            first = int(np.searchsorted(trace.vm_start, vms, side="right")) - 1
-            raise UsageError(f"{where}: IOs of VM {max(first, vms)} but the scenario has {vms} VMs "
+            counts = np.diff(trace.vm_start)
+            first = vms + int(np.flatnonzero(counts[vms:] > 0)[0])
+            raise UsageError(f"{where}: IOs of VM {first} but the scenario has {vms} VMs "
                              f"(ids 0..{vms - 1}); raise --vms or drop the unknown VMs")
         raise UsageError(f"{where}: VMs {trace.vms}..{vms - 1} have no IOs; the trace holds {trace.vms} "
                          f"VMs, give --vms {trace.vms} or a trace with every VM")

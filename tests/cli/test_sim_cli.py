@@ -1,0 +1,110 @@
+"""clonefleet simulate / validate: JSON output, help text, one-line refusals with exit 2."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import CliResult
+
+Cli = Callable[..., CliResult]
+BASE = ("simulate", "--fleet", "server-ws2008", "--array", "midrange-2012")
+
+
+def test_simulate_json_reports_storm_and_capacity(cli: Cli) -> None:
+    r = cli(*BASE, "--vms", "6", "--method", "snapshot", "--ios-per-vm", "300", "--seed", "4", "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["seed"] == 4 and doc["ios"] == 6 * 300 and doc["engine"] == "fast"
+    assert doc["scenario"]["method"] == "snapshot" and doc["scenario"]["golden_images"] >= 1
+    boot = doc["boot"]
+    assert 0 < boot["min_s"] <= boot["median_s"] <= boot["p95_s"] <= boot["max_s"]
+    assert {u["resource"] for u in doc["utilisation"]} == {"volumes", "processors", "pool disks", "GI disks"}
+    assert doc["per_clone_new_mean_bytes"] > 0 and doc["consumed_bytes"] > doc["per_clone_new_mean_bytes"]
+
+
+def test_engines_agree_through_the_cli(cli: Cli) -> None:
+    args = (*BASE, "--vms", "3", "--method", "thin", "--ios-per-vm", "80", "--seed", "9", "--json")
+    fast = json.loads(cli(*args, "--engine", "fast").out)
+    ref = json.loads(cli(*args, "--engine", "reference").out)
+    assert ref["engine"] == "reference"
+    for key in ("makespan_s", "boot", "latency", "read_hit_ratio", "consumed_bytes"):
+        assert fast[key] == pytest.approx(ref[key], abs=1e-9)
+
+
+def test_simulate_table_and_plots(cli: Cli, tmp_path: Path) -> None:
+    r = cli(*BASE, "--vms", "4", "--method", "full", "--ios-per-vm", "100", "--plots", str(tmp_path),
+            "--write-iolog", str(tmp_path / "logs"))
+    assert r.code == 0, r.err
+    assert "boot time" in r.out and "utilisation" in r.out
+    assert (tmp_path / "boot_times.png").stat().st_size > 0 and (tmp_path / "utilisation.png").exists()
+    assert len(list((tmp_path / "logs").glob("*.iolog"))) == 4
+
+
+def test_replays_a_csv_trace(cli: Cli, tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text("time,vm,op,offset,length\n0,0,read,0,4096\n0.001,1,write,8192,4096\n0.002,0,read,4096,4096\n")
+    r = cli(*BASE, "--vms", "2", "--method", "thin", "--trace", str(p), "--arrivals", "open", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["ios"] == 3
+
+
+def _one_line_refusal(r: CliResult, *words: str) -> None:
+    assert r.code == 2
+    assert r.err.count("\n") == 1 and "Traceback" not in r.err
+    for w in words:
+        assert w in r.err
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    (("--vms", "0", "--method", "thin"), ("--vms",)),
+    (("--vms", "3", "--method", "thin", "--engine", "turbo"), ("--engine", "fast, reference")),
+    (("--vms", "3", "--method", "bogus"), ("bogus",)),
+    (("--vms", "3", "--method", "thin", "--golden-images", "2"), ("golden_images",)),
+    (("--vms", "3", "--method", "thin", "--arrivals", "sideways"), ("--arrivals",)),
+])
+def test_bad_flags_refused(cli: Cli, extra: tuple[str, ...], words: tuple[str, ...]) -> None:
+    _one_line_refusal(cli(*BASE, *extra), *words)
+
+
+def test_bad_scenarios_refused(cli: Cli, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("vm,op,offset,length\n")
+    _one_line_refusal(cli(*BASE, "--vms", "1", "--method", "thin", "--trace", str(empty)), "empty")
+    beyond = tmp_path / "beyond.csv"
+    beyond.write_text(f"vm,op,offset,length\n0,read,{200 * 10**9},4096\n")
+    _one_line_refusal(cli(*BASE, "--vms", "1", "--method", "thin", "--trace", str(beyond)), "inside the image")
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("vm,op,offset,length\n0,read,0,4096\n5,read,0,4096\n")
+    _one_line_refusal(cli(*BASE, "--vms", "2", "--method", "thin", "--trace", str(unknown)), "VM 5")
+    array = tmp_path / "nodisks.toml"
+    text = Path(__file__).resolve().parents[2].joinpath(
+        "src/clonefleet/presets/arrays/midrange-2012.toml").read_text()
+    array.write_text(text.replace("[disks]\nvalue = 480", "[disks]\nvalue = 0"))
+    r = cli("simulate", "--fleet", "server-ws2008", "--array", str(array), "--vms", "2", "--method", "thin")
+    _one_line_refusal(r, "disks")
+
+
+def test_validate_json(cli: Cli) -> None:
+    r = cli("validate", "--fleet", "server-ws2008", "--array", "midrange-2012", "--functions", "thin",
+            "--ios-per-vm", "100", "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    (m,) = doc["methods"]
+    assert m["function"] == "thin" and m["model_max_vms"] > 0 and m["sim_max_vms"] > 0
+    assert m["bisection"] and m["consumed_ratio"] == pytest.approx(1.0, rel=0.10)
+
+
+def test_validate_refuses_bad_slack(cli: Cli) -> None:
+    _one_line_refusal(cli("validate", "--fleet", "server-ws2008", "--array", "midrange-2012", "--slack", "0.5"),
+                      "--slack")
+
+
+@pytest.mark.parametrize("command", ["simulate", "validate"])
+def test_commands_have_help(cli: Cli, command: str) -> None:
+    r = cli(command, "--help")
+    assert r.code == 0
+    assert "--fleet" in r.out and "--json" in r.out and len(r.out.splitlines()) > 5
