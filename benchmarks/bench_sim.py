@@ -1,0 +1,161 @@
+"""Speed and scale of the boot-storm simulator (issue 3). Not part of the test suite.
+
+Run: ``.venv/bin/python -m benchmarks.bench_sim`` (or through ``python -m benchmarks``).
+
+Every figure is printed beside its anchor measured in the same run, as a ratio:
+the SimPy reference engine on the same scenario (a slice of its first VMs when
+the whole would take SimPy hours: rates are per IO, so the slice is a fair
+anchor), and the issue's targets. numba compile time (or loading its on-disk
+cache) is measured on a tiny scenario first and reported apart; every timed
+run is warm.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from clonefleet.planner import evaluate
+from clonefleet.presets import load_array, load_fleet, load_function
+from clonefleet.sim.arraymodel import compile_network
+from clonefleet.sim.fast import run_fast
+from clonefleet.sim.reference import run_reference
+from clonefleet.sim.results import Engine, simulate
+from clonefleet.sim.scenario import Scenario, build_scenario
+from clonefleet.sim.trace import Arrivals, Trace, generate_trace
+
+ARRAY = "midrange-2012"
+SIMPY_IOS = 150_000  # IOs of the slice SimPy runs
+
+
+@dataclass
+class Rates:
+    ios: int
+    engine_s: float
+    end_to_end_s: float  # compile the network, run, summarise (trace generation apart)
+    trace_s: float
+
+    @property
+    def engine_rate(self) -> float:
+        return self.ios / self.engine_s
+
+    @property
+    def end_to_end_rate(self) -> float:
+        return self.ios / self.end_to_end_s
+
+
+def _scenario(fleet_name: str, function_name: str, vms: int, arrivals: Arrivals, seed: int = 0,
+              trace: Trace | None = None) -> tuple[Scenario, float]:
+    fleet, array, function = load_fleet(fleet_name), load_array(ARRAY), load_function(function_name)
+    t0 = time.perf_counter()
+    if trace is None:
+        trace = generate_trace(fleet, vms, np.random.default_rng(seed), arrivals=arrivals, seed=seed)
+    trace_s = time.perf_counter() - t0
+    g = None
+    if function.method.value == "snapshot":
+        g = int(min(float(evaluate(fleet, array, function, vms).golden_images), vms))
+    return build_scenario(trace, fleet, array, function, golden_images=g, seed=seed), trace_s
+
+
+def _fast(sc: Scenario, trace_s: float) -> Rates:
+    t0 = time.perf_counter()
+    result = simulate(sc, Engine.FAST)
+    return Rates(sc.trace.ios, result.wall_s, time.perf_counter() - t0, trace_s)
+
+
+def _simpy_rate(sc: Scenario) -> float:
+    """SimPy's IOs per second on the first VMs of the same scenario (about SIMPY_IOS IOs)."""
+    per_vm = sc.trace.ios / sc.vms
+    k = max(1, min(sc.vms, int(SIMPY_IOS // per_vm)))
+    if k >= sc.vms:
+        part = sc
+    else:
+        g = min(sc.golden_images, k)
+        part = build_scenario(sc.trace.first_vms(k), sc.fleet, sc.array, sc.function, golden_images=g,
+                              queue_depth=sc.queue_depth, seed=sc.seed)
+    net = compile_network(part)
+    out = run_reference(net)
+    # The slice must be the same model: hold the engines equal on it while we are here.
+    if not np.allclose(run_fast(net).completion_s, out.completion_s, rtol=0, atol=1e-9):
+        raise SystemExit("bench_sim: the engines disagree on the benchmark slice")
+    return part.trace.ios / out.wall_s
+
+
+def compile_time_s() -> float:
+    """Time of the first call of the compiled loop (numba compile, or load of its disk cache)."""
+    sc, _ = _scenario("server-ws2008", "snapshot", 2, Arrivals.CLOSED)
+    t0 = time.perf_counter()
+    run_fast(compile_network(sc))
+    first = time.perf_counter() - t0
+    sc_open, _ = _scenario("server-ws2008", "thin", 2, Arrivals.OPEN)
+    t0 = time.perf_counter()
+    run_fast(compile_network(sc_open))
+    return first + time.perf_counter() - t0
+
+
+def _line(name: str, value: float, unit: str, anchor_name: str, anchor: float, target: float) -> None:
+    ratio = value / anchor
+    verdict = "meets" if ratio >= target else "MISSES"
+    print(f"  {name:<44} {value:>12,.0f} {unit:<6} | {anchor_name:<34} {anchor:>12,.0f} | "
+          f"ratio {ratio:8.2f} (target >= {target:g}: {verdict})")
+
+
+def bench_loop(label: str, fleet: str, function: str, vms: int, arrivals: Arrivals, target_rate: float,
+               target_speedup: float) -> None:
+    sc, trace_s = _scenario(fleet, function, vms, arrivals)
+    rates = _fast(sc, trace_s)
+    simpy = _simpy_rate(sc)
+    cache_gib = load_array(ARRAY).cache_bytes / 2**30
+    print(f"{label}: {vms} x {fleet}, {function}, {arrivals.value} loop, cache {cache_gib:g} GiB, "
+          f"{rates.ios:,} IOs (trace drawn in {trace_s:.1f} s, not counted)")
+    _line("fast, end to end [IO/s]", rates.end_to_end_rate, "IO/s", "target", target_rate, 1.0)
+    _line("fast, engine only [IO/s]", rates.engine_rate, "IO/s", "target", target_rate, 1.0)
+    _line("fast end to end vs SimPy, same scenario", rates.end_to_end_rate, "IO/s", "SimPy reference [IO/s]",
+          simpy, target_speedup)
+
+
+def _storm_child() -> None:
+    """Run the 1000-VM Windows 7 storm in this (fresh) process; print its figures as JSON."""
+    run_fast(compile_network(_scenario("desktop-win7", "thin", 2, Arrivals.CLOSED)[0]))  # warm
+    t0 = time.perf_counter()
+    sc, trace_s = _scenario("desktop-win7", sys.argv[2], 1000, Arrivals.CLOSED)
+    result = simulate(sc, Engine.FAST)
+    total = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"ios": sc.trace.ios, "total_s": total, "trace_s": trace_s, "engine_s": result.wall_s,
+                      "peak_rss_bytes": rss, "boot_p95_s": result.boot.p95_s}))
+
+
+def bench_storm(function: str) -> None:
+    out = subprocess.run([sys.executable, __file__, "--storm", function], capture_output=True, text=True,
+                         check=True)
+    d = json.loads(out.stdout.strip().splitlines()[-1])
+    # SimPy on two VMs of the same storm (its rate per IO; the whole storm would take it hours).
+    simpy = _simpy_rate(_scenario("desktop-win7", function, 2, Arrivals.CLOSED)[0])
+    print(f"storm: 1000 x desktop-win7, {function}, closed loop, {d['ios']:,} IOs "
+          f"(trace {d['trace_s']:.1f} s + engine {d['engine_s']:.1f} s + rest; p95 boot {d['boot_p95_s']:.0f} s)")
+    _line("wall time, trace to result [s] (lower wins)", 30.0, "", "measured [s]", d["total_s"], 1.0)
+    _line("memory peak [MiB] (lower wins)", 4096.0, "", "measured peak RSS [MiB]", d["peak_rss_bytes"] / 2**20, 1.0)
+    _line("fast whole storm vs SimPy [IO/s]", d["ios"] / d["total_s"], "IO/s", "SimPy reference [IO/s]", simpy, 50.0)
+
+
+def main() -> None:
+    print("bench_sim: boot-storm simulator speed; ratio = figure / anchor (for the storm: target / measured)")
+    print(f"  numba first call (compile or cache load), reported apart: {compile_time_s():.2f} s")
+    bench_loop("open loop", "desktop-win7", "thin", 100, Arrivals.OPEN, 10e6, 100.0)
+    bench_loop("closed loop with the cache", "desktop-win7", "thin", 100, Arrivals.CLOSED, 3e6, 50.0)
+    for function in ("thin", "snapshot"):
+        bench_storm(function)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--storm":
+        _storm_child()
+    else:
+        main()
