@@ -129,7 +129,7 @@ def _storm_child() -> None:
     total = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"ios": sc.trace.ios, "total_s": total, "trace_s": trace_s, "engine_s": result.wall_s,
-                      "peak_rss_bytes": rss, "boot_p95_s": result.boot.p95_s}))
+                      "peak_rss_bytes": rss, "boot_p95_s": result.boot.p95}))
 
 
 def bench_storm(function: str) -> None:

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from clonefleet.cli.app import JSON_OPTION, app, console, emit_json
 from clonefleet.errors import UsageError
-from clonefleet.presets import FunctionPreset, Method, load_array, load_fleet, load_function
+from clonefleet.presets import Method, load_array, load_fleet, load_function
 from clonefleet.units import format_bytes
 
 FLEET_OPTION = typer.Option(..., "--fleet", "-f", help="Fleet preset name or path to a fleet TOML file.")
@@ -35,11 +35,6 @@ def _choice(flag: str, text: str, allowed: tuple[str, ...]) -> str:
     if text not in allowed:
         raise UsageError(f"{flag} = {text!r}: one of {', '.join(allowed)}")
     return text
-
-
-def _function(text: str) -> FunctionPreset:
-    """--method: full, thin or snapshot, or any storage-function preset name or TOML path."""
-    return load_function(text)
 
 
 @app.command("simulate")
@@ -73,7 +68,7 @@ def simulate_cmd(
     from clonefleet.sim.trace import Arrivals, generate_trace
     from clonefleet.sim.traceio import FORMATS, read_trace, write_fio_iologs
 
-    fleet_p, array_p, function_p = load_fleet(fleet), load_array(array), _function(method)
+    fleet_p, array_p, function_p = load_fleet(fleet), load_array(array), load_function(method)
     t = _whole("--vms", vms, 1)
     s = _whole("--seed", seed, 0)
     assert t is not None and s is not None
@@ -123,12 +118,12 @@ def _print_result(result: object) -> None:
     for col in ("figure", "min", "median", "p95", "max"):
         table.add_column(col, justify="left" if col == "figure" else "right")
     b, lat = result.boot, result.latency
-    table.add_row("boot time (s)", f"{b.min_s:.1f}", f"{b.median_s:.1f}", f"{b.p95_s:.1f}", f"{b.max_s:.1f}")
-    table.add_row("IO latency (ms)", f"{1e3 * lat.min_s:.2f}", f"{1e3 * lat.median_s:.2f}",
-                  f"{1e3 * lat.p95_s:.2f}", f"{1e3 * lat.max_s:.2f}")
+    table.add_row("boot time (s)", f"{b.min:.1f}", f"{b.median:.1f}", f"{b.p95:.1f}", f"{b.max:.1f}")
+    table.add_row("IO latency (ms)", f"{1e3 * lat.min:.2f}", f"{1e3 * lat.median:.2f}",
+                  f"{1e3 * lat.p95:.2f}", f"{1e3 * lat.max:.2f}")
     c = result.per_clone_new_bytes
-    table.add_row("C per clone", format_bytes(c.min_s), format_bytes(c.median_s), format_bytes(c.p95_s),
-                  format_bytes(c.max_s))
+    table.add_row("C per clone", format_bytes(c.min), format_bytes(c.median), format_bytes(c.p95),
+                  format_bytes(c.max))
     console.print(table)
     util = Table(title="utilisation")
     for col in ("resource", "servers", "mean", "busiest server", "peak bin"):

@@ -23,6 +23,7 @@ import numpy as np
 
 from clonefleet.planner import evaluate
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
+from clonefleet.sim.arraymodel import allocated_bytes_per_clone, consumed_bytes
 from clonefleet.sim.results import SimResult, simulate
 from clonefleet.sim.scenario import build_scenario
 from clonefleet.sim.trace import Arrivals, Trace, generate_trace
@@ -132,8 +133,6 @@ def check_method(fleet: FleetPreset, array: ArrayPreset, function: FunctionPrese
     t_cap = capacity_vms if capacity_vms is not None else max(1, min(t_model, 1000))
     g = model_golden_images(fleet, array, function, t_cap) if function.method is Method.SNAPSHOT else 1
     trace = generate_trace(fleet, t_cap, np.random.default_rng(seed), ios_per_vm=None, seed=seed)
-    from clonefleet.sim.arraymodel import allocated_bytes_per_clone, consumed_bytes
-
     scenario = build_scenario(trace, fleet, array, function, golden_images=g, seed=seed)
     per_clone = allocated_bytes_per_clone(scenario)
     s_sim = consumed_bytes(scenario, per_clone)

@@ -239,18 +239,6 @@ def _serve(free: FloatArray, busy: FloatArray, bins: FloatArray, cls: int, bin_s
 
 
 @numba.njit(cache=True, inline="always")
-def _vm_of(vm_start: IntArray, i: int) -> int:
-    lo, hi = 0, len(vm_start) - 2
-    while lo < hi:
-        mid = (lo + hi + 1) >> 1
-        if vm_start[mid] <= i:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-@numba.njit(cache=True, inline="always")
 def _writes(i: int, t: float, disk: DiskArray, write_disks: int, pool: int, disk_free: FloatArray,
             busy_disk: FloatArray, bins: FloatArray, bin_s: float, svc: float) -> float:
     done = t
@@ -383,9 +371,8 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
     return busy_vol, busy_proc, busy_disk, bins, reads, hits
 
 
-def n_bins_for(net: Network) -> int:
-    """Bins of the utilisation series: enough for a long overload (the last bin takes the rest)."""
-    return 4096
+#: Bins of the utilisation series: enough for a long overload (the last bin takes the rest).
+UTIL_BINS = 4096
 
 
 def run_fast(net: Network) -> RawRun:
@@ -415,6 +402,6 @@ def run_fast(net: Network) -> RawRun:
         net.vm_start, net.start_s, net.issue_s, net.is_write, net.key, net.disk, net.cow_disk,
         net.vm_volume, net.volume_processor, net.processors, net.pool_disks, net.disks, net.write_disks,
         net.volume_s, net.processor_s, net.disk_s, net.service_s, net.queue_depth, net.closed,
-        net.util_bin_s, n_bins_for(net), vm_of, completion, latency, stage, cs, bucket, ht, hi)
+        net.util_bin_s, UTIL_BINS, vm_of, completion, latency, stage, cs, bucket, ht, hi)
     return RawRun(completion, latency, bv, bp, bd, bins, int(reads), int(hits), "fast",
                   time.perf_counter() - t0)

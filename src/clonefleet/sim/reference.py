@@ -27,7 +27,7 @@ import simpy
 from simpy.events import Event, EventPriority
 
 from clonefleet.sim.arraymodel import Network
-from clonefleet.sim.fast import RawRun, n_bins_for
+from clonefleet.sim.fast import UTIL_BINS, RawRun
 
 Steps = Generator[Event, Any, None]
 
@@ -69,7 +69,7 @@ class _Model:
         self.processors = [simpy.Resource(env, 1) for _ in range(net.processors)]
         self.disks = [simpy.Resource(env, 1) for _ in range(net.disks)]
         self.busy = [np.zeros(net.volumes), np.zeros(net.processors), np.zeros(net.disks)]
-        self.bins = np.zeros((4, n_bins_for(net)))
+        self.bins = np.zeros((4, UTIL_BINS))
         self.cache = _Lru(net.cache_slots)
         n = len(net.is_write)
         self.completion = np.zeros(n)

@@ -36,21 +36,26 @@ def run_engine(net: Network, engine: Engine) -> RawRun:
 
 @dataclass(frozen=True)
 class Spread:
-    """Summary of a set of times [s]."""
+    """Summary of a set of values in ``unit`` (``s`` or ``bytes``)."""
 
-    min_s: float
-    median_s: float
-    p95_s: float
-    max_s: float
-    mean_s: float
+    min: float
+    median: float
+    p95: float
+    max: float
+    mean: float
+    unit: str
 
     @staticmethod
-    def of(values: npt.ArrayLike) -> Spread:
+    def of(values: npt.ArrayLike, unit: str) -> Spread:
         x = np.asarray(values, float)
         if x.size == 0:
-            return Spread(0.0, 0.0, 0.0, 0.0, 0.0)
+            return Spread(0.0, 0.0, 0.0, 0.0, 0.0, unit)
         lo, med, p95, hi = np.percentile(x, [0, 50, 95, 100])
-        return Spread(float(lo), float(med), float(p95), float(hi), float(x.mean()))
+        return Spread(float(lo), float(med), float(p95), float(hi), float(x.mean()), unit)
+
+    def to_dict(self) -> dict[str, float]:
+        """Fields named with their unit: ``min_s``, ``p95_bytes``..."""
+        return {f"{k}_{self.unit}": getattr(self, k) for k in ("min", "median", "p95", "max", "mean")}
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ class SimResult:
     read_hit_ratio: float
     utilisation: tuple[Utilisation, ...]
     util_bin_s: float
-    per_clone_new_bytes: Spread  # C per clone (the Spread's _s fields hold bytes here)
+    per_clone_new_bytes: Spread  # C per clone
     per_clone_new_mean_bytes: float
     consumed_bytes: float  # S
     boot_window_s: float  # the fleet's nominal boot window, boot_ios / A
@@ -94,18 +99,15 @@ class SimResult:
         return self.ios / self.wall_s if self.wall_s > 0 else float("inf")
 
     def to_dict(self) -> dict[str, object]:
-        def spread(s: Spread, unit: str) -> dict[str, float]:
-            return {f"{k[:-2]}_{unit}": v for k, v in vars(s).items()}
-
         return {
             "scenario": self.scenario, "engine": self.engine, "seed": self.seed, "ios": self.ios,
             "makespan_s": self.makespan_s, "boot_window_s": self.boot_window_s,
-            "boot": spread(self.boot, "s"), "latency": spread(self.latency, "s"),
+            "boot": self.boot.to_dict(), "latency": self.latency.to_dict(),
             "latency_percentiles_s": self.latency_percentiles_s, "read_hit_ratio": self.read_hit_ratio,
             "utilisation": [{"resource": u.resource, "servers": u.servers, "mean": u.mean,
                              "busiest_server": u.busiest_server, "peak_bin": u.peak_bin} for u in self.utilisation],
             "util_bin_s": self.util_bin_s,
-            "per_clone_new_bytes": spread(self.per_clone_new_bytes, "bytes"),
+            "per_clone_new_bytes": self.per_clone_new_bytes.to_dict(),
             "per_clone_new_mean_bytes": self.per_clone_new_mean_bytes,
             "consumed_bytes": self.consumed_bytes, "engine_wall_s": self.wall_s,
             "engine_ios_per_s": self.ios_per_s,
@@ -138,11 +140,11 @@ def summarise(scenario: Scenario, net: Network, raw: RawRun) -> SimResult:
     pct = np.percentile(lat, PERCENTILES) if lat.size else np.zeros(len(PERCENTILES))
     return SimResult(
         scenario=scenario.describe(), engine=raw.engine, seed=scenario.seed, ios=trace.ios,
-        makespan_s=makespan, boot=Spread.of(boot), latency=Spread.of(lat),
+        makespan_s=makespan, boot=Spread.of(boot, "s"), latency=Spread.of(lat, "s"),
         latency_percentiles_s={f"p{p:g}": float(v) for p, v in zip(PERCENTILES, pct, strict=True)},
         read_hit_ratio=raw.read_hits / raw.reads if raw.reads else 0.0,
         utilisation=tuple(utils), util_bin_s=net.util_bin_s,
-        per_clone_new_bytes=Spread.of(per_clone), per_clone_new_mean_bytes=float(per_clone.mean()),
+        per_clone_new_bytes=Spread.of(per_clone, "bytes"), per_clone_new_mean_bytes=float(per_clone.mean()),
         consumed_bytes=consumed_bytes(scenario, per_clone), boot_window_s=scenario.fleet.boot_window_s,
         wall_s=raw.wall_s, boot_s=boot, completion_s=raw.completion_s,
     )
