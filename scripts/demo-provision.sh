@@ -13,14 +13,7 @@ mkdir -p "$DIR"
 echo "== provision: $COUNT clones of a real golden image by each method (backend qcow2)"
 GI="$DIR/gi.qcow2"
 if [ ! -f "$GI" ]; then
-  .venv/bin/python - "$DIR" <<'PY'
-import sys
-from pathlib import Path
-from clonefleet.provision.goldimage import build_golden_image
-gi = build_golden_image(Path(sys.argv[1]), "gi", size_bytes=128 * 1024**2, fmt="qcow2", seed=1)
-print(f"built {gi.path}: {gi.virtual_bytes // 2**20} MiB virtual, ext4 with {gi.file_count} files, "
-      f"{gi.used_bytes / 2**20:.1f} MiB of data, sha256 {gi.sha256[:16]}...")
-PY
+  "${CF[@]}" gi build --out "$DIR" --name gi --size "128 MiB" --seed 1
 fi
 for method in full thin snapshot; do
   manifest="$DIR/$method.toml"
