@@ -141,7 +141,7 @@ def _print_result(result: object) -> None:
 def validate_cmd(
     fleet: str = FLEET_OPTION,
     array: str = ARRAY_OPTION,
-    functions: str = typer.Option("thin,snapshot", "--functions",
+    functions: str = typer.Option("full,thin,snapshot", "--functions",
                                   help="Comma-separated storage functions to check, e.g. full,thin,snapshot."),
     ios_per_vm: str = typer.Option("4000", "--ios-per-vm", help="IOs per boot in the bisection runs (C and S "
                                                                 "always use the full boot)."),
