@@ -33,7 +33,6 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from clonefleet.model.footprint import allocated_units_exact
 from clonefleet.presets import Method, Mirror
 from clonefleet.sim.scenario import Scenario
 
@@ -82,11 +81,14 @@ class Network:
 @numba.njit(cache=True)
 def _place(vm_start: IntArray, is_write: Int8Array, offset: IntArray, length: Int32Array,
            gi_of_vm: Int32Array, snapshot: bool, unit_bytes: int, block_bytes: int, pool: int,
-           gi_disks: int, vms: int, key: IntArray, disk: DiskArray, cow: DiskArray) -> None:
-    """Fill ``key``, ``disk`` and ``cow`` (the copy-on-write read's disk, -1 when none) per IO."""
+           gi_disks: int, vms: int, key: IntArray, disk: DiskArray, cow: DiskArray,
+           owner_of_unit: Int32Array) -> None:
+    """Fill ``key``, ``disk`` and ``cow`` (the copy-on-write read's disk, -1 when none) per IO.
+
+    ``owner_of_unit[u] == v + 1`` marks unit u allocated by VM v (no reset between VMs).
+    """
     for v in range(len(vm_start) - 1):
-        allocated = {np.int64(0): True}
-        allocated.clear()
+        mark = v + 1
         gi = gi_of_vm[v]
         rot = (v * 2654435761) % pool
         for i in range(vm_start[v], vm_start[v + 1]):
@@ -97,13 +99,13 @@ def _place(vm_start: IntArray, is_write: Int8Array, offset: IntArray, length: In
             gi_disk = pool + gi * gi_disks + stripe % gi_disks
             owner = v
             if is_write[i]:
-                if snapshot and unit not in allocated:
-                    allocated[unit] = True
+                if snapshot and owner_of_unit[unit] != mark:
+                    owner_of_unit[unit] = mark
                     whole = off % unit_bytes == 0 and length[i] >= unit_bytes
                     if not whole:
                         cow[i] = gi_disk
                 disk[i] = private_disk
-            elif snapshot and unit not in allocated:
+            elif snapshot and owner_of_unit[unit] != mark:
                 owner = vms + gi
                 disk[i] = gi_disk
             else:
@@ -125,7 +127,8 @@ def compile_network(scenario: Scenario) -> Network:
     key, disk, cow = np.empty(n, np.int64), np.empty(n, small), np.full(n, -1, small)
     _place(trace.vm_start, trace.op, trace.offset_bytes, trace.length_bytes, gi_of_vm, snapshot,
            int(fn.unit_bytes), scenario.cache_block_bytes, int(array.disks), int(array.gi_disks), vms,
-           key, disk, cow)
+           key, disk, cow, np.zeros(int(-(-scenario.fleet.gi_virtual_bytes // fn.unit_bytes)) if snapshot else 1,
+                                    np.int32))
     service = scenario.service_s if scenario.service_s is not None else np.zeros((3, 0))
     return Network(
         vm_start=trace.vm_start, start_s=trace.start_s, issue_s=trace.issue_s, is_write=trace.op,
@@ -140,18 +143,41 @@ def compile_network(scenario: Scenario) -> Network:
     )
 
 
+@numba.njit(cache=True)
+def _units_per_vm(vm_start: IntArray, op: Int8Array, offset: IntArray, length: Int32Array,
+                  unit_bytes: int) -> IntArray:
+    """Distinct units of ``unit_bytes`` that each VM's writes touch."""
+    vms = len(vm_start) - 1
+    out = np.zeros(vms, np.int64)
+    for v in range(vms):
+        total = 0
+        for i in range(vm_start[v], vm_start[v + 1]):
+            if op[i] == 1:
+                total += (offset[i] + length[i] - 1) // unit_bytes - offset[i] // unit_bytes + 1
+        units = np.empty(total, np.int64)
+        k = 0
+        for i in range(vm_start[v], vm_start[v + 1]):
+            if op[i] == 1:
+                for unit in range(offset[i] // unit_bytes, (offset[i] + length[i] - 1) // unit_bytes + 1):
+                    units[k] = unit
+                    k += 1
+        units.sort()
+        distinct = 0
+        for j in range(total):
+            if j == 0 or units[j] != units[j - 1]:
+                distinct += 1
+        out[v] = distinct
+    return out
+
+
 def allocated_bytes_per_clone(scenario: Scenario) -> FloatArray:
     """C of every clone, exact from its write IOs: distinct units touched times u [bytes]."""
     trace, fn = scenario.trace, scenario.function
-    out = np.zeros(trace.vms)
     if fn.method is Method.FULL:
-        return out  # thick copies allocate everything up front
+        return np.zeros(trace.vms)  # thick copies allocate everything up front
     u = int(fn.unit_bytes)
-    for v in range(trace.vms):
-        sl = trace.vm_slice(v)
-        w = trace.op[sl] == 1
-        out[v] = u * allocated_units_exact(trace.offset_bytes[sl][w], trace.length_bytes[sl][w].astype(np.int64), u)
-    return out
+    units = _units_per_vm(trace.vm_start, trace.op, trace.offset_bytes, trace.length_bytes, u)
+    return (units * u).astype(np.float64)
 
 
 def consumed_bytes(scenario: Scenario, per_clone_new_bytes: FloatArray) -> float:

@@ -137,10 +137,14 @@ def summarise(scenario: Scenario, net: Network, raw: RawRun) -> SimResult:
             float(series.max()) if servers else 0.0, series))
     per_clone = allocated_bytes_per_clone(scenario)
     lat = raw.latency_s
-    pct = np.percentile(lat, PERCENTILES) if lat.size else np.zeros(len(PERCENTILES))
+    # One pass over the latencies for the spread and the percentiles.
+    q = np.percentile(lat, [0.0, 50.0, 95.0, *PERCENTILES, 100.0]) if lat.size else np.zeros(len(PERCENTILES) + 4)
+    latency = Spread(float(q[0]), float(q[1]), float(q[2]), float(q[-1]), float(lat.mean()) if lat.size else 0.0,
+                     "s")
+    pct = q[3:-1]
     return SimResult(
         scenario=scenario.describe(), engine=raw.engine, seed=scenario.seed, ios=trace.ios,
-        makespan_s=makespan, boot=Spread.of(boot, "s"), latency=Spread.of(lat, "s"),
+        makespan_s=makespan, boot=Spread.of(boot, "s"), latency=latency,
         latency_percentiles_s={f"p{p:g}": float(v) for p, v in zip(PERCENTILES, pct, strict=True)},
         read_hit_ratio=raw.read_hits / raw.reads if raw.reads else 0.0,
         utilisation=tuple(utils), util_bin_s=net.util_bin_s,
