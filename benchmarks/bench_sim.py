@@ -1,6 +1,7 @@
 """Speed and scale of the boot-storm simulator (issue 3). Not part of the test suite.
 
-Run: ``.venv/bin/python -m benchmarks.bench_sim`` (or through ``python -m benchmarks``).
+Run: ``.venv/bin/python -m benchmarks.bench_sim`` (or through ``python -m benchmarks``);
+``python -m benchmarks.bench_sim open`` (or ``closed``, ``storm``) runs one part.
 
 Every figure is printed beside its anchor measured in the same run, as a ratio:
 the SimPy reference engine on the same scenario (a slice of its first VMs when
@@ -145,16 +146,16 @@ def bench_storm(function: str) -> None:
     _line("fast whole storm vs SimPy [IO/s]", d["ios"] / d["total_s"], "IO/s", "SimPy reference [IO/s]", simpy, 50.0)
 
 
-def main() -> None:
+def main(parts: tuple[str, ...] = ("open", "closed", "storm")) -> None:
     print("bench_sim: boot-storm simulator speed; ratio = figure / anchor (for the storm: target / measured)")
     print(f"  numba first call (compile or cache load), reported apart: {compile_time_s():.2f} s")
     # The paper's desktop fleet on the paper's array (32 GiB cache): snapshot clones share the GI's
     # blocks (the cache hits); thin clones read private copies (the LRU churns: the hard case).
-    for function in ("snapshot", "thin"):
+    for function in ("snapshot", "thin") if "open" in parts else ():
         bench_loop("open loop", "desktop-win7", function, 100, Arrivals.OPEN, 10e6, 100.0)
-    for function in ("snapshot", "thin"):
+    for function in ("snapshot", "thin") if "closed" in parts else ():
         bench_loop("closed loop with the cache", "desktop-win7", function, 100, Arrivals.CLOSED, 3e6, 50.0)
-    for function in ("thin", "snapshot"):
+    for function in ("thin", "snapshot") if "storm" in parts else ():
         bench_storm(function)
 
 
@@ -162,4 +163,4 @@ if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--storm":
         _storm_child()
     else:
-        main()
+        main(tuple(sys.argv[1:]) or ("open", "closed", "storm"))

@@ -9,7 +9,7 @@ import pytest
 
 from clonefleet.presets import load_array, load_fleet, load_function
 from clonefleet.sim.arraymodel import compile_network
-from clonefleet.sim.fast import run_fast
+from clonefleet.sim.fast import RawRun, _sort_pairs, run_fast
 from clonefleet.sim.reference import run_reference
 from clonefleet.sim.scenario import Scenario, build_scenario
 from clonefleet.sim.trace import READ, WRITE, Arrivals, Trace, generate_trace
@@ -37,11 +37,21 @@ def random_scenario(seed: int) -> Scenario:
                           queue_depth=int(rng.integers(1, 9)), seed=seed)
 
 
+def _assert_same_run(a: RawRun, b: RawRun) -> None:
+    np.testing.assert_array_equal(a.completion_s, b.completion_s)
+    np.testing.assert_array_equal(a.latency_s, b.latency_s)
+    np.testing.assert_array_equal(a.busy_disk_s, b.busy_disk_s)
+    np.testing.assert_allclose(a.busy_bins_s, b.busy_bins_s, rtol=1e-9, atol=1e-9)
+    assert (a.reads, a.read_hits) == (b.reads, b.read_hits)
+
+
 @pytest.mark.parametrize("seed", range(100))
 def test_engines_agree_per_io(seed: int) -> None:
     net = compile_network(random_scenario(seed))
     fast, ref = run_fast(net), run_reference(net)
     assert np.all(fast.completion_s > 0)
+    if not net.closed:  # open loop: the stage-by-stage path (run_fast's default) == the event loop
+        _assert_same_run(fast, run_fast(net, events=True))
     np.testing.assert_allclose(fast.completion_s, ref.completion_s, rtol=0, atol=1e-9)
     np.testing.assert_allclose(fast.latency_s, ref.latency_s, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(fast.busy_disk_s, ref.busy_disk_s, rtol=1e-12, atol=1e-12)
@@ -136,3 +146,26 @@ def test_engines_agree_when_most_events_tie(seed: int) -> None:
     fast, ref = run_fast(net), run_reference(net)
     np.testing.assert_allclose(fast.completion_s, ref.completion_s, rtol=0, atol=1e-9)
     assert (fast.reads, fast.read_hits) == (ref.reads, ref.read_hits)
+    if not net.closed:
+        _assert_same_run(fast, run_fast(net, events=True))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_open_loop_stages_equal_the_event_loop_in_overload(seed: int) -> None:
+    """All IOs issued at a few instants: queues grow long and reorder IOs between stages."""
+    sc = next(s for s in map(random_scenario, range(3000 + 100 * seed, 3100 + 100 * seed)) if len(s.trace.issue_s))
+    trace = dataclasses.replace(sc.trace, issue_s=np.floor(sc.trace.issue_s / 5.0) * 5.0)
+    net = compile_network(dataclasses.replace(sc, trace=trace))
+    _assert_same_run(run_fast(net), run_fast(net, events=True))
+
+
+def test_sort_pairs_orders_by_time_then_id_even_far_from_sorted() -> None:
+    rng = np.random.default_rng(3)
+    for n, spread in ((50, 0.001), (5000, 10.0), (20000, 1e-9)):  # nearly sorted, shuffled, all ties
+        t = np.round(np.sort(rng.random(n)) + spread * rng.random(n), 3)
+        ids = rng.permutation(n).astype(np.int64)
+        expected = np.lexsort((ids, t))
+        want_t, want_ids = t[expected], ids[expected]
+        _sort_pairs(t, ids)
+        np.testing.assert_array_equal(t, want_t)
+        np.testing.assert_array_equal(ids, want_ids)

@@ -371,12 +371,150 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
     return busy_vol, busy_proc, busy_disk, bins, reads, hits
 
 
+# --- the open loop, stage by stage -------------------------------------------------------------
+# Open loop, the network is feed-forward: volume -> processor -> cache -> GI disks -> pool disks.
+# Each server is FIFO, and serves its arrivals in (time, IO id) order, the order in which the event
+# loop above meets them; so every stage is one pass over its arrivals in that order (Lindley's
+# recursion per server), and its departures, re-sorted, are the next stage's arrivals. The cache is
+# one pass in (time, IO id) order of the processor departures, the order of the loop's lookups.
+
+@numba.njit(cache=True)
+def _sort_pairs(t: FloatArray, ids: IntArray) -> None:
+    """Sort the pairs (t[k], ids[k]) by (time, id) in place.
+
+    Insertion sort: a stage's departures are nearly in its arrival order, so it moves little. When it
+    moves too much (a queue that reorders heavily), a merge sort takes over.
+    """
+    n = len(t)
+    budget = 16 * n + 1024
+    for k in range(1, n):
+        x, xi = t[k], ids[k]
+        j = k - 1
+        while j >= 0 and _less(x, xi, t[j], ids[j]):
+            t[j + 1] = t[j]
+            ids[j + 1] = ids[j]
+            j -= 1
+        t[j + 1] = x
+        ids[j + 1] = xi
+        budget -= k - 1 - j
+        if budget < 0:
+            by_id = np.argsort(ids, kind="mergesort")
+            by_time = np.argsort(t[by_id], kind="mergesort")  # stable: ties stay in id order
+            perm = by_id[by_time]
+            t[:] = t[perm]
+            ids[:] = ids[perm]
+            return
+
+
+@numba.njit(cache=True)
+def _merge_pairs(ta: FloatArray, ia: IntArray, tb: FloatArray, ib: IntArray) -> tuple[FloatArray, IntArray]:
+    """Merge two lists sorted by (time, id)."""
+    na, nb = len(ta), len(tb)
+    t = np.empty(na + nb)
+    ids = np.empty(na + nb, np.int64)
+    a = b = 0
+    for k in range(na + nb):
+        if b >= nb or (a < na and _less(ta[a], ia[a], tb[b], ib[b])):
+            t[k], ids[k] = ta[a], ia[a]
+            a += 1
+        else:
+            t[k], ids[k] = tb[b], ib[b]
+            b += 1
+    return t, ids
+
+
+@numba.njit(cache=True)
+def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: IntArray, disk: DiskArray,
+                cow_disk: DiskArray, vm_volume: Int32Array, volume_processor: Int32Array, n_proc: int,
+                pool: int, n_disks: int, write_disks: int, volume_s: float, processor_s: float,
+                disk_s: float, service_s: FloatArray, bin_s: float, n_bins: int, vm_of: Int32Array,
+                completion: FloatArray, latency: Float32Array, cs: IntArray,
+                bucket: Int32Array) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, int, int]:
+    """The open loop, one pass per stage; the same completions as the event loop, IO for IO."""
+    n = len(is_write)
+    per_io = service_s.shape[1] == n and n > 0
+    n_vol = len(volume_processor)
+    vol_free = np.zeros(n_vol)
+    proc_free = np.zeros(n_proc)
+    disk_free = np.zeros(n_disks)
+    busy_vol = np.zeros(n_vol)
+    busy_proc = np.zeros(n_proc)
+    busy_disk = np.zeros(n_disks)
+    bins = np.zeros((4, n_bins))
+    bits = 0
+    while (1 << bits) < len(bucket):
+        bits += 1
+    state = np.array([-1, -1, 0, 64 - bits], np.int64)
+    ids = _arrival_order(issue_s)
+    t = np.empty(n)
+    for k in range(n):  # volumes
+        i = ids[k]
+        completion[i] = issue_s[i]
+        svc = service_s[0, i] if per_io else volume_s
+        t[k] = _serve(vol_free, busy_vol, bins, 0, bin_s, vm_volume[vm_of[i]], issue_s[i], svc)
+    _sort_pairs(t, ids)
+    for k in range(n):  # processors
+        i = ids[k]
+        svc = service_s[1, i] if per_io else processor_s
+        t[k] = _serve(proc_free, busy_proc, bins, 1, bin_s, volume_processor[vm_volume[vm_of[i]]], t[k], svc)
+    _sort_pairs(t, ids)
+    # The cache, in that order: a read hit completes; the rest go on to the GI disks (read misses of
+    # GI data, copy-on-write reads) or to the pool (private read misses, writes), in the same order.
+    gi_t, gi_ids = np.empty(n), np.empty(n, np.int64)
+    pool_t, pool_ids = np.empty(n), np.empty(n, np.int64)
+    ng = npool = 0
+    reads = hits = 0
+    for k in range(n):
+        i = ids[k]
+        hit = _cache_access(key[i], cs, bucket, state)
+        if is_write[i] == 0:
+            reads += 1
+            if hit:
+                hits += 1
+                latency[i] = t[k] - completion[i]
+                completion[i] = t[k]
+                continue
+        if (is_write[i] == 0 and disk[i] >= pool) or (is_write[i] != 0 and cow_disk[i] >= 0):
+            gi_t[ng], gi_ids[ng] = t[k], i
+            ng += 1
+        else:
+            pool_t[npool], pool_ids[npool] = t[k], i
+            npool += 1
+    cow_t, cow_ids = np.empty(ng), np.empty(ng, np.int64)
+    ncow = 0
+    for k in range(ng):  # GI disks
+        i = gi_ids[k]
+        dsvc = service_s[2, i] if per_io else disk_s
+        if is_write[i] == 0:
+            end = _serve(disk_free, busy_disk, bins, 3, bin_s, disk[i], gi_t[k], dsvc)
+            latency[i] = end - completion[i]
+            completion[i] = end
+        else:
+            cow_t[ncow] = _serve(disk_free, busy_disk, bins, 3, bin_s, cow_disk[i], gi_t[k], dsvc)
+            cow_ids[ncow] = i
+            ncow += 1
+    cow_t, cow_ids = cow_t[:ncow], cow_ids[:ncow]
+    _sort_pairs(cow_t, cow_ids)
+    pt, pids = _merge_pairs(pool_t[:npool], pool_ids[:npool], cow_t, cow_ids)
+    for k in range(len(pt)):  # pool disks
+        i = pids[k]
+        dsvc = service_s[2, i] if per_io else disk_s
+        if is_write[i] == 0:
+            end = _serve(disk_free, busy_disk, bins, 2, bin_s, disk[i], pt[k], dsvc)
+        else:
+            end = _writes(i, pt[k], disk, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
+        latency[i] = end - completion[i]
+        completion[i] = end
+    return busy_vol, busy_proc, busy_disk, bins, reads, hits
+
+
 #: Bins of the utilisation series: enough for a long overload (the last bin takes the rest).
 UTIL_BINS = 4096
 
 
-def run_fast(net: Network) -> RawRun:
-    """Run the compiled event loop on a network.
+def run_fast(net: Network, events: bool = False) -> RawRun:
+    """Run the compiled engine on a network: an open loop stage by stage, a closed loop (or any loop
+    with ``events=True``) in the event loop.
 
     The big arrays are allocated here, by numpy, which asks the kernel for huge pages: the
     cache's table and the per-IO state are touched at random, and huge pages spare the TLB.
@@ -387,12 +525,19 @@ def run_fast(net: Network) -> RawRun:
     vm_of = np.repeat(np.arange(vms, dtype=np.int32), np.diff(net.vm_start))
     completion = np.zeros(n)  # holds the issue time until the IO completes
     latency = np.zeros(n, np.float32)
-    stage = np.zeros(n, np.int8)
     cs = np.empty((net.cache_slots, 4), np.int64)  # a row is written before it is read
     buckets = 1
     while buckets < 2 * max(net.cache_slots, 1):
         buckets *= 2
     bucket = np.full(buckets, -1, np.int32)
+    if not net.closed and not events:
+        bv, bp, bd, bins, reads, hits = _run_stages(
+            net.issue_s, net.is_write, net.key, net.disk, net.cow_disk, net.vm_volume, net.volume_processor,
+            net.processors, net.pool_disks, net.disks, net.write_disks, net.volume_s, net.processor_s,
+            net.disk_s, net.service_s, net.util_bin_s, UTIL_BINS, vm_of, completion, latency, cs, bucket)
+        return RawRun(completion, latency, bv, bp, bd, bins, int(reads), int(hits), "fast",
+                      time.perf_counter() - t0)
+    stage = np.zeros(n, np.int8)
     # Every IO has at most one pending event: a closed loop has at most q per VM in flight, an
     # open loop at most all of its IOs (np.empty: pages never touched cost no memory).
     cap = vms * net.queue_depth + 16 if net.closed else n + 16
