@@ -10,7 +10,9 @@ is computed once, before either engine runs, as flat arrays:
 - **Cache keys.** The cache is keyed by physical location: (owner, block) with
   blocks of ``cache_block_bytes``, an IO looked up by the block of its first
   byte. The owner is the GI for a snapshot clone's read of data it has not
-  written (so clones of one GI share it) and the clone itself otherwise.
+  written (so clones of one GI share it) and the clone itself otherwise. Each
+  distinct (owner, block) of the trace gets a number 0, 1, 2, ... (its key), so
+  the engines' LRU is indexed by key, without hashing.
 - **Disks.** Disk ``0..X-1`` form the pool, striped in :data:`STRIPE_BYTES`
   stripes that start at a per-owner rotation; GI ``j`` sits on its own parity
   group, disks ``X + j*X_g .. X + (j+1)*X_g - 1``. A read miss costs one disk
@@ -43,7 +45,6 @@ Int8Array = npt.NDArray[np.int8]
 FloatArray = npt.NDArray[np.float64]
 
 STRIPE_BYTES = 64 * 1024
-_OWNER_SHIFT = 36  # key = owner << 36 | block: 2**36 blocks per owner
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,7 +55,7 @@ class Network:
     start_s: FloatArray  # per VM: power-on time
     issue_s: FloatArray  # per IO (open loop) or empty (closed loop)
     is_write: Int8Array  # per IO
-    key: IntArray  # per IO: cache key (owner << 36 | block)
+    key: Int32Array  # per IO: cache key, the number of its (owner, block), 0 .. cache_keys - 1
     disk: DiskArray  # per IO: disk of a read miss, first disk of a write
     cow_disk: DiskArray  # per IO: GI disk of the copy-on-write read, -1 when none
     vm_volume: Int32Array  # per VM: the volume its IO passes
@@ -67,6 +68,7 @@ class Network:
     processor_s: float  # at a processor: processors/N
     disk_s: float  # at a disk: 1/M
     cache_slots: int  # cache bytes / cache block
+    cache_keys: int  # distinct (owner, block) of the trace
     service_s: FloatArray  # (3, IOs) per-IO service times, or shape (3, 0): deterministic
     queue_depth: int
     closed: bool
@@ -81,13 +83,18 @@ class Network:
 @numba.njit(cache=True)
 def _place(vm_start: IntArray, is_write: Int8Array, offset: IntArray, length: Int32Array,
            gi_of_vm: Int32Array, snapshot: bool, unit_bytes: int, block_bytes: int, pool: int,
-           gi_disks: int, vms: int, key: IntArray, disk: DiskArray, cow: DiskArray,
-           owner_of_unit: Int32Array) -> None:
-    """Fill ``key``, ``disk`` and ``cow`` (the copy-on-write read's disk, -1 when none) per IO.
+           gi_disks: int, key: Int32Array, disk: DiskArray, cow: DiskArray, owner_of_unit: Int32Array,
+           private_block: Int32Array, gi_block: Int32Array) -> int:
+    """Fill ``key``, ``disk`` and ``cow`` (the copy-on-write read's disk, -1 when none) per IO; return
+    the number of keys.
 
-    ``owner_of_unit[u] == v + 1`` marks unit u allocated by VM v (no reset between VMs).
+    ``owner_of_unit[u] == v + 1`` marks unit u allocated by VM v (no reset between VMs). A key
+    numbers an (owner, block): ``private_block[b] = [v + 1, key]`` for VM v's own block b,
+    ``gi_block[b] = [gi + 1, key]`` for GI gi's; VMs are placed GI by GI, so a row's mark changes
+    only when its owner's IOs are all placed.
     """
-    for v in range(len(vm_start) - 1):
+    keys = 0
+    for v in np.argsort(gi_of_vm, kind="mergesort"):
         mark = v + 1
         gi = gi_of_vm[v]
         rot = (v * 2654435761) % pool
@@ -97,7 +104,7 @@ def _place(vm_start: IntArray, is_write: Int8Array, offset: IntArray, length: In
             stripe = off // STRIPE_BYTES
             private_disk = (rot + stripe) % pool
             gi_disk = pool + gi * gi_disks + stripe % gi_disks
-            owner = v
+            rows, owner = private_block, mark
             if is_write[i]:
                 if snapshot and owner_of_unit[unit] != mark:
                     owner_of_unit[unit] = mark
@@ -106,11 +113,17 @@ def _place(vm_start: IntArray, is_write: Int8Array, offset: IntArray, length: In
                         cow[i] = gi_disk
                 disk[i] = private_disk
             elif snapshot and owner_of_unit[unit] != mark:
-                owner = vms + gi
+                rows, owner = gi_block, gi + 1
                 disk[i] = gi_disk
             else:
                 disk[i] = private_disk
-            key[i] = (np.int64(owner) << _OWNER_SHIFT) | (off // block_bytes)
+            b = off // block_bytes
+            if rows[b, 0] != owner:
+                rows[b, 0] = owner
+                rows[b, 1] = keys
+                keys += 1
+            key[i] = rows[b, 1]
+    return keys
 
 
 def compile_network(scenario: Scenario) -> Network:
@@ -124,11 +137,13 @@ def compile_network(scenario: Scenario) -> Network:
     processors = int(array.processors)
     n, disks = trace.ios, int(array.disks + g * array.gi_disks)
     small = np.int16 if disks < np.iinfo(np.int16).max else np.int32  # compact: 2 bytes per IO
-    key, disk, cow = np.empty(n, np.int64), np.empty(n, small), np.full(n, -1, small)
-    _place(trace.vm_start, trace.op, trace.offset_bytes, trace.length_bytes, gi_of_vm, snapshot,
-           int(fn.unit_bytes), scenario.cache_block_bytes, int(array.disks), int(array.gi_disks), vms,
-           key, disk, cow, np.zeros(int(-(-scenario.fleet.gi_virtual_bytes // fn.unit_bytes)) if snapshot else 1,
-                                    np.int32))
+    key, disk, cow = np.empty(n, np.int32), np.empty(n, small), np.full(n, -1, small)
+    image = scenario.fleet.gi_virtual_bytes
+    blocks = int(-(-image // scenario.cache_block_bytes))  # np.zeros: untouched pages cost no memory
+    keys = _place(trace.vm_start, trace.op, trace.offset_bytes, trace.length_bytes, gi_of_vm, snapshot,
+                  int(fn.unit_bytes), scenario.cache_block_bytes, int(array.disks), int(array.gi_disks),
+                  key, disk, cow, np.zeros(int(-(-image // fn.unit_bytes)) if snapshot else 1, np.int32),
+                  np.zeros((blocks, 2), np.int32), np.zeros((blocks if snapshot else 1, 2), np.int32))
     service = scenario.service_s if scenario.service_s is not None else np.zeros((3, 0))
     return Network(
         vm_start=trace.vm_start, start_s=trace.start_s, issue_s=trace.issue_s, is_write=trace.op,
@@ -138,6 +153,7 @@ def compile_network(scenario: Scenario) -> Network:
         write_disks=int(array.raid_write_penalty),
         volume_s=1.0 / array.volume_iops_limit, processor_s=processors / array.processor_iops,
         disk_s=1.0 / array.disk_iops, cache_slots=int(array.cache_bytes // scenario.cache_block_bytes),
+        cache_keys=int(keys),
         service_s=np.ascontiguousarray(service, np.float64), queue_depth=scenario.queue_depth,
         closed=not len(trace.issue_s), util_bin_s=scenario.util_bin_s,
     )

@@ -97,120 +97,55 @@ def _pop_fix(ht: FloatArray, hi: IntArray, size: int) -> None:
     hi[k] = i
 
 
-# --- LRU cache: chained hash table over slots, doubly linked list for recency -------------------
-# One row per slot, [key, prev, next, chain], so touching a slot touches one cache line.
-_KEY, _PREV, _NEXT, _CHAIN = 0, 1, 2, 3
-
-
-@numba.njit(cache=True, inline="always")
-def _hash(key: int, shift: int) -> int:
-    return int((np.uint64(key) * np.uint64(11400714819323198485)) >> np.uint64(shift))
-
+# --- LRU cache over the keys 0 .. keys-1 (arraymodel numbers them) -------------------------------
+# lru[k] = [prev, next]: key k's neighbours in the recency list (most recent first), -1 at an end,
+# prev = -2 while k is not cached. state = [head (most recent), tail (least recent), cached keys,
+# slots]. When the slots hold every key of the run, nothing is ever evicted and the LRU is a set:
+# the recency list is not kept (state[3] >= len(lru)).
 
 @numba.njit(cache=True, inline="always")
-def _cache_access(key: int, cs: IntArray, bucket: Int32Array, state: IntArray) -> bool:
-    """Look ``key`` up; make it the most recent; insert it (evicting the least recent) on a miss.
-
-    ``cs`` has one row per slot; ``state`` = [head (most recent), tail (least recent), used
-    slots, hash shift].
-    """
-    slots = cs.shape[0]
+def _cache_access(k: int, lru: Int32Array, state: IntArray) -> bool:
+    """Look key ``k`` up; make it the most recent; insert it (evicting the least recent) on a miss."""
+    slots = state[3]
     if slots == 0:
         return False
-    h = _hash(key, state[3])
-    s = bucket[h]
-    while s >= 0:
-        if cs[s, _KEY] == key:
-            break
-        s = cs[s, _CHAIN]
     head = state[0]
-    if s >= 0:  # hit: move to the front
-        if s != head:
-            p, n = cs[s, _PREV], cs[s, _NEXT]
-            cs[p, _NEXT] = n
+    if lru[k, 0] != -2:  # hit: move to the front
+        if k != head and slots < len(lru):
+            p, n = lru[k, 0], lru[k, 1]
+            lru[p, 1] = n
             if n >= 0:
-                cs[n, _PREV] = p
+                lru[n, 0] = p
             else:
                 state[1] = p
-            cs[s, _PREV] = -1
-            cs[s, _NEXT] = head
-            cs[head, _PREV] = s
-            state[0] = s
+            lru[k, 0] = -1
+            lru[k, 1] = head
+            lru[head, 0] = k
+            state[0] = k
         return True
+    if slots >= len(lru):  # a set: mark it cached
+        lru[k, 0] = -1
+        return False
     if state[2] < slots:
-        s = state[2]
         state[2] += 1
     else:  # evict the tail
         s = state[1]
-        old = _hash(cs[s, _KEY], state[3])
-        c = bucket[old]
-        if c == s:
-            bucket[old] = np.int32(cs[s, _CHAIN])
-        else:
-            while cs[c, _CHAIN] != s:
-                c = cs[c, _CHAIN]
-            cs[c, _CHAIN] = cs[s, _CHAIN]
-        p = cs[s, _PREV]
+        p = lru[s, 0]
+        lru[s, 0] = -2
         state[1] = p
         if p >= 0:
-            cs[p, _NEXT] = -1
+            lru[p, 1] = -1
         else:
             state[0] = -1
         head = state[0]
-    cs[s, _KEY] = key
-    cs[s, _CHAIN] = bucket[h]
-    bucket[h] = np.int32(s)
-    cs[s, _PREV] = -1
-    cs[s, _NEXT] = head
+    lru[k, 0] = -1
+    lru[k, 1] = head
     if head >= 0:
-        cs[head, _PREV] = s
+        lru[head, 0] = k
     else:
-        state[1] = s
-    state[0] = s
+        state[1] = k
+    state[0] = k
     return False
-
-
-# --- open-loop arrivals in (time, IO id) order ---------------------------------------------------
-
-@numba.njit(cache=True)
-def _arrival_order(issue_s: FloatArray) -> IntArray:
-    """IO ids sorted by (issue time, id): a bucket sort on time, each bucket sorted stably."""
-    n = len(issue_s)
-    order = np.empty(n, np.int64)
-    if n == 0:
-        return order
-    lo = issue_s.min()
-    span = issue_s.max() - lo
-    buckets = max(1, n // 4)
-    width = span / buckets if span > 0 else 1.0
-    counts = np.zeros(buckets + 1, np.int64)
-    for i in range(n):
-        b = min(int((issue_s[i] - lo) / width), buckets - 1)
-        counts[b + 1] += 1
-    for b in range(buckets):
-        counts[b + 1] += counts[b]
-    fill = counts[:-1].copy()
-    for i in range(n):  # in id order, so each bucket holds its ids ascending
-        b = min(int((issue_s[i] - lo) / width), buckets - 1)
-        order[fill[b]] = i
-        fill[b] += 1
-    for b in range(buckets):
-        a, z = counts[b], counts[b + 1]
-        if z - a <= 1:
-            continue
-        if z - a <= 32:  # stable insertion sort by time
-            for k in range(a + 1, z):
-                x = order[k]
-                j = k - 1
-                while j >= a and issue_s[order[j]] > issue_s[x]:
-                    order[j + 1] = order[j]
-                    j -= 1
-                order[j + 1] = x
-        else:
-            part = order[a:z].copy()
-            idx = np.argsort(issue_s[part], kind="mergesort")
-            order[a:z] = part[idx]
-    return order
 
 
 # --- the event loop ----------------------------------------------------------------------------
@@ -252,11 +187,11 @@ def _writes(i: int, t: float, disk: DiskArray, write_disks: int, pool: int, disk
 
 @numba.njit(cache=True)
 def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write: npt.NDArray[np.int8],
-         key: IntArray, disk: DiskArray, cow_disk: DiskArray, vm_volume: Int32Array,
+         key: Int32Array, disk: DiskArray, cow_disk: DiskArray, vm_volume: Int32Array,
          volume_processor: Int32Array, n_proc: int, pool: int, n_disks: int, write_disks: int, volume_s: float,
          processor_s: float, disk_s: float, service_s: FloatArray, q: int, closed: bool, bin_s: float,
          n_bins: int, vm_of: Int32Array, completion: FloatArray, latency: Float32Array,
-         stage: npt.NDArray[np.int8], cs: IntArray, bucket: Int32Array, ht: FloatArray,
+         stage: npt.NDArray[np.int8], lru: Int32Array, cache_slots: int, ht: FloatArray,
          hi: IntArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, int, int]:
     """The event loop; the per-IO arrays, the cache and the heap come in allocated (see run_fast)."""
     n = len(is_write)
@@ -270,10 +205,7 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
     busy_proc = np.zeros(n_proc)
     busy_disk = np.zeros(n_disks)
     bins = np.zeros((4, n_bins))
-    bits = 0
-    while (1 << bits) < len(bucket):
-        bits += 1
-    state = np.array([-1, -1, 0, 64 - bits], np.int64)
+    state = np.array([-1, -1, 0, cache_slots], np.int64)
     size = 0
     next_io = vm_start[:-1].copy()
     for v in range(vms):
@@ -285,7 +217,7 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
                 size += 1
             next_io[v] = last
     # Open loop: arrivals come from their presorted order, not the heap.
-    order = _arrival_order(issue_s) if not closed else np.zeros(0, np.int64)
+    order = _arrival_order(issue_s)[1] if not closed else np.zeros(0, np.int64)
     n_arr = len(order)
     ai = 0
     ta = issue_s[order[0]] if n_arr > 0 else np.inf
@@ -327,7 +259,7 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
                 nt = _serve(proc_free, busy_proc, bins, 1, bin_s, volume_processor[vm_volume[v]], t, svc)
                 stage[i] = 2
             elif st == 2:
-                hit = _cache_access(key[i], cs, bucket, state)
+                hit = _cache_access(key[i], lru, state)
                 if is_write[i] == 0:
                     reads += 1
                     if hit:
@@ -407,6 +339,33 @@ def _sort_pairs(t: FloatArray, ids: IntArray) -> None:
 
 
 @numba.njit(cache=True)
+def _arrival_order(issue_s: FloatArray) -> tuple[FloatArray, IntArray]:
+    """Issue times and IO ids sorted by (time, id): a bucket sort on time (in id order, so each bucket
+    holds its ids ascending), then the insertion sort above puts each bucket in order."""
+    n = len(issue_s)
+    t = np.empty(n)
+    ids = np.empty(n, np.int64)
+    if n == 0:
+        return t, ids
+    lo = issue_s.min()
+    buckets = max(1, n // 8)
+    span = issue_s.max() - lo
+    scale = buckets / span if span > 0 else 0.0  # the bucket of a time grows with the time
+    fill = np.zeros(buckets + 1, np.int64)
+    for i in range(n):
+        fill[min(int((issue_s[i] - lo) * scale), buckets - 1) + 1] += 1
+    for b in range(buckets):
+        fill[b + 1] += fill[b]
+    for i in range(n):
+        b = min(int((issue_s[i] - lo) * scale), buckets - 1)
+        t[fill[b]] = issue_s[i]
+        ids[fill[b]] = i
+        fill[b] += 1
+    _sort_pairs(t, ids)
+    return t, ids
+
+
+@numba.njit(cache=True)
 def _merge_pairs(ta: FloatArray, ia: IntArray, tb: FloatArray, ib: IntArray) -> tuple[FloatArray, IntArray]:
     """Merge two lists sorted by (time, id)."""
     na, nb = len(ta), len(tb)
@@ -424,12 +383,12 @@ def _merge_pairs(ta: FloatArray, ia: IntArray, tb: FloatArray, ib: IntArray) -> 
 
 
 @numba.njit(cache=True)
-def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: IntArray, disk: DiskArray,
+def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32Array, disk: DiskArray,
                 cow_disk: DiskArray, vm_volume: Int32Array, volume_processor: Int32Array, n_proc: int,
                 pool: int, n_disks: int, write_disks: int, volume_s: float, processor_s: float,
                 disk_s: float, service_s: FloatArray, bin_s: float, n_bins: int, vm_of: Int32Array,
-                completion: FloatArray, latency: Float32Array, cs: IntArray,
-                bucket: Int32Array) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, int, int]:
+                completion: FloatArray, latency: Float32Array, lru: Int32Array,
+                cache_slots: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, int, int]:
     """The open loop, one pass per stage; the same completions as the event loop, IO for IO."""
     n = len(is_write)
     per_io = service_s.shape[1] == n and n > 0
@@ -441,17 +400,13 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: IntArr
     busy_proc = np.zeros(n_proc)
     busy_disk = np.zeros(n_disks)
     bins = np.zeros((4, n_bins))
-    bits = 0
-    while (1 << bits) < len(bucket):
-        bits += 1
-    state = np.array([-1, -1, 0, 64 - bits], np.int64)
-    ids = _arrival_order(issue_s)
-    t = np.empty(n)
+    state = np.array([-1, -1, 0, cache_slots], np.int64)
+    t, ids = _arrival_order(issue_s)
     for k in range(n):  # volumes
         i = ids[k]
-        completion[i] = issue_s[i]
+        completion[i] = t[k]
         svc = service_s[0, i] if per_io else volume_s
-        t[k] = _serve(vol_free, busy_vol, bins, 0, bin_s, vm_volume[vm_of[i]], issue_s[i], svc)
+        t[k] = _serve(vol_free, busy_vol, bins, 0, bin_s, vm_volume[vm_of[i]], t[k], svc)
     _sort_pairs(t, ids)
     for k in range(n):  # processors
         i = ids[k]
@@ -466,7 +421,7 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: IntArr
     reads = hits = 0
     for k in range(n):
         i = ids[k]
-        hit = _cache_access(key[i], cs, bucket, state)
+        hit = _cache_access(key[i], lru, state)
         if is_write[i] == 0:
             reads += 1
             if hit:
@@ -517,7 +472,7 @@ def run_fast(net: Network, events: bool = False) -> RawRun:
     with ``events=True``) in the event loop.
 
     The big arrays are allocated here, by numpy, which asks the kernel for huge pages: the
-    cache's table and the per-IO state are touched at random, and huge pages spare the TLB.
+    cache's rows and the per-IO state are touched at random, and huge pages spare the TLB.
     """
     t0 = time.perf_counter()
     n = len(net.is_write)
@@ -525,16 +480,12 @@ def run_fast(net: Network, events: bool = False) -> RawRun:
     vm_of = np.repeat(np.arange(vms, dtype=np.int32), np.diff(net.vm_start))
     completion = np.zeros(n)  # holds the issue time until the IO completes
     latency = np.zeros(n, np.float32)
-    cs = np.empty((net.cache_slots, 4), np.int64)  # a row is written before it is read
-    buckets = 1
-    while buckets < 2 * max(net.cache_slots, 1):
-        buckets *= 2
-    bucket = np.full(buckets, -1, np.int32)
+    lru = np.full((net.cache_keys if net.cache_slots else 0, 2), -2, np.int32)
     if not net.closed and not events:
         bv, bp, bd, bins, reads, hits = _run_stages(
             net.issue_s, net.is_write, net.key, net.disk, net.cow_disk, net.vm_volume, net.volume_processor,
             net.processors, net.pool_disks, net.disks, net.write_disks, net.volume_s, net.processor_s,
-            net.disk_s, net.service_s, net.util_bin_s, UTIL_BINS, vm_of, completion, latency, cs, bucket)
+            net.disk_s, net.service_s, net.util_bin_s, UTIL_BINS, vm_of, completion, latency, lru, net.cache_slots)
         return RawRun(completion, latency, bv, bp, bd, bins, int(reads), int(hits), "fast",
                       time.perf_counter() - t0)
     stage = np.zeros(n, np.int8)
@@ -547,6 +498,6 @@ def run_fast(net: Network, events: bool = False) -> RawRun:
         net.vm_start, net.start_s, net.issue_s, net.is_write, net.key, net.disk, net.cow_disk,
         net.vm_volume, net.volume_processor, net.processors, net.pool_disks, net.disks, net.write_disks,
         net.volume_s, net.processor_s, net.disk_s, net.service_s, net.queue_depth, net.closed,
-        net.util_bin_s, UTIL_BINS, vm_of, completion, latency, stage, cs, bucket, ht, hi)
+        net.util_bin_s, UTIL_BINS, vm_of, completion, latency, stage, lru, net.cache_slots, ht, hi)
     return RawRun(completion, latency, bv, bp, bd, bins, int(reads), int(hits), "fast",
                   time.perf_counter() - t0)
