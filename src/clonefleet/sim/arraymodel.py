@@ -161,28 +161,20 @@ def compile_network(scenario: Scenario) -> Network:
 
 @numba.njit(cache=True)
 def _units_per_vm(vm_start: IntArray, op: Int8Array, offset: IntArray, length: Int32Array,
-                  unit_bytes: int) -> IntArray:
-    """Distinct units of ``unit_bytes`` that each VM's writes touch."""
+                  unit_bytes: int, marks: Int32Array) -> IntArray:
+    """Distinct units of ``unit_bytes`` that each VM's writes touch.
+
+    ``marks[u] == v + 1`` once VM v touched unit u (no reset between VMs).
+    """
     vms = len(vm_start) - 1
     out = np.zeros(vms, np.int64)
     for v in range(vms):
-        total = 0
-        for i in range(vm_start[v], vm_start[v + 1]):
-            if op[i] == 1:
-                total += (offset[i] + length[i] - 1) // unit_bytes - offset[i] // unit_bytes + 1
-        units = np.empty(total, np.int64)
-        k = 0
         for i in range(vm_start[v], vm_start[v + 1]):
             if op[i] == 1:
                 for unit in range(offset[i] // unit_bytes, (offset[i] + length[i] - 1) // unit_bytes + 1):
-                    units[k] = unit
-                    k += 1
-        units.sort()
-        distinct = 0
-        for j in range(total):
-            if j == 0 or units[j] != units[j - 1]:
-                distinct += 1
-        out[v] = distinct
+                    if marks[unit] != v + 1:
+                        marks[unit] = v + 1
+                        out[v] += 1
     return out
 
 
@@ -192,7 +184,8 @@ def allocated_bytes_per_clone(scenario: Scenario) -> FloatArray:
     if fn.method is Method.FULL:
         return np.zeros(trace.vms)  # thick copies allocate everything up front
     u = int(fn.unit_bytes)
-    units = _units_per_vm(trace.vm_start, trace.op, trace.offset_bytes, trace.length_bytes, u)
+    marks = np.zeros(int(-(-scenario.fleet.gi_virtual_bytes // u)), np.int32)  # untouched pages cost nothing
+    units = _units_per_vm(trace.vm_start, trace.op, trace.offset_bytes, trace.length_bytes, u, marks)
     return (units * u).astype(np.float64)
 
 

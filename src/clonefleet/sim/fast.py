@@ -404,7 +404,6 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
     t, ids = _arrival_order(issue_s)
     for k in range(n):  # volumes
         i = ids[k]
-        completion[i] = t[k]
         svc = service_s[0, i] if per_io else volume_s
         t[k] = _serve(vol_free, busy_vol, bins, 0, bin_s, vm_volume[vm_of[i]], t[k], svc)
     _sort_pairs(t, ids)
@@ -426,7 +425,6 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
             reads += 1
             if hit:
                 hits += 1
-                latency[i] = t[k] - completion[i]
                 completion[i] = t[k]
                 continue
         if (is_write[i] == 0 and disk[i] >= pool) or (is_write[i] != 0 and cow_disk[i] >= 0):
@@ -441,9 +439,7 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
         i = gi_ids[k]
         dsvc = service_s[2, i] if per_io else disk_s
         if is_write[i] == 0:
-            end = _serve(disk_free, busy_disk, bins, 3, bin_s, disk[i], gi_t[k], dsvc)
-            latency[i] = end - completion[i]
-            completion[i] = end
+            completion[i] = _serve(disk_free, busy_disk, bins, 3, bin_s, disk[i], gi_t[k], dsvc)
         else:
             cow_t[ncow] = _serve(disk_free, busy_disk, bins, 3, bin_s, cow_disk[i], gi_t[k], dsvc)
             cow_ids[ncow] = i
@@ -455,11 +451,11 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
         i = pids[k]
         dsvc = service_s[2, i] if per_io else disk_s
         if is_write[i] == 0:
-            end = _serve(disk_free, busy_disk, bins, 2, bin_s, disk[i], pt[k], dsvc)
+            completion[i] = _serve(disk_free, busy_disk, bins, 2, bin_s, disk[i], pt[k], dsvc)
         else:
-            end = _writes(i, pt[k], disk, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
-        latency[i] = end - completion[i]
-        completion[i] = end
+            completion[i] = _writes(i, pt[k], disk, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
+    for i in range(n):
+        latency[i] = completion[i] - issue_s[i]
     return busy_vol, busy_proc, busy_disk, bins, reads, hits
 
 
