@@ -140,9 +140,9 @@ class MethodPlan:
     backend_iops_per_vm: float  # B
     per_vm_new_bytes: float  # C
     per_clone_bytes: float  # C plus clone metadata and tables (and the GI data of a physical mirror)
-    gi_bytes: float  # D
-    consumed_bytes: float  # S
-    capacity_ratio: float  # S / S of full copies
+    gi_bytes: float | None  # D; None when no number of GIs carries a clone (k = 0)
+    consumed_bytes: float | None  # S; None likewise
+    capacity_ratio: float | None  # S / S of full copies; None likewise
     meets_requirement: bool
 
     def to_dict(self) -> dict[str, object]:
@@ -196,6 +196,7 @@ def resolve_functions(functions: Sequence[FunctionPreset | str] | None) -> list[
 def _method_plan(fleet: FleetPreset, function: FunctionPreset, ev: Evaluation, vms: int) -> MethodPlan:
     util = {name: float(ev.utilisation[i]) for i, name in enumerate(RESOURCES)}
     g = float(ev.golden_images)
+    feasible = math.isfinite(g)
     return MethodPlan(
         method=function.method.value,
         function=function.name,
@@ -208,11 +209,17 @@ def _method_plan(fleet: FleetPreset, function: FunctionPreset, ev: Evaluation, v
         backend_iops_per_vm=float(ev.backend_iops_per_vm),
         per_vm_new_bytes=float(ev.per_vm_new_bytes),
         per_clone_bytes=float(ev.per_clone_bytes),
-        gi_bytes=float(ev.gi_bytes),
-        consumed_bytes=float(ev.consumed_bytes),
-        capacity_ratio=float(ev.capacity_ratio),
+        gi_bytes=float(ev.gi_bytes) if feasible else None,
+        consumed_bytes=float(ev.consumed_bytes) if feasible else None,
+        capacity_ratio=float(ev.capacity_ratio) if feasible else None,
         meets_requirement=bool(ev.meets_requirement),
     )
+
+
+def _bytes(value: float | None) -> float:
+    """A figure of a method that holds (never None: those are the methods no GI count can carry)."""
+    assert value is not None
+    return value
 
 
 def _pct(x: float) -> str:
@@ -226,18 +233,21 @@ def recommend(methods: Sequence[MethodPlan], vms: int) -> tuple[str | None, str]
         best = max(methods, key=lambda m: m.max_vms)
         return None, (f"no storage function carries {vms} VMs on this array: the most is {best.max_vms} "
                       f"with {best.function}, limited by {best.bottleneck}; add disks or split the fleet")
-    best = min(holding, key=lambda m: m.consumed_bytes)
+    best = min(holding, key=lambda m: _bytes(m.consumed_bytes))
     others = [m for m in holding if m is not best]
-    parts = [f"{best.function} uses the least capacity, {_pct(best.capacity_ratio)} of full copies"]
+    parts = [f"{best.function} uses the least capacity, {_pct(_bytes(best.capacity_ratio))} of full copies"]
     for m in others:
         if m.method != Method.FULL:
-            parts.append(f"{best.consumed_bytes / m.consumed_bytes:.2f}x of {m.function}")
+            parts.append(f"{_bytes(best.consumed_bytes) / _bytes(m.consumed_bytes):.2f}x of {m.function}")
     gis = f" with {best.golden_images} GI{'s' if best.golden_images != 1 else ''}"
     parts.append(f"and carries up to {best.max_vms} VMs (>= {vms}){gis}")
     failing = [m.function for m in methods if not m.meets_requirement]
+    infeasible = [m.function for m in methods if m.consumed_bytes is None]
     text = ", ".join(parts)
     if failing:
         text += f"; {', '.join(failing)} cannot carry {vms} VMs"
+    if infeasible:
+        text += f" ({', '.join(infeasible)}: one GI cannot serve even one clone)"
     return best.function, text
 
 

@@ -90,6 +90,11 @@ def parse_param(text: str) -> SweptParam:
     return SweptParam(kind, spec.key, spec.attr, values)
 
 
+def _json_numbers(values: npt.NDArray[np.float64]) -> list[float | None]:
+    """Values for JSON: null where no number of GIs carries a clone (infinite g and S)."""
+    return [v if math.isfinite(v) else None for v in values.tolist()]
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -129,7 +134,7 @@ class SweepResult:
     baseline: dict[str, Evaluation]  # function -> evaluation over T at the presets' own values
     largest: dict[str, int]
     bottleneck_at_largest: dict[str, str]
-    consumed_at_largest: dict[str, float]
+    consumed_at_largest: dict[str, float | None]
     fewest: dict[str, tuple[int | None, str]]
     target: int | None
 
@@ -183,14 +188,14 @@ class SweepResult:
         doc["series"] = {
             f.name: {
                 "vms": self.vms.tolist(),
-                "consumed_bytes": self.baseline[f.name].consumed_bytes.tolist(),
-                "capacity_ratio": self.baseline[f.name].capacity_ratio.tolist(),
-                "golden_images": self.baseline[f.name].golden_images.tolist(),
+                "consumed_bytes": _json_numbers(self.baseline[f.name].consumed_bytes),
+                "capacity_ratio": _json_numbers(self.baseline[f.name].capacity_ratio),
+                "golden_images": _json_numbers(self.baseline[f.name].golden_images),
                 "meets_requirement": self.baseline[f.name].meets_requirement.tolist(),
             }
             for f in self.functions
         }
-        json_path.write_text(json.dumps(doc) + "\n", encoding="utf-8")
+        json_path.write_text(json.dumps(doc, allow_nan=False) + "\n", encoding="utf-8")
         self._plot(png_path)
         return files
 

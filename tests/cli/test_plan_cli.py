@@ -146,3 +146,23 @@ def test_every_command_has_help_text(cli: Cli) -> None:
         assert (getattr(cmd, "help", None) or "").strip(), f"{' '.join(path)} has no help text"
         r = cli(*path, "--help")
         assert r.code == 0 and "Usage" in r.out, path
+
+
+def test_a_gi_that_carries_no_clone_is_reported_not_crashed(cli: Cli, tmp_path: Path) -> None:
+    shipped = Path(__file__).resolve().parents[2] / "src" / "clonefleet" / "presets" / "arrays" / "midrange-2012.toml"
+    text = shipped.read_text()
+    assert "value = 50000" in text
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text(text.replace("value = 50000", "value = 10"))  # N_v = 10 IOPS: k = 0
+    r = cli("plan", "-f", "desktop-win7", "-a", str(tiny), "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    snap = doc["methods"][2]
+    assert snap["meets_requirement"] is False and snap["golden_images"] == 0
+    assert snap["consumed_bytes"] is None and snap["capacity_ratio"] is None
+    assert doc["recommended"] == "thin" and "one GI cannot serve even one clone" in doc["reason"]
+    assert cli("plan", "-f", "desktop-win7", "-a", str(tiny)).code == 0
+    s = cli("sweep", "-f", "desktop-win7", "-a", str(tiny), "--vms", "1:100", "--out", str(tmp_path / "s"), "--json")
+    assert s.code == 0, s.err
+    series = json.loads((tmp_path / "s" / "sweep.json").read_text())["series"]["snapshot"]
+    assert series["consumed_bytes"][0] is None

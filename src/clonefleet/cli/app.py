@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -76,6 +77,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(1) from None
     except OSError as exc:
         fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1)
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if os.environ.get("CLONEFLEET_DEBUG"):
+            raise
+        fail(f"internal error ({exc.__class__.__name__}: {exc}); rerun with CLONEFLEET_DEBUG=1 for the "
+             "traceback and report it", 1)
     if isinstance(result, int) and result:
         raise SystemExit(result)
 

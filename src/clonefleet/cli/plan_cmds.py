@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -66,6 +67,10 @@ def presets_cmd(
     console.print(table)
 
 
+def _maybe(value: float | None, fmt: Callable[[float], str]) -> str:
+    return "-" if value is None else fmt(value)
+
+
 def plan_table(result: Plan) -> Table:
     table = Table(title=f"{result.vms} VMs of {result.fleet} on {result.array}")
     for col in ("function", "method", "GIs", "clones/GI", "max VMs", "bottleneck", "C per VM",
@@ -75,8 +80,8 @@ def plan_table(result: Plan) -> Table:
         table.add_row(
             m.function, m.method, str(m.golden_images), str(m.clones_per_gi), str(m.max_vms),
             f"{m.bottleneck} ({100 * m.utilisation[m.bottleneck]:.0f} %)",
-            format_bytes(m.per_vm_new_bytes), format_bytes(m.gi_bytes),
-            format_bytes(m.consumed_bytes), f"{100 * m.capacity_ratio:.2f} %",
+            format_bytes(m.per_vm_new_bytes), _maybe(m.gi_bytes, format_bytes),
+            _maybe(m.consumed_bytes, format_bytes), _maybe(m.capacity_ratio, lambda r: f"{100 * r:.2f} %"),
             "yes" if m.meets_requirement else "[red]no[/red]",
         )
     return table
@@ -156,7 +161,7 @@ def sweep_cmd(
     for row in result.method_rows():
         fewest = row["fewest_disks"]
         table.add_row(row["function"], str(row["max_vms"]), row["bottleneck"],
-                      format_bytes(row["consumed_bytes_at_max"]),
+                      _maybe(row["consumed_bytes_at_max"], format_bytes),
                       "-" if row["target_vms"] is None else ("impossible: " + row["fewest_disks_reason"]
                                                             if fewest is None else str(fewest)))
     console.print(table)

@@ -55,7 +55,7 @@ def compute_fig4(vms: int = PAPER_VMS, array: str = PAPER_ARRAY) -> Fig4Result:
     cases = []
     for key, label, fleet_name in PAPER_CASES:
         result = plan(load_fleet(fleet_name), load_array(array), vms, ["full", "thin", "snapshot"])
-        ratios = {m.method: m.capacity_ratio for m in result.methods}
+        ratios = {m.method: m.capacity_ratio for m in result.methods if m.capacity_ratio is not None}
         cases.append(Fig4Case(key, label, result, ratios))
     return Fig4Result(tuple(cases))
 
