@@ -72,6 +72,14 @@ def test_gi_refused_when_truncated_even_without_a_recorded_size(tmp_path: Path, 
         check_golden_image(short, None)
 
 
+@pytest.mark.parametrize("size", [0, 1221, 4097])
+def test_a_file_that_is_no_disk_is_refused_as_raw_gi(tmp_path: Path, size: int) -> None:
+    not_a_disk = tmp_path / "passwd"
+    not_a_disk.write_bytes(b"root:x:0:0::/root:/bin/sh\n" * (size // 26) + b"x" * (size % 26))
+    with pytest.raises(GoldenImageError, match="not a qcow2 image nor a raw disk"):
+        check_golden_image(not_a_disk, None)
+
+
 def test_gi_refused_when_its_own_chain_is_too_deep(tmp_path: Path, qcow2_gi: GoldenImage) -> None:
     top = tmp_path / "top.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(qcow2_gi.path),

@@ -31,7 +31,7 @@ step = st.tuples(
 def manifest(base: Path, count: int) -> Manifest:
     gi = base / "gi.img"
     if not gi.exists():
-        gi.write_bytes(b"golden" * 1000)
+        gi.write_bytes(b"golden!!" * 1024)  # 8 KiB: whole 512-byte sectors, as a raw disk is
     return write_manifest(base / "f.toml", {
         "fleet": {"count": count, "dest": "fleet"},
         "golden_image": {"path": "gi.img", "sha256": sha256_file(gi)},

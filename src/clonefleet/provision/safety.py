@@ -233,7 +233,11 @@ def check_golden_image(path: Path, expected_sha256: str | None, max_chain_depth:
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"QFI\xfb":
-        # raw: nothing inside to check but its size and checksum; no backing chain.
+        # raw: nothing inside to check but its size and checksum; no backing chain. A disk is
+        # whole 512-byte sectors: anything else is a truncated image or not an image at all.
+        if size == 0 or size % 512:
+            raise GoldenImageError(f"golden image {path}: {size} bytes, not a qcow2 image nor a raw disk "
+                                   "(a raw disk is a whole number of 512-byte sectors, at least one)")
         fmt, virtual, depth = "raw", size, 1
     else:
         chain = image_info(path)["chain"]
