@@ -35,39 +35,18 @@ from clonefleet.provision.measure import (
     union_bytes,
     unique_physical_bytes,
 )
-from helpers import require_tool
+from helpers import mounted, require_tool
 
 MiB = 1024**2
 KiB = 1024
 
 
-def _need_root_and_loop(*tools: str) -> None:
-    require_tool("mkfs.xfs", "mount", "umount", *tools)
-    if os.geteuid() != 0:
-        message = "loop-mounting an xfs image needs root"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture
-def reflink_dir(tmp_path: Path) -> Iterator[Path]:
+def reflink_dir() -> Iterator[Path]:
     """A folder on a freshly made, loop-mounted xfs with reflink; unmounted afterwards."""
-    _need_root_and_loop()
-    image = tmp_path / "xfs.img"
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    with open(image, "wb") as f:
-        f.truncate(320 * MiB)  # mkfs.xfs wants at least 300 MiB; the file stays sparse
-    subprocess.run(["mkfs.xfs", "-q", "-f", "-m", "reflink=1", str(image)], check=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    try:
+    require_tool("cp")
+    with mounted("xfs", 320 * MiB) as mnt:  # mkfs.xfs wants at least 300 MiB; the file stays sparse
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
-        if os.path.ismount(mnt):
-            subprocess.run(["umount", "-l", str(mnt)], check=False)
-        assert not os.path.ismount(mnt), f"{mnt} is still mounted"
 
 
 @pytest.fixture(scope="module")

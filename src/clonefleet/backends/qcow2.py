@@ -17,7 +17,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -205,6 +205,25 @@ def nonzero_runs(chunk: bytes) -> list[tuple[int, int]]:
     return runs
 
 
+def data_chunks(fd: int, size: int, chunk_bytes: int) -> Iterator[tuple[int, bytes]]:
+    """(offset, bytes) of the data extents of an open file (SEEK_DATA/SEEK_HOLE), holes skipped."""
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:  # ENXIO: no data after pos
+            return
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        off = start
+        while off < end:
+            chunk = os.pread(fd, min(chunk_bytes, end - off), off)
+            if not chunk:
+                break
+            yield off, chunk
+            off += len(chunk)
+        pos = end
+
+
 def copy_file_private(src: Path, dest: Path, thick: bool = False) -> None:
     """Copy ``src`` to a new file ``dest`` sharing no blocks with it (no reflink, no copy_file_range).
 
@@ -221,26 +240,13 @@ def copy_file_private(src: Path, dest: Path, thick: bool = False) -> None:
             os.ftruncate(dfd, size)
             if thick and size:
                 os.posix_fallocate(dfd, 0, size)
-            pos = 0
-            while pos < size:
-                try:
-                    start = os.lseek(sfd, pos, os.SEEK_DATA)
-                except OSError:
-                    break
-                end = os.lseek(sfd, start, os.SEEK_HOLE)
-                off = start
-                while off < end:
-                    chunk = os.pread(sfd, min(_COPY_CHUNK, end - off), off)
-                    if not chunk:
-                        break
-                    for a, b in nonzero_runs(chunk):
-                        view = memoryview(chunk)[a:b]
-                        at = off + a
-                        while view:
-                            n = os.pwrite(dfd, view, at)
-                            view, at = view[n:], at + n
-                    off += len(chunk)
-                pos = end
+            for off, chunk in data_chunks(sfd, size, _COPY_CHUNK):
+                for a, b in nonzero_runs(chunk):
+                    view = memoryview(chunk)[a:b]
+                    at = off + a
+                    while view:
+                        n = os.pwrite(dfd, view, at)
+                        view, at = view[n:], at + n
             os.fsync(dfd)
         finally:
             os.close(dfd)

@@ -847,27 +847,11 @@ def gi_used_bytes(gi: GoldenImageInfo) -> int:
 
 def nonzero_data_bytes(path: Path) -> int:
     """Bytes in the 4 KiB blocks of ``path``'s data extents (SEEK_DATA) that are not all zero."""
-    from clonefleet.backends.qcow2 import nonzero_runs
+    from clonefleet.backends.qcow2 import data_chunks, nonzero_runs
 
-    total = 0
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        size = os.fstat(fd).st_size
-        pos = 0
-        while pos < size:
-            try:
-                start = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:
-                break
-            end = os.lseek(fd, start, os.SEEK_HOLE)
-            off = start
-            while off < end:
-                chunk = os.pread(fd, min(1 << 20, end - off), off)
-                if not chunk:
-                    break
-                total += sum(b - a for a, b in nonzero_runs(chunk))
-                off += len(chunk)
-            pos = end
+        return sum(b - a for _, chunk in data_chunks(fd, os.fstat(fd).st_size, 1 << 20)
+                   for a, b in nonzero_runs(chunk))
     finally:
         os.close(fd)
-    return total
