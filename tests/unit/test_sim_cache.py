@@ -15,7 +15,7 @@ def test_lru_matches_an_ordered_dict(slots: int, universe: int) -> None:
     rng = np.random.default_rng(slots)
     # Skewed keys (some hot, many cold); slots >= universe: the LRU never evicts and is kept as a set.
     keys = rng.zipf(1.3, 20_000) % universe
-    lru = np.full((universe, 2), -2, np.int32)
+    lru = np.zeros((universe, 2), np.int32)
     state = np.array([-1, -1, 0, slots], np.int64)
     model: OrderedDict[int, None] = OrderedDict()
     hits = 0
@@ -30,7 +30,7 @@ def test_lru_matches_an_ordered_dict(slots: int, universe: int) -> None:
         assert _cache_access(k, lru, state) == expected
         hits += expected
     assert 0 < hits < len(keys)
-    assert sorted(np.flatnonzero(lru[:, 0] != -2).tolist()) == sorted(model)
+    assert sorted(np.flatnonzero(lru[:, 0] != 0).tolist()) == sorted(model)
     if slots < universe:  # the recency list, from the most recent, is the dict's order reversed
         order, k = [], int(state[0])
         while k >= 0:

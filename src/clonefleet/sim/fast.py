@@ -98,10 +98,10 @@ def _pop_fix(ht: FloatArray, hi: IntArray, size: int) -> None:
 
 
 # --- LRU cache over the keys 0 .. keys-1 (arraymodel numbers them) -------------------------------
-# lru[k] = [prev, next]: key k's neighbours in the recency list (most recent first), -1 at an end,
-# prev = -2 while k is not cached. state = [head (most recent), tail (least recent), cached keys,
-# slots]. When the slots hold every key of the run, nothing is ever evicted and the LRU is a set:
-# the recency list is not kept (state[3] >= len(lru)).
+# lru[k] = [prev + 2, next]: key k's neighbours in the recency list (most recent first), -1 at an
+# end; the first column is 0 while k is not cached, so the rows start as free zero pages.
+# state = [head (most recent), tail (least recent), cached keys, slots]. When the slots hold every
+# key of the run, nothing is ever evicted and the LRU is a set: the recency list is not kept.
 
 @numba.njit(cache=True, inline="always")
 def _cache_access(k: int, lru: Int32Array, state: IntArray) -> bool:
@@ -110,38 +110,38 @@ def _cache_access(k: int, lru: Int32Array, state: IntArray) -> bool:
     if slots == 0:
         return False
     head = state[0]
-    if lru[k, 0] != -2:  # hit: move to the front
+    if lru[k, 0] != 0:  # hit: move to the front
         if k != head and slots < len(lru):
-            p, n = lru[k, 0], lru[k, 1]
+            p, n = lru[k, 0] - 2, lru[k, 1]
             lru[p, 1] = n
             if n >= 0:
-                lru[n, 0] = p
+                lru[n, 0] = p + 2
             else:
                 state[1] = p
-            lru[k, 0] = -1
+            lru[k, 0] = 1
             lru[k, 1] = head
-            lru[head, 0] = k
+            lru[head, 0] = k + 2
             state[0] = k
         return True
     if slots >= len(lru):  # a set: mark it cached
-        lru[k, 0] = -1
+        lru[k, 0] = 1
         return False
     if state[2] < slots:
         state[2] += 1
     else:  # evict the tail
         s = state[1]
-        p = lru[s, 0]
-        lru[s, 0] = -2
+        p = lru[s, 0] - 2
+        lru[s, 0] = 0
         state[1] = p
         if p >= 0:
             lru[p, 1] = -1
         else:
             state[0] = -1
         head = state[0]
-    lru[k, 0] = -1
+    lru[k, 0] = 1
     lru[k, 1] = head
     if head >= 0:
-        lru[head, 0] = k
+        lru[head, 0] = k + 2
     else:
         state[1] = k
     state[0] = k
@@ -348,7 +348,7 @@ def _arrival_order(issue_s: FloatArray) -> tuple[FloatArray, IntArray]:
     if n == 0:
         return t, ids
     lo = issue_s.min()
-    buckets = max(1, n // 8)
+    buckets = max(1, n // 2)
     span = issue_s.max() - lo
     scale = buckets / span if span > 0 else 0.0  # the bucket of a time grows with the time
     fill = np.zeros(buckets + 1, np.int64)
@@ -476,7 +476,7 @@ def run_fast(net: Network, events: bool = False) -> RawRun:
     vm_of = np.repeat(np.arange(vms, dtype=np.int32), np.diff(net.vm_start))
     completion = np.zeros(n)  # holds the issue time until the IO completes
     latency = np.zeros(n, np.float32)
-    lru = np.full((net.cache_keys if net.cache_slots else 0, 2), -2, np.int32)
+    lru = np.zeros((net.cache_keys if net.cache_slots else 0, 2), np.int32)
     if not net.closed and not events:
         bv, bp, bd, bins, reads, hits = _run_stages(
             net.issue_s, net.is_write, net.key, net.disk, net.cow_disk, net.vm_volume, net.volume_processor,
