@@ -99,7 +99,8 @@ def _pop_fix(ht: FloatArray, hi: IntArray, size: int) -> None:
 
 # --- LRU cache over the keys 0 .. keys-1 (arraymodel numbers them) -------------------------------
 # lru[k] = [prev + 2, next]: key k's neighbours in the recency list (most recent first), -1 at an
-# end; the first column is 0 while k is not cached, so the rows start as free zero pages.
+# end; the first column is 0 while k is not cached, so the rows start as free zero pages (a set
+# uses the first column only).
 # state = [head (most recent), tail (least recent), cached keys, slots]. When the slots hold every
 # key of the run, nothing is ever evicted and the LRU is a set: the recency list is not kept.
 
@@ -177,8 +178,10 @@ def _serve(free: FloatArray, busy: FloatArray, bins: FloatArray, cls: int, bin_s
 def _writes(i: int, t: float, disk: DiskArray, write_disks: int, pool: int, disk_free: FloatArray,
             busy_disk: FloatArray, bins: FloatArray, bin_s: float, svc: float) -> float:
     done = t
-    for k in range(write_disks):
-        d = (disk[i] + k) % pool
+    for k in range(write_disks):  # p consecutive pool disks, wrapping round (p <= pool)
+        d = disk[i] + k
+        if d >= pool:
+            d -= pool
         end = _serve(disk_free, busy_disk, bins, 2, bin_s, d, t, svc)
         if end > done:
             done = end
@@ -366,20 +369,19 @@ def _arrival_order(issue_s: FloatArray) -> tuple[FloatArray, IntArray]:
 
 
 @numba.njit(cache=True)
-def _merge_pairs(ta: FloatArray, ia: IntArray, tb: FloatArray, ib: IntArray) -> tuple[FloatArray, IntArray]:
-    """Merge two lists sorted by (time, id)."""
-    na, nb = len(ta), len(tb)
-    t = np.empty(na + nb)
-    ids = np.empty(na + nb, np.int64)
-    a = b = 0
-    for k in range(na + nb):
-        if b >= nb or (a < na and _less(ta[a], ia[a], tb[b], ib[b])):
-            t[k], ids[k] = ta[a], ia[a]
-            a += 1
+def _merge_into(t: FloatArray, ids: IntArray, na: int, tb: FloatArray, ib: IntArray) -> None:
+    """Merge the sorted list (tb, ib) into the sorted list t[:na], ids[:na]; t has room for both.
+
+    From the back: the next slot written is never before the next entry of the first list read.
+    """
+    a, b = na - 1, len(tb) - 1
+    for k in range(na + len(tb) - 1, -1, -1):
+        if b < 0 or (a >= 0 and _less(tb[b], ib[b], t[a], ids[a])):
+            t[k], ids[k] = t[a], ids[a]
+            a -= 1
         else:
             t[k], ids[k] = tb[b], ib[b]
-            b += 1
-    return t, ids
+            b -= 1
 
 
 @numba.njit(cache=True)
@@ -413,9 +415,9 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
         t[k] = _serve(proc_free, busy_proc, bins, 1, bin_s, volume_processor[vm_volume[vm_of[i]]], t[k], svc)
     _sort_pairs(t, ids)
     # The cache, in that order: a read hit completes; the rest go on to the GI disks (read misses of
-    # GI data, copy-on-write reads) or to the pool (private read misses, writes), in the same order.
-    gi_t, gi_ids = np.empty(n), np.empty(n, np.int64)
-    pool_t, pool_ids = np.empty(n), np.empty(n, np.int64)
+    # GI data, copy-on-write reads) or to the pool (private read misses, writes), in the same order;
+    # the pool's list is kept in t, ids (it is never longer than what has been read of them).
+    gi_t, gi_ids = np.empty(n), np.empty(n, np.int64)  # np.empty: pages never touched cost nothing
     ng = npool = 0
     reads = hits = 0
     for k in range(n):
@@ -431,7 +433,7 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
             gi_t[ng], gi_ids[ng] = t[k], i
             ng += 1
         else:
-            pool_t[npool], pool_ids[npool] = t[k], i
+            t[npool], ids[npool] = t[k], i
             npool += 1
     cow_t, cow_ids = np.empty(ng), np.empty(ng, np.int64)
     ncow = 0
@@ -446,14 +448,14 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
             ncow += 1
     cow_t, cow_ids = cow_t[:ncow], cow_ids[:ncow]
     _sort_pairs(cow_t, cow_ids)
-    pt, pids = _merge_pairs(pool_t[:npool], pool_ids[:npool], cow_t, cow_ids)
-    for k in range(len(pt)):  # pool disks
-        i = pids[k]
+    _merge_into(t, ids, npool, cow_t, cow_ids)
+    for k in range(npool + ncow):  # pool disks
+        i = ids[k]
         dsvc = service_s[2, i] if per_io else disk_s
         if is_write[i] == 0:
-            completion[i] = _serve(disk_free, busy_disk, bins, 2, bin_s, disk[i], pt[k], dsvc)
+            completion[i] = _serve(disk_free, busy_disk, bins, 2, bin_s, disk[i], t[k], dsvc)
         else:
-            completion[i] = _writes(i, pt[k], disk, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
+            completion[i] = _writes(i, t[k], disk, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
     for i in range(n):
         latency[i] = completion[i] - issue_s[i]
     return busy_vol, busy_proc, busy_disk, bins, reads, hits
@@ -476,7 +478,9 @@ def run_fast(net: Network, events: bool = False) -> RawRun:
     vm_of = np.repeat(np.arange(vms, dtype=np.int32), np.diff(net.vm_start))
     completion = np.zeros(n)  # holds the issue time until the IO completes
     latency = np.zeros(n, np.float32)
-    lru = np.zeros((net.cache_keys if net.cache_slots else 0, 2), np.int32)
+    # One row per key; a cache with a slot for every key is kept as a set, which needs one column.
+    lru = np.zeros((net.cache_keys if net.cache_slots else 0, 1 if net.cache_slots >= net.cache_keys else 2),
+                   np.int32)
     if not net.closed and not events:
         bv, bp, bd, bins, reads, hits = _run_stages(
             net.issue_s, net.is_write, net.key, net.disk, net.cow_disk, net.vm_volume, net.volume_processor,
