@@ -351,10 +351,10 @@ def _arrival_order(issue_s: FloatArray) -> tuple[FloatArray, IntArray]:
     if n == 0:
         return t, ids
     lo = issue_s.min()
-    buckets = max(1, n // 2)
+    buckets = max(1, n // 4)
     span = issue_s.max() - lo
     scale = buckets / span if span > 0 else 0.0  # the bucket of a time grows with the time
-    fill = np.zeros(buckets + 1, np.int64)
+    fill = np.zeros(buckets + 1, np.int32)
     for i in range(n):
         fill[min(int((issue_s[i] - lo) * scale), buckets - 1) + 1] += 1
     for b in range(buckets):
