@@ -99,10 +99,19 @@ def _pop_fix(ht: FloatArray, hi: IntArray, size: int) -> None:
 
 # --- LRU cache over the keys 0 .. keys-1 (arraymodel numbers them) -------------------------------
 # lru[k] = [prev + 2, next]: key k's neighbours in the recency list (most recent first), -1 at an
-# end; the first column is 0 while k is not cached, so the rows start as free zero pages (a set
-# uses the first column only).
+# end; the first column is 0 while k is not cached, so the rows start as free zero pages.
 # state = [head (most recent), tail (least recent), cached keys, slots]. When the slots hold every
-# key of the run, nothing is ever evicted and the LRU is a set: the recency list is not kept.
+# key of the run, nothing is ever evicted and the LRU is a set (_cache_set_access): a flag per key,
+# the first column only, no recency list.
+
+@numba.njit(cache=True, inline="always")
+def _cache_set_access(k: int, lru: Int32Array) -> bool:
+    """The LRU of a cache with a slot for every key: look ``k`` up, insert it on a miss."""
+    if lru[k, 0] != 0:
+        return True
+    lru[k, 0] = 1
+    return False
+
 
 @numba.njit(cache=True, inline="always")
 def _cache_access(k: int, lru: Int32Array, state: IntArray) -> bool:
@@ -112,7 +121,7 @@ def _cache_access(k: int, lru: Int32Array, state: IntArray) -> bool:
         return False
     head = state[0]
     if lru[k, 0] != 0:  # hit: move to the front
-        if k != head and slots < len(lru):
+        if k != head:
             p, n = lru[k, 0] - 2, lru[k, 1]
             lru[p, 1] = n
             if n >= 0:
@@ -124,9 +133,6 @@ def _cache_access(k: int, lru: Int32Array, state: IntArray) -> bool:
             lru[head, 0] = k + 2
             state[0] = k
         return True
-    if slots >= len(lru):  # a set: mark it cached
-        lru[k, 0] = 1
-        return False
     if state[2] < slots:
         state[2] += 1
     else:  # evict the tail
@@ -209,6 +215,7 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
     busy_disk = np.zeros(n_disks)
     bins = np.zeros((4, n_bins))
     state = np.array([-1, -1, 0, cache_slots], np.int64)
+    as_set = 0 < len(lru) <= cache_slots
     size = 0
     next_io = vm_start[:-1].copy()
     for v in range(vms):
@@ -262,7 +269,10 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
                 nt = _serve(proc_free, busy_proc, bins, 1, bin_s, volume_processor[vm_volume[v]], t, svc)
                 stage[i] = 2
             elif st == 2:
-                hit = _cache_access(key[i], lru, state)
+                if as_set:
+                    hit = _cache_set_access(key[i], lru)
+                else:
+                    hit = _cache_access(key[i], lru, state)
                 if is_write[i] == 0:
                     reads += 1
                     if hit:
@@ -403,6 +413,7 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
     busy_disk = np.zeros(n_disks)
     bins = np.zeros((4, n_bins))
     state = np.array([-1, -1, 0, cache_slots], np.int64)
+    as_set = 0 < len(lru) <= cache_slots
     t, ids = _arrival_order(issue_s)
     for k in range(n):  # volumes
         i = ids[k]
@@ -422,7 +433,10 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
     reads = hits = 0
     for k in range(n):
         i = ids[k]
-        hit = _cache_access(key[i], lru, state)
+        if as_set:
+            hit = _cache_set_access(key[i], lru)
+        else:
+            hit = _cache_access(key[i], lru, state)
         if is_write[i] == 0:
             reads += 1
             if hit:
