@@ -269,10 +269,7 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
                 nt = _serve(proc_free, busy_proc, bins, 1, bin_s, volume_processor[vm_volume[v]], t, svc)
                 stage[i] = 2
             elif st == 2:
-                if as_set:
-                    hit = _cache_set_access(key[i], lru)
-                else:
-                    hit = _cache_access(key[i], lru, state)
+                hit = _cache_set_access(key[i], lru) if as_set else _cache_access(key[i], lru, state)
                 if is_write[i] == 0:
                     reads += 1
                     if hit:
@@ -433,10 +430,7 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
     reads = hits = 0
     for k in range(n):
         i = ids[k]
-        if as_set:
-            hit = _cache_set_access(key[i], lru)
-        else:
-            hit = _cache_access(key[i], lru, state)
+        hit = _cache_set_access(key[i], lru) if as_set else _cache_access(key[i], lru, state)
         if is_write[i] == 0:
             reads += 1
             if hit:
