@@ -84,14 +84,14 @@ class Network:
 def _place(vm_start: IntArray, is_write: Int8Array, offset: IntArray, length: Int32Array,
            gi_of_vm: Int32Array, snapshot: bool, unit_bytes: int, block_bytes: int, pool: int,
            gi_disks: int, key: Int32Array, disk: DiskArray, cow: DiskArray, owner_of_unit: Int32Array,
-           private_block: Int32Array, gi_block: Int32Array) -> int:
+           block_rows: Int32Array) -> int:
     """Fill ``key``, ``disk`` and ``cow`` (the copy-on-write read's disk, -1 when none) per IO; return
     the number of keys.
 
     ``owner_of_unit[u] == v + 1`` marks unit u allocated by VM v (no reset between VMs). A key
-    numbers an (owner, block): ``private_block[b] = [v + 1, key]`` for VM v's own block b,
-    ``gi_block[b] = [gi + 1, key]`` for GI gi's; VMs are placed GI by GI, so a row's mark changes
-    only when its owner's IOs are all placed.
+    numbers an (owner, block): ``block_rows[0, b] = [v + 1, key]`` for VM v's own block b,
+    ``block_rows[1, b] = [gi + 1, key]`` for GI gi's; VMs are placed GI by GI, so a row's mark
+    changes only when its owner's IOs are all placed.
     """
     keys = 0
     for v in np.argsort(gi_of_vm, kind="mergesort"):
@@ -104,7 +104,7 @@ def _place(vm_start: IntArray, is_write: Int8Array, offset: IntArray, length: In
             stripe = off // STRIPE_BYTES
             private_disk = (rot + stripe) % pool
             gi_disk = pool + gi * gi_disks + stripe % gi_disks
-            rows, owner = private_block, mark
+            kind, owner = 0, mark
             if is_write[i]:
                 if snapshot and owner_of_unit[unit] != mark:
                     owner_of_unit[unit] = mark
@@ -113,16 +113,16 @@ def _place(vm_start: IntArray, is_write: Int8Array, offset: IntArray, length: In
                         cow[i] = gi_disk
                 disk[i] = private_disk
             elif snapshot and owner_of_unit[unit] != mark:
-                rows, owner = gi_block, gi + 1
+                kind, owner = 1, gi + 1
                 disk[i] = gi_disk
             else:
                 disk[i] = private_disk
             b = off // block_bytes
-            if rows[b, 0] != owner:
-                rows[b, 0] = owner
-                rows[b, 1] = keys
+            if block_rows[kind, b, 0] != owner:
+                block_rows[kind, b, 0] = owner
+                block_rows[kind, b, 1] = keys
                 keys += 1
-            key[i] = rows[b, 1]
+            key[i] = block_rows[kind, b, 1]
     return keys
 
 
@@ -143,7 +143,7 @@ def compile_network(scenario: Scenario) -> Network:
     keys = _place(trace.vm_start, trace.op, trace.offset_bytes, trace.length_bytes, gi_of_vm, snapshot,
                   int(fn.unit_bytes), scenario.cache_block_bytes, int(array.disks), int(array.gi_disks),
                   key, disk, cow, np.zeros(int(-(-image // fn.unit_bytes)) if snapshot else 1, np.int32),
-                  np.zeros((blocks, 2), np.int32), np.zeros((blocks if snapshot else 1, 2), np.int32))
+                  np.zeros((2, blocks, 2), np.int32))
     service = scenario.service_s if scenario.service_s is not None else np.zeros((3, 0))
     return Network(
         vm_start=trace.vm_start, start_s=trace.start_s, issue_s=trace.issue_s, is_write=trace.op,
