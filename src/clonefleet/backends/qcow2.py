@@ -207,13 +207,7 @@ def nonzero_runs(chunk: bytes) -> list[tuple[int, int]]:
 
 def data_chunks(fd: int, size: int, chunk_bytes: int) -> Iterator[tuple[int, bytes]]:
     """(offset, bytes) of the data extents of an open file (SEEK_DATA/SEEK_HOLE), holes skipped."""
-    pos = 0
-    while pos < size:
-        try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError:  # ENXIO: no data after pos
-            return
-        end = os.lseek(fd, start, os.SEEK_HOLE)
+    for start, end in measure.data_extents(fd, size):
         off = start
         while off < end:
             chunk = os.pread(fd, min(chunk_bytes, end - off), off)
@@ -221,7 +215,6 @@ def data_chunks(fd: int, size: int, chunk_bytes: int) -> Iterator[tuple[int, byt
                 break
             yield off, chunk
             off += len(chunk)
-        pos = end
 
 
 def copy_file_private(src: Path, dest: Path, thick: bool = False) -> None:

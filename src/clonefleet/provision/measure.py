@@ -28,7 +28,7 @@ import json
 import os
 import struct
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,6 +245,19 @@ def allocated_bytes(path: Path, sync: bool = True) -> int:
         os.close(fd)
 
 
+def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """(start, end) in bytes of the data extents of an open file (SEEK_DATA/SEEK_HOLE); holes skipped."""
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:  # ENXIO: no data after pos
+            return
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        yield start, end
+        pos = end
+
+
 def data_bytes_seek(path: Path, sync: bool = True) -> int:
     """Bytes of the file that are data, not holes, found with ``SEEK_DATA``/``SEEK_HOLE``.
 
@@ -257,18 +270,7 @@ def data_bytes_seek(path: Path, sync: bool = True) -> int:
     try:
         if sync:
             _flush(fd)
-        size = os.fstat(fd).st_size
-        total = 0
-        pos = 0
-        while pos < size:
-            try:
-                start = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:  # ENXIO: no data after pos
-                break
-            end = os.lseek(fd, start, os.SEEK_HOLE)
-            total += end - start
-            pos = end
-        return total
+        return sum(end - start for start, end in data_extents(fd, os.fstat(fd).st_size))
     finally:
         os.close(fd)
 
