@@ -34,6 +34,13 @@ FloatArray = npt.NDArray[np.float64]
 #: Resources whose load can limit a fleet, in the order of ``Evaluation.utilisation``.
 RESOURCES: tuple[str, ...] = ("array processors", "array disks", "GI processor", "GI disks")
 DEFAULT_FUNCTIONS: tuple[str, ...] = ("full", "thin", "snapshot")
+#: Eq. 2 gives a real number; a ratio like 86400/32.16 that is whole on paper may land a hair below.
+_WHOLE_SLACK = 1e-9
+
+
+def operable_count(max_vms: npt.ArrayLike) -> FloatArray:
+    """The whole number of VMs Eq. 2's real-valued T_max allows: its floor, forgiving rounding."""
+    return np.floor(np.asarray(max_vms, dtype=np.float64) + _WHOLE_SLACK)
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,7 @@ def evaluate(
     shape = np.broadcast_shapes(np.shape(t), np.shape(t_max), np.shape(s), np.shape(gi_disk_util))
     util = np.stack([np.broadcast_to(x, shape) for x in
                      (array_proc_util, array_disk_util, gi_proc_util, gi_disk_util)])
-    meets = (t <= np.floor(t_max + 1e-9)) & np.isfinite(g)
+    meets = (t <= operable_count(t_max)) & np.isfinite(g)
     return Evaluation(
         backend_iops_per_vm=np.broadcast_to(b, shape),
         max_vms=np.broadcast_to(t_max, shape),
@@ -202,7 +209,7 @@ def _method_plan(fleet: FleetPreset, function: FunctionPreset, ev: Evaluation, v
         function=function.name,
         golden_images=int(g) if math.isfinite(g) else 0,
         clones_per_gi=int(math.ceil(vms / g)) if math.isfinite(g) else 0,
-        max_vms=int(math.floor(float(ev.max_vms) + 1e-9)),
+        max_vms=int(operable_count(ev.max_vms)),
         bottleneck=max(util, key=lambda k: util[k]),
         utilisation=util,
         host_iops_per_vm=float(fleet.host_iops),

@@ -21,8 +21,8 @@ import numpy as np
 import numpy.typing as npt
 
 from clonefleet.errors import UsageError
-from clonefleet.planner import Evaluation, evaluate, plan, resolve_functions
-from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
+from clonefleet.planner import Evaluation, evaluate, operable_count, plan, resolve_functions
+from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset
 from clonefleet.presets.schema import ARRAY_SPECS, FLEET_SPECS, Spec
 from clonefleet.units import UnitError
 
@@ -106,7 +106,7 @@ def _is_number(text: str) -> bool:
 def largest_vms(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset) -> int:
     """The largest T the array carries with ``function`` (Eq. 2), 0 when none."""
     ev = evaluate(fleet, array, function, 1)
-    return int(math.floor(float(ev.max_vms) + 1e-9)) if bool(ev.meets_requirement) else 0
+    return int(operable_count(ev.max_vms)) if bool(ev.meets_requirement) else 0
 
 
 def fewest_disks(
@@ -115,7 +115,7 @@ def fewest_disks(
     """The fewest pool disks X that carry ``vms`` VMs, or None with the reason when no X does."""
     ev = evaluate(fleet, array, function, vms)
     by_processors = array.processor_iops / fleet.host_iops
-    if vms > math.floor(by_processors + 1e-9):
+    if vms > operable_count(by_processors):
         return None, f"the array's processors carry at most {math.floor(by_processors)} VMs whatever X"
     if not np.isfinite(float(ev.golden_images)):
         return None, "one GI carries no clone at all on this array (N_v or the GI's disks too small)"
@@ -159,7 +159,7 @@ class SweepResult:
             }
             if self.param is not None:
                 grid = self.grids[f.name]
-                row["max_vms_by_param"] = np.floor(grid.max_vms[0] + 1e-9).astype(int).tolist()
+                row["max_vms_by_param"] = operable_count(grid.max_vms[0]).astype(int).tolist()
             methods.append(row)
         return methods
 
@@ -246,7 +246,7 @@ class SweepResult:
         if self.param is not None:
             ax2 = axes[0][1]
             for f in self.functions:
-                ax2.plot(self.param.values, np.floor(self.grids[f.name].max_vms[0] + 1e-9), label=f.name)
+                ax2.plot(self.param.values, operable_count(self.grids[f.name].max_vms[0]), label=f.name)
             ax2.set_xlabel(self.param.key)
             ax2.set_ylabel("largest T the array carries")
             ax2.legend()
@@ -299,7 +299,6 @@ def run_sweep(
 
 
 __all__ = [
-    "Method",
     "SweepResult",
     "SweptParam",
     "fewest_disks",
