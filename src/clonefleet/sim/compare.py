@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from clonefleet.planner import evaluate
+from clonefleet.planner import evaluate, operable_count
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.sim.arraymodel import allocated_bytes_per_clone, consumed_bytes
 from clonefleet.sim.results import SimResult, simulate
@@ -126,7 +126,7 @@ def check_method(fleet: FleetPreset, array: ArrayPreset, function: FunctionPrese
                  ios_per_vm: int | None = DEFAULT_IOS_PER_VM, slack: float = DEFAULT_SLACK,
                  capacity_vms: int | None = None, arrivals: Arrivals = Arrivals.OPEN) -> MethodCheck:
     """Compare the model with the simulation for one storage function."""
-    t_model = int(math.floor(float(evaluate(fleet, array, function, 1).max_vms) + 1e-9))
+    t_model = int(operable_count(evaluate(fleet, array, function, 1).max_vms))
     t_sim, runs = largest_vms(fleet, array, function, seed=seed, ios_per_vm=ios_per_vm, slack=slack,
                               start=max(1, t_model), arrivals=arrivals)
     # Capacity: C and S at the model's T (a full boot's writes: C does not depend on timing).
