@@ -9,7 +9,8 @@ import pytest
 
 from clonefleet.presets import load_array, load_fleet, load_function
 from clonefleet.sim.arraymodel import compile_network
-from clonefleet.sim.fast import RawRun, _sort_pairs, run_fast
+from clonefleet.sim.fast import RawRun, run_fast
+from clonefleet.sim.order import sort_pairs, time_order
 from clonefleet.sim.reference import run_reference
 from clonefleet.sim.scenario import Scenario, build_scenario
 from clonefleet.sim.trace import READ, WRITE, Arrivals, Trace, generate_trace
@@ -166,6 +167,20 @@ def test_sort_pairs_orders_by_time_then_id_even_far_from_sorted() -> None:
         ids = rng.permutation(n).astype(np.int64)
         expected = np.lexsort((ids, t))
         want_t, want_ids = t[expected], ids[expected]
-        _sort_pairs(t, ids)
+        sort_pairs(t, ids)
         np.testing.assert_array_equal(t, want_t)
         np.testing.assert_array_equal(ids, want_ids)
+
+
+def test_time_order_is_the_stable_sort_of_issue_times() -> None:
+    """Spread times, tied times, and times crowded into one bucket (the merge-sort fallback)."""
+    rng = np.random.default_rng(5)
+    cases = (
+        np.sort(rng.random((40, 500)), axis=1).ravel(),  # 40 VMs, each in issue order
+        np.round(rng.random(20_000) * 10.0),  # many ties
+        np.concatenate([rng.random(30_000) * 1e-6, [1e6]]),  # all but one in the first bucket
+        np.zeros(0),
+        np.array([3.0]),
+    )
+    for issue_s in cases:
+        np.testing.assert_array_equal(time_order(issue_s), np.argsort(issue_s, kind="stable"))

@@ -28,6 +28,7 @@ is computed once, before either engine runs, as flat arrays:
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clonefleet.presets import Method, Mirror
+from clonefleet.sim.order import IdArray, time_order
 from clonefleet.sim.scenario import Scenario
 
 IntArray = npt.NDArray[np.int64]
@@ -54,6 +56,7 @@ class Network:
     vm_start: IntArray  # CSR offsets of each VM's IOs
     start_s: FloatArray  # per VM: power-on time
     issue_s: FloatArray  # per IO (open loop) or empty (closed loop)
+    arrival_order: IdArray  # IO ids in (issue time, id) order (open loop) or empty (closed loop)
     is_write: Int8Array  # per IO
     key: Int32Array  # per IO: cache key, the number of its (owner, block), 0 .. cache_keys - 1
     disk: DiskArray  # per IO: disk of a read miss, first disk of a write
@@ -80,7 +83,7 @@ class Network:
 
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _place(vm_start: IntArray, is_write: Int8Array, offset: IntArray, length: Int32Array,
            gi_of_vm: Int32Array, snapshot: bool, unit_bytes: int, block_bytes: int, pool: int,
            gi_disks: int, key: Int32Array, disk: DiskArray, cow: DiskArray, owner_of_unit: Int32Array,
@@ -140,13 +143,19 @@ def compile_network(scenario: Scenario) -> Network:
     key, disk, cow = np.empty(n, np.int32), np.empty(n, small), np.full(n, -1, small)
     image = scenario.fleet.gi_virtual_bytes
     blocks = int(-(-image // scenario.cache_block_bytes))  # np.zeros: untouched pages cost no memory
-    keys = _place(trace.vm_start, trace.op, trace.offset_bytes, trace.length_bytes, gi_of_vm, snapshot,
-                  int(fn.unit_bytes), scenario.cache_block_bytes, int(array.disks), int(array.gi_disks),
-                  key, disk, cow, np.zeros(int(-(-image // fn.unit_bytes)) if snapshot else 1, np.int32),
-                  np.zeros((2, blocks, 2), np.int32))
+    # An open loop's arrival order depends on the trace alone: it is sorted on the other core
+    # while the IOs are placed (both release the GIL).
+    with ThreadPoolExecutor(1) as other_core:
+        arrivals = other_core.submit(time_order, trace.issue_s)
+        keys = _place(trace.vm_start, trace.op, trace.offset_bytes, trace.length_bytes, gi_of_vm, snapshot,
+                      int(fn.unit_bytes), scenario.cache_block_bytes, int(array.disks), int(array.gi_disks),
+                      key, disk, cow, np.zeros(int(-(-image // fn.unit_bytes)) if snapshot else 1, np.int32),
+                      np.zeros((2, blocks, 2), np.int32))
+        arrival_order = arrivals.result()
     service = scenario.service_s if scenario.service_s is not None else np.zeros((3, 0))
     return Network(
-        vm_start=trace.vm_start, start_s=trace.start_s, issue_s=trace.issue_s, is_write=trace.op,
+        vm_start=trace.vm_start, start_s=trace.start_s, issue_s=trace.issue_s, arrival_order=arrival_order,
+        is_write=trace.op,
         key=key, disk=disk, cow_disk=cow, vm_volume=vm_volume,
         volume_processor=(np.arange(volumes) % processors).astype(np.int32), processors=processors,
         pool_disks=int(array.disks), disks=disks,

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clonefleet.sim.arraymodel import DiskArray, Network
+from clonefleet.sim.order import IdArray, id_dtype, less, sort_pairs
 
 FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
@@ -55,16 +56,11 @@ class RawRun:
 # --- binary heap of (time, id), the smallest first -------------------------------------------
 
 @numba.njit(cache=True, inline="always")
-def _less(ta: float, ia: int, tb: float, ib: int) -> bool:
-    return ta < tb or (ta == tb and ia < ib)
-
-
-@numba.njit(cache=True, inline="always")
 def _push(ht: FloatArray, hi: IntArray, size: int, t: float, i: int) -> None:
     k = size
     while k > 0:
         parent = (k - 1) >> 1
-        if _less(t, i, ht[parent], hi[parent]):
+        if less(t, i, ht[parent], hi[parent]):
             ht[k] = ht[parent]
             hi[k] = hi[parent]
             k = parent
@@ -85,9 +81,9 @@ def _pop_fix(ht: FloatArray, hi: IntArray, size: int) -> None:
         child = 2 * k + 1
         if child >= last:
             break
-        if child + 1 < last and _less(ht[child + 1], hi[child + 1], ht[child], hi[child]):
+        if child + 1 < last and less(ht[child + 1], hi[child + 1], ht[child], hi[child]):
             child += 1
-        if _less(ht[child], hi[child], t, i):
+        if less(ht[child], hi[child], t, i):
             ht[k] = ht[child]
             hi[k] = hi[child]
             k = child
@@ -201,8 +197,9 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
          processor_s: float, disk_s: float, service_s: FloatArray, q: int, closed: bool, bin_s: float,
          n_bins: int, vm_of: Int32Array, completion: FloatArray, latency: Float32Array,
          stage: npt.NDArray[np.int8], lru: Int32Array, cache_slots: int, ht: FloatArray,
-         hi: IntArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, int, int]:
-    """The event loop; the per-IO arrays, the cache and the heap come in allocated (see run_fast)."""
+         hi: IntArray, order: IdArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, int, int]:
+    """The event loop; the per-IO arrays, the cache and the heap come in allocated (see run_fast),
+    and an open loop's arrivals in their order (``order``, empty in a closed loop)."""
     n = len(is_write)
     vms = len(vm_start) - 1
     per_io = service_s.shape[1] == n and n > 0
@@ -227,7 +224,6 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
                 size += 1
             next_io[v] = last
     # Open loop: arrivals come from their presorted order, not the heap.
-    order = _arrival_order(issue_s)[1] if not closed else np.zeros(0, np.int64)
     n_arr = len(order)
     ai = 0
     ta = issue_s[order[0]] if n_arr > 0 else np.inf
@@ -235,7 +231,7 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
     reads = 0
     hits = 0
     while size > 0 or ai < n_arr:
-        if ai < n_arr and (size == 0 or _less(ta, ia, ht[0], hi[0])):
+        if ai < n_arr and (size == 0 or less(ta, ia, ht[0], hi[0])):
             t = ta
             i = ia
             ai += 1
@@ -303,7 +299,7 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
             if ni < 0:
                 break
             # The event set off comes next when it sorts before everything pending: run it now.
-            if (size == 0 or _less(nt, ni, ht[0], hi[0])) and (ia < 0 or _less(nt, ni, ta, ia)):
+            if (size == 0 or less(nt, ni, ht[0], hi[0])) and (ia < 0 or less(nt, ni, ta, ia)):
                 t = nt
                 i = ni
                 continue
@@ -321,69 +317,14 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
 # one pass in (time, IO id) order of the processor departures, the order of the loop's lookups.
 
 @numba.njit(cache=True)
-def _sort_pairs(t: FloatArray, ids: IntArray) -> None:
-    """Sort the pairs (t[k], ids[k]) by (time, id) in place.
-
-    Insertion sort: a stage's departures are nearly in its arrival order, so it moves little. When it
-    moves too much (a queue that reorders heavily), a merge sort takes over.
-    """
-    n = len(t)
-    budget = 16 * n + 1024
-    for k in range(1, n):
-        x, xi = t[k], ids[k]
-        j = k - 1
-        while j >= 0 and _less(x, xi, t[j], ids[j]):
-            t[j + 1] = t[j]
-            ids[j + 1] = ids[j]
-            j -= 1
-        t[j + 1] = x
-        ids[j + 1] = xi
-        budget -= k - 1 - j
-        if budget < 0:
-            by_id = np.argsort(ids, kind="mergesort")
-            by_time = np.argsort(t[by_id], kind="mergesort")  # stable: ties stay in id order
-            perm = by_id[by_time]
-            t[:] = t[perm]
-            ids[:] = ids[perm]
-            return
-
-
-@numba.njit(cache=True)
-def _arrival_order(issue_s: FloatArray) -> tuple[FloatArray, IntArray]:
-    """Issue times and IO ids sorted by (time, id): a bucket sort on time (in id order, so each bucket
-    holds its ids ascending), then the insertion sort above puts each bucket in order."""
-    n = len(issue_s)
-    t = np.empty(n)
-    ids = np.empty(n, np.int64)
-    if n == 0:
-        return t, ids
-    lo = issue_s.min()
-    buckets = max(1, n // 4)
-    span = issue_s.max() - lo
-    scale = buckets / span if span > 0 else 0.0  # the bucket of a time grows with the time
-    fill = np.zeros(buckets + 1, np.int32)
-    for i in range(n):
-        fill[min(int((issue_s[i] - lo) * scale), buckets - 1) + 1] += 1
-    for b in range(buckets):
-        fill[b + 1] += fill[b]
-    for i in range(n):
-        b = min(int((issue_s[i] - lo) * scale), buckets - 1)
-        t[fill[b]] = issue_s[i]
-        ids[fill[b]] = i
-        fill[b] += 1
-    _sort_pairs(t, ids)
-    return t, ids
-
-
-@numba.njit(cache=True)
-def _merge_into(t: FloatArray, ids: IntArray, na: int, tb: FloatArray, ib: IntArray) -> None:
+def _merge_into(t: FloatArray, ids: IdArray, na: int, tb: FloatArray, ib: IdArray) -> None:
     """Merge the sorted list (tb, ib) into the sorted list t[:na], ids[:na]; t has room for both.
 
     From the back: the next slot written is never before the next entry of the first list read.
     """
     a, b = na - 1, len(tb) - 1
     for k in range(na + len(tb) - 1, -1, -1):
-        if b < 0 or (a >= 0 and _less(tb[b], ib[b], t[a], ids[a])):
+        if b < 0 or (a >= 0 and less(tb[b], ib[b], t[a], ids[a])):
             t[k], ids[k] = t[a], ids[a]
             a -= 1
         else:
@@ -396,9 +337,13 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
                 cow_disk: DiskArray, vm_volume: Int32Array, volume_processor: Int32Array, n_proc: int,
                 pool: int, n_disks: int, write_disks: int, volume_s: float, processor_s: float,
                 disk_s: float, service_s: FloatArray, bin_s: float, n_bins: int, vm_of: Int32Array,
-                completion: FloatArray, latency: Float32Array, lru: Int32Array,
-                cache_slots: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, int, int]:
-    """The open loop, one pass per stage; the same completions as the event loop, IO for IO."""
+                completion: FloatArray, latency: Float32Array, lru: Int32Array, cache_slots: int,
+                order: IdArray, t: FloatArray, ids: IdArray, gi_t: FloatArray,
+                gi_ids: IdArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, int, int]:
+    """The open loop, one pass per stage; the same completions as the event loop, IO for IO.
+
+    ``order`` is the arrival order; ``t``, ``ids``, ``gi_t`` and ``gi_ids`` are scratch lists of one
+    entry per IO (see run_fast)."""
     n = len(is_write)
     per_io = service_s.shape[1] == n and n > 0
     n_vol = len(volume_processor)
@@ -411,21 +356,20 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
     bins = np.zeros((4, n_bins))
     state = np.array([-1, -1, 0, cache_slots], np.int64)
     as_set = 0 < len(lru) <= cache_slots
-    t, ids = _arrival_order(issue_s)
     for k in range(n):  # volumes
-        i = ids[k]
+        i = order[k]
+        ids[k] = i
         svc = service_s[0, i] if per_io else volume_s
-        t[k] = _serve(vol_free, busy_vol, bins, 0, bin_s, vm_volume[vm_of[i]], t[k], svc)
-    _sort_pairs(t, ids)
+        t[k] = _serve(vol_free, busy_vol, bins, 0, bin_s, vm_volume[vm_of[i]], issue_s[i], svc)
+    sort_pairs(t, ids)
     for k in range(n):  # processors
         i = ids[k]
         svc = service_s[1, i] if per_io else processor_s
         t[k] = _serve(proc_free, busy_proc, bins, 1, bin_s, volume_processor[vm_volume[vm_of[i]]], t[k], svc)
-    _sort_pairs(t, ids)
+    sort_pairs(t, ids)
     # The cache, in that order: a read hit completes; the rest go on to the GI disks (read misses of
     # GI data, copy-on-write reads) or to the pool (private read misses, writes), in the same order;
     # the pool's list is kept in t, ids (it is never longer than what has been read of them).
-    gi_t, gi_ids = np.empty(n), np.empty(n, np.int64)  # np.empty: pages never touched cost nothing
     ng = npool = 0
     reads = hits = 0
     for k in range(n):
@@ -443,19 +387,18 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
         else:
             t[npool], ids[npool] = t[k], i
             npool += 1
-    cow_t, cow_ids = np.empty(ng), np.empty(ng, np.int64)
-    ncow = 0
+    ncow = 0  # the copy-on-write reads' departures go back into gi_t, gi_ids: entry ncow <= k is read
     for k in range(ng):  # GI disks
         i = gi_ids[k]
         dsvc = service_s[2, i] if per_io else disk_s
         if is_write[i] == 0:
             completion[i] = _serve(disk_free, busy_disk, bins, 3, bin_s, disk[i], gi_t[k], dsvc)
         else:
-            cow_t[ncow] = _serve(disk_free, busy_disk, bins, 3, bin_s, cow_disk[i], gi_t[k], dsvc)
-            cow_ids[ncow] = i
+            gi_t[ncow] = _serve(disk_free, busy_disk, bins, 3, bin_s, cow_disk[i], gi_t[k], dsvc)
+            gi_ids[ncow] = i
             ncow += 1
-    cow_t, cow_ids = cow_t[:ncow], cow_ids[:ncow]
-    _sort_pairs(cow_t, cow_ids)
+    cow_t, cow_ids = gi_t[:ncow], gi_ids[:ncow]
+    sort_pairs(cow_t, cow_ids)
     _merge_into(t, ids, npool, cow_t, cow_ids)
     for k in range(npool + ncow):  # pool disks
         i = ids[k]
@@ -478,7 +421,9 @@ def run_fast(net: Network, events: bool = False) -> RawRun:
     with ``events=True``) in the event loop.
 
     The big arrays are allocated here, by numpy, which asks the kernel for huge pages: the
-    cache's rows and the per-IO state are touched at random, and huge pages spare the TLB.
+    cache's rows and the per-IO state are touched at random, and huge pages spare the TLB (and
+    the page faults of fresh memory, one per 4 KiB otherwise). Arrays made by np.empty cost no
+    memory until they are written.
     """
     t0 = time.perf_counter()
     n = len(net.is_write)
@@ -493,7 +438,8 @@ def run_fast(net: Network, events: bool = False) -> RawRun:
         bv, bp, bd, bins, reads, hits = _run_stages(
             net.issue_s, net.is_write, net.key, net.disk, net.cow_disk, net.vm_volume, net.volume_processor,
             net.processors, net.pool_disks, net.disks, net.write_disks, net.volume_s, net.processor_s,
-            net.disk_s, net.service_s, net.util_bin_s, UTIL_BINS, vm_of, completion, latency, lru, net.cache_slots)
+            net.disk_s, net.service_s, net.util_bin_s, UTIL_BINS, vm_of, completion, latency, lru, net.cache_slots,
+            net.arrival_order, np.empty(n), np.empty(n, id_dtype(n)), np.empty(n), np.empty(n, id_dtype(n)))
         return RawRun(completion, latency, bv, bp, bd, bins, int(reads), int(hits), "fast",
                       time.perf_counter() - t0)
     stage = np.zeros(n, np.int8)
@@ -506,6 +452,7 @@ def run_fast(net: Network, events: bool = False) -> RawRun:
         net.vm_start, net.start_s, net.issue_s, net.is_write, net.key, net.disk, net.cow_disk,
         net.vm_volume, net.volume_processor, net.processors, net.pool_disks, net.disks, net.write_disks,
         net.volume_s, net.processor_s, net.disk_s, net.service_s, net.queue_depth, net.closed,
-        net.util_bin_s, UTIL_BINS, vm_of, completion, latency, stage, lru, net.cache_slots, ht, hi)
+        net.util_bin_s, UTIL_BINS, vm_of, completion, latency, stage, lru, net.cache_slots, ht, hi,
+        net.arrival_order)
     return RawRun(completion, latency, bv, bp, bd, bins, int(reads), int(hits), "fast",
                   time.perf_counter() - t0)
