@@ -74,6 +74,31 @@ def test_times_that_run_backwards_within_a_vm() -> None:
     refused("never decrease", trace=dataclasses.replace(tr, issue_s=t))
 
 
+def test_bad_ops_lengths_offsets_and_times_name_the_first_bad_io() -> None:
+    tr = small_trace()
+    op = tr.op.copy()
+    op[4] = 7
+    refused("op of IO 4' = 7: .*read or write", trace=dataclasses.replace(tr, op=op))
+    length = tr.length_bytes.copy()
+    length[[6, 9]] = 0
+    refused("length of IO 6' = 0", trace=dataclasses.replace(tr, length_bytes=length))
+    off = tr.offset_bytes.copy()
+    off[[2, 8]] = -4096
+    refused("offset of IO 2' = -4096", trace=dataclasses.replace(tr, offset_bytes=off))
+    timed = generate_trace(FLEET, 2, np.random.default_rng(0), ios_per_vm=20, arrivals=Arrivals.OPEN)
+    for bad in (np.nan, -1.0, np.inf):
+        t = timed.issue_s.copy()
+        t[13] = bad
+        refused("issue times must be finite and >= 0 s", trace=dataclasses.replace(timed, issue_s=t))
+
+
+def test_a_vm_may_start_before_the_one_listed_before_it() -> None:
+    tr = generate_trace(FLEET, 2, np.random.default_rng(0), ios_per_vm=20, arrivals=Arrivals.OPEN)
+    t = tr.issue_s.copy()
+    t[20:] = t[20:] - t[20] + t[0] / 2  # VM 1's first IO before VM 0's first
+    build_scenario(dataclasses.replace(tr, issue_s=t), FLEET, ARRAY, THIN)
+
+
 def test_bad_queue_depth_and_cache_block() -> None:
     refused("queue_depth", queue_depth=0)
     refused("cache_block_bytes", cache_block_bytes=3000)

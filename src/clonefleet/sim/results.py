@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from clonefleet.sim.arraymodel import Network, allocated_bytes_per_clone, compile_network, consumed_bytes
 from clonefleet.sim.fast import UTIL_CLASSES, RawRun, run_fast
+from clonefleet.sim.quantiles import percentiles
 from clonefleet.sim.scenario import Scenario
 
 FloatArray = npt.NDArray[np.float64]
@@ -137,8 +138,8 @@ def summarise(scenario: Scenario, net: Network, raw: RawRun) -> SimResult:
             float(series.max()) if servers else 0.0, series))
     per_clone = allocated_bytes_per_clone(scenario)
     lat = raw.latency_s
-    # One pass over the latencies for the spread and the percentiles.
-    q = np.percentile(lat, [0.0, 50.0, 95.0, *PERCENTILES, 100.0]) if lat.size else np.zeros(len(PERCENTILES) + 4)
+    # Two streaming passes over the latencies for the spread and the percentiles (exact: radix select).
+    q = percentiles(lat, [0.0, 50.0, 95.0, *PERCENTILES, 100.0]) if lat.size else np.zeros(len(PERCENTILES) + 4)
     latency = Spread(float(q[0]), float(q[1]), float(q[2]), float(q[-1]), float(lat.mean()) if lat.size else 0.0,
                      "s")
     pct = q[3:-1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -93,6 +94,37 @@ def check_array(array: ArrayPreset) -> None:
         raise field_error(where, "cache_size", array.cache_bytes, "0 or more bytes")
 
 
+@numba.njit(cache=True, nogil=True)
+def _first_bad_ios(op: npt.NDArray[np.int8], offset: npt.NDArray[np.int64], length: npt.NDArray[np.int32],
+                   image_bytes: int) -> tuple[int, int, int]:
+    """The first IO with an op other than read or write, with a length of 0 or less, outside the
+    image (-1 when none): one pass, no temporaries (a 62-million-IO trace is 1 GiB)."""
+    bad_op = bad_length = bad_offset = -1
+    for i in range(len(op)):
+        if bad_op < 0 and op[i] != READ and op[i] != WRITE:
+            bad_op = i
+        if bad_length < 0 and length[i] <= 0:
+            bad_length = i
+        if bad_offset < 0 and (offset[i] < 0 or offset[i] > image_bytes - length[i]):
+            bad_offset = i
+    return bad_op, bad_length, bad_offset
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_bad_times(issue_s: npt.NDArray[np.float64], vm_start: npt.NDArray[np.int64]) -> tuple[int, int]:
+    """The first issue time that is not finite or below 0, and the first that is earlier than the one
+    before it in the same VM (-1 when none)."""
+    bad_value = bad_step = -1
+    for v in range(len(vm_start) - 1):
+        for i in range(vm_start[v], vm_start[v + 1]):
+            t = issue_s[i]
+            if bad_value < 0 and not (np.isfinite(t) and t >= 0.0):
+                bad_value = i
+            if bad_step < 0 and i > vm_start[v] and t < issue_s[i - 1]:
+                bad_step = i
+    return bad_value, bad_step
+
+
 def check_trace(trace: Trace, fleet: FleetPreset, vms: int) -> None:
     where = f"trace '{trace.source}'"
     n = trace.ios
@@ -111,31 +143,27 @@ def check_trace(trace: Trace, fleet: FleetPreset, vms: int) -> None:
         raise UsageError(f"{where}: VM {int(empty[0])} has no IOs; every VM of the scenario needs its boot IOs")
     if len(trace.length_bytes) != n or len(trace.offset_bytes) != n:
         raise UsageError(f"{where}: op, offset and length columns differ in length; one row per IO")
-    bad_op = np.flatnonzero((trace.op != READ) & (trace.op != WRITE))
-    if len(bad_op):
-        raise field_error(where, f"op of IO {int(bad_op[0])}", int(trace.op[bad_op[0]]), "read or write")
-    bad = np.flatnonzero(trace.length_bytes <= 0)
-    if len(bad):
-        raise field_error(where, f"length of IO {int(bad[0])}", int(trace.length_bytes[bad[0]]),
+    bad_op, bad_length, i = _first_bad_ios(trace.op, trace.offset_bytes, trace.length_bytes,
+                                           math.floor(fleet.gi_virtual_bytes))
+    if bad_op >= 0:
+        raise field_error(where, f"op of IO {bad_op}", int(trace.op[bad_op]), "read or write")
+    if bad_length >= 0:
+        raise field_error(where, f"length of IO {bad_length}", int(trace.length_bytes[bad_length]),
                           "a length above 0 bytes")
-    end = trace.offset_bytes + trace.length_bytes
-    bad = np.flatnonzero((trace.offset_bytes < 0) | (end > fleet.gi_virtual_bytes))
-    if len(bad):
-        i = int(bad[0])
+    if i >= 0:
+        end = int(trace.offset_bytes[i]) + int(trace.length_bytes[i])
         raise field_error(where, f"offset of IO {i}", int(trace.offset_bytes[i]),
-                          f"an IO inside the image: offset + length ({int(end[i])}) at most the GI's "
+                          f"an IO inside the image: offset + length ({end}) at most the GI's "
                           f"{int(fleet.gi_virtual_bytes)} bytes")
     if len(trace.start_s) != vms or not np.all(np.isfinite(trace.start_s)) or np.any(trace.start_s < 0):
         raise UsageError(f"{where}: start times must be one finite time >= 0 s per VM")
     if len(trace.issue_s):
         t = trace.issue_s
-        if len(t) != n or not np.all(np.isfinite(t)) or np.any(t < 0):
+        bad_value, bad_step = _first_bad_times(t, trace.vm_start) if len(t) == n else (0, -1)
+        if bad_value >= 0:
             raise UsageError(f"{where}: issue times must be finite and >= 0 s, one per IO")
-        steps = np.diff(t)
-        steps[trace.vm_start[1:-1] - 1] = 0.0  # a new VM may start earlier
-        bad = np.flatnonzero(steps < 0)
-        if len(bad):
-            raise field_error(where, f"time of IO {int(bad[0]) + 1}", float(t[bad[0] + 1]),
+        if bad_step >= 0:  # a new VM may start earlier than the last IO of the one before
+            raise field_error(where, f"time of IO {bad_step}", float(t[bad_step]),
                               "times that never decrease within one VM (its IOs in issue order)")
 
 
