@@ -60,6 +60,41 @@ def test_engines_agree_per_io(seed: int) -> None:
     assert (fast.reads, fast.read_hits) == (ref.reads, ref.read_hits)
 
 
+def _tied(sc: Scenario, grid_s: float = 0.05) -> Scenario:
+    """The scenario with open-loop issue times on a coarse grid, or closed-loop VMs powered on together."""
+    trace = sc.trace
+    if len(trace.issue_s):
+        trace = dataclasses.replace(trace, issue_s=np.floor(trace.issue_s / grid_s) * grid_s)
+    else:
+        trace = dataclasses.replace(trace, start_s=np.zeros(trace.vms))
+    return dataclasses.replace(sc, trace=trace)
+
+
+def _late(sc: Scenario, offset_s: float = 1e12) -> Scenario:
+    """The scenario shifted to start offset_s later: more calendar buckets than an int64 counts."""
+    trace = sc.trace
+    if len(trace.issue_s):
+        trace = dataclasses.replace(trace, issue_s=trace.issue_s + offset_s)
+    trace = dataclasses.replace(trace, start_s=trace.start_s + offset_s)
+    return dataclasses.replace(sc, trace=trace)
+
+
+@pytest.mark.parametrize("variant", ["drawn", "tied", "late"])
+@pytest.mark.parametrize("seed", range(20))
+def test_the_event_calendar_never_changes_the_result(seed: int, variant: str) -> None:
+    """Bucket widths from far too narrow (every event in the far heap, or scans of empty buckets) to
+    far too wide (one bucket: a plain heap), re-widened every few events: the same run, IO for IO."""
+    sc = random_scenario(500 + seed)
+    sc = {"drawn": sc, "tied": _tied(sc), "late": _late(sc)}[variant]
+    net = compile_network(sc)
+    want = run_fast(net, events=True, adapt_every=1 << 40)
+    for bucket_s in (1e-12, 1e-6, 1e-3, 1e3):
+        for adapt_every in (7, 1 << 40):
+            _assert_same_run(want, run_fast(net, events=True, bucket_s=bucket_s, adapt_every=adapt_every))
+    if variant != "late":  # (at 1e12 s the times' resolution is coarser than the reference's tolerance)
+        np.testing.assert_allclose(want.completion_s, run_reference(net).completion_s, rtol=0, atol=1e-9)
+
+
 def test_random_scenarios_cover_open_and_closed_with_cache_hits() -> None:
     """The scenarios above exercise both loops and a cache that hits (else agreement proves little)."""
     kinds = set()
@@ -135,15 +170,7 @@ def test_closed_loop_keeps_q_outstanding_and_boot_ends_with_the_last_io() -> Non
 @pytest.mark.parametrize("seed", range(10))
 def test_engines_agree_when_most_events_tie(seed: int) -> None:
     """Open-loop issue times on a coarse grid and closed loops powered on together: ties everywhere."""
-    sc = random_scenario(1000 + seed)
-    trace = sc.trace
-    if len(trace.issue_s):
-        grid = np.floor(trace.issue_s / 0.05) * 0.05  # many IOs of many VMs at the same instant
-        trace = dataclasses.replace(trace, issue_s=grid)
-    else:
-        trace = dataclasses.replace(trace, start_s=np.zeros(trace.vms))
-    sc = dataclasses.replace(sc, trace=trace)
-    net = compile_network(sc)
+    net = compile_network(_tied(random_scenario(1000 + seed)))
     fast, ref = run_fast(net), run_reference(net)
     np.testing.assert_allclose(fast.completion_s, ref.completion_s, rtol=0, atol=1e-9)
     assert (fast.reads, fast.read_hits) == (ref.reads, ref.read_hits)
