@@ -191,6 +191,16 @@ def _writes(i: int, t: float, disk: DiskArray, write_disks: int, pool: int, disk
     return done
 
 
+@numba.njit(cache=True)
+def _idle_array(n_vol: int, n_proc: int, n_disks: int, n_bins: int,
+                cache_slots: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray,
+                                           FloatArray, IntArray]:
+    """The array before the storm: each server's free time and busy time (volumes, processors, disks),
+    the busy time per resource class and bin, the LRU's state (head, tail, cached keys, slots)."""
+    return (np.zeros(n_vol), np.zeros(n_proc), np.zeros(n_disks), np.zeros(n_vol), np.zeros(n_proc),
+            np.zeros(n_disks), np.zeros((4, n_bins)), np.array([-1, -1, 0, cache_slots], np.int64))
+
+
 #: Buckets of the calendar queue's ring (a power of two).
 RING_BUCKETS = 1 << 14
 #: First bucket width of the calendar queue, in processor service times (it adapts as the run goes).
@@ -261,15 +271,8 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
     n = len(is_write)
     vms = len(vm_start) - 1
     per_io = service_s.shape[1] == n and n > 0
-    n_vol = len(volume_processor)
-    vol_free = np.zeros(n_vol)
-    proc_free = np.zeros(n_proc)
-    disk_free = np.zeros(n_disks)
-    busy_vol = np.zeros(n_vol)
-    busy_proc = np.zeros(n_proc)
-    busy_disk = np.zeros(n_disks)
-    bins = np.zeros((4, n_bins))
-    state = np.array([-1, -1, 0, cache_slots], np.int64)
+    vol_free, proc_free, disk_free, busy_vol, busy_proc, busy_disk, bins, state = _idle_array(
+        len(volume_processor), n_proc, n_disks, n_bins, cache_slots)
     as_set = 0 < len(lru) <= cache_slots
     # The calendar: the current bucket's heap (ht, hi, size), the ring of lists of slots, the far heap.
     cap = len(ht)
@@ -488,15 +491,8 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
     entry per IO (see run_fast)."""
     n = len(is_write)
     per_io = service_s.shape[1] == n and n > 0
-    n_vol = len(volume_processor)
-    vol_free = np.zeros(n_vol)
-    proc_free = np.zeros(n_proc)
-    disk_free = np.zeros(n_disks)
-    busy_vol = np.zeros(n_vol)
-    busy_proc = np.zeros(n_proc)
-    busy_disk = np.zeros(n_disks)
-    bins = np.zeros((4, n_bins))
-    state = np.array([-1, -1, 0, cache_slots], np.int64)
+    vol_free, proc_free, disk_free, busy_vol, busy_proc, busy_disk, bins, state = _idle_array(
+        len(volume_processor), n_proc, n_disks, n_bins, cache_slots)
     as_set = 0 < len(lru) <= cache_slots
     for k in range(n):  # volumes
         i = order[k]
