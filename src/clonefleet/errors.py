@@ -8,6 +8,8 @@ with a traceback.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class ClonefleetError(Exception):
     """An error with a one-line message meant for the user."""
@@ -36,3 +38,16 @@ def field_error(where: str, field: str, value: object, allowed: str) -> UsageErr
         shown = shown[:57] + "..."
     prefix = f"{where}: " if where else ""
     return UsageError(f"{prefix}field '{field}' = {shown}: {allowed}")
+
+
+def output_folder(folder: str | Path, flag: str = "--out") -> Path:
+    """Make ``folder`` (and its parents) for files to come, or refuse it as the value of ``flag``."""
+    out = Path(folder)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{flag} = '{out}': cannot create the folder ({exc.strerror}); give a writable folder") \
+            from None
+    if not out.is_dir():
+        raise UsageError(f"{flag} = '{out}': not a folder; give a writable folder")
+    return out

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clonefleet.errors import UsageError
+from clonefleet.errors import UsageError, output_folder
 from clonefleet.planner import Evaluation, evaluate, operable_count, plan, resolve_functions
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset
 from clonefleet.presets.schema import ARRAY_SPECS, FLEET_SPECS, Spec
@@ -177,10 +177,7 @@ class SweepResult:
 
     def write(self, out_dir: Path) -> list[Path]:
         """sweep.csv (every point), sweep.json (summary and the series over T), sweep.png."""
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"--out = '{out_dir}': cannot create the folder ({exc.strerror})") from None
+        output_folder(out_dir)
         csv_path, json_path, png_path = out_dir / "sweep.csv", out_dir / "sweep.json", out_dir / "sweep.png"
         self._write_csv(csv_path)
         files = [csv_path, json_path, png_path]

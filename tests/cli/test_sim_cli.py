@@ -70,6 +70,19 @@ def test_bad_flags_refused(cli: Cli, extra: tuple[str, ...], words: tuple[str, .
     _one_line_refusal(cli(*BASE, *extra), *words)
 
 
+def test_a_storm_too_big_for_memory_is_refused_before_anything_is_drawn(cli: Cli) -> None:
+    _one_line_refusal(cli(*BASE, "--vms", "1e9", "--method", "thin"), "1,000,000,000 VMs", "available",
+                      "--ios-per-vm")
+
+
+def test_output_folders_are_checked_before_the_run(cli: Cli, tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for flag in ("--plots", "--write-iolog"):
+        r = cli(*BASE, "--vms", "2", "--method", "thin", "--ios-per-vm", "50", flag, str(a_file / "sub"))
+        _one_line_refusal(r, flag, "cannot create the folder")
+
+
 def test_bad_scenarios_refused(cli: Cli, tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("vm,op,offset,length\n")

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from clonefleet.errors import UsageError
 from clonefleet.model.footprint import allocated_units_exact
 from clonefleet.presets import load_array, load_fleet, load_function
 from clonefleet.sim.arraymodel import allocated_bytes_per_clone
@@ -79,3 +80,21 @@ def test_per_clone_bytes_are_the_exact_unit_count(seed: int, unit_kib: int) -> N
         blocks = np.concatenate([np.arange(o, o + n, 4096) for o, n in zip(off, ln, strict=True)])
         assert c[v] == len(np.unique(blocks // (unit_kib * 1024))) * unit_kib * 1024
         assert c[v] == allocated_units_exact(off, ln, unit_kib * 1024) * unit_kib * 1024
+
+
+def test_a_trace_too_big_for_memory_is_refused_before_drawing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import clonefleet.sim.trace as trace_module
+
+    monkeypatch.setattr(trace_module, "available_memory_bytes", lambda: 512 * 2**20)
+    fleet = load_fleet("desktop-win7")
+    need = trace_module.peak_memory_bytes(100 * 62_000, Arrivals.OPEN)
+    assert need > 512 * 2**20  # 6.2 M IOs, open loop: about 680 MiB
+    with pytest.raises(UsageError, match="need about .* of memory to simulate; 512 MiB is available"):
+        generate_trace(fleet, 100, np.random.default_rng(0), arrivals=Arrivals.OPEN)
+    generate_trace(fleet, 2, np.random.default_rng(0), ios_per_vm=50)  # small ones still go
+
+
+def test_available_memory_is_read_from_the_kernel() -> None:
+    from clonefleet.sim.trace import available_memory_bytes
+
+    assert 2**20 < available_memory_bytes() < 2**50

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from clonefleet.cli.app import JSON_OPTION, app, console, emit_json
-from clonefleet.errors import UsageError
+from clonefleet.errors import UsageError, output_folder
 from clonefleet.presets import Method, load_array, load_fleet, load_function
 from clonefleet.units import format_bytes
 
@@ -79,6 +79,9 @@ def simulate_cmd(
     g = _whole("--golden-images", golden_images, 1)
     if not (np.isfinite(start_spread) and start_spread >= 0):
         raise UsageError(f"--start-spread = {start_spread!r}: a time of 0 s or more")
+    for flag, folder in (("--plots", plots), ("--write-iolog", write_iolog)):
+        if folder is not None:
+            output_folder(folder, flag)  # before the run, not after it
     if g is None and function_p.method is Method.SNAPSHOT:
         model_g = float(evaluate(fleet_p, array_p, function_p, t).golden_images)
         g = int(min(model_g, t)) if np.isfinite(model_g) else t

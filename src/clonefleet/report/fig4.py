@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clonefleet.errors import UsageError
+from clonefleet.errors import output_folder
 from clonefleet.planner import Plan, plan
 from clonefleet.presets import load_array, load_fleet
 
@@ -99,13 +99,7 @@ def plot_fig4(result: Fig4Result, png: Path, svg: Path) -> None:
 def reproduce_fig4(out_dir: Path) -> Fig4Result:
     """Compute Fig. 4 and write fig4.png, fig4.svg and fig4.json into ``out_dir``."""
     result = compute_fig4()
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out = '{out_dir}': cannot create the folder ({exc.strerror}); "
-                         "give a writable folder") from None
-    if not out_dir.is_dir():
-        raise UsageError(f"--out = '{out_dir}': not a folder; give a writable folder")
+    output_folder(out_dir)
     png, svg, data = out_dir / "fig4.png", out_dir / "fig4.svg", out_dir / "fig4.json"
     plot_fig4(result, png, svg)
     data.write_text(json.dumps(result.figure_data(), indent=2) + "\n", encoding="utf-8")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clonefleet.errors import output_folder
 from clonefleet.sim.results import SimResult
 
 
@@ -16,8 +17,7 @@ def write_plots(result: SimResult, folder: str | Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(folder, "--plots")
     sc = result.scenario
     title = f"{sc['vms']} x {sc['fleet']} on {sc['array']}, {sc['function']} (seed {result.seed})"
 

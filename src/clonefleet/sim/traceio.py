@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clonefleet.errors import UsageError
+from clonefleet.errors import UsageError, output_folder
 from clonefleet.sim.trace import READ, WRITE, Trace
 
 FORMATS: tuple[str, ...] = ("auto", "fio", "blkparse", "csv")
@@ -225,8 +225,7 @@ def _to_trace(rows: _Rows, source: str, closed: bool) -> Trace:
 
 def write_fio_iologs(trace: Trace, folder: str | Path, device: str = "/dev/clonefleet/vm{vm}") -> list[Path]:
     """Write one fio iolog per VM (``vm-00000.iolog``...); ``device`` names the clone's file (``{vm}``)."""
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(folder, "--write-iolog")
     timed = len(trace.issue_s) > 0
     paths = []
     for v in range(trace.vms):
