@@ -184,11 +184,17 @@ class Plan:
         }
 
 
+#: The largest fleet the planner takes: far beyond any real fleet, and S stays a finite float.
+MAX_VMS = 10**12
+
+
 def check_vms(vms: object) -> int:
-    """Validate a fleet size: a whole number >= 1."""
+    """Validate a fleet size: a whole number from 1 to MAX_VMS."""
     if isinstance(vms, bool) or not isinstance(vms, int | float | np.integer | np.floating) \
             or not math.isfinite(float(vms)) or float(vms) < 1 or float(vms) != int(vms):
         raise UsageError(f"vms = {vms!r}: the number of VMs must be a whole number of at least 1")
+    if float(vms) > MAX_VMS:
+        raise UsageError(f"vms = {vms!r}: the number of VMs must be at most {MAX_VMS:,}")
     return int(vms)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clonefleet.errors import UsageError, output_folder
-from clonefleet.planner import Evaluation, evaluate, operable_count, plan, resolve_functions
+from clonefleet.planner import MAX_VMS, Evaluation, evaluate, operable_count, plan, resolve_functions
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset
 from clonefleet.presets.schema import ARRAY_SPECS, FLEET_SPECS, Spec
 from clonefleet.units import UnitError
@@ -44,6 +44,12 @@ def parse_range(text: str, what: str = "--vms") -> npt.NDArray[np.int64]:
     start, stop, step = numbers[0], numbers[1], numbers[2] if len(numbers) == 3 else 1
     if start < 1 or stop < start or step < 1:
         raise UsageError(f"{what} = {text!r}: need 1 <= START <= STOP and STEP >= 1")
+    if stop > MAX_VMS:
+        raise UsageError(f"{what} = {text!r}: fleets of at most {MAX_VMS:,} VMs")
+    points = (stop - start) // step + 1
+    if points > MAX_POINTS:
+        raise UsageError(f"{what} = {text!r}: {points:,} fleet sizes, at most {MAX_POINTS:,}; give a larger STEP "
+                         f"(START:STOP:STEP, e.g. {start}:{stop}:{-(-(stop - start) // 999_999)} for a million)")
     return np.arange(start, stop + 1, step, dtype=np.int64)
 
 
@@ -79,11 +85,16 @@ def parse_param(text: str) -> SweptParam:
         raise UsageError(f"--param = {text!r}: FIELD=START:STOP[:COUNT], e.g. gi_used=5GiB:20GiB:16")
     try:
         start, stop = (float(spec.parse(p.strip() if not _is_number(p) else float(p))) for p in parts[:2])
-        count = int(parts[2]) if len(parts) == 3 else 100
     except (UnitError, ValueError) as exc:
         raise UsageError(f"--param {spec.key} = {rng!r}: {exc} ({spec.help})") from None
+    try:
+        count = int(parts[2]) if len(parts) == 3 else 100
+    except ValueError:
+        raise UsageError(f"--param {spec.key} = {rng!r}: COUNT must be a whole number, e.g. 100") from None
     if count < 1 or stop < start:
         raise UsageError(f"--param {spec.key} = {rng!r}: need START <= STOP and COUNT >= 1")
+    if count > MAX_POINTS:
+        raise UsageError(f"--param {spec.key} = {rng!r}: COUNT {count:,} is more than {MAX_POINTS:,} values")
     values = np.linspace(start, stop, count)
     if spec.key in ("disks", "gi_disks", "processors", "queue_depth", "boot_write_extents"):
         values = np.unique(np.round(values))

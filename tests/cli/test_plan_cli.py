@@ -105,6 +105,13 @@ BAD_INPUT = [
     (["sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "10:1"], "START <= STOP"),
     (["sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--param", "speed=1:2"], "not a fleet or array field"),
     (["sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--param", "gi_used=1GX:2GiB"], "unknown unit 'GX'"),
+    (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "1e300"], "at most 1,000,000,000,000"),
+    (["sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--target", "1e30"], "--target = '1e30'"),
+    (["sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "1:1000000000000"],
+     "1,000,000,000,000 fleet sizes, at most 50,000,000; give a larger STEP"),
+    (["sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--param", "disks=1:10:many"], "COUNT must be a whole"),
+    (["sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--param", "disks=1:1000:100000000"],
+     "more than 50,000,000 values"),
     (["presets", "--kind", "disk"], "one of fleet, array, function, all"),
     (["frobnicate"], "No such command"),
 ]

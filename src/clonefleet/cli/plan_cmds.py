@@ -22,13 +22,14 @@ FUNCTIONS_OPTION = typer.Option(
 )
 
 
-def parse_vms(text: str) -> int:
-    """--vms as a whole number >= 1, with a one-line error otherwise."""
+def parse_vms(text: str, flag: str = "--vms") -> int:
+    """A number of VMs (whole, 1 to MAX_VMS) given as ``flag``, with a one-line error otherwise."""
     try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"--vms = {text!r}: the number of VMs must be a whole number of at least 1") from None
-    return check_vms(value)
+        return check_vms(float(text))
+    except (ValueError, UsageError) as exc:
+        why = exc.message.partition(": ")[2] if isinstance(exc, UsageError) else \
+            "the number of VMs must be a whole number of at least 1"
+        raise UsageError(f"{flag} = {text!r}: {why}") from None
 
 
 def parse_functions(text: str) -> list[str]:
@@ -150,7 +151,7 @@ def sweep_cmd(
 
     result = run_sweep(load_fleet(fleet), load_array(array), parse_range(vms),
                        parse_functions(functions), parse_param(param) if param else None,
-                       parse_vms(target) if target else None)
+                       parse_vms(target, "--target") if target else None)
     files = result.write(out) if out is not None else []
     if as_json:
         emit_json(result.summary(files))
