@@ -154,7 +154,7 @@ def validate_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Simulation against the model per method: the largest T that meets the boot window, C and S."""
-    from clonefleet.sim.compare import check_method
+    from clonefleet.sim.compare import TracePool, check_method
     from clonefleet.sim.trace import Arrivals
 
     fleet_p, array_p = load_fleet(fleet), load_array(array)
@@ -168,7 +168,9 @@ def validate_cmd(
     arr = Arrivals(_choice("--arrivals", arrivals, tuple(a.value for a in Arrivals)))
     if not (np.isfinite(slack) and slack >= 1.0):
         raise UsageError(f"--slack = {slack!r}: a factor of at least 1")
-    checks = [check_method(fleet_p, array_p, f, seed=s, ios_per_vm=ios, slack=slack, arrivals=arr) for f in fns]
+    pool = TracePool(fleet_p, s, ios, arr)  # one trace for every function and every T of the bisections
+    checks = [check_method(fleet_p, array_p, f, seed=s, ios_per_vm=ios, slack=slack, arrivals=arr, pool=pool)
+              for f in fns]
     if as_json:
         emit_json({"fleet": fleet_p.name, "array": array_p.name, "seed": s, "ios_per_vm": ios,
                    "methods": [c.to_dict() for c in checks]})

@@ -68,18 +68,34 @@ def model_golden_images(fleet: FleetPreset, array: ArrayPreset, function: Functi
     return max(1, min(int(g), vms))
 
 
+class TracePool:
+    """One synthetic trace for every fleet size of a comparison: drawn once, redrawn only larger.
+
+    VM v draws from its own child generator, so the first T VMs of a larger trace boot exactly as a
+    fleet of T drawn alone does; the bisection and every storage function share one trace.
+    """
+
+    def __init__(self, fleet: FleetPreset, seed: int, ios_per_vm: int | None, arrivals: Arrivals) -> None:
+        self.fleet, self.seed, self.ios_per_vm, self.arrivals = fleet, seed, ios_per_vm, arrivals
+        self._trace: Trace | None = None
+
+    def first(self, vms: int, draw_at_least: int = 2) -> Trace:
+        """The trace of a fleet of ``vms``; a larger pool is drawn (at least twice the last) when needed."""
+        if self._trace is None or self._trace.vms < vms:
+            size = max(vms, draw_at_least, 2 * self._trace.vms if self._trace is not None else 2)
+            self._trace = generate_trace(self.fleet, size, np.random.default_rng(self.seed),
+                                         ios_per_vm=self.ios_per_vm, seed=self.seed, arrivals=self.arrivals)
+        return self._trace if self._trace.vms == vms else self._trace.first_vms(vms)
+
+
 def run_fleet(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int, seed: int,
               ios_per_vm: int | None, arrivals: Arrivals = Arrivals.OPEN,
-              pool: Trace | None = None) -> tuple[SimResult, float]:
+              pool: TracePool | None = None) -> tuple[SimResult, float]:
     """Boot ``vms`` clones at once with the model's g; the result and its p95 boot / nominal ratio.
 
-    ``pool``: a trace of at least ``vms`` VMs drawn with the same settings, to take the first from.
+    ``pool``: where to take the trace from (drawn with the same fleet, seed, IOs and arrivals).
     """
-    if pool is not None and pool.vms >= vms:
-        trace = pool.first_vms(vms)
-    else:
-        trace = generate_trace(fleet, vms, np.random.default_rng(seed), ios_per_vm=ios_per_vm, seed=seed,
-                               arrivals=arrivals)
+    trace = (pool or TracePool(fleet, seed, ios_per_vm, arrivals)).first(vms)
     g = model_golden_images(fleet, array, function, vms) if function.method is Method.SNAPSHOT else None
     scaled = fleet if ios_per_vm is None else replace(fleet, boot_ios=float(ios_per_vm))
     result = simulate(build_scenario(trace, scaled, array, function, golden_images=g, seed=seed))
@@ -92,11 +108,12 @@ def run_fleet(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, 
 
 def largest_vms(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, *, seed: int,
                 ios_per_vm: int | None, slack: float, start: int,
-                arrivals: Arrivals = Arrivals.OPEN) -> tuple[int, list[tuple[int, float]]]:
+                arrivals: Arrivals = Arrivals.OPEN,
+                pool: TracePool | None = None) -> tuple[int, list[tuple[int, float]]]:
     """Largest T whose p95 boot time is within ``slack`` windows (bisection; ``start`` a first guess)."""
     runs: list[tuple[int, float]] = []
-    pool = generate_trace(fleet, max(2, int(start * 1.2)), np.random.default_rng(seed), ios_per_vm=ios_per_vm,
-                          seed=seed, arrivals=arrivals)
+    pool = pool or TracePool(fleet, seed, ios_per_vm, arrivals)
+    pool.first(1, draw_at_least=max(2, int(start * 1.2)))  # the bracket's top, drawn once
 
     def ok(t: int) -> bool:
         ratio = run_fleet(fleet, array, function, t, seed, ios_per_vm, arrivals, pool)[1]
@@ -124,11 +141,13 @@ def largest_vms(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset
 
 def check_method(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, *, seed: int = 0,
                  ios_per_vm: int | None = DEFAULT_IOS_PER_VM, slack: float = DEFAULT_SLACK,
-                 capacity_vms: int | None = None, arrivals: Arrivals = Arrivals.OPEN) -> MethodCheck:
-    """Compare the model with the simulation for one storage function."""
+                 capacity_vms: int | None = None, arrivals: Arrivals = Arrivals.OPEN,
+                 pool: TracePool | None = None) -> MethodCheck:
+    """Compare the model with the simulation for one storage function (``pool``: a trace pool to
+    share with the other functions of the same fleet, seed, IOs per VM and arrivals)."""
     t_model = int(operable_count(evaluate(fleet, array, function, 1).max_vms))
     t_sim, runs = largest_vms(fleet, array, function, seed=seed, ios_per_vm=ios_per_vm, slack=slack,
-                              start=max(1, t_model), arrivals=arrivals)
+                              start=max(1, t_model), arrivals=arrivals, pool=pool)
     # Capacity: C and S at the model's T (a full boot's writes: C does not depend on timing).
     t_cap = capacity_vms if capacity_vms is not None else max(1, min(t_model, 1000))
     g = model_golden_images(fleet, array, function, t_cap) if function.method is Method.SNAPSHOT else 1
