@@ -24,6 +24,12 @@ def test_simulate_json_reports_storm_and_capacity(cli: Cli) -> None:
     assert 0 < boot["min_s"] <= boot["median_s"] <= boot["p95_s"] <= boot["max_s"]
     assert {u["resource"] for u in doc["utilisation"]} == {"volumes", "processors", "pool disks", "GI disks"}
     assert doc["per_clone_new_mean_bytes"] > 0 and doc["consumed_bytes"] > doc["per_clone_new_mean_bytes"]
+    per_vm = doc["boot_s_per_vm"]
+    assert len(per_vm) == 6 and max(per_vm) == boot["max_s"] and min(per_vm) == boot["min_s"]
+    slowest = doc["slowest_vms"]
+    assert [d["boot_s"] for d in slowest] == sorted(per_vm, reverse=True)
+    g = doc["scenario"]["golden_images"]
+    assert all(d["golden_image"] == d["vm"] % g and per_vm[d["vm"]] == d["boot_s"] for d in slowest)
 
 
 def test_engines_agree_through_the_cli(cli: Cli) -> None:

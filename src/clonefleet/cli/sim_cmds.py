@@ -138,6 +138,9 @@ def _print_result(result: object) -> None:
     console.print(util)
     console.print(f"nominal window {result.boot_window_s:.1f} s; read hit ratio {100 * result.read_hit_ratio:.1f} %; "
                   f"S = {format_bytes(result.consumed_bytes)}")
+    late = [f"VM {d['vm']}" + (f" (GI {d['golden_image']})" if d["golden_image"] is not None else "")
+            + f" {d['boot_s']:.1f} s" for d in result.slowest_vms(5)]
+    console.print("last to boot: " + ", ".join(late))
 
 
 @app.command("validate")

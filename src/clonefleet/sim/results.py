@@ -94,6 +94,16 @@ class SimResult:
     boot_s: FloatArray = field(repr=False)
     completion_s: FloatArray = field(repr=False)
 
+    def slowest_vms(self, count: int = 10) -> list[dict[str, object]]:
+        """The VMs that booted last: id, boot time [s], and the GI their clone reads (VM v reads GI
+        v mod g; full and thin clones read none during the storm)."""
+        g = self.scenario["golden_images"]
+        assert isinstance(g, int)
+        snapshot = self.scenario["method"] == "snapshot"
+        order = np.argsort(-self.boot_s, kind="stable")[:count]
+        return [{"vm": int(v), "boot_s": float(self.boot_s[v]), "golden_image": int(v % g) if snapshot else None}
+                for v in order]
+
     @property
     def ios_per_s(self) -> float:
         """Simulated IOs per wall-clock second of the engine."""
@@ -112,6 +122,7 @@ class SimResult:
             "per_clone_new_mean_bytes": self.per_clone_new_mean_bytes,
             "consumed_bytes": self.consumed_bytes, "engine_wall_s": self.wall_s,
             "engine_ios_per_s": self.ios_per_s,
+            "slowest_vms": self.slowest_vms(), "boot_s_per_vm": self.boot_s.tolist(),
         }
 
 
