@@ -32,6 +32,23 @@ def test_simulate_json_reports_storm_and_capacity(cli: Cli) -> None:
     assert all(d["golden_image"] == d["vm"] % g and per_vm[d["vm"]] == d["boot_s"] for d in slowest)
 
 
+def test_a_list_of_golden_images_compares_them_on_one_storm(cli: Cli, tmp_path: Path) -> None:
+    args = (*BASE, "--vms", "12", "--method", "snapshot", "--ios-per-vm", "300", "--golden-images", "1,3")
+    doc = json.loads(cli(*args, "--json", "--plots", str(tmp_path)).out)
+    assert doc["golden_images"] == [1, 3]
+    assert [r["scenario"]["golden_images"] for r in doc["runs"]] == [1, 3]
+    assert doc["runs"][0]["ios"] == doc["runs"][1]["ios"] == 12 * 300
+    alone = json.loads(cli(*BASE, "--vms", "12", "--method", "snapshot", "--ios-per-vm", "300",
+                           "--golden-images", "3", "--json").out)
+    assert alone["boot"] == doc["runs"][1]["boot"]  # the same storm as a run of g = 3 alone
+    assert {p.parent.name for p in map(Path, doc["files"])} == {"g1", "g3"}
+    table = cli(*args)
+    assert table.code == 0 and "what GI replicas buy" in table.out
+    _one_line_refusal(cli(*BASE, "--vms", "4", "--method", "snapshot", "--golden-images", "1,two"),
+                      "--golden-images", "'two'")
+    _one_line_refusal(cli(*BASE, "--vms", "4", "--method", "thin", "--golden-images", "1,2"), "golden_images")
+
+
 def test_engines_agree_through_the_cli(cli: Cli) -> None:
     args = (*BASE, "--vms", "3", "--method", "thin", "--ios-per-vm", "80", "--seed", "9", "--json")
     fast = json.loads(cli(*args, "--engine", "fast").out)

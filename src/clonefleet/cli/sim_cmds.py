@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
@@ -45,7 +46,8 @@ def simulate_cmd(
     method: str = typer.Option(..., "--method", "-m",
                                help="full, thin or snapshot, or any storage-function preset (e.g. qcow2-linked)."),
     golden_images: str = typer.Option(None, "--golden-images", "-g",
-                                      help="GIs g the snapshot clones spread over (default: the model's g)."),
+                                      help="GIs g the snapshot clones spread over (default: the model's g); "
+                                           "a list such as 1,2,4 runs each on the same trace and compares them."),
     engine: str = typer.Option("fast", "--engine", help="fast (numba) or reference (SimPy, slow)."),
     seed: str = SEED_OPTION,
     arrivals: str = typer.Option("closed", "--arrivals",
@@ -76,15 +78,16 @@ def simulate_cmd(
     arr = Arrivals(_choice("--arrivals", arrivals, tuple(a.value for a in Arrivals)))
     ios = _whole("--ios-per-vm", ios_per_vm, 1)
     q = _whole("--queue-depth", queue_depth, 1)
-    g = _whole("--golden-images", golden_images, 1)
+    gs = None if golden_images is None else [
+        _whole("--golden-images", part.strip(), 1) for part in golden_images.split(",")]
     if not (np.isfinite(start_spread) and start_spread >= 0):
         raise UsageError(f"--start-spread = {start_spread!r}: a time of 0 s or more")
     for flag, folder in (("--plots", plots), ("--write-iolog", write_iolog)):
         if folder is not None:
             output_folder(folder, flag)  # before the run, not after it
-    if g is None and function_p.method is Method.SNAPSHOT:
+    if gs is None and function_p.method is Method.SNAPSHOT:
         model_g = float(evaluate(fleet_p, array_p, function_p, t).golden_images)
-        g = int(min(model_g, t)) if np.isfinite(model_g) else t
+        gs = [int(min(model_g, t)) if np.isfinite(model_g) else t]
     if trace is not None:
         _choice("--trace-format", trace_format, FORMATS)
         tr = read_trace(trace, trace_format, closed=arr is Arrivals.CLOSED)
@@ -94,19 +97,48 @@ def simulate_cmd(
     from dataclasses import replace
 
     scaled = fleet_p if ios is None or trace is not None else replace(fleet_p, boot_ios=float(ios))
-    scenario = build_scenario(tr, scaled, array_p, function_p, vms=t, golden_images=g, queue_depth=q, seed=s)
-    result = simulate(scenario, eng)
-    files = write_plots(result, plots) if plots is not None else []
+    scenarios = [build_scenario(tr, scaled, array_p, function_p, vms=t, golden_images=g, queue_depth=q, seed=s)
+                 for g in (gs or [None])]  # all checked before the first run
+    results = [simulate(sc, eng) for sc in scenarios]
+    files: list[Path] = []
+    if plots is not None:
+        for r in results:
+            files += write_plots(r, plots if len(results) == 1 else plots / f"g{r.scenario['golden_images']}")
     if write_iolog is not None:
         files += write_fio_iologs(tr, write_iolog)[:1]
     if as_json:
-        doc = result.to_dict()
-        doc["files"] = [str(p) for p in files]
-        emit_json(doc)
+        docs = [r.to_dict() for r in results]
+        if len(docs) == 1:
+            emit_json({**docs[0], "files": [str(p) for p in files]})
+        else:
+            emit_json({"golden_images": gs, "runs": docs, "files": [str(p) for p in files]})
         return
-    _print_result(result)
+    if len(results) == 1:
+        _print_result(results[0])
+    else:
+        _print_replicas(results)
     for p in files:
         console.print(f"wrote {p}" + (" (and one iolog per VM beside it)" if p.suffix == ".iolog" else ""))
+
+
+def _print_replicas(results: list[Any]) -> None:
+    """What each GI replica buys: the same storm on g = each given number of GIs."""
+    first = results[0].scenario
+    console.print(f"{first['vms']} x {first['fleet']} on {first['array']} with {first['function']}, "
+                  f"{first['arrivals']} loop, {results[0].ios:,} IOs, seed {results[0].seed}: the same storm on "
+                  f"{len(results)} numbers of GIs")
+    table = Table(title="what GI replicas buy")
+    for col in ("GIs g", "boot p95 (s)", "boot max (s)", "busiest GI disk", "GI disks", "pool disks",
+                "busiest volume", "S"):
+        table.add_column(col, justify="right")
+    for r in results:
+        util = {u.resource: u for u in r.utilisation}
+        table.add_row(str(r.scenario["golden_images"]), f"{r.boot.p95:.1f}", f"{r.boot.max:.1f}",
+                      f"{100 * util['GI disks'].busiest_server:.1f} %", f"{100 * util['GI disks'].mean:.1f} %",
+                      f"{100 * util['pool disks'].mean:.1f} %", f"{100 * util['volumes'].busiest_server:.1f} %",
+                      format_bytes(r.consumed_bytes))
+    console.print(table)
+    console.print(f"nominal window {results[0].boot_window_s:.1f} s; S counts every GI copy")
 
 
 def _print_result(result: object) -> None:
