@@ -129,8 +129,12 @@ def _place(vm_start: IntArray, is_write: Int8Array, offset: IntArray, length: In
     return keys
 
 
-def compile_network(scenario: Scenario) -> Network:
-    """Place every IO of the scenario on the array (see the module docstring)."""
+def compile_network(scenario: Scenario, arrival_order: IdArray | None = None) -> Network:
+    """Place every IO of the scenario on the array (see the module docstring).
+
+    ``arrival_order``: the IO ids of an open-loop trace in (issue time, id) order, when the caller
+    has them already (e.g. from a larger trace this one is the first VMs of); sorted here otherwise.
+    """
     trace, array, fn = scenario.trace, scenario.array, scenario.function
     vms, g = trace.vms, scenario.golden_images
     snapshot = fn.method is Method.SNAPSHOT
@@ -145,8 +149,10 @@ def compile_network(scenario: Scenario) -> Network:
     blocks = int(-(-image // scenario.cache_block_bytes))  # np.zeros: untouched pages cost no memory
     # An open loop's arrival order depends on the trace alone: it is sorted on the other core
     # while the IOs are placed (both release the GIL).
+    if arrival_order is not None and len(arrival_order) != len(trace.issue_s):
+        raise ValueError(f"arrival_order has {len(arrival_order)} entries for {len(trace.issue_s)} timed IOs")
     with ThreadPoolExecutor(1) as other_core:
-        arrivals = other_core.submit(time_order, trace.issue_s)
+        arrivals = other_core.submit(lambda: time_order(trace.issue_s) if arrival_order is None else arrival_order)
         keys = _place(trace.vm_start, trace.op, trace.offset_bytes, trace.length_bytes, gi_of_vm, snapshot,
                       int(fn.unit_bytes), scenario.cache_block_bytes, int(array.disks), int(array.gi_disks),
                       key, disk, cow, np.zeros(int(-(-image // fn.unit_bytes)) if snapshot else 1, np.int32),

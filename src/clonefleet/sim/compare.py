@@ -24,6 +24,7 @@ import numpy as np
 from clonefleet.planner import evaluate, operable_count
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.sim.arraymodel import allocated_bytes_per_clone, consumed_bytes
+from clonefleet.sim.order import IdArray, time_order
 from clonefleet.sim.results import SimResult, simulate
 from clonefleet.sim.scenario import build_scenario
 from clonefleet.sim.trace import Arrivals, Trace, generate_trace
@@ -78,6 +79,7 @@ class TracePool:
     def __init__(self, fleet: FleetPreset, seed: int, ios_per_vm: int | None, arrivals: Arrivals) -> None:
         self.fleet, self.seed, self.ios_per_vm, self.arrivals = fleet, seed, ios_per_vm, arrivals
         self._trace: Trace | None = None
+        self._order: IdArray | None = None  # the pool's arrival order, sorted once
 
     def first(self, vms: int, draw_at_least: int = 2) -> Trace:
         """The trace of a fleet of ``vms``; a larger pool is drawn (at least twice the last) when needed."""
@@ -85,7 +87,20 @@ class TracePool:
             size = max(vms, draw_at_least, 2 * self._trace.vms if self._trace is not None else 2)
             self._trace = generate_trace(self.fleet, size, np.random.default_rng(self.seed),
                                          ios_per_vm=self.ios_per_vm, seed=self.seed, arrivals=self.arrivals)
+            self._order = None
         return self._trace if self._trace.vms == vms else self._trace.first_vms(vms)
+
+    def arrival_order(self, vms: int) -> IdArray | None:
+        """The first ``vms`` VMs' IO ids in (issue time, id) order (open loop; None when closed): the
+        pool's order, sorted once, without the later VMs' IOs (their ids are the larger ones)."""
+        trace = self.first(vms)
+        if not len(trace.issue_s):
+            return None
+        if self._order is None:
+            assert self._trace is not None
+            self._order = time_order(self._trace.issue_s)
+        order = self._order
+        return order if len(order) == trace.ios else order[order < trace.ios]
 
 
 def run_fleet(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int, seed: int,
@@ -95,10 +110,12 @@ def run_fleet(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, 
 
     ``pool``: where to take the trace from (drawn with the same fleet, seed, IOs and arrivals).
     """
-    trace = (pool or TracePool(fleet, seed, ios_per_vm, arrivals)).first(vms)
+    pool = pool or TracePool(fleet, seed, ios_per_vm, arrivals)
+    trace = pool.first(vms)
     g = model_golden_images(fleet, array, function, vms) if function.method is Method.SNAPSHOT else None
     scaled = fleet if ios_per_vm is None else replace(fleet, boot_ios=float(ios_per_vm))
-    result = simulate(build_scenario(trace, scaled, array, function, golden_images=g, seed=seed))
+    result = simulate(build_scenario(trace, scaled, array, function, golden_images=g, seed=seed),
+                      arrival_order=pool.arrival_order(vms))
     if arrivals is Arrivals.OPEN:
         nominal = trace.issue_s[trace.vm_start[1:] - 1] - trace.start_s
     else:

@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from clonefleet.sim.arraymodel import Network, allocated_bytes_per_clone, compile_network, consumed_bytes
 from clonefleet.sim.fast import UTIL_CLASSES, RawRun, run_fast
+from clonefleet.sim.order import IdArray
 from clonefleet.sim.quantiles import percentiles
 from clonefleet.sim.scenario import Scenario
 
@@ -166,7 +167,7 @@ def summarise(scenario: Scenario, net: Network, raw: RawRun) -> SimResult:
     )
 
 
-def simulate(scenario: Scenario, engine: Engine = Engine.FAST) -> SimResult:
-    """Run one scenario on one engine and summarise it."""
-    net = compile_network(scenario)
+def simulate(scenario: Scenario, engine: Engine = Engine.FAST, arrival_order: IdArray | None = None) -> SimResult:
+    """Run one scenario on one engine and summarise it (``arrival_order``: see compile_network)."""
+    net = compile_network(scenario, arrival_order)
     return summarise(scenario, net, run_engine(net, engine))
