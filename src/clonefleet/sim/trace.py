@@ -218,6 +218,8 @@ def generate_trace(
     template_n = max(ios - write_n, 0)
     fresh_off, fresh_len = _read_template(fleet, max(template_n, 1), rng, align_bytes)
     runs = np.arange(0, len(fresh_off), max(run_ios, 1))
+    run_len = np.diff(np.append(runs, len(fresh_off)))
+    positions = np.arange(len(fresh_off))
     starts = np.zeros(vms, np.float64)
     # One child generator per VM: VM v boots the same whatever the fleet size (a prefix property
     # the bisection on T relies on).
@@ -237,10 +239,9 @@ def generate_trace(
         n_r = max(ios - n_w, 0)
         # Fresh reads: the template's runs in a random order, the first n_r of them.
         run_order = rng.permutation(len(runs))
-        run_len = np.diff(np.append(runs, len(fresh_off)))
-        idx = np.repeat(runs[run_order], run_len[run_order]) + (
-            np.arange(len(fresh_off)) - np.repeat(np.cumsum(run_len[run_order]) - run_len[run_order],
-                                                  run_len[run_order]))
+        lengths = run_len[run_order]
+        # Each run's template positions, the runs in run_order: start of the run + offset in it.
+        idx = np.repeat(runs[run_order] - (np.cumsum(lengths) - lengths), lengths) + positions
         idx = np.resize(idx, n_r)
         r_off, r_len = fresh_off[idx].copy(), fresh_len[idx].copy()
         # Re-reads: repeat one of the VM's recent reads.
@@ -255,13 +256,14 @@ def generate_trace(
                 break
             source = deeper
         r_off, r_len = r_off[source], r_len[source]
-        is_write = np.zeros(n_r + n_w, bool)
-        is_write[rng.choice(n_r + n_w, size=n_w, replace=False)] = True
-        op = is_write.astype(np.int8)
+        op = np.zeros(n_r + n_w, np.int8)
+        op[rng.choice(n_r + n_w, size=n_w, replace=False)] = WRITE
+        write_at = np.flatnonzero(op)
+        read_at = np.flatnonzero(op == READ)
         off = np.empty(n_r + n_w, np.int64)
         ln = np.empty(n_r + n_w, np.int32)
-        off[~is_write], ln[~is_write] = r_off, r_len
-        off[is_write], ln[is_write] = w_off, w_len
+        off[read_at], ln[read_at] = r_off, r_len
+        off[write_at], ln[write_at] = w_off, w_len
         ops.append(op)
         offs.append(off)
         lens.append(ln)
