@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from clonefleet.errors import output_folder
 from clonefleet.sim.results import SimResult
+
+
+def _save(fig: Any, ax: Any, title: str, path: Path) -> Path:
+    """Title, legend, tight layout; write the figure to ``path`` and free it."""
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def write_plots(result: SimResult, folder: str | Path) -> list[Path]:
@@ -26,12 +39,7 @@ def write_plots(result: SimResult, folder: str | Path) -> list[Path]:
     ax.axvline(result.boot_window_s, color="tab:red", linestyle="--", label="nominal window (boot IOs / A)")
     ax.set_xlabel("boot time [s]")
     ax.set_ylabel("VMs")
-    ax.set_title(title, fontsize=9)
-    ax.legend()
-    boot_path = out / "boot_times.png"
-    fig.tight_layout()
-    fig.savefig(boot_path, dpi=110)
-    plt.close(fig)
+    boot_path = _save(fig, ax, title, out / "boot_times.png")
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for u in result.utilisation:
@@ -42,10 +50,4 @@ def write_plots(result: SimResult, folder: str | Path) -> list[Path]:
     ax.set_xlabel("time [s]")
     ax.set_ylabel("utilisation (busy share of the class)")
     ax.set_ylim(0, 1.05)
-    ax.set_title(title, fontsize=9)
-    ax.legend()
-    util_path = out / "utilisation.png"
-    fig.tight_layout()
-    fig.savefig(util_path, dpi=110)
-    plt.close(fig)
-    return [boot_path, util_path]
+    return [boot_path, _save(fig, ax, title, out / "utilisation.png")]
