@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
@@ -13,6 +13,9 @@ from clonefleet.cli.app import JSON_OPTION, app, console, emit_json
 from clonefleet.errors import UsageError, output_folder
 from clonefleet.presets import Method, load_array, load_fleet, load_function
 from clonefleet.units import format_bytes
+
+if TYPE_CHECKING:  # the simulator (numba) is imported when a command runs, not when the CLI starts
+    from clonefleet.sim.results import SimResult
 
 FLEET_OPTION = typer.Option(..., "--fleet", "-f", help="Fleet preset name or path to a fleet TOML file.")
 ARRAY_OPTION = typer.Option(..., "--array", "-a", help="Array preset name or path to an array TOML file.")
@@ -121,7 +124,7 @@ def simulate_cmd(
         console.print(f"wrote {p}" + (" (and one iolog per VM beside it)" if p.suffix == ".iolog" else ""))
 
 
-def _print_replicas(results: list[Any]) -> None:
+def _print_replicas(results: list[SimResult]) -> None:
     """What each GI replica buys: the same storm on g = each given number of GIs."""
     first = results[0].scenario
     console.print(f"{first['vms']} x {first['fleet']} on {first['array']} with {first['function']}, "
@@ -141,10 +144,7 @@ def _print_replicas(results: list[Any]) -> None:
     console.print(f"nominal window {results[0].boot_window_s:.1f} s; S counts every GI copy")
 
 
-def _print_result(result: object) -> None:
-    from clonefleet.sim.results import SimResult
-
-    assert isinstance(result, SimResult)
+def _print_result(result: SimResult) -> None:
     sc = result.scenario
     console.print(f"{sc['vms']} x {sc['fleet']} on {sc['array']} with {sc['function']} ({sc['method']}, "
                   f"{sc['golden_images']} GI), {sc['arrivals']} loop, {result.ios:,} IOs, seed {result.seed}, "

@@ -16,7 +16,6 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 IdArray = npt.NDArray[np.int32 | np.int64]  # IO ids: int32 while they fit, half the memory traffic
 
 
