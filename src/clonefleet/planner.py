@@ -78,16 +78,12 @@ def evaluate(
     new_bytes = allocated_bytes_per_clone(
         fleet.boot_write_bytes, fleet.boot_write_extents, fleet.boot_write_span_bytes, function.unit_bytes
     )
-    tables = table_bytes_per_clone(fleet.boot_write_bytes, fleet.boot_write_extents, fleet.boot_write_span_bytes,
-                                   function.table_coverage_bytes, function.table_bytes)
     if function.method is Method.SNAPSHOT:
         b = backend_iops_snapshot(a, fleet.read_fraction, array.cache_hit_shared,
                                   array.raid_write_penalty, array.cow_read_fraction)
         k = clones_per_gi(array.volume_iops_limit, array.disk_iops, array.gi_disks, a, gi_load,
                           function.max_clones_per_gi)
         g = golden_images_needed(t, k)
-        per_clone = function.clone_overhead_bytes + tables + new_bytes
-        gi_bytes = g * fleet.gi_used_bytes
         # Load on one GI: its share of the clones, spread evenly (the busiest GI carries ceil(T/g)).
         busiest = np.ceil(t / np.where(np.isfinite(g), g, 1.0))
         gi_proc_util = busiest * a / array.volume_iops_limit
@@ -99,18 +95,11 @@ def evaluate(
         gi_proc_util = np.zeros_like(t)
         gi_disk_util = np.zeros_like(t)
         if function.method is Method.FULL:
-            # The paper's "normal" pattern: T thick copies of the full virtual size, S = T*G.
-            # Thick copies allocate everything up front: boot writes allocate nothing new.
-            new_bytes = np.zeros_like(new_bytes)
-            per_clone = np.asarray(fleet.gi_virtual_bytes, float) + new_bytes
-            gi_bytes = np.zeros_like(t)
-        else:
-            mirror = fleet.gi_used_bytes if function.mirror is Mirror.PHYSICAL else 0.0
-            per_clone = function.clone_overhead_bytes + tables + mirror + new_bytes
-            gi_bytes = g * fleet.gi_used_bytes
+            new_bytes = np.zeros_like(new_bytes)  # thick copies allocate everything up front
+    per_clone = per_clone_bytes(fleet, function, new_bytes)
+    gi_bytes = golden_image_bytes(fleet, function, g)
     t_max = operable_vms(array.processor_iops, array.disk_iops, array.disks, a, b)
-    s = consumed_bytes(g, fleet.gi_used_bytes, per_clone, t) if function.method is not Method.FULL \
-        else np.multiply(per_clone, t, dtype=float)
+    s = fleet_consumed_bytes(fleet, function, g, t, new_bytes)
     array_proc_util = t * a / array.processor_iops
     array_disk_util = t * b / np.multiply(array.disk_iops, array.disks, dtype=float)
     shape = np.broadcast_shapes(np.shape(t), np.shape(t_max), np.shape(s), np.shape(gi_disk_util))
@@ -130,6 +119,63 @@ def evaluate(
         utilisation=util,
         meets_requirement=np.broadcast_to(meets, shape),
     )
+
+
+def clone_metadata_bytes(fleet: FleetPreset, function: FunctionPreset) -> FloatArray:
+    """What one clone holds besides data: its fixed overhead plus the mapping tables its boot writes
+    fill (qcow2 L2 tables) [bytes]. Zero for full copies, which carry no metadata of their own."""
+    if function.method is Method.FULL:
+        return np.zeros(())
+    tables = table_bytes_per_clone(fleet.boot_write_bytes, fleet.boot_write_extents, fleet.boot_write_span_bytes,
+                                   function.table_coverage_bytes, function.table_bytes)
+    return np.asarray(function.clone_overhead_bytes + tables, dtype=np.float64)
+
+
+def per_clone_bytes(fleet: FleetPreset, function: FunctionPreset, new_bytes: npt.ArrayLike) -> FloatArray:
+    """What one clone consumes (the C*T term of Eq. 3, per clone) [bytes].
+
+    Full copy: the GI's whole virtual size (thick copies allocate everything up front, so the boot's
+    writes allocate nothing more). Thin and snapshot: metadata (:func:`clone_metadata_bytes`) plus the
+    boot's newly allocated ``new_bytes`` (C), plus the GI's data for a physical thin mirror.
+    """
+    if function.method is Method.FULL:
+        thick: FloatArray = np.asarray(fleet.gi_virtual_bytes, float) + np.zeros_like(np.asarray(new_bytes, float))
+        return thick
+    mirror = fleet.gi_used_bytes if (function.method is Method.THIN and function.mirror is Mirror.PHYSICAL) \
+        else 0.0
+    return clone_metadata_bytes(fleet, function) + mirror + np.asarray(new_bytes, dtype=np.float64)
+
+
+def golden_image_bytes(fleet: FleetPreset, function: FunctionPreset, golden_images: npt.ArrayLike) -> FloatArray:
+    """D of Eq. 3: the GIs' data, ``g * G_used`` [bytes]; zero for full copies (S = T*G, GI not counted)."""
+    g = np.asarray(golden_images, dtype=np.float64)
+    if function.method is Method.FULL:
+        return np.zeros_like(g)
+    return g * fleet.gi_used_bytes
+
+
+def fleet_consumed_bytes(fleet: FleetPreset, function: FunctionPreset, golden_images: npt.ArrayLike,
+                         vms: npt.ArrayLike, new_bytes: npt.ArrayLike) -> FloatArray:
+    """S of Eq. 3 for T = ``vms`` clones on ``golden_images`` GIs, each allocating ``new_bytes`` [bytes].
+
+    The one place S is assembled: the planner (C from the allocation model), the simulator (C exact
+    from the trace: pass the mean over clones, S is linear in it) and the capacity check of a real
+    fleet (g from its manifest) all call it.
+    """
+    counted_gis = 0.0 if function.method is Method.FULL else golden_images
+    return consumed_bytes(counted_gis, fleet.gi_used_bytes, per_clone_bytes(fleet, function, new_bytes), vms)
+
+
+def golden_images_for(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int) -> int | None:
+    """g for T = ``vms`` clones: the model's number of GIs (``ceil(T/k)``), 1 for private clones.
+
+    None when no number of GIs carries even one clone (k = 0: one clone alone overloads a GI's
+    volume or disks). The one place the planner, the simulator and provisioning take g from.
+    """
+    g = float(evaluate(fleet, array, function, vms).golden_images)
+    if not math.isfinite(g):
+        return None
+    return max(1, min(int(g), int(vms)))
 
 
 @dataclass(frozen=True)

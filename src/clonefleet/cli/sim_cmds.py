@@ -66,7 +66,7 @@ def simulate_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Simulate a boot storm: per-VM boot times, IO latency, utilisation over time, C and S."""
-    from clonefleet.planner import evaluate
+    from clonefleet.sim.compare import model_golden_images
     from clonefleet.sim.plots import write_plots
     from clonefleet.sim.results import Engine, simulate
     from clonefleet.sim.scenario import build_scenario
@@ -89,8 +89,7 @@ def simulate_cmd(
         if folder is not None:
             output_folder(folder, flag)  # before the run, not after it
     if gs is None and function_p.method is Method.SNAPSHOT:
-        model_g = float(evaluate(fleet_p, array_p, function_p, t).golden_images)
-        gs = [int(min(model_g, t)) if np.isfinite(model_g) else t]
+        gs = [model_golden_images(fleet_p, array_p, function_p, t)]
     if trace is not None:
         _choice("--trace-format", trace_format, FORMATS)
         tr = read_trace(trace, trace_format, closed=arr is Arrivals.CLOSED)

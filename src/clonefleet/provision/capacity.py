@@ -22,8 +22,7 @@ from pathlib import Path
 
 from clonefleet.backends import Backend, Usage, get_backend
 from clonefleet.errors import UsageError
-from clonefleet.model import table_bytes_per_clone
-from clonefleet.planner import evaluate
+from clonefleet.planner import clone_metadata_bytes, evaluate, fleet_consumed_bytes, golden_image_bytes
 from clonefleet.presets import Method, load_array
 from clonefleet.provision import measure
 from clonefleet.provision.bootwrites import model_fleet
@@ -106,8 +105,8 @@ def capacity(manifest: Manifest, backend: Backend | None = None) -> CapacityRepo
     per_clone_model = float(ev.per_clone_bytes)
     g = plan.golden_images
     is_full = plan.recipe.method is Method.FULL
-    gi_model = 0.0 if is_full else g * fleet.gi_used_bytes
-    total_model = gi_model + manifest.count * per_clone_model
+    gi_model = float(golden_image_bytes(fleet, function, g))
+    total_model = float(fleet_consumed_bytes(fleet, function, g, manifest.count, ev.per_vm_new_bytes))
     clones = [manifest.dest / t.name for t in plan.tasks]
     usage: Usage = backend.measure(plan.recipe, clones, plan.sources)
     per = [u.consumed_bytes for u in usage.clones]
@@ -133,9 +132,7 @@ def capacity(manifest: Manifest, backend: Backend | None = None) -> CapacityRepo
         measured_metadata_per_clone_bytes=sum(u.metadata_bytes for u in usage.clones) / len(usage.clones),
         model_total_bytes=total_model, model_gi_bytes=gi_model, model_per_clone_bytes=per_clone_model,
         model_new_bytes=float(ev.per_vm_new_bytes), model_overhead_bytes=function.clone_overhead_bytes,
-        model_metadata_bytes=function.clone_overhead_bytes + float(table_bytes_per_clone(
-            fleet.boot_write_bytes, fleet.boot_write_extents, fleet.boot_write_span_bytes,
-            function.table_coverage_bytes, function.table_bytes)),
+        model_metadata_bytes=float(clone_metadata_bytes(fleet, function)),
         accounting=usage.accounting, note=model.note, notes=tuple(notes),
         per_clone=tuple({"name": u.name, "consumed_bytes": u.consumed_bytes, "own_data_bytes": u.own_data_bytes,
                          "metadata_bytes": u.metadata_bytes} for u in usage.clones),

@@ -35,7 +35,6 @@ with its manifest. :func:`write_manifest` writes one (``clonefleet init``).
 from __future__ import annotations
 
 import json
-import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -239,15 +238,16 @@ def resolve_golden_images(manifest: Manifest) -> int:
         return 1
     if manifest.golden_images is not None:
         return manifest.golden_images
-    from clonefleet.planner import plan
-    from clonefleet.presets import load_array, load_fleet
+    from clonefleet.planner import golden_images_for
+    from clonefleet.presets import load_array, load_fleet, load_function
 
-    g = plan(load_fleet(manifest.preset), load_array(manifest.array), manifest.count,
-             functions=["snapshot"]).method("snapshot").golden_images
-    if not g >= 1 or not math.isfinite(g):
+    g = golden_images_for(load_fleet(manifest.preset), load_array(manifest.array), load_function("snapshot"),
+                          manifest.count)
+    if g is None:
         raise UsageError(f"golden_images = 'auto': the planner finds no g for {manifest.count} clones of "
-                         f"{manifest.preset} on {manifest.array}; give a number")
-    return min(g, manifest.count)
+                         f"{manifest.preset} on {manifest.array} (one GI cannot serve even one clone); "
+                         "give a number")
+    return g
 
 
 def _toml(value: object) -> str:

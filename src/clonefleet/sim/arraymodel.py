@@ -36,7 +36,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from clonefleet.presets import Method, Mirror
+from clonefleet.planner import fleet_consumed_bytes
+from clonefleet.presets import Method
 from clonefleet.sim.order import IdArray, time_order
 from clonefleet.sim.scenario import Scenario
 
@@ -205,10 +206,8 @@ def allocated_bytes_per_clone(scenario: Scenario) -> FloatArray:
 
 
 def consumed_bytes(scenario: Scenario, per_clone_new_bytes: FloatArray) -> float:
-    """S (Eq. 3) from the trace: GIs plus every clone's overhead, mirror and allocation [bytes]."""
-    fleet, fn = scenario.fleet, scenario.function
-    if fn.method is Method.FULL:
-        return float(scenario.vms * fleet.gi_virtual_bytes)
-    mirror = fleet.gi_used_bytes if (fn.method is Method.THIN and fn.mirror is Mirror.PHYSICAL) else 0.0
-    gis = scenario.golden_images * fleet.gi_used_bytes
-    return float(gis + scenario.vms * (fn.clone_overhead_bytes + mirror) + per_clone_new_bytes.sum())
+    """S (Eq. 3) of the scenario's fleet, each clone's C exact from the trace [bytes] (the planner's
+    :func:`~clonefleet.planner.fleet_consumed_bytes`, with the mean C: S is linear in it)."""
+    mean_new = float(per_clone_new_bytes.mean()) if per_clone_new_bytes.size else 0.0
+    return float(fleet_consumed_bytes(scenario.fleet, scenario.function, scenario.golden_images, scenario.vms,
+                                      mean_new))

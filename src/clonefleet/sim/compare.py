@@ -16,12 +16,11 @@ fleets get the model's g for each T.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from clonefleet.planner import evaluate, operable_count
+from clonefleet.planner import evaluate, golden_images_for, operable_count
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.sim.arraymodel import allocated_bytes_per_clone, consumed_bytes
 from clonefleet.sim.order import IdArray, time_order
@@ -63,10 +62,10 @@ class MethodCheck:
 
 
 def model_golden_images(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int) -> int:
-    g = float(evaluate(fleet, array, function, vms).golden_images)
-    if not math.isfinite(g):
-        return vms
-    return max(1, min(int(g), vms))
+    """The GIs a simulated storm of ``vms`` clones runs on: the model's g
+    (:func:`~clonefleet.planner.golden_images_for`); when no number of GIs carries a clone, one GI
+    per clone, the most that can help."""
+    return golden_images_for(fleet, array, function, vms) or vms
 
 
 class TracePool:
