@@ -46,6 +46,9 @@ from clonefleet.storage.data import sha256_file
 from clonefleet.storage.goldimage import GoldenImageError, gi_unchanged
 from clonefleet.storage.tools import stop_on_signals
 
+#: Longest a finished clone waits in the private folder for its group to be linked into place.
+LINK_DELAY_S = 0.2
+
 #: progress(phase, done, total)
 Progress = Callable[[str, int, int], None]
 
@@ -269,6 +272,7 @@ def _create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: P
     pending: dict[Future[tuple[Path, os.stat_result]], CloneTask] = {}
     to_link: list[tuple[CloneTask, Path, os.stat_result]] = []
     queue = iter(tasks)
+    to_link_since = time.monotonic()
 
     def link_made() -> None:
         """The ``made`` records durable first, then the links: a kill between them leaves a clone the
@@ -304,6 +308,8 @@ def _create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: P
                     if exc is None:
                         tmp, st = future.result()
                         journal.append("made", name=task.name, dev=st.st_dev, ino=st.st_ino)
+                        if not to_link:
+                            to_link_since = time.monotonic()
                         to_link.append((task, tmp, st))
                     else:
                         journal.append("failed", name=task.name, index=task.index, reason=_describe(exc))
@@ -311,7 +317,9 @@ def _create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: P
                             failure = (task, exc)
                             for queued in [f for f in pending if f.cancel()]:  # not started: not tried
                                 pending.pop(queued)
-                if len(to_link) >= journal.group or not pending:
+                # link in groups (one journal sync each), yet soon after a slow copy: a kill loses little
+                if to_link and (len(to_link) >= journal.group or not pending
+                                or time.monotonic() - to_link_since >= LINK_DELAY_S):
                     link_made()
         except BaseException:
             for future in pending:
