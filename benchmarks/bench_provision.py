@@ -39,7 +39,7 @@ def shell_loop(command: str, count: int, workdir: Path) -> float:
 
 
 def manifest(dir_: Path, gi: Path, count: int, backend: str, name: str) -> Path:
-    from clonefleet.provision.safety import sha256_file
+    from clonefleet.storage.data import sha256_file
 
     path = dir_ / f"{name}.toml"
     write_manifest(path, {

@@ -23,7 +23,7 @@ def small_gi(dest: Path, fmt: str = "qcow2", size: int = 32 * MiB, content: int 
 def fleet_manifest(dir_: Path, gi: Path, count: int, backend: str = "qcow2", method: str = "snapshot",
                    g: int = 1, workers: int = 4, writes: dict[str, object] | None = None,
                    name: str = "fleet.toml", dest: str = "clones") -> Manifest:
-    from clonefleet.provision.safety import sha256_file
+    from clonefleet.storage.data import sha256_file
 
     return write_manifest(dir_ / name, {
         "fleet": {"name": "t", "count": count, "dest": dest},

@@ -15,10 +15,10 @@ from pathlib import Path
 import provision_fixtures as pf
 import pytest
 
-from clonefleet.provision import engine
+import clonefleet.provision as engine
 from clonefleet.provision.capacity import capacity
 from clonefleet.provision.goldimage import GoldenImage
-from clonefleet.provision.safety import sha256_file
+from clonefleet.storage.data import sha256_file
 from helpers import require_tool
 
 qcow2_gi = pf.qcow2_gi  # a fixture

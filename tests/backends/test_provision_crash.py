@@ -24,11 +24,11 @@ import numpy as np
 import provision_fixtures as pf
 import pytest
 
+import clonefleet.provision as engine
 from clonefleet.backends import get_backend
-from clonefleet.provision import engine
 from clonefleet.provision.goldimage import GoldenImage
 from clonefleet.provision.journal import Journal
-from clonefleet.provision.safety import sha256_file
+from clonefleet.storage.data import sha256_file
 from helpers import require_tool
 
 qcow2_gi = pf.qcow2_gi  # a fixture

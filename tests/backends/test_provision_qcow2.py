@@ -11,10 +11,11 @@ from pathlib import Path
 import provision_fixtures as pf
 import pytest
 
-from clonefleet.provision import engine
+import clonefleet.provision as engine
 from clonefleet.provision.goldimage import GoldenImage
-from clonefleet.provision.measure import qcow2_info
-from clonefleet.provision.safety import GoldenImageError, check_golden_image, sha256_file
+from clonefleet.storage.data import sha256_file
+from clonefleet.storage.goldimage import GoldenImageError, check_golden_image
+from clonefleet.storage.qcow2 import qcow2_info
 from helpers import require_tool
 
 qcow2_gi = pf.qcow2_gi  # a fixture
@@ -131,7 +132,7 @@ def test_cli_end_to_end(tmp_path: Path, qcow2_gi: GoldenImage, cli) -> None:  # 
 
 def test_writes_from_a_trace_land_in_each_clone(tmp_path: Path, qcow2_gi: GoldenImage) -> None:
     require_tool("qemu-img", "qemu-io")
-    from clonefleet.provision.measure import qcow2_allocation
+    from clonefleet.storage.qcow2 import qcow2_allocation
 
     trace = tmp_path / "boot.csv"
     trace.write_text("vm,op,offset,length\n0,write,0,65536\n0,read,0,4096\n1,write,1048576,131072\n")

@@ -9,11 +9,11 @@ from pathlib import Path
 import provision_fixtures as pf
 import pytest
 
+import clonefleet.provision as engine
 from clonefleet.backends import BackendUnavailable
 from clonefleet.backends.reflink import filesystem_of
-from clonefleet.provision import engine
-from clonefleet.provision.measure import fleet_sharing
-from clonefleet.provision.safety import sha256_file
+from clonefleet.storage.data import sha256_file
+from clonefleet.storage.measure import fleet_sharing
 
 xfs_dir = pf.xfs_dir  # a fixture
 

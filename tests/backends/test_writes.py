@@ -27,13 +27,6 @@ from clonefleet.provision.goldimage import (
     golden_image_unchanged,
     sha256_file,
 )
-from clonefleet.provision.measure import (
-    allocated_bytes,
-    data_bytes_seek,
-    exclusive_bytes,
-    fleet_sharing,
-    qcow2_allocation,
-)
 from clonefleet.provision.writes import (
     backing_files,
     boot_footprint,
@@ -41,6 +34,13 @@ from clonefleet.provision.writes import (
     write_extents_file,
     write_extents_qcow2,
 )
+from clonefleet.storage.measure import (
+    allocated_bytes,
+    data_bytes_seek,
+    exclusive_bytes,
+    fleet_sharing,
+)
+from clonefleet.storage.qcow2 import qcow2_allocation
 from helpers import mounted, require_tool
 
 MiB = 1024**2

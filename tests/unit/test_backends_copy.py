@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clonefleet.backends.qcow2 import copy_file_private, nonzero_runs, write_new_file
+from clonefleet.storage.data import copy_file_private, nonzero_runs, write_new_file
 
 KiB = 1024
 

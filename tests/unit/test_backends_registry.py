@@ -6,22 +6,29 @@ from pathlib import Path
 
 import pytest
 
-from clonefleet.backends import Backend, backend_names, get_backend, register
+from clonefleet.backends import Backend, backend_names, get_backend, register, unregister
 from clonefleet.backends.fake import FakeBackend
 from clonefleet.errors import UsageError
 from clonefleet.presets import Method
-from clonefleet.provision.safety import GoldenImageInfo
+from clonefleet.storage.goldimage import GoldenImageInfo
 
 
-@pytest.mark.parametrize("name", ["qcow2", "reflink", "fake"])
+@pytest.mark.parametrize("name", ["qcow2", "reflink"])
 def test_builtin_backends_follow_the_protocol(name: str) -> None:
     backend = get_backend(name)
     assert isinstance(backend, Backend)
     assert backend.name == name and backend.description
 
 
+def test_the_fake_follows_the_protocol_and_is_not_offered_to_users() -> None:
+    assert isinstance(FakeBackend(), Backend)
+    assert backend_names() == ["qcow2", "reflink"]
+    with pytest.raises(UsageError, match="one of qcow2, reflink"):
+        get_backend("fake")
+
+
 def test_unknown_backend_is_a_one_line_usage_error() -> None:
-    with pytest.raises(UsageError, match="one of fake, qcow2, reflink"):
+    with pytest.raises(UsageError, match="one of qcow2, reflink"):
         get_backend("zfs")
 
 
@@ -31,9 +38,8 @@ def test_register_adds_a_backend() -> None:
         assert "fake-twin" in backend_names()
         assert isinstance(get_backend("fake-twin"), FakeBackend)
     finally:
-        from clonefleet.backends import _FACTORIES
-
-        _FACTORIES.pop("fake-twin")
+        unregister("fake-twin")
+    assert "fake-twin" not in backend_names()
 
 
 @pytest.mark.parametrize(("name", "method", "function", "unit"), [

@@ -12,7 +12,7 @@ from clonefleet.model import allocated_bytes_per_clone
 from clonefleet.presets import load_fleet
 from clonefleet.provision.bootwrites import clone_seed, footprint_for, load_trace_writes, model_fleet
 from clonefleet.provision.manifest import build_manifest
-from clonefleet.provision.safety import GoldenImageInfo
+from clonefleet.storage.goldimage import GoldenImageInfo
 
 MiB = 1024**2
 

@@ -8,12 +8,17 @@ from pathlib import Path
 
 import pytest
 
+import clonefleet.provision as engine
 from clonefleet.backends.fake import FakeBackend
 from clonefleet.errors import UsageError
-from clonefleet.provision import engine
 from clonefleet.provision.journal import Journal
 from clonefleet.provision.manifest import Manifest, load_manifest, write_manifest
-from clonefleet.provision.safety import GoldenImageError, sha256_file
+from clonefleet.storage.data import sha256_file
+from clonefleet.storage.goldimage import GoldenImageError
+from fakes import fake_backend
+
+pytestmark = pytest.mark.usefixtures("fake_backend")
+__all__ = ["fake_backend"]
 
 
 def make_fleet(tmp_path: Path, count: int = 12, g: int = 1, **fleet: object) -> Manifest:
@@ -52,30 +57,43 @@ def test_clones_spread_evenly_over_replicas(tmp_path: Path) -> None:
     assert str(m.gi) in sources
 
 
-def test_rerun_cleans_temporaries_adopts_unjournaled_and_remakes_missing(tmp_path: Path) -> None:
+def test_rerun_cleans_temporaries_and_remakes_missing(tmp_path: Path) -> None:
     m = make_fleet(tmp_path)
     engine.provision(m, FakeBackend())
-    # what a kill leaves: a temporary, a complete clone renamed but not journaled, a lost clone
-    (m.dest / ".cf-tmp.4242.vm-0013.fake").write_bytes(b"half")
+    # what a kill leaves: a temporary in the private folder, a lost clone
+    (m.dest / ".clonefleet" / "tmp" / "4242.vm-0013.fake").write_bytes(b"half")
     os.unlink(m.dest / "vm-0003.fake")
     m13 = make_fleet(tmp_path, count=13)
     plan = engine.make_plan(m13, FakeBackend())
-    assert plan.temporaries == [".cf-tmp.4242.vm-0013.fake"]
+    assert plan.temporaries == ["4242.vm-0013.fake"]
     assert plan.missing == ["vm-0003.fake"]
     result = engine.provision(m13, FakeBackend())
     assert result.temporaries_removed == 1 and result.created == 2
     assert clone_files(m13) == {f"vm-{i:04d}.fake" for i in range(1, 14)}
-    assert not [n for n in os.listdir(m.dest) if n.startswith(".cf-tmp.")]
+    assert os.listdir(m.dest / ".clonefleet" / "tmp") == []
 
 
-def test_a_complete_clone_without_journal_record_is_adopted(tmp_path: Path) -> None:
+def test_a_clone_whose_created_record_was_lost_is_adopted(tmp_path: Path) -> None:
+    m = make_fleet(tmp_path, count=4)
+    engine.provision(m, FakeBackend())
+    journal = m.dest / ".clonefleet" / "journal.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    # killed after the link, before the "created" record: the synced "made" record names the file
+    journal.write_text("".join(ln for ln in lines if not ('"op":"created"' in ln and "vm-0004" in ln)))
+    result = engine.provision(m, FakeBackend())
+    assert (result.adopted, result.created) == (1, 0)
+    assert engine.status(m, FakeBackend()).in_sync
+
+
+def test_a_whole_clone_clonefleet_did_not_make_is_refused_not_adopted(tmp_path: Path) -> None:
     m = make_fleet(tmp_path, count=3)
     engine.provision(m, FakeBackend())
     payload = (m.dest / "vm-0001.fake").read_bytes()
-    (m.dest / "vm-0004.fake").write_bytes(payload)  # renamed into place, then killed before the journal
+    (m.dest / "vm-0004.fake").write_bytes(payload)  # a user's copy: no journal record names it
     m4 = make_fleet(tmp_path, count=4)
-    result = engine.provision(m4, FakeBackend())
-    assert (result.adopted, result.created) == (1, 0)
+    with pytest.raises(UsageError, match="does not record it"):
+        engine.provision(m4, FakeBackend())
+    assert (m.dest / "vm-0004.fake").read_bytes() == payload
 
 
 def test_a_foreign_file_under_a_clone_name_is_refused_not_overwritten(tmp_path: Path) -> None:
@@ -157,16 +175,16 @@ def test_a_symlink_where_a_clone_belongs_is_refused_and_its_target_untouched(tmp
     assert victim.read_text() == "precious"
 
 
-def test_destroy_unlinks_a_journaled_name_turned_symlink_never_its_target(tmp_path: Path) -> None:
+def test_destroy_keeps_a_journaled_name_turned_symlink_and_its_target(tmp_path: Path) -> None:
     m = make_fleet(tmp_path, count=2)
     engine.provision(m, FakeBackend())
     victim = tmp_path / "victim"
     victim.write_text("precious")
     os.unlink(m.dest / "vm-0001.fake")
     os.symlink(victim, m.dest / "vm-0001.fake")
-    with pytest.raises(UsageError, match="symlink"):
-        engine.destroy(m, FakeBackend())
-    assert victim.read_text() == "precious"
+    result = engine.destroy(m, FakeBackend())
+    assert result.removed == 1 and any(k.startswith("vm-0001.fake") for k in result.kept)
+    assert (m.dest / "vm-0001.fake").is_symlink() and victim.read_text() == "precious"
 
 
 def test_a_changed_gi_is_refused(tmp_path: Path) -> None:
@@ -258,7 +276,7 @@ def test_destroy_after_a_kill_removes_unjournaled_clones_and_replicas_too(tmp_pa
     lines = journal.read_text().splitlines(keepends=True)
     keep = [line for line in lines if '"op":"created"' not in line and '"op":"replica"' not in line]
     journal.write_text("".join(keep))  # as if every record of the run were lost
-    (m.dest / ".clonefleet" / ".cf-template.x").mkdir()  # a killed run's scratch
+    (m.dest / ".clonefleet" / "tmp" / "template.x").mkdir()  # a killed run's scratch, in its private folder
     result = engine.destroy(m, FakeBackend())
     assert (result.removed, result.replicas_removed, result.kept) == (4, 1, ())
     assert not m.dest.exists()

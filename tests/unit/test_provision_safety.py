@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from clonefleet.errors import UsageError
 from clonefleet.provision.manifest import build_manifest
-from clonefleet.provision.safety import NameTemplate, check_fleet_dir, check_name
+from clonefleet.storage.paths import NameTemplate, check_fleet_dir, check_name
 
 
 @pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/b", "..", ".", "x\x00y", "a" * 300, ".hidden",

@@ -1,9 +1,10 @@
 """Storage backends behind one protocol, found by name.
 
 ``qcow2`` (the default) makes clones as qcow2 files with qemu-img, ``reflink``
-as reflink copies on xfs or btrfs, ``fake`` as small marker files for fast
-unit tests of the engine. :func:`get_backend` builds one by name;
-:func:`register` adds another.
+as reflink copies on xfs or btrfs. :func:`get_backend` builds one by name;
+:func:`register` adds another: the tests register ``fake``
+(:class:`clonefleet.backends.fake.FakeBackend`, marker files for fast tests of
+the engine), which is never offered to users.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "backend_names",
     "get_backend",
     "register",
+    "unregister",
 ]
 
 DEFAULT_BACKEND = "qcow2"
@@ -40,7 +42,6 @@ DEFAULT_BACKEND = "qcow2"
 _BUILTIN: dict[str, str] = {
     "qcow2": "clonefleet.backends.qcow2:Qcow2Backend",
     "reflink": "clonefleet.backends.reflink:ReflinkBackend",
-    "fake": "clonefleet.backends.fake:FakeBackend",
 }
 _FACTORIES: dict[str, Callable[[], Backend]] = {}
 
@@ -48,6 +49,11 @@ _FACTORIES: dict[str, Callable[[], Backend]] = {}
 def register(name: str, factory: Callable[[], Backend]) -> None:
     """Make ``factory`` available as backend ``name`` (replacing any backend of that name)."""
     _FACTORIES[name] = factory
+
+
+def unregister(name: str) -> None:
+    """Remove a backend :func:`register` added (the built-in ones stay)."""
+    _FACTORIES.pop(name, None)
 
 
 def backend_names() -> list[str]:

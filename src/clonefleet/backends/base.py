@@ -1,9 +1,9 @@
 """The protocol every storage backend follows, and the records it exchanges with the engine.
 
 A backend knows how to make one clone of a golden image (GI) by one method on
-one kind of storage; the engine (:mod:`clonefleet.provision.engine`) does the
-rest the same way for every backend: the plan, temporary names and renames,
-the journal, the lock, parallel workers. The life cycle of a fleet is
+one kind of storage; :mod:`clonefleet.provision` does the rest the same way for
+every backend: the plan, temporaries and renames, the journal, the lock,
+parallel workers. Backends stand on :mod:`clonefleet.storage` only. The life cycle of a fleet is
 
     probe -> plan -> prepare -> apply (per clone) -> status -> measure -> destroy
 
@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 
 from clonefleet.errors import ClonefleetError
 from clonefleet.presets import FunctionPreset, Method
-from clonefleet.provision.safety import GoldenImageInfo
+from clonefleet.storage.goldimage import GoldenImageInfo
 
 
 class BackendUnavailable(ClonefleetError):
@@ -39,6 +39,7 @@ class Recipe:
     model_function: FunctionPreset  # the storage function the model uses for this backend and method
     clone_format: str  # format of a clone file: qcow2 or raw
     options: Mapping[str, object] = field(default_factory=dict)  # backend specifics (cluster size...)
+    copy_bytes: int = 0  # bytes a tool reads to make one clone (its timeout grows with them)
 
 
 @dataclass
@@ -87,11 +88,13 @@ class Backend(Protocol):
         ...
 
     def prepare(self, recipe: Recipe, source: Path, work_dir: Path) -> Prepared:
-        """Once per source (GI or replica): anything every clone can reuse."""
+        """Once per source (GI or replica): anything every clone can reuse (scratch files in ``work_dir``,
+        the run's private folder)."""
         ...
 
     def apply(self, recipe: Recipe, prepared: Prepared, dest: Path) -> None:
-        """Make one clone at ``dest`` (a temporary name; the engine syncs and renames it)."""
+        """Make one clone at ``dest`` (a new temporary in the run's private folder, on the fleet's
+        filesystem; the engine journals it, then renames it into place)."""
         ...
 
     def replicate(self, gi: GoldenImageInfo, dest: Path) -> None:

@@ -1,5 +1,7 @@
 """A fake backend for fast unit tests of the engine: each clone is a small text file.
 
+Not offered to users: tests register it (``backends.register("fake", FakeBackend)``).
+
 It follows the protocol exactly (probe, plan, prepare, apply, status, measure,
 destroy) without any storage tool. Tests can make it fail on chosen clones
 (``fail_on``: a clone index and the error to raise, e.g. ``OSError(ENOSPC)``)
@@ -11,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from clonefleet.backends.base import CloneUsage, Prepared, Recipe, Usage
-from clonefleet.backends.qcow2 import model_function, write_new_file
+from clonefleet.backends.base import BackendUnavailable, CloneUsage, Prepared, Recipe, Usage
+from clonefleet.backends.qcow2 import model_function
 from clonefleet.presets import Method
-from clonefleet.provision.safety import GoldenImageInfo
+from clonefleet.storage.data import write_new_file
+from clonefleet.storage.goldimage import GoldenImageInfo
 
 MARKER = b"clonefleet fake clone\n"
 
@@ -33,8 +36,6 @@ class FakeBackend:
 
     def probe(self, fleet_dir: Path) -> None:
         if self.unavailable:
-            from clonefleet.backends.base import BackendUnavailable
-
             raise BackendUnavailable(self.unavailable)
 
     def plan(self, gi: GoldenImageInfo, method: Method, cluster_bytes: int) -> Recipe:
@@ -45,7 +46,7 @@ class FakeBackend:
         return Prepared(source=source, payload=MARKER + f"{recipe.method} {source}\n".encode())
 
     def apply(self, recipe: Recipe, prepared: Prepared, dest: Path) -> None:
-        clone = dest.name.split(".cf-tmp.", 1)[-1].split(".", 1)[-1]  # .cf-tmp.<pid>.<name>
+        clone = dest.name.split(".", 1)[-1]  # <pid>.<name>: a temporary in the run's private folder
         error = self.fail_on.get(clone.removesuffix(recipe.suffix))
         if error is not None:
             dest.write_bytes(prepared.payload[: len(prepared.payload) // 2])  # half a clone, then the error

@@ -19,10 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from clonefleet.backends.base import BackendUnavailable, CloneUsage, Prepared, Recipe, Usage
-from clonefleet.backends.qcow2 import copy_file_private, read_header
+from clonefleet.backends.qcow2 import Qcow2Backend
 from clonefleet.presets import FunctionPreset, Method, load_function
-from clonefleet.provision import measure
-from clonefleet.provision.safety import GoldenImageInfo
+from clonefleet.storage import measure
+from clonefleet.storage.data import copy_file_private
+from clonefleet.storage.goldimage import GoldenImageInfo
+from clonefleet.storage.qcow2 import read_header
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int)
 BLOCK_BYTES = 4096
@@ -51,14 +53,11 @@ def reflink(src_fd: int, dest_fd: int) -> None:
 
 
 def probe_reflink(directory: Path) -> None:
-    """Try a real FICLONE between two small files in ``directory``; refuse if it fails."""
-    src = directory / ".cf-reflink-probe.src"
-    dest = directory / ".cf-reflink-probe.dst"
-    for p in (src, dest):
-        p.unlink(missing_ok=True)
+    """Try a real FICLONE between two small unnamed files (O_TMPFILE) in ``directory``; refuse if it
+    fails. No name is ever made, so a killed probe leaves nothing behind."""
+    sfd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
     try:
-        sfd = os.open(src, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        dfd = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        dfd = os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
         try:
             os.write(sfd, b"clonefleet reflink probe".ljust(BLOCK_BYTES, b"."))
             os.fsync(sfd)
@@ -71,11 +70,9 @@ def probe_reflink(directory: Path) -> None:
                     "filesystem, or backend qcow2; clonefleet never falls back to full copies"
                 ) from None
         finally:
-            os.close(sfd)
             os.close(dfd)
     finally:
-        for p in (src, dest):
-            p.unlink(missing_ok=True)
+        os.close(sfd)
 
 
 def model_function(method: Method) -> FunctionPreset:
@@ -111,8 +108,8 @@ class ReflinkBackend:
     def prepare(self, recipe: Recipe, source: Path, work_dir: Path) -> Prepared:
         if recipe.method is Method.SNAPSHOT and os.stat(source).st_dev != os.stat(work_dir).st_dev:
             raise BackendUnavailable(
-                f"backend reflink: the GI {source} is on another filesystem than the fleet directory "
-                f"{work_dir.parent}; reflink shares blocks only within one filesystem: put the GI on "
+                f"backend reflink: the GI {source} is on another filesystem than the fleet directory; "
+                f"reflink shares blocks only within one filesystem: put the GI on "
                 f"the fleet's {filesystem_of(work_dir)} filesystem")
         return Prepared(source=source)
 
@@ -142,10 +139,8 @@ class ReflinkBackend:
             if header is None:
                 return "not a qcow2 image (bad or short header)"
             if deep:
-                from clonefleet.backends.qcow2 import Qcow2Backend
-
                 return Qcow2Backend().status(dataclasses.replace(
-                    recipe, method=Method.THIN, options={"cluster_bytes": header[0]}), path, source, deep)
+                    recipe, method=Method.THIN, options={"cluster_bytes": header.cluster_bytes}), path, source, deep)
             return None
         if size != expected:
             return f"{size} bytes, the GI has {expected}"

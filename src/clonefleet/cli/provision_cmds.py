@@ -43,12 +43,6 @@ def progress_bar(enabled: bool) -> Iterator[object]:
         yield report
 
 
-def _load(path: str) -> object:
-    from clonefleet.provision.manifest import load_manifest
-
-    return load_manifest(path)
-
-
 @app.command("init")
 def init_cmd(
     gi_text: str = typer.Option(..., "--gi", help="The golden image (qcow2 or raw); its SHA-256 is recorded.",
@@ -57,7 +51,7 @@ def init_cmd(
                               show_default=False),
     count: int = typer.Option(..., "--count", "-n", help="Number of clones.", show_default=False),
     method: str = typer.Option("snapshot", "--method", "-m", help="full, thin or snapshot."),
-    backend: str = typer.Option("qcow2", "--backend", "-b", help="qcow2 (default), reflink or fake."),
+    backend: str = typer.Option("qcow2", "--backend", "-b", help="qcow2 (default) or reflink."),
     golden_images: str = typer.Option("1", "--golden-images", "-g",
                                       help="GI replicas g for snapshot clones, or 'auto' (the planner's g)."),
     clone_name: str = typer.Option("vm-{index:04d}", "--clone-name", help="Clone name template with {index}."),
@@ -77,14 +71,14 @@ def init_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Write a fleet manifest from flags (the GI's checksum recorded), so no TOML is written by hand."""
-    from clonefleet.provision.manifest import write_manifest
-    from clonefleet.provision.safety import check_golden_image
+    from clonefleet.provision import write_manifest
+    from clonefleet.storage.goldimage import check_golden_image
 
     for label, text in (("--gi", gi_text), ("--dest", dest_text), ("--out", out_text)):
         if "\x00" in text:
             raise UsageError(f"{label} {text!r}: a path with a NUL byte")
     gi, dest, out = Path(gi_text), Path(dest_text), Path(out_text)
-    info = check_golden_image(gi.absolute(), None, max_chain_depth)
+    info = check_golden_image(gi.absolute(), None, max_chain_depth, not_same_as=out.absolute())
     base = out.absolute().parent
 
     def rel(p: Path) -> str:
@@ -127,15 +121,16 @@ def provision_cmd(
     manifest: str = MANIFEST_ARG,
     workers: int = WORKERS_OPTION,
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; change nothing."),
+    force: bool = typer.Option(False, "--force",
+                               help="Start even when the plan needs more space than is free (a warning then)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Make the fleet the manifest describes; idempotent: a rerun after any interruption finishes the job."""
-    from clonefleet.provision import engine
-    from clonefleet.provision.manifest import load_manifest
+    from clonefleet import provision
 
-    m = load_manifest(manifest)
+    m = provision.load_manifest(manifest)
     if dry_run:
-        plan = engine.make_plan(m)
+        plan = provision.make_plan(m)
         if as_json:
             emit_json(plan.to_dict())
             return
@@ -147,7 +142,8 @@ def provision_cmd(
             console.print(f"  {step}")
         return
     with progress_bar(not as_json) as report:
-        result = engine.provision(m, progress=report, workers=_workers(workers))  # type: ignore[arg-type]
+        result = provision.provision(m, progress=report, workers=_workers(workers),  # type: ignore[arg-type]
+                                     force=force)
     for warning in result.warnings:
         err_console.print(f"clonefleet: warning: {warning}", markup=False)
     if as_json:
@@ -167,12 +163,11 @@ def status_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Desired (the manifest) against actual (journal and disk); exit 1 when they differ."""
-    from clonefleet.provision import engine
-    from clonefleet.provision.manifest import load_manifest
+    from clonefleet import provision
 
-    m = load_manifest(manifest)
+    m = provision.load_manifest(manifest)
     with progress_bar(verify and not as_json) as report:
-        st = engine.status(m, verify=verify, progress=report)  # type: ignore[arg-type]
+        st = provision.status(m, verify=verify, progress=report)  # type: ignore[arg-type]
     if as_json:
         emit_json(st.to_dict())
     else:
@@ -203,14 +198,13 @@ def destroy_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Remove the fleet's clones and GI replicas; never the GI, never a file outside the fleet directory."""
-    from clonefleet.provision import engine
-    from clonefleet.provision.manifest import load_manifest
+    from clonefleet import provision
 
-    m = load_manifest(manifest)
+    m = provision.load_manifest(manifest)
     if not yes:
         raise UsageError(f"destroy removes the clones of fleet {m.name} in {m.dest}: pass --yes to confirm")
     with progress_bar(not as_json) as report:
-        result = engine.destroy(m, progress=report)  # type: ignore[arg-type]
+        result = provision.destroy(m, progress=report)  # type: ignore[arg-type]
     if as_json:
         emit_json(result.to_dict())
         return
@@ -227,12 +221,11 @@ def writes_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Write each clone's boot write footprint into it (qemu-io or pwrite); reruns skip written clones."""
-    from clonefleet.provision import engine
-    from clonefleet.provision.manifest import load_manifest
+    from clonefleet import provision
 
-    m = load_manifest(manifest)
+    m = provision.load_manifest(manifest)
     with progress_bar(not as_json) as report:
-        result = engine.apply_writes(m, progress=report, workers=_workers(workers))  # type: ignore[arg-type]
+        result = provision.apply_writes(m, progress=report, workers=_workers(workers))  # type: ignore[arg-type]
     if as_json:
         emit_json(result.to_dict())
         return
@@ -247,11 +240,10 @@ def capacity_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Capacity the fleet really consumes beside the model's S (same method and granularity)."""
-    from clonefleet.provision.capacity import capacity
-    from clonefleet.provision.manifest import load_manifest
+    from clonefleet import provision
 
-    m = load_manifest(manifest)
-    report = capacity(m)
+    m = provision.load_manifest(manifest)
+    report = provision.capacity(m)
     if as_json:
         emit_json(report.to_dict())
         return

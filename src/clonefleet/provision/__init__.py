@@ -1,7 +1,47 @@
-"""Real clones on real storage: golden images, writes that emulate a boot, measurement.
+"""Real fleets on real storage: plan, provision, status, boot writes, capacity, destroy.
 
-``goldimage`` builds a small golden image (GI) with a real ext4 filesystem,
-``writes`` writes a boot's footprint into a clone (never into a GI) and
-``measure`` accounts the capacity clones really consume, counting shared data
-once. The backends (``clonefleet.backends``) create the clones themselves.
+The public face of the package (what the CLI and library users call)::
+
+    from clonefleet import provision
+    m = provision.load_manifest("fleet.toml")
+    provision.provision(m); provision.status(m); provision.apply_writes(m)
+    provision.capacity(m); provision.destroy(m)
+
+Modules, by concept: ``manifest`` (the desired state), ``journal`` (what was done),
+``fleetdir`` (the fleet directory, its lock, its private folder of temporaries),
+``plan`` (what a run must do), ``apply`` (doing it), ``status``, ``destroy``,
+``bootwrites`` (a boot's writes into the clones) and ``writes`` (writing extents),
+``capacity`` (measured beside the model), ``goldimage`` (building a small real GI).
+Everything that touches storage itself is in :mod:`clonefleet.storage`; the
+clones are made by :mod:`clonefleet.backends`.
 """
+
+from clonefleet.provision.apply import ProvisionFailed, ProvisionResult, provision
+from clonefleet.provision.bootwrites import WritesResult, apply_writes
+from clonefleet.provision.capacity import CapacityReport, capacity
+from clonefleet.provision.destroy import DestroyResult, destroy
+from clonefleet.provision.fleetdir import FleetBusy, fleet_lock
+from clonefleet.provision.manifest import Manifest, load_manifest, write_manifest
+from clonefleet.provision.plan import FleetPlan, make_plan
+from clonefleet.provision.status import StatusReport, status
+
+__all__ = [
+    "CapacityReport",
+    "DestroyResult",
+    "FleetBusy",
+    "FleetPlan",
+    "Manifest",
+    "ProvisionFailed",
+    "ProvisionResult",
+    "StatusReport",
+    "WritesResult",
+    "apply_writes",
+    "capacity",
+    "destroy",
+    "fleet_lock",
+    "load_manifest",
+    "make_plan",
+    "provision",
+    "status",
+    "write_manifest",
+]

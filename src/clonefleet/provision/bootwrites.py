@@ -16,17 +16,26 @@ twice changes nothing.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from clonefleet.backends import Backend, get_backend
 from clonefleet.errors import UsageError
 from clonefleet.presets import FleetPreset, load_fleet
 from clonefleet.provision import writes
+from clonefleet.provision.apply import Progress, no_progress
+from clonefleet.provision.fleetdir import fleet_dir_of, fleet_lock
+from clonefleet.provision.journal import Journal
 from clonefleet.provision.manifest import Manifest
-from clonefleet.provision.safety import GoldenImageInfo
+from clonefleet.provision.plan import CloneTask, make_plan
+from clonefleet.storage.goldimage import GoldenImageInfo
+from clonefleet.storage.goldimage import gi_used_bytes as measure_used_bytes
+from clonefleet.storage.tools import stop_on_signals
 
 ALIGN_BYTES = 64 * 1024
 
@@ -50,10 +59,8 @@ class ModelFleet:
 
 def model_fleet(manifest: Manifest, gi: GoldenImageInfo, gi_used_bytes: int | None = None) -> ModelFleet:
     """The manifest's fleet preset scaled to the real GI (see the module docstring)."""
-    from clonefleet.provision.engine import gi_used_bytes as measure_used
-
     base = load_fleet(manifest.preset)
-    used = measure_used(gi) if gi_used_bytes is None else gi_used_bytes
+    used = measure_used_bytes(gi) if gi_used_bytes is None else gi_used_bytes
     scale = gi.virtual_bytes / base.gi_virtual_bytes
     spec = manifest.writes
     w = spec.write_bytes if spec.write_bytes is not None else base.boot_write_bytes * scale
@@ -143,3 +150,62 @@ def write_footprint(clone_format: str, path: Path, fp: writes.Footprint, protect
     else:
         report = writes.write_extents_file(path, fp.offsets_bytes, fp.lengths_bytes, fp.seed, protected)
     return report.written_bytes
+
+
+@dataclass(frozen=True)
+class WritesResult:
+    clones: int
+    written_now: int
+    already: int
+    bytes_written: int
+    footprint: dict[str, Any]
+    note: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"clones": self.clones, "written_now": self.written_now, "already_written": self.already,
+                "bytes_written": self.bytes_written, "footprint": self.footprint, "note": self.note}
+
+
+def apply_writes(manifest: Manifest, backend: Backend | None = None, progress: Progress = no_progress,
+                 workers: int | None = None) -> WritesResult:
+    """Write each clone's boot footprint into it (once: the journal records it; reruns skip it)."""
+    backend = backend or get_backend(manifest.backend)
+    fleet_dir = fleet_dir_of(manifest.dest)
+    if not fleet_dir.is_dir():
+        raise UsageError(f"fleet {fleet_dir} does not exist yet: run 'clonefleet provision "
+                         f"{manifest.path}' first")
+    with stop_on_signals(), fleet_lock(fleet_dir, "writes"):
+        plan = make_plan(manifest, backend)
+        if plan.create or plan.adopt:
+            raise UsageError(f"fleet {fleet_dir}: {len(plan.create) + len(plan.adopt)} of "
+                             f"{len(plan.tasks)} clones are not provisioned yet: run 'clonefleet provision "
+                             f"{manifest.path}' first")
+        model = model_fleet(manifest, plan.gi)
+        done_before = plan.journal.written()
+        todo = [t for t in plan.tasks if t.name not in done_before]
+        protected = [plan.gi.path, *plan.sources[1:]]
+        total_bytes = 0
+        with Journal(fleet_dir) as journal, ThreadPoolExecutor(max_workers=workers or manifest.workers) as pool:
+            def one(task: CloneTask) -> int:
+                fp = footprint_for(manifest, model, task.index)
+                return write_footprint(plan.recipe.clone_format, fleet_dir / task.name, fp, protected)
+
+            futures = {pool.submit(one, t): t for t in todo}
+            progress("writes", 0, len(todo))
+            for n, future in enumerate(_as_completed(futures), 1):
+                task = futures[future]
+                written = future.result()
+                total_bytes += written
+                journal.append("written", name=task.name, index=task.index, bytes=written)
+                progress("writes", n, len(todo))
+    return WritesResult(clones=len(plan.tasks), written_now=len(todo), already=len(plan.tasks) - len(todo),
+                        bytes_written=total_bytes, footprint=model.footprint_dict(), note=model.note)
+
+
+def _as_completed(futures: dict[Future[int], CloneTask]) -> Iterator[Future[int]]:
+    try:
+        yield from as_completed(futures)
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise

@@ -24,10 +24,13 @@ from clonefleet.backends import Backend, Usage, get_backend
 from clonefleet.errors import UsageError
 from clonefleet.planner import clone_metadata_bytes, evaluate, fleet_consumed_bytes, golden_image_bytes
 from clonefleet.presets import Method, load_array
-from clonefleet.provision import measure
 from clonefleet.provision.bootwrites import model_fleet
-from clonefleet.provision.engine import FleetPlan, gi_used_bytes, make_plan
+from clonefleet.provision.fleetdir import fleet_dir_of, fleet_lock, private_tmp
+from clonefleet.provision.journal import Journal
 from clonefleet.provision.manifest import Manifest
+from clonefleet.provision.plan import FleetPlan, make_plan
+from clonefleet.storage.goldimage import gi_used_bytes
+from clonefleet.storage.tools import stop_on_signals
 
 
 @dataclass(frozen=True)
@@ -76,11 +79,12 @@ class CapacityReport:
         return d
 
 
-def fresh_clone_bytes(plan: FleetPlan) -> int | None:
-    """What a clone with no writes consumes (its overhead), measured on one made in a temporary folder."""
+def fresh_clone_bytes(plan: FleetPlan, work_dir: Path) -> int | None:
+    """What a clone with no writes consumes (its overhead), measured on one made in ``work_dir``
+    (the fleet's private folder: a kill leaves it to the next run to empty)."""
     if plan.recipe.method is not Method.SNAPSHOT:
         return None
-    with tempfile.TemporaryDirectory(dir=plan.fleet_dir / ".clonefleet", prefix=".cf-fresh.") as tmp:
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix="fresh.") as tmp:
         prepared = plan.backend.prepare(plan.recipe, plan.sources[0], Path(tmp))
         path = Path(tmp) / f"fresh{plan.recipe.suffix}"
         plan.backend.apply(plan.recipe, prepared, path)
@@ -91,7 +95,18 @@ def fresh_clone_bytes(plan: FleetPlan) -> int | None:
 def capacity(manifest: Manifest, backend: Backend | None = None) -> CapacityReport:
     """Measure the fleet and evaluate the model for the same method, unit and fleet size."""
     backend = backend or get_backend(manifest.backend)
-    plan = make_plan(manifest, backend)
+    fleet_dir = fleet_dir_of(manifest.dest)
+    if not fleet_dir.is_dir():
+        raise UsageError(f"fleet {fleet_dir}: not provisioned (no such directory); run 'clonefleet provision "
+                         f"{manifest.path}' first")
+    with stop_on_signals(), fleet_lock(fleet_dir, "capacity"):
+        plan = make_plan(manifest, backend)
+        with Journal(fleet_dir) as journal:
+            work_dir, _ = private_tmp(fleet_dir, plan.journal, journal)
+        return _capacity(manifest, backend, plan, work_dir)
+
+
+def _capacity(manifest: Manifest, backend: Backend, plan: FleetPlan, work_dir: Path) -> CapacityReport:
     if plan.create or plan.adopt:
         raise UsageError(f"fleet {manifest.dest}: {len(plan.create) + len(plan.adopt)} of {len(plan.tasks)} "
                          f"clones are not provisioned; run 'clonefleet provision {manifest.path}' first")
@@ -111,7 +126,7 @@ def capacity(manifest: Manifest, backend: Backend | None = None) -> CapacityRepo
     usage: Usage = backend.measure(plan.recipe, clones, plan.sources)
     per = [u.consumed_bytes for u in usage.clones]
     measured_total = usage.total_bytes - (usage.gi_bytes if is_full else 0)
-    fresh = fresh_clone_bytes(plan)
+    fresh = fresh_clone_bytes(plan, work_dir)
     notes = list(usage.notes)
     if not written:
         notes.append("boot writes not applied yet ('clonefleet writes'): the model is taken with W = 0")
@@ -137,8 +152,3 @@ def capacity(manifest: Manifest, backend: Backend | None = None) -> CapacityRepo
         per_clone=tuple({"name": u.name, "consumed_bytes": u.consumed_bytes, "own_data_bytes": u.own_data_bytes,
                          "metadata_bytes": u.metadata_bytes} for u in usage.clones),
     )
-
-
-def df_used_bytes(path: Path) -> int:
-    """Used bytes of the filesystem holding ``path`` (df), after a sync."""
-    return measure.fs_usage(path if path.exists() else Path(os.path.dirname(path))).used_bytes

@@ -41,12 +41,10 @@ from pathlib import Path
 import numpy as np
 
 from clonefleet.errors import ClonefleetError, UsageError
-from clonefleet.provision.measure import (
-    allocated_bytes,
-    qcow2_allocation,
-    run_tool,
-    run_tool_result,
-)
+from clonefleet.storage.data import sha256_file
+from clonefleet.storage.measure import allocated_bytes
+from clonefleet.storage.qcow2 import qcow2_allocation
+from clonefleet.storage.tools import copy_timeout_s, run_tool, run_tool_result, stop_on_signals
 
 MiB = 1024**2
 DEFAULT_SIZE_BYTES = 256 * MiB
@@ -105,27 +103,18 @@ class GoldenImage:
     fs_uuid: str
 
 
-def sha256_file(path: Path, chunk_bytes: int = 4 * MiB) -> str:
-    """SHA-256 of a file's bytes, read in chunks from a read-only open."""
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _digest_and_nonzero_bytes(path: Path, chunk_bytes: int = 4 * MiB) -> tuple[str, int]:
+def _digest_and_nonzero_bytes(path: Path) -> tuple[str, int]:
     """SHA-256 of the file and the bytes of its 4 KiB blocks that are not all zeros, in one read."""
-    digest = hashlib.sha256()
     nonzero_blocks = 0
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(chunk_bytes):
-            digest.update(chunk)
-            whole = len(chunk) // FS_BLOCK_BYTES * FS_BLOCK_BYTES
-            words = np.frombuffer(chunk[:whole], dtype=np.uint64).reshape(-1, FS_BLOCK_BYTES // 8)
-            nonzero_blocks += int(np.count_nonzero(words.any(axis=1)))
-            nonzero_blocks += int(any(chunk[whole:]))
-    return digest.hexdigest(), nonzero_blocks * FS_BLOCK_BYTES
+
+    def count(chunk: bytes) -> None:
+        nonlocal nonzero_blocks
+        whole = len(chunk) // FS_BLOCK_BYTES * FS_BLOCK_BYTES
+        words = np.frombuffer(chunk[:whole], dtype=np.uint64).reshape(-1, FS_BLOCK_BYTES // 8)
+        nonzero_blocks += int(np.count_nonzero(words.any(axis=1))) + int(any(chunk[whole:]))
+
+    digest = sha256_file(path, observe=count)
+    return digest, nonzero_blocks * FS_BLOCK_BYTES
 
 
 def golden_image_unchanged(gi: GoldenImage) -> bool:
@@ -398,6 +387,12 @@ def build_golden_image(
     """
     image_format, content, target = _validate(dest_dir, name, size_bytes, fmt, seed, content_bytes)
     target.parent.mkdir(parents=True, exist_ok=True)
+    with stop_on_signals():
+        return _build(target, image_format, size_bytes, content, seed)
+
+
+def _build(target: Path, image_format: ImageFormat, size_bytes: int, content: int, seed: int) -> GoldenImage:
+    name = target.stem
     rng = np.random.default_rng(seed)
     fs_uuid = _seed_uuid(seed, "uuid")
     env = dict(os.environ)
@@ -433,7 +428,7 @@ def build_golden_image(
         convert = ["qemu-img", "convert", "-f", "raw", "-O", image_format.value]
         if image_format is ImageFormat.QCOW2:
             convert += ["-o", f"cluster_size={QCOW2_CLUSTER_BYTES}"]
-        run_tool([*convert, str(raw), str(out)], env=env)
+        run_tool([*convert, str(raw), str(out)], env=env, timeout_s=copy_timeout_s(size_bytes))
         os.chmod(out, 0o444)
         _publish(out, target)
     digest, nonzero_bytes = _digest_and_nonzero_bytes(target)

@@ -9,8 +9,14 @@ journal. The provisioner syncs in groups (every ``group`` records and at the
 end), so the cost of durability is shared.
 
 What the journal holds is a claim the provisioner checks against the directory
-on the next run (:mod:`clonefleet.provision.engine`): the directory is the
-truth for what exists, the journal for what is ours.
+on the next run (:mod:`clonefleet.provision.plan`): the directory is the truth
+for what exists, the journal for what is ours. A file is ours only when a
+record names it with the identity (``dev``, ``ino``) it had when clonefleet made
+it: ``made`` (written and synced before a clone or replica is linked under its
+final name, so a kill never leaves a file the next run cannot recognise),
+``created``, ``adopted``, ``replica``; ``tmpdir`` records the run's private
+folder of temporaries. Records of older versions carry no identity; they are
+still read (see :meth:`JournalState.identity_of`).
 """
 
 from __future__ import annotations
@@ -61,8 +67,16 @@ class JournalState:
     gi_sha256: str | None = None
     made_with: dict[str, Any] | None = None  # the "begin" record of the run that made the first clone
     first_begin: dict[str, Any] | None = None  # the fleet's first run (df before it, for a df delta)
+    identities: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (dev, ino) made by us
+    made: set[str] = field(default_factory=set)  # names with a "made" record not yet removed
+    tmpdir: tuple[int, int] | None = None  # identity of the private folder of temporaries
     damaged_lines: int = 0
     records: int = 0
+
+    def identity_of(self, name: str) -> tuple[int, int] | None:
+        """The identity clonefleet recorded for ``name`` (a clone, or ``golden/<replica>``), None if none
+        (a record of an older version, or not ours)."""
+        return self.identities.get(name)
 
     def present(self) -> set[str]:
         """Clone files the journal says exist (created or adopted, not removed since)."""
@@ -75,6 +89,13 @@ class JournalState:
         return {n: str(r.get("reason", "")) for n, r in self.clones.items() if r["op"] == "failed"}
 
 
+def _identity(record: dict[str, Any]) -> tuple[int, int] | None:
+    dev, ino = record.get("dev"), record.get("ino")
+    if isinstance(dev, int) and isinstance(ino, int) and not isinstance(dev, bool) and not isinstance(ino, bool):
+        return (dev, ino)
+    return None
+
+
 def replay(lines: Iterator[str]) -> JournalState:
     state = JournalState()
     begin: dict[str, Any] | None = None
@@ -85,7 +106,14 @@ def replay(lines: Iterator[str]) -> JournalState:
             continue
         state.records += 1
         op, name = record.get("op"), record.get("name")
-        if op == "begin":
+        ident = _identity(record)
+        if isinstance(name, str) and ident is not None and op in ("made", "created", "adopted", "replica"):
+            state.identities[name] = ident
+            if op == "made":
+                state.made.add(name)
+        if op == "tmpdir" and ident is not None:
+            state.tmpdir = ident
+        elif op == "begin":
             begin = record
             if state.first_begin is None:
                 state.first_begin = record
@@ -96,9 +124,13 @@ def replay(lines: Iterator[str]) -> JournalState:
                 state.replicas[name] = record
             else:
                 state.replicas.pop(name, None)
+                state.identities.pop(name, None)
+                state.made.discard(name)
         elif op in ("created", "adopted", "failed", "removed", "written") and isinstance(name, str):
             if op == "removed":
                 state.clones.pop(name, None)
+                state.identities.pop(name, None)
+                state.made.discard(name)
             else:
                 state.clones[name] = record
                 if op in ("created", "adopted") and state.made_with is None:
@@ -144,14 +176,15 @@ class Journal:
             self.sync()
 
     def sync(self) -> None:
-        """Make the renames and the records so far durable: the directory first, then the journal."""
+        """Make the renames and the records so far durable: the directories first, then the journal."""
         if self._pending == 0:
             return
-        dfd = os.open(self.fleet_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        for folder in (self.fleet_dir, self.fleet_dir / STATE_DIR):
+            dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
         os.fsync(self._fd)
         self._pending = 0
 

@@ -45,7 +45,7 @@ from typing import Any
 from clonefleet.backends import DEFAULT_BACKEND, backend_names
 from clonefleet.errors import UsageError, field_error
 from clonefleet.presets import Method
-from clonefleet.provision.safety import NameTemplate, check_fleet_dir, check_name
+from clonefleet.storage.paths import NameTemplate, check_fleet_dir, check_name
 from clonefleet.units import UnitError, parse_bytes
 
 MAX_CLONES = 1_000_000

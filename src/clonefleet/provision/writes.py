@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import stat
-import struct
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,9 @@ import numpy.typing as npt
 
 from clonefleet.errors import ClonefleetError, UsageError
 from clonefleet.model import footprint
-from clonefleet.provision.measure import first_error_line, qcow2_info, run_tool, union_bytes
+from clonefleet.storage.measure import union_bytes
+from clonefleet.storage.qcow2 import qcow2_info, read_header
+from clonefleet.storage.tools import first_error_line, run_tool
 
 IntArray = npt.NDArray[np.int64]
 ExtentInput = Sequence[int] | npt.NDArray[np.integer]
@@ -154,35 +155,13 @@ def check_not_protected(target: Path, st: os.stat_result, protected: Collection[
         )
 
 
-_QCOW2_MAGIC = b"QFI\xfb"
-_QCOW2_HEADER = struct.Struct(">4sLQL")  # magic, version, backing_file_offset, backing_file_size
-
-
-def qcow2_backing_file(image: Path) -> Path | None:
-    """The backing file named in a qcow2 header (relative names resolved against the
-    image's folder), or None for a qcow2 without one or a file that is not qcow2.
-
-    Reads the header directly (no process), so it is cheap over a whole fleet.
-    """
-    with open(image, "rb") as f:
-        header = f.read(_QCOW2_HEADER.size)
-        if len(header) < _QCOW2_HEADER.size:
-            return None
-        magic, _, offset, size = _QCOW2_HEADER.unpack(header)
-        if magic != _QCOW2_MAGIC or offset == 0 or size == 0:
-            return None
-        f.seek(offset)
-        name = os.fsdecode(f.read(size))
-    backing = Path(name)
-    return backing if backing.is_absolute() else Path(image).parent / backing
-
-
 def backing_files(images: Iterable[Path]) -> set[Path]:
     """Every file the given qcow2 images use as their backing file: pass it as
     ``protected`` so no write lands in a file that clones depend on."""
     found = set()
     for image in images:
-        backing = qcow2_backing_file(image)
+        header = read_header(image)
+        backing = header.backing_path(image) if header is not None else None
         if backing is not None:
             found.add(backing)
     return found

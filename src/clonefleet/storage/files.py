@@ -77,3 +77,11 @@ def read_regular_text(path: str | Path, what: str, max_bytes: int = MAX_TEXT_BYT
     except UnicodeDecodeError as exc:
         raise UsageError(f"{what} '{os.fspath(path)}': not UTF-8 text (byte {exc.start}); give a UTF-8 file") \
             from None
+
+
+def existing_file(path: str | Path, what: str) -> Path:
+    """``path`` if it names an existing regular file (links followed); else a one-line :class:`UsageError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{what} '{p}' is not an existing regular file")
+    return p

@@ -7,7 +7,8 @@ measurements here are the ones that are right for shared data:
 
 - qcow2: ``qemu-img info`` ``actual-size`` (what the clone file takes on the host)
   and ``qemu-img map`` depths: depth 0 is the clone's own data (C of Eq. 3),
-  depth >= 1 comes from the backing chain (the GI, D of Eq. 3).
+  depth >= 1 comes from the backing chain (the GI, D of Eq. 3); both in
+  :mod:`clonefleet.storage.qcow2`.
 - any file: ``st_blocks`` (allocated bytes) and ``SEEK_DATA``/``SEEK_HOLE`` (data
   bytes, holes excluded). Both count shared blocks once per file.
 - reflink (xfs, btrfs): FIEMAP physical extents. The union of physical extents
@@ -24,200 +25,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import struct
-import subprocess
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from clonefleet.errors import ClonefleetError, UsageError
-
-# --- running the storage tools ------------------------------------------------------------
-
-_INSTALL_HINT = {
-    "qemu-img": "qemu-utils",
-    "qemu-io": "qemu-utils",
-    "mkfs.ext4": "e2fsprogs",
-    "debugfs": "e2fsprogs",
-    "dumpe2fs": "e2fsprogs",
-    "xfs_spaceman": "xfsprogs",
-}
-
-
-def run_tool(
-    args: Sequence[str],
-    *,
-    stdin_text: str | None = None,
-    env: dict[str, str] | None = None,
-) -> str:
-    """Run a storage tool and return its stdout.
-
-    A missing tool or a non-zero exit becomes a :class:`ClonefleetError` whose one
-    line names the tool and quotes the tool's own first error line.
-    """
-    return run_tool_result(args, stdin_text=stdin_text, env=env).stdout
-
-
-def run_tool_result(
-    args: Sequence[str],
-    *,
-    stdin_text: str | None = None,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """As :func:`run_tool`, returning stdout and stderr (for tools that report errors
-    on stderr yet exit 0, as ``debugfs -f`` does)."""
-    tool = args[0]
-    try:
-        proc = subprocess.run(
-            list(args),
-            input=stdin_text,
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-        )
-    except FileNotFoundError:
-        package = _INSTALL_HINT.get(tool, "its package")
-        raise ClonefleetError(
-            f"{tool} not found on PATH: install {package} (scripts/setup.sh does)"
-        ) from None
-    if proc.returncode != 0:
-        raise ClonefleetError(
-            f"{tool} {_subcommand(args)}failed (exit {proc.returncode}): "
-            f"{first_error_line(proc.stderr, proc.stdout)}"
-        )
-    return proc
-
-
-def first_error_line(*outputs: str) -> str:
-    """The first non-empty line of the first output that has one, or a placeholder."""
-    for out in outputs:
-        for line in out.splitlines():
-            if line.strip():
-                return line.strip()
-    return "no error message"
-
-
-def _subcommand(args: Sequence[str]) -> str:
-    if len(args) > 1 and not args[1].startswith("-"):
-        return f"{args[1]} "
-    return ""
-
-
-def _existing_file(path: Path, what: str) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{what} '{path}' is not an existing regular file")
-    return path
-
-
-# --- qcow2 ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    """What ``qemu-img info`` says about one image file."""
-
-    path: Path
-    format: str
-    virtual_bytes: int
-    actual_bytes: int  # bytes the image file takes on the host (st_blocks), shared blocks included
-    cluster_bytes: int | None  # None for formats without clusters (raw)
-    backing_file: str | None  # as stored in the image: absolute or relative on purpose
-    backing_format: str | None
-
-
-def _format_args(fmt: str | None) -> list[str]:
-    return [] if fmt is None else ["-f", fmt]
-
-
-def qcow2_info(path: Path, fmt: str | None = None) -> ImageInfo:
-    """``qemu-img info -U --output=json`` of one image, read-only.
-
-    Give ``fmt`` when the format is known: qemu-img then does not probe it (a raw
-    image whose guest wrote a qcow2 header would otherwise be read as qcow2).
-    """
-    path = _existing_file(path, "image")
-    out = run_tool(["qemu-img", "info", "-U", *_format_args(fmt), "--output=json", str(path)])
-    data = json.loads(out)
-    return ImageInfo(
-        path=path,
-        format=str(data["format"]),
-        virtual_bytes=int(data["virtual-size"]),
-        actual_bytes=int(data.get("actual-size", 0)),
-        cluster_bytes=int(data["cluster-size"]) if "cluster-size" in data else None,
-        backing_file=data.get("backing-filename"),
-        backing_format=data.get("backing-filename-format"),
-    )
-
-
-def qcow2_actual_bytes(path: Path, fmt: str | None = None) -> int:
-    """Bytes the image file takes on the host (``actual-size``): for a fresh linked clone
-    only its metadata (about 196 KiB with 64 KiB clusters)."""
-    return qcow2_info(path, fmt).actual_bytes
-
-
-@dataclass(frozen=True)
-class Qcow2Allocation:
-    """Where an image's guest-visible bytes come from, by backing-chain depth.
-
-    ``own_data_bytes`` is the clone's own data (depth 0): what its writes allocated,
-    the C of Eq. 3. ``backing_data_bytes`` is data read through from the backing
-    chain (depth >= 1): shared with every other clone of that GI.
-    """
-
-    path: Path
-    virtual_bytes: int
-    own_data_bytes: int  # depth 0, data
-    own_zero_bytes: int  # depth 0, allocated as zero (no data stored)
-    backing_data_bytes: int  # depth >= 1, data
-    unallocated_bytes: int  # nowhere in the chain: reads as zeros
-    data_bytes_by_depth: tuple[int, ...]  # index = depth
-
-    @property
-    def depth0_bytes(self) -> int:
-        """The clone's own data bytes (alias of ``own_data_bytes``)."""
-        return self.own_data_bytes
-
-
-def qcow2_allocation(path: Path, fmt: str | None = None) -> Qcow2Allocation:
-    """Sum ``qemu-img map -U --output=json`` by depth (``fmt``: as for :func:`qcow2_info`).
-
-    Ranges with ``data`` true are data; at depth 0 a range that is ``present`` without
-    data is zero clusters; anything else is unallocated (a qemu-img older than 6.0,
-    without ``present``, shows zero clusters as unallocated).
-    """
-    path = _existing_file(path, "image")
-    out = run_tool(["qemu-img", "map", "-U", *_format_args(fmt), "--output=json", str(path)])
-    entries = json.loads(out)
-    by_depth: dict[int, int] = {}
-    own_zero = unallocated = virtual = 0
-    for entry in entries:
-        length = int(entry["length"])
-        depth = int(entry["depth"])
-        virtual = max(virtual, int(entry["start"]) + length)
-        if entry.get("data"):
-            by_depth[depth] = by_depth.get(depth, 0) + length
-        elif depth == 0 and entry.get("present", False):
-            own_zero += length
-        else:
-            unallocated += length
-    depths = tuple(by_depth.get(d, 0) for d in range(max(by_depth, default=-1) + 1))
-    own = by_depth.get(0, 0)
-    return Qcow2Allocation(
-        path=path,
-        virtual_bytes=virtual,
-        own_data_bytes=own,
-        own_zero_bytes=own_zero,
-        backing_data_bytes=sum(depths) - own,
-        unallocated_bytes=unallocated,
-        data_bytes_by_depth=depths,
-    )
-
+from clonefleet.storage.data import data_extents
+from clonefleet.storage.files import existing_file
+from clonefleet.storage.tools import run_tool
 
 # --- any file: st_blocks and SEEK_DATA ------------------------------------------------------
 
@@ -236,26 +55,13 @@ def allocated_bytes(path: Path, sync: bool = True) -> int:
     flushes the file first: before writeback xfs and ext4 report delayed-allocation
     reservations, which can differ from the final allocation.
     """
-    fd = os.open(_existing_file(path, "file"), os.O_RDONLY)
+    fd = os.open(existing_file(path, "file"), os.O_RDONLY)
     try:
         if sync:
             _flush(fd)
         return int(os.fstat(fd).st_blocks) * 512
     finally:
         os.close(fd)
-
-
-def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """(start, end) in bytes of the data extents of an open file (SEEK_DATA/SEEK_HOLE); holes skipped."""
-    pos = 0
-    while pos < size:
-        try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError:  # ENXIO: no data after pos
-            return
-        end = os.lseek(fd, start, os.SEEK_HOLE)
-        yield start, end
-        pos = end
 
 
 def data_bytes_seek(path: Path, sync: bool = True) -> int:
@@ -266,7 +72,7 @@ def data_bytes_seek(path: Path, sync: bool = True) -> int:
     holes once written back. Shared blocks count once per file, as with ``du``.
     ``sync`` flushes the file first, so the answer does not depend on writeback.
     """
-    fd = os.open(_existing_file(path, "file"), os.O_RDONLY)
+    fd = os.open(existing_file(path, "file"), os.O_RDONLY)
     try:
         if sync:
             _flush(fd)
@@ -325,7 +131,7 @@ def fiemap(path: Path, sync: bool = True) -> list[PhysicalExtent]:
     final location first. Raises :class:`ClonefleetError` on a filesystem without
     FIEMAP.
     """
-    path = _existing_file(path, "file")
+    path = existing_file(path, "file")
     flags = FIEMAP_FLAG_SYNC if sync else 0
     extents: list[PhysicalExtent] = []
     fd = os.open(path, os.O_RDONLY)
@@ -446,7 +252,7 @@ def fleet_sharing(paths: Iterable[Path]) -> FleetSharing:
     naive = 0
     seen: set[tuple[int, int]] = set()
     for p in paths:
-        path = _existing_file(Path(p), "file")
+        path = existing_file(Path(p), "file")
         st = os.stat(path)
         if (st.st_dev, st.st_ino) in seen:  # the same file twice (hard link): count once
             continue
@@ -512,11 +318,6 @@ def fs_usage(path: Path, sync: bool = True) -> FsUsage:
         available_bytes=st.f_bavail * st.f_frsize,
         used_bytes=total - free,
     )
-
-
-def df_bytes_used(path: Path, sync: bool = True) -> int:
-    """Used bytes of the filesystem holding ``path`` (``df``'s Used column, in bytes)."""
-    return fs_usage(path, sync).used_bytes
 
 
 def release_xfs_preallocation(path: Path) -> None:

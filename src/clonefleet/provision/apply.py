@@ -1,0 +1,340 @@
+"""Apply a plan: bring the fleet directory to the manifest's desired state; safe to rerun after any kill.
+
+Crash safety rests on two rules. A clone only ever appears under its final name complete: it is
+made in the run's private folder (:func:`clonefleet.provision.fleetdir.private_tmp`), fsync'd,
+and hard-linked into place. And nothing appears under a final name that the journal cannot
+recognise: a ``made`` record with the temporary's identity is synced before the link, the
+``created`` record follows (synced in groups). A run killed at any moment leaves at most
+temporaries in the private folder (emptied by the next run) and complete clones whose ``made``
+record names them (adopted by the next run); nothing is lost, nothing half-made is taken for a
+clone, and nothing foreign is ever removed.
+
+The GI is watched during the run: each clone and replica made from it is checked against the
+GI's stamp (a replica against its SHA-256), and the whole run again at the end; a GI that
+changed fails the run, and the copies made from it in this run are removed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from clonefleet.backends import Backend, Prepared, get_backend
+from clonefleet.errors import ClonefleetError, UsageError
+from clonefleet.presets import Method
+from clonefleet.provision.fleetdir import (
+    LOCK_NAME,
+    REPLICA_DIR,
+    fleet_dir_of,
+    fleet_lock,
+    is_regular,
+    link_into_place,
+    private_tmp,
+    remove_ours,
+    rmdir_quietly,
+    temporary_path,
+)
+from clonefleet.provision.journal import STATE_DIR, Journal
+from clonefleet.provision.manifest import Manifest
+from clonefleet.provision.plan import CloneTask, FleetPlan, made_with, make_plan, replica_name
+from clonefleet.storage.data import sha256_file
+from clonefleet.storage.goldimage import GoldenImageError, gi_unchanged
+from clonefleet.storage.tools import stop_on_signals
+
+#: Longest a finished clone waits in the private folder for its group to be linked into place.
+LINK_DELAY_S = 0.2
+
+#: progress(phase, done, total)
+Progress = Callable[[str, int, int], None]
+
+
+def no_progress(phase: str, done: int, total: int) -> None:
+    return None
+
+
+class ProvisionFailed(ClonefleetError):
+    """A run stopped part way; the message says what was made, what failed and what to do."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    plan: FleetPlan
+    created: int
+    adopted: int
+    removed: int
+    temporaries_removed: int
+    replicas_made: int
+    elapsed_s: float
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        return {"plan": self.plan.to_dict(), "created": self.created, "adopted": self.adopted,
+                "removed": self.removed, "temporaries_removed": self.temporaries_removed,
+                "replicas_made": self.replicas_made, "elapsed_s": self.elapsed_s,
+                "clones": len(self.plan.tasks), "warnings": list(self.warnings)}
+
+
+def _gi_changed(plan: FleetPlan) -> GoldenImageError:
+    return GoldenImageError(f"golden image {plan.gi.path} changed while clones were made from it")
+
+
+def _space_message(plan: FleetPlan, made: int, failed: str) -> str:
+    st = os.statvfs(plan.fleet_dir)
+    return (f"no space left in {plan.fleet_dir} ({st.f_bavail * st.f_frsize} bytes free): "
+            f"{made} of {len(plan.tasks)} clones made; {failed} failed and its half-made file was removed "
+            f"(the journal lists it as failed); free space, then rerun 'clonefleet provision "
+            f"{plan.manifest.path}'")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ClonefleetError):
+        return exc.message
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _is_no_space(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def space_check(plan: FleetPlan, force: bool) -> list[str]:
+    """Refuse a plan that needs more than the free space (exit 2, both numbers); with ``force``, a warning."""
+    if plan.estimated_bytes <= plan.free_bytes:
+        return []
+    message = (f"the plan needs about {plan.estimated_bytes:.0f} bytes in {plan.fleet_dir} and "
+               f"{plan.free_bytes} are free")
+    if not force:
+        raise UsageError(f"{message}: free space, or pass --force to start anyway (a run stopped by a full "
+                         "disk is finished by a rerun)")
+    return [f"{message}: the run may stop on a full disk (a rerun after freeing space finishes)"]
+
+
+def provision(manifest: Manifest, backend: Backend | None = None, progress: Progress = no_progress,
+              workers: int | None = None, force: bool = False) -> ProvisionResult:
+    """Bring the fleet directory to the manifest's desired state; safe to rerun after any interruption.
+    ``force``: start even when the plan needs more space than is free (a warning instead of a refusal)."""
+    started = time.perf_counter()
+    backend = backend or get_backend(manifest.backend)
+    fleet_dir = fleet_dir_of(manifest.dest)
+    made_dir = not fleet_dir.exists()
+    fleet_dir.mkdir(parents=True, exist_ok=True)
+    begun = False
+    with stop_on_signals(), fleet_lock(fleet_dir, "provision"):
+        try:
+            # the cheap steps most likely to fail first, before anything is made: the backend's probe
+            # (tools, filesystem features), then the plan, which checks the GI, then the space
+            backend.probe(fleet_dir / STATE_DIR)
+            plan = make_plan(manifest, backend)
+            warnings = space_check(plan, force)
+            with Journal(fleet_dir) as journal:
+                begun = True
+                st = os.statvfs(fleet_dir)
+                journal.append("begin", pid=os.getpid(), gi=str(plan.gi.path), gi_sha256=plan.gi.sha256,
+                               method=plan.recipe.method.value, backend=backend.name, count=manifest.count,
+                               options=made_with(plan), df_used_bytes=(st.f_blocks - st.f_bfree) * st.f_frsize)
+                tmp_dir, temps = private_tmp(fleet_dir, plan.journal, journal)
+                removed = _remove_unwanted(plan, journal, progress)
+                made_now: list[tuple[str, tuple[int, int]]] = []
+                try:
+                    replicas = _make_replicas(plan, journal, tmp_dir, made_now)
+                    adopted = _adopt(plan, journal)
+                    created = _create_clones(plan, journal, tmp_dir, progress, workers or manifest.workers,
+                                             made_now)
+                    if not gi_unchanged(plan.gi):
+                        raise _gi_changed(plan)
+                except GoldenImageError as exc:
+                    raise ProvisionFailed(_undo_copies(plan, journal, made_now, exc)) from None
+                journal.append("done", clones=len(plan.tasks))
+        except ClonefleetError:
+            if made_dir and not begun:  # refused before anything was made: leave no trace (lock held)
+                (fleet_dir / STATE_DIR / LOCK_NAME).unlink(missing_ok=True)
+                rmdir_quietly(fleet_dir / STATE_DIR)
+                rmdir_quietly(fleet_dir)
+            raise
+    return ProvisionResult(plan, created, adopted, removed, temps, replicas, time.perf_counter() - started,
+                           tuple(warnings))
+
+
+def _undo_copies(plan: FleetPlan, journal: Journal, made_now: list[tuple[str, tuple[int, int]]],
+                 exc: GoldenImageError) -> str:
+    """The GI changed during the run: remove what this run copied from it (replicas; thin and full
+    clones hold a copy of its data), journal that, and say so in one line."""
+    copies = plan.recipe.method is not Method.SNAPSHOT
+    undone = 0
+    for name, ident in made_now:
+        is_replica = name.startswith(f"{REPLICA_DIR}/")
+        if not (is_replica or copies):
+            continue
+        folder, base = (plan.fleet_dir / REPLICA_DIR, name.split("/", 1)[1]) if is_replica else (plan.fleet_dir, name)
+        undone += remove_ours(folder, base, ident)
+        journal.append("replica-removed" if is_replica else "removed", name=name)
+    journal.sync()
+    return (f"{exc.message}: the run stopped and the {undone} copies it made from it were removed; a GI must not "
+            f"change while clones are made from it: restore it (or record its new checksum with 'clonefleet "
+            f"init --force'), then rerun 'clonefleet provision {plan.manifest.path}'")
+
+
+def _remove_unwanted(plan: FleetPlan, journal: Journal, progress: Progress) -> int:
+    removed = 0
+    for i, name in enumerate(plan.remove, 1):
+        ident = plan.journal.identity_of(name)
+        if ident is not None:
+            removed += remove_ours(plan.fleet_dir, name, ident)
+        elif is_regular(plan.fleet_dir, name) and plan.backend.status(
+                plan.recipe, plan.fleet_dir / name, plan.sources[0]) is None:
+            plan.backend.destroy(plan.fleet_dir / name)  # a record of an older version: the clone checked first
+            removed += 1
+        journal.append("removed", name=name)
+        progress("remove", i, len(plan.remove))
+    return removed
+
+
+def _make_replicas(plan: FleetPlan, journal: Journal, tmp_dir: Path,
+                   made_now: list[tuple[str, tuple[int, int]]]) -> int:
+    made = 0
+    for i in range(1, plan.golden_images):
+        path = plan.sources[i]
+        name = replica_name(path)
+        if i in plan.replicas_to_make:
+            path.parent.mkdir(exist_ok=True)
+            tmp = temporary_path(tmp_dir, name)
+            try:
+                plan.backend.replicate(plan.gi, tmp)
+                if sha256_file(tmp) != plan.gi.sha256:  # the copy verified: a GI written meanwhile is caught
+                    raise _gi_changed(plan)
+                os.chmod(tmp, 0o444)  # a GI replica is read-only, as the GI is
+                st = os.stat(tmp)
+                journal.append("made", name=name, dev=st.st_dev, ino=st.st_ino)
+                journal.sync()
+                link_into_place(tmp, path)
+            except BaseException as exc:
+                tmp.unlink(missing_ok=True)
+                if _is_no_space(exc):
+                    raise ProvisionFailed(_space_message(plan, 0, f"GI replica {path.name}")) from None
+                raise
+            made_now.append((name, (st.st_dev, st.st_ino)))
+            journal.append("replica", name=name, sha256=plan.gi.sha256, dev=st.st_dev, ino=st.st_ino)
+            made += 1
+        elif name not in plan.journal.replicas:
+            st = os.stat(path, follow_symlinks=False)
+            journal.append("replica", name=name, sha256=plan.gi.sha256, dev=st.st_dev, ino=st.st_ino)
+    journal.sync()
+    return made
+
+
+def _adopt(plan: FleetPlan, journal: Journal) -> int:
+    """Complete clones a kill linked into place before their ``created`` record: checked, then journaled."""
+    for task in plan.adopt:
+        problem = plan.backend.status(plan.recipe, plan.fleet_dir / task.name, task.source)
+        if problem is not None:
+            raise UsageError(f"{plan.fleet_dir / task.name}: exists but is not a clone of this fleet "
+                             f"({problem}); clonefleet will not overwrite it: move it away, then rerun")
+        st = os.stat(plan.fleet_dir / task.name, follow_symlinks=False)
+        journal.append("adopted", name=task.name, index=task.index, replica=task.replica, dev=st.st_dev,
+                       ino=st.st_ino)
+    return len(plan.adopt)
+
+
+def _create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: Progress, workers: int,
+                   made_now: list[tuple[str, tuple[int, int]]]) -> int:
+    tasks = plan.create
+    total = len(tasks)
+    if not tasks:
+        progress("create", 0, 0)
+        return 0
+    prepared: dict[int, Prepared] = {}
+    for replica in sorted({t.replica for t in tasks}):
+        prepared[replica] = plan.backend.prepare(plan.recipe, plan.sources[replica], tmp_dir)
+    fleet_dir = plan.fleet_dir
+
+    def make(task: CloneTask) -> tuple[Path, os.stat_result]:
+        tmp = temporary_path(tmp_dir, task.name)
+        try:
+            plan.backend.apply(plan.recipe, prepared[task.replica], tmp)
+            if not gi_unchanged(plan.gi):
+                raise _gi_changed(plan)
+            return tmp, os.stat(tmp, follow_symlinks=False)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    done = 0
+    failure: tuple[CloneTask, BaseException] | None = None
+    window = max(4 * workers, 16)  # bounded in-flight work: memory does not grow with the fleet
+    pending: dict[Future[tuple[Path, os.stat_result]], CloneTask] = {}
+    to_link: list[tuple[CloneTask, Path, os.stat_result]] = []
+    queue = iter(tasks)
+    to_link_since = time.monotonic()
+
+    def link_made() -> None:
+        """The ``made`` records durable first, then the links: a kill between them leaves a clone the
+        next run recognises."""
+        nonlocal done
+        if not to_link:
+            return
+        journal.sync()
+        for task, tmp, st in to_link:
+            link_into_place(tmp, fleet_dir / task.name)
+            made_now.append((task.name, (st.st_dev, st.st_ino)))
+            journal.append("created", name=task.name, index=task.index, replica=task.replica,
+                           dev=st.st_dev, ino=st.st_ino)
+            done += 1
+            progress("create", done, total)
+        to_link.clear()
+
+    progress("create", 0, total)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clonefleet") as pool:
+        try:
+            while True:
+                while failure is None and len(pending) < window:
+                    task = next(queue, None)
+                    if task is None:
+                        break
+                    pending[pool.submit(make, task)] = task
+                if not pending:
+                    break
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    task = pending.pop(future)
+                    exc = future.exception()
+                    if exc is None:
+                        tmp, st = future.result()
+                        journal.append("made", name=task.name, dev=st.st_dev, ino=st.st_ino)
+                        if not to_link:
+                            to_link_since = time.monotonic()
+                        to_link.append((task, tmp, st))
+                    else:
+                        journal.append("failed", name=task.name, index=task.index, reason=_describe(exc))
+                        if failure is None:
+                            failure = (task, exc)
+                            for queued in [f for f in pending if f.cancel()]:  # not started: not tried
+                                pending.pop(queued)
+                # link in groups (one journal sync each), yet soon after a slow copy: a kill loses little
+                if to_link and (len(to_link) >= journal.group or not pending
+                                or time.monotonic() - to_link_since >= LINK_DELAY_S):
+                    link_made()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+    link_made()
+    journal.sync()
+    if failure is not None:
+        task, exc = failure
+        if isinstance(exc, GoldenImageError):
+            raise exc
+        made = plan.present + len(plan.adopt) + done
+        if _is_no_space(exc):
+            raise ProvisionFailed(_space_message(plan, made, task.name))
+        raise ProvisionFailed(f"{task.name}: {_describe(exc)}; {made} of {len(plan.tasks)} clones made, "
+                              f"the half-made file was removed; fix the cause, then rerun 'clonefleet "
+                              f"provision {plan.manifest.path}'")
+    return done

@@ -1,0 +1,100 @@
+"""Status: the manifest (desired) against the journal and the fleet directory (actual); changes nothing.
+
+A GI that changed since the fleet was made is reported (``gi_ok`` false, not in sync) beside
+everything else: the fleet is then held against the GI as it is now, without asking whether the
+clones were made from it, and nothing advises destroying the fleet: restoring the GI is the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from clonefleet.backends import Backend, get_backend
+from clonefleet.provision.apply import Progress, no_progress
+from clonefleet.provision.fleetdir import REPLICA_DIR, lock_holder
+from clonefleet.provision.journal import STATE_DIR
+from clonefleet.provision.manifest import Manifest
+from clonefleet.provision.plan import make_plan
+from clonefleet.storage.goldimage import GoldenImageError
+from clonefleet.storage.tools import stop_on_signals
+
+
+@dataclass(frozen=True)
+class CloneStatus:
+    name: str
+    state: str  # ok, missing, failed, damaged
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    manifest: Manifest
+    backend: str
+    method: str
+    golden_images: int
+    gi_ok: bool
+    gi_detail: str
+    wanted: int
+    clones: tuple[CloneStatus, ...]
+    unwanted: tuple[str, ...]  # clones of ours the manifest no longer wants
+    temporaries: tuple[str, ...]  # in the private folder
+    unknown: tuple[str, ...]  # entries of the fleet directory clonefleet did not make
+    written: int
+    locked_by: str | None
+
+    def count(self, state: str) -> int:
+        return sum(1 for c in self.clones if c.state == state)
+
+    @property
+    def in_sync(self) -> bool:
+        return self.gi_ok and self.count("ok") == self.wanted and not self.unwanted and not self.temporaries
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "manifest": str(self.manifest.path), "fleet_dir": str(self.manifest.dest), "backend": self.backend,
+            "method": self.method, "golden_images": self.golden_images, "gi_ok": self.gi_ok,
+            "gi_detail": self.gi_detail, "wanted": self.wanted, "ok": self.count("ok"),
+            "missing": self.count("missing"), "failed": self.count("failed"), "damaged": self.count("damaged"),
+            "written": self.written, "unwanted": list(self.unwanted), "temporaries": list(self.temporaries),
+            "unknown": list(self.unknown), "in_sync": self.in_sync, "locked_by": self.locked_by,
+            "clones": [{"name": c.name, "state": c.state, "detail": c.detail} for c in self.clones],
+        }
+
+
+def status(manifest: Manifest, backend: Backend | None = None, verify: bool = False,
+           progress: Progress = no_progress) -> StatusReport:
+    """Desired (the manifest) against actual (the journal and the directory); changes nothing."""
+    backend = backend or get_backend(manifest.backend)
+    with stop_on_signals():
+        try:
+            plan = make_plan(manifest, backend)
+            gi_ok, gi_detail = True, f"sha256 {plan.gi.sha256}"
+        except GoldenImageError as exc:
+            plan = make_plan(manifest, backend, check_gi=False)
+            gi_ok, gi_detail = False, f"{exc.message} (the clones are kept: restore the GI, then rerun status)"
+        missing = {t.name for t in plan.create}
+        failed = plan.failed_before
+        clones: list[CloneStatus] = []
+        for i, task in enumerate(plan.tasks, 1):
+            if task.name in missing:
+                state = "failed" if task.name in failed else "missing"
+                clones.append(CloneStatus(task.name, state, failed.get(task.name, "")))
+            else:
+                problem = backend.status(plan.recipe, manifest.dest / task.name, task.source, deep=verify) \
+                    if verify else None
+                clones.append(CloneStatus(task.name, "damaged" if problem else "ok", problem or ""))
+            if verify:
+                progress("verify", i, len(plan.tasks))
+    known = {t.name for t in plan.tasks} | set(plan.remove) | {STATE_DIR, REPLICA_DIR}
+    if manifest.gi.parent == manifest.dest:
+        known.add(manifest.gi.name)
+    unknown = sorted(os.listdir(manifest.dest)) if manifest.dest.is_dir() else []
+    return StatusReport(
+        manifest=manifest, backend=backend.name, method=plan.recipe.method.value,
+        golden_images=plan.golden_images, gi_ok=gi_ok, gi_detail=gi_detail, wanted=len(plan.tasks),
+        clones=tuple(clones), unwanted=tuple(plan.remove), temporaries=tuple(plan.temporaries),
+        unknown=tuple(n for n in unknown if n not in known),
+        written=len(plan.journal.written() & {t.name for t in plan.tasks}),
+        locked_by=lock_holder(manifest.dest) if manifest.dest.is_dir() else None,
+    )

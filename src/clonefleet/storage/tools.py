@@ -1,0 +1,174 @@
+"""The one runner of external storage tools (qemu-img, qemu-io, mkfs, debugfs, xfs_spaceman...).
+
+Every tool clonefleet starts goes through :func:`run_tool_result`:
+
+- it has a timeout (:data:`DEFAULT_TIMEOUT_S`, or the caller's, e.g. :func:`copy_timeout_s` for a
+  copy of many bytes); a tool that outlives it is killed by its pid and the run fails with one line;
+- a missing tool or a non-zero exit is one :class:`ToolError` line naming the tool and quoting its
+  first error line (ENOSPC stays an ``OSError`` with its errno, so callers can tell a full disk);
+- while it runs, its ``Popen`` is registered; :func:`kill_running` kills every registered child by
+  pid, and :func:`stop_on_signals` makes SIGINT and SIGTERM do that before the process stops, so
+  no tool is left writing after clonefleet has gone. After a stop no new tool is started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from types import FrameType
+
+from clonefleet.errors import ClonefleetError
+
+#: Timeout of one tool run unless the caller gives its own: metadata work (info, map, check, create).
+DEFAULT_TIMEOUT_S = 600.0
+#: Slowest rate a copy is allowed before it counts as hung (bytes per second).
+MIN_COPY_RATE_BYTES_S = 10 * 1024**2
+
+_INSTALL_HINT = {
+    "qemu-img": "qemu-utils",
+    "qemu-io": "qemu-utils",
+    "mkfs.ext4": "e2fsprogs",
+    "debugfs": "e2fsprogs",
+    "dumpe2fs": "e2fsprogs",
+    "xfs_spaceman": "xfsprogs",
+}
+
+_lock = threading.Lock()
+_running: dict[int, subprocess.Popen[str]] = {}
+_stopping = threading.Event()
+_guarded = threading.Event()
+
+
+class ToolError(ClonefleetError):
+    """A storage tool is missing, failed or timed out."""
+
+    exit_code = 1
+
+
+class Stopped(ClonefleetError):
+    """SIGINT or SIGTERM arrived: the tools were killed and the run stops."""
+
+    exit_code = 130
+
+
+def copy_timeout_s(nbytes: int) -> float:
+    """Timeout of a tool that copies ``nbytes``: the default plus the time at the slowest allowed rate."""
+    return DEFAULT_TIMEOUT_S + max(nbytes, 0) / MIN_COPY_RATE_BYTES_S
+
+
+def first_error_line(*outputs: str) -> str:
+    """The first non-empty line of the first output that has one, or a placeholder."""
+    for out in outputs:
+        for line in out.splitlines():
+            if line.strip():
+                return line.strip()
+    return "no error message"
+
+
+def _subcommand(args: Sequence[str]) -> str:
+    return f"{args[1]} " if len(args) > 1 and not args[1].startswith("-") else ""
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    """Kill one child by its pid and reap it (no zombie, nothing left running)."""
+    if proc.poll() is None:
+        with suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def running_pids() -> list[int]:
+    """Pids of the tools this process runs now."""
+    with _lock:
+        return sorted(_running)
+
+
+def kill_running() -> int:
+    """Kill every tool this process runs (by pid); returns how many were running."""
+    with _lock:
+        procs = list(_running.values())
+    for proc in procs:
+        if proc.poll() is None:
+            with suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+    return len(procs)
+
+
+def run_tool_result(
+    args: Sequence[str],
+    *,
+    stdin_text: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run a storage tool to its end; stdout and stderr as text. See the module docstring."""
+    tool = args[0]
+    if _stopping.is_set():
+        raise Stopped(f"stopped by a signal: {tool} {_subcommand(args)}not started")
+    try:
+        proc = subprocess.Popen(list(args), stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    except FileNotFoundError:
+        raise ToolError(f"{tool} not found on PATH: install {_INSTALL_HINT.get(tool, 'its package')} "
+                        "(scripts/setup.sh does)") from None
+    with _lock:
+        _running[proc.pid] = proc
+    try:
+        try:
+            out, err = proc.communicate(stdin_text, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            raise ToolError(f"{tool} {_subcommand(args)}did not finish within {timeout_s:g} s and was killed "
+                            f"(pid {proc.pid})") from None
+        except BaseException:
+            _kill(proc)
+            raise
+    finally:
+        with _lock:
+            _running.pop(proc.pid, None)
+    if _stopping.is_set() and proc.returncode != 0:
+        raise Stopped(f"stopped by a signal: {tool} {_subcommand(args)}killed (pid {proc.pid})")
+    result = subprocess.CompletedProcess(list(args), proc.returncode, out, err)
+    if check and proc.returncode != 0:
+        line = first_error_line(err, out)
+        if "No space left on device" in line:
+            raise OSError(28, "No space left on device", args[-1])
+        raise ToolError(f"{tool} {_subcommand(args)}failed (exit {proc.returncode}): {line}")
+    return result
+
+
+def run_tool(args: Sequence[str], *, stdin_text: str | None = None, env: dict[str, str] | None = None,
+             timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
+    """As :func:`run_tool_result`; returns stdout."""
+    return run_tool_result(args, stdin_text=stdin_text, env=env, timeout_s=timeout_s).stdout
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While inside: SIGINT and SIGTERM kill every running tool by pid, stop new ones from starting,
+    and raise :class:`Stopped` in the main thread (the caller's ``finally`` blocks and undo run).
+    Nested uses and uses outside the main thread change nothing."""
+    if threading.current_thread() is not threading.main_thread() or _guarded.is_set():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        _stopping.set()
+        kill_running()
+        raise Stopped(f"stopped by {signal.Signals(signum).name}: running tools killed; rerun to finish")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    _guarded.set()
+    try:
+        yield
+    finally:
+        _guarded.clear()
+        for s, h in previous.items():
+            signal.signal(s, h)
+        kill_running()
+        _stopping.clear()
