@@ -10,6 +10,15 @@ from pathlib import Path
 import pytest
 
 from clonefleet.provision.manifest import load_manifest
+from fakes import fake_backend
+
+__all__ = ["fake_backend"]
+
+
+@pytest.fixture(autouse=True)
+def _fake_backend_registered(fake_backend: None) -> None:
+    """Most of these tests provision with the fake backend, which users never see."""
+    return None
 
 COMMANDS = ["init", "provision", "status", "destroy", "capacity", "writes"]
 
