@@ -107,6 +107,11 @@ def _json_numbers(values: npt.NDArray[np.float64]) -> list[float | None]:
     return [v if math.isfinite(v) else None for v in values.tolist()]
 
 
+def _exact(value: float) -> str:
+    """A swept value for the CSV, exactly: bytes and disks as whole numbers, others as Python prints them."""
+    return str(int(value)) if value.is_integer() and abs(value) < 2**63 else repr(value)
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -129,8 +134,8 @@ def with_disks(array: ArrayPreset, disks: npt.ArrayLike) -> ArrayPreset:
     stripes every volume over all its drives). ``disks`` may be a number or an array.
     """
     x = np.asarray(disks, dtype=np.float64)
-    changes: dict[str, Any] = {"disks": x if x.ndim else float(x),
-                               "gi_disks": np.minimum(array.gi_disks, x) if x.ndim else min(array.gi_disks, float(x))}
+    gi = np.minimum(array.gi_disks, x)
+    changes: dict[str, Any] = {"disks": x if x.ndim else float(x), "gi_disks": gi if x.ndim else float(gi)}
     return dataclasses.replace(array, **changes)
 
 
@@ -163,9 +168,9 @@ def fewest_disks(
             high = middle
         else:
             low = middle
-    gi_bound = high > 1 and not np.isfinite(
-        float(evaluate(fleet, with_disks(array, float(high - 1)), function, vms).golden_images))
-    reason = f"a GI's group needs {high} disks to carry one clone" if gi_bound else "disks carry T*B IOPS"
+    # A clone's load on the pool (B) is never below its load on its GI (B_gi), so the disks
+    # that carry T*B IOPS always carry one clone per GI too: the disks' IOPS decide X.
+    reason = "disks carry T*B IOPS"
     if high < array.gi_disks and function.method is Method.SNAPSHOT:
         reason += f"; the GI's group shrinks with the pool to X_g = {high} (preset gi_disks = {array.gi_disks:g})"
     return high, reason
@@ -267,7 +272,7 @@ class SweepResult:
                     for i, t in enumerate(self.vms.tolist()):
                         row = [*prefix, t]
                         if self.param is not None:
-                            row.append(f"{value:.6g}")
+                            row.append(_exact(value))
                         row += [f"{g[i]:.0f}", f"{s[i]:.0f}", f"{r[i]:.6g}", int(ok[i])]
                         writer.writerow(row)
 
