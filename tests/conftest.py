@@ -1,13 +1,23 @@
-"""Suite-wide fixtures."""
+"""Suite-wide fixtures, and the backend marker enforced.
+
+A test that runs a storage tool (qemu-img, qemu-io, mkfs.*, mount, xfs_*, fio, ...) carries
+``@pytest.mark.backend``; one without the marker that starts such a tool fails, in its setup,
+its call or its teardown, with one line that says so (:func:`helpers.storage_tool_guard`).
+The guard is applied around each phase by the hooks below rather than by a fixture, so a
+module-scoped fixture that builds a golden image is caught too. Each xdist worker applies it
+to the tests it runs.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import pytest
 from hypothesis import settings
+
+from helpers import storage_tool_guard
 
 settings.register_profile("ci", max_examples=200, deadline=None)
 settings.register_profile("dev", max_examples=60, deadline=None)
@@ -37,3 +47,25 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         return CliResult(code, out, err)
 
     return run
+
+
+def _guarded(item: pytest.Item) -> Generator[None, object, object]:
+    if item.get_closest_marker("backend") is not None:
+        return (yield)
+    with storage_tool_guard(item.nodeid):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _guarded(item))
