@@ -134,8 +134,10 @@ def with_disks(array: ArrayPreset, disks: npt.ArrayLike) -> ArrayPreset:
     stripes every volume over all its drives). ``disks`` may be a number or an array.
     """
     x = np.asarray(disks, dtype=np.float64)
-    gi = np.minimum(array.gi_disks, x)
-    changes: dict[str, Any] = {"disks": x if x.ndim else float(x), "gi_disks": gi if x.ndim else float(gi)}
+    changes: dict[str, Any] = {"disks": x if x.ndim else float(x)}
+    if np.any(x < array.gi_disks):  # else X_g stays one number: S keeps its one column in a sweep of X
+        gi = np.minimum(array.gi_disks, x)
+        changes["gi_disks"] = gi if x.ndim else float(gi)
     return dataclasses.replace(array, **changes)
 
 
@@ -161,8 +163,14 @@ def fewest_disks(
     high = max(by_iops, int(array.gi_disks))
     if not holds(high):
         return None, "one GI carries no clone at all on this array (N_v or the GI's disks too small)"
-    low = 0  # no disks carry nothing
-    while high - low > 1:
+    # T*B/M is the answer up to rounding: check it and its neighbour, bisect only when they disagree.
+    if by_iops < high and not holds(by_iops):
+        low = by_iops
+    else:
+        high, low = by_iops, by_iops - 1
+        if low >= 1 and holds(low):
+            high, low = low, 0
+    while high - low > 1:  # holds(high), not holds(low); no disks carry nothing
         middle = (low + high) // 2
         if holds(middle):
             high = middle
@@ -360,20 +368,37 @@ def sweep_grids(
     (len(vms),) without a swept field, whichever fields the swept one moves.
     """
     t = np.asarray(vms, float)
-    if param is not None:
-        check_param(fleet, array, param)
-        # A read-only view, no copy: fixes the shape of every result to the whole grid.
-        t = np.broadcast_to(t[:, None], (t.size, param.values.size))
-        column = param.values[None, :]
-        # The model's functions broadcast, so a record may carry an array in place of a number.
-        changes: dict[str, Any] = {param.attr: column}
-        if param.key == "disks":
-            array = with_disks(array, column)
-        elif param.kind == "fleet":
-            fleet = dataclasses.replace(fleet, **changes)
-        else:
-            array = dataclasses.replace(array, **changes)
-    return {f.name: evaluate(fleet, array, f, t) for f in functions}
+    if param is None:
+        return {f.name: evaluate(fleet, array, f, t) for f in functions}
+    check_param(fleet, array, param)
+    shape = (t.size, param.values.size)
+    t = t[:, None]
+    column = param.values[None, :]
+    # The model's functions broadcast, so a record may carry an array in place of a number.
+    changes: dict[str, Any] = {param.attr: column}
+    if param.key == "disks":
+        array = with_disks(array, column)
+    elif param.kind == "fleet":
+        fleet = dataclasses.replace(fleet, **changes)
+    else:
+        array = dataclasses.replace(array, **changes)
+    if param.attr != "processor_iops":
+        # evaluate() sizes its results by T, T_max, S and the GI load only: a field that reaches none
+        # of them (gi_size, for thin and snapshot clones) would leave the grid a column short, or fail.
+        # N as a row of equal values gives T_max the grid's columns, at the cost of a row of numbers.
+        row: dict[str, Any] = {"processor_iops": np.full((1, shape[1]), array.processor_iops)}
+        array = dataclasses.replace(array, **row)
+    return {f.name: _whole(evaluate(fleet, array, f, t), shape) for f in functions}
+
+
+def _whole(ev: Evaluation, shape: tuple[int, ...]) -> Evaluation:
+    """Every field of ``ev`` with the grid's ``shape`` (read-only views: nothing is copied)."""
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(ev):
+        value = getattr(ev, field.name)
+        fields[field.name] = np.broadcast_to(value, (value.shape[0], *shape) if field.name == "utilisation"
+                                             else shape)
+    return Evaluation(**fields)
 
 
 def run_sweep(

@@ -34,13 +34,18 @@ ARRAYS = st.sampled_from(["midrange-2012", "allflash-2024"])
 FUNCTIONS = st.sampled_from(["full", "thin", "snapshot", "qcow2-linked", "rbd-clone"])
 
 
-def test_sweep_matches_plan_at_every_sampled_point() -> None:
-    fleet, array = load_fleet("desktop-win7"), load_array("midrange-2012")
-    result = run_sweep(fleet, array, parse_range("1:5000"), None, parse_param("disks=200:800:4"))
+@pytest.mark.parametrize(("array_name", "disks_range"), [
+    ("midrange-2012", "200:800:4"),
+    ("allflash-2024", "2:40:8"),  # X_g = 24: below it the GI's group shrinks with the pool
+])
+def test_sweep_matches_plan_at_every_sampled_point(array_name: str, disks_range: str) -> None:
+    fleet, array = load_fleet("desktop-win7"), load_array(array_name)
+    result = run_sweep(fleet, array, parse_range("1:5000"), None, parse_param(f"disks={disks_range}"))
     rng = np.random.default_rng(7)
     for t in rng.integers(1, 5001, 20):
         for j, disks in enumerate(result.param.values):  # type: ignore[union-attr]
-            single = plan(fleet, dataclasses.replace(array, disks=float(disks)), int(t))
+            pool = dataclasses.replace(array, disks=float(disks), gi_disks=min(array.gi_disks, float(disks)))
+            single = plan(fleet, pool, int(t))
             for m in single.methods:
                 grid = result.grids[m.function]
                 assert grid.consumed_bytes[t - 1, j] == pytest.approx(m.consumed_bytes, rel=1e-12)
