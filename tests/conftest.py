@@ -1,11 +1,13 @@
 """Suite-wide fixtures, and the backend marker enforced.
 
 A test that runs a storage tool (qemu-img, qemu-io, mkfs.*, mount, xfs_*, fio, ...) carries
-``@pytest.mark.backend``; one without the marker that starts such a tool fails, in its setup,
-its call or its teardown, with one line that says so (:func:`helpers.storage_tool_guard`).
-The guard is applied around each phase by the hooks below rather than by a fixture, so a
-module-scoped fixture that builds a golden image is caught too. Each xdist worker applies it
-to the tests it runs.
+``@pytest.mark.backend``; one without the marker that starts such a tool fails, in its setup
+or its call, with one line that says so (:func:`helpers.storage_tool_guard`). The guard is
+applied around those phases by the hooks below rather than by a fixture, so a module-scoped
+fixture that builds a golden image for the test is caught too. Teardown is left alone: there
+pytest also finalises the module's and the session's fixtures (an xfs unmounted after the
+last test), which belong to whichever test ran last. Each xdist worker applies the guard to
+the tests it runs.
 """
 
 from __future__ import annotations
@@ -63,9 +65,4 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
-    return (yield from _guarded(item))
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object]:
     return (yield from _guarded(item))
