@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clonefleet.errors import UsageError, output_folder
+from clonefleet.errors import UsageError
 from clonefleet.planner import MAX_VMS, Evaluation, evaluate, operable_count, plan, resolve_functions
-from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset
+from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.presets.schema import ARRAY_SPECS, FLEET_SPECS, Spec
-from clonefleet.units import UnitError
+from clonefleet.report.outputs import staged_outputs
+from clonefleet.units import UnitError, format_bytes
 
 FloatArray = npt.NDArray[np.float64]
 MAX_POINTS = 50_000_000
@@ -106,6 +107,11 @@ def _json_numbers(values: npt.NDArray[np.float64]) -> list[float | None]:
     return [v if math.isfinite(v) else None for v in values.tolist()]
 
 
+def _exact(value: float) -> str:
+    """A swept value for the CSV, exactly: bytes and disks as whole numbers, others as Python prints them."""
+    return str(int(value)) if value.is_integer() and abs(value) < 2**63 else repr(value)
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -120,18 +126,62 @@ def largest_vms(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset
     return int(operable_count(ev.max_vms)) if bool(ev.meets_requirement) else 0
 
 
+def with_disks(array: ArrayPreset, disks: npt.ArrayLike) -> ArrayPreset:
+    """The array with a pool of X = ``disks``; the GI's group is part of the pool, so X_g <= X.
+
+    A GI volume cannot stripe over more disks than the pool holds: below the
+    preset's ``gi_disks`` the GI's group shrinks with the pool (an all-flash array
+    stripes every volume over all its drives). ``disks`` may be a number or an array.
+    """
+    x = np.asarray(disks, dtype=np.float64)
+    changes: dict[str, Any] = {"disks": x if x.ndim else float(x)}
+    if np.any(x < array.gi_disks):  # else X_g stays one number: S keeps its one column in a sweep of X
+        gi = np.minimum(array.gi_disks, x)
+        changes["gi_disks"] = gi if x.ndim else float(gi)
+    return dataclasses.replace(array, **changes)
+
+
 def fewest_disks(
     fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int
 ) -> tuple[int | None, str]:
-    """The fewest pool disks X that carry ``vms`` VMs, or None with the reason when no X does."""
-    ev = evaluate(fleet, array, function, vms)
+    """The fewest pool disks X that carry ``vms`` VMs, or None with the reason when no X does.
+
+    Every other field stays the preset's, except that the GI's group shrinks with the
+    pool (:func:`with_disks`). The answer is the boundary of the planner's own verdict:
+    X disks meet the requirement and X - 1 do not (more disks never carry fewer VMs).
+    """
     by_processors = array.processor_iops / fleet.host_iops
     if vms > operable_count(by_processors):
         return None, f"the array's processors carry at most {math.floor(by_processors)} VMs whatever X"
-    if not np.isfinite(float(ev.golden_images)):
+
+    def holds(x: int) -> bool:
+        return bool(evaluate(fleet, with_disks(array, float(x)), function, vms).meets_requirement)
+
+    backend_iops = float(evaluate(fleet, array, function, vms).backend_iops_per_vm)
+    by_iops = max(1, math.ceil(vms * backend_iops / array.disk_iops - 1e-9))
+    # Enough disks for T*B IOPS with the GI's whole preset group: holds unless one GI carries no clone.
+    high = max(by_iops, int(array.gi_disks))
+    if not holds(high):
         return None, "one GI carries no clone at all on this array (N_v or the GI's disks too small)"
-    disks = math.ceil(vms * float(ev.backend_iops_per_vm) / array.disk_iops - 1e-9)
-    return max(disks, int(array.gi_disks)), "disks carry T*B IOPS"
+    # T*B/M is the answer up to rounding: check it and its neighbour, bisect only when they disagree.
+    if by_iops < high and not holds(by_iops):
+        low = by_iops
+    else:
+        high, low = by_iops, by_iops - 1
+        if low >= 1 and holds(low):
+            high, low = low, 0
+    while high - low > 1:  # holds(high), not holds(low); no disks carry nothing
+        middle = (low + high) // 2
+        if holds(middle):
+            high = middle
+        else:
+            low = middle
+    # A clone's load on the pool (B) is never below its load on its GI (B_gi), so the disks
+    # that carry T*B IOPS always carry one clone per GI too: the disks' IOPS decide X.
+    reason = "disks carry T*B IOPS"
+    if high < array.gi_disks and function.method is Method.SNAPSHOT:
+        reason += f"; the GI's group shrinks with the pool to X_g = {high} (preset gi_disks = {array.gi_disks:g})"
+    return high, reason
 
 
 @dataclass
@@ -187,11 +237,12 @@ class SweepResult:
         }
 
     def write(self, out_dir: Path) -> list[Path]:
-        """sweep.csv (every point), sweep.json (summary and the series over T), sweep.png."""
-        output_folder(out_dir)
-        csv_path, json_path, png_path = out_dir / "sweep.csv", out_dir / "sweep.json", out_dir / "sweep.png"
-        self._write_csv(csv_path)
-        files = [csv_path, json_path, png_path]
+        """sweep.csv (every point), sweep.json (summary and the series over T), sweep.png.
+
+        The three files appear together and whole, or not at all (:func:`staged_outputs`).
+        """
+        names = ("sweep.csv", "sweep.json", "sweep.png")
+        files = [out_dir / name for name in names]
         doc = self.summary(files)
         doc["series"] = {
             f.name: {
@@ -203,8 +254,11 @@ class SweepResult:
             }
             for f in self.functions
         }
-        json_path.write_text(json.dumps(doc, allow_nan=False) + "\n", encoding="utf-8")
-        self._plot(png_path)
+        text = json.dumps(doc, allow_nan=False) + "\n"
+        with staged_outputs(out_dir, names) as staged:
+            self._write_csv(staged["sweep.csv"])
+            staged["sweep.json"].write_text(text, encoding="utf-8")
+            self._plot(staged["sweep.png"])
         return files
 
     def _write_csv(self, path: Path) -> None:
@@ -226,7 +280,7 @@ class SweepResult:
                     for i, t in enumerate(self.vms.tolist()):
                         row = [*prefix, t]
                         if self.param is not None:
-                            row.append(f"{value:.6g}")
+                            row.append(_exact(value))
                         row += [f"{g[i]:.0f}", f"{s[i]:.0f}", f"{r[i]:.6g}", int(ok[i])]
                         writer.writerow(row)
 
@@ -263,22 +317,88 @@ class SweepResult:
         plt.close(fig)
 
 
+#: Fields that must stay at most another field of the same record: (kind, smaller, larger).
+_AT_MOST: tuple[tuple[str, str, str], ...] = (
+    ("fleet", "gi_used", "gi_size"),
+    ("fleet", "boot_write_span", "gi_size"),
+    ("fleet", "boot_read_span", "gi_size"),
+    ("fleet", "boot_write_bytes", "boot_write_span"),
+    ("array", "gi_disks", "disks"),
+    ("array", "volume_iops_limit", "processor_iops"),
+)
+
+
+def _spec(kind: str, key: str) -> Spec:
+    return next(s for s in (FLEET_SPECS if kind == "fleet" else ARRAY_SPECS) if s.key == key)
+
+
+def check_param(fleet: FleetPreset, array: ArrayPreset, param: SweptParam) -> None:
+    """Refuse swept values that no preset file could hold (e.g. gi_size below gi_used), in one line.
+
+    Sweeping ``disks`` below ``gi_disks`` is allowed: the GI's group shrinks with the pool
+    (:func:`with_disks`).
+    """
+    records: dict[str, Any] = {"fleet": fleet, "array": array}
+    for kind, smaller, larger in _AT_MOST:
+        if kind != param.kind or param.key not in (smaller, larger) or (param.key, smaller) == ("disks", "gi_disks"):
+            continue
+        other = larger if param.key == smaller else smaller
+        fixed = float(getattr(records[kind], _spec(kind, other).attr))
+        bad = param.values[param.values > fixed] if param.key == smaller else param.values[param.values < fixed]
+        if bad.size:
+            relation = "at most" if param.key == smaller else "at least"
+            show = format_bytes if param.attr.endswith("_bytes") else (lambda v: f"{v:.6g}")
+            raise UsageError(f"--param {param.key} = {show(float(bad[0]))}: {relation} {other} of the {kind} "
+                             f"({show(fixed)}); narrow the range")
+    if param.key in ("boot_write_bytes", "boot_write_extents"):
+        w = param.values if param.key == "boot_write_bytes" else np.asarray(fleet.boot_write_bytes)
+        n = param.values if param.key == "boot_write_extents" else np.asarray(fleet.boot_write_extents)
+        if np.any((w > 0) & (n < 1)):
+            raise UsageError(f"--param {param.key}: boot_write_extents must be at least 1 where the boot writes "
+                             "(boot_write_bytes > 0)")
+
+
 def sweep_grids(
     fleet: FleetPreset, array: ArrayPreset, functions: Sequence[FunctionPreset],
     vms: npt.ArrayLike, param: SweptParam | None = None,
 ) -> dict[str, Evaluation]:
-    """Evaluate each function over T (rows) x the swept field's values (columns), in one pass each."""
+    """Evaluate each function over T (rows) x the swept field's values (columns), in one pass each.
+
+    Every field of every evaluation has the whole grid's shape, (len(vms), len(values)), or
+    (len(vms),) without a swept field, whichever fields the swept one moves.
+    """
     t = np.asarray(vms, float)
-    if param is not None:
-        t = t[:, None]
-        column = param.values[None, :]
-        # The model's functions broadcast, so a record may carry an array in place of a number.
-        changes: dict[str, Any] = {param.attr: column}
-        if param.kind == "fleet":
-            fleet = dataclasses.replace(fleet, **changes)
-        else:
-            array = dataclasses.replace(array, **changes)
-    return {f.name: evaluate(fleet, array, f, t) for f in functions}
+    if param is None:
+        return {f.name: evaluate(fleet, array, f, t) for f in functions}
+    check_param(fleet, array, param)
+    shape = (t.size, param.values.size)
+    t = t[:, None]
+    column = param.values[None, :]
+    # The model's functions broadcast, so a record may carry an array in place of a number.
+    changes: dict[str, Any] = {param.attr: column}
+    if param.key == "disks":
+        array = with_disks(array, column)
+    elif param.kind == "fleet":
+        fleet = dataclasses.replace(fleet, **changes)
+    else:
+        array = dataclasses.replace(array, **changes)
+    if param.attr != "processor_iops":
+        # evaluate() sizes its results by T, T_max, S and the GI load only: a field that reaches none
+        # of them (gi_size, for thin and snapshot clones) would leave the grid a column short, or fail.
+        # N as a row of equal values gives T_max the grid's columns, at the cost of a row of numbers.
+        row: dict[str, Any] = {"processor_iops": np.full((1, shape[1]), array.processor_iops)}
+        array = dataclasses.replace(array, **row)
+    return {f.name: _whole(evaluate(fleet, array, f, t), shape) for f in functions}
+
+
+def _whole(ev: Evaluation, shape: tuple[int, ...]) -> Evaluation:
+    """Every field of ``ev`` with the grid's ``shape`` (read-only views: nothing is copied)."""
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(ev):
+        value = getattr(ev, field.name)
+        fields[field.name] = np.broadcast_to(value, (value.shape[0], *shape) if field.name == "utilisation"
+                                             else shape)
+    return Evaluation(**fields)
 
 
 def run_sweep(

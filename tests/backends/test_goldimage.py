@@ -30,6 +30,7 @@ def _build(dest: Path, **kw: object) -> GoldenImage:
     return build_golden_image(dest, **args)  # type: ignore[arg-type]
 
 
+@pytest.mark.backend
 def test_qcow2_gi_is_what_qemu_img_says(tmp_path: Path) -> None:
     require_tool(*TOOLS, "sha256sum")
     gi = _build(tmp_path)
@@ -60,6 +61,7 @@ def test_qcow2_gi_is_what_qemu_img_says(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gi.qcow2"]
 
 
+@pytest.mark.backend
 def test_raw_gi_holds_a_consistent_ext4_with_real_files(tmp_path: Path) -> None:
     require_tool(*TOOLS, "e2fsck")
     gi = _build(tmp_path, fmt="raw", seed=7)
@@ -91,6 +93,7 @@ def test_raw_gi_holds_a_consistent_ext4_with_real_files(tmp_path: Path) -> None:
     assert text.splitlines()[0].startswith(b"Nov 14 ")
 
 
+@pytest.mark.backend
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
     require_tool(*TOOLS)
     a = _build(tmp_path / "a", seed=3)
@@ -139,6 +142,7 @@ def test_bad_arguments_are_usage_errors(tmp_path: Path, kw: dict[str, object], f
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.backend
 def test_refuses_to_replace_an_existing_gi(tmp_path: Path) -> None:
     require_tool(*TOOLS)
     gi = _build(tmp_path)
@@ -147,6 +151,7 @@ def test_refuses_to_replace_an_existing_gi(tmp_path: Path) -> None:
     assert golden_image_unchanged(gi)
 
 
+@pytest.mark.backend
 def test_missing_tool_is_one_line_error_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -159,6 +164,7 @@ def test_missing_tool_is_one_line_error_and_leaves_nothing(
     assert list(dest.iterdir()) == []
 
 
+@pytest.mark.backend
 def test_debugfs_errors_are_not_swallowed(tmp_path: Path) -> None:
     """debugfs exits 0 when its commands fail; the builder must still notice."""
     require_tool("mkfs.ext4", "debugfs")

@@ -2,7 +2,8 @@
 
 The reflink tests loop-mount a small xfs made with ``mkfs.xfs -m reflink=1``
 (/tmp here is ext4, which has no reflink) and unmount it in teardown, even when
-the test fails.
+the test fails. Every test that runs a real tool (qemu-img, mkfs, mount, xfs_spaceman)
+carries the ``backend`` marker; the others measure files in the temporary folder.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def _random_file(path: Path, size_bytes: int, seed: int) -> None:
 # --- qcow2 ----------------------------------------------------------------------------------
 
 
+@pytest.mark.backend
 def test_fresh_linked_clone_owns_no_data(gi: GoldenImage, tmp_path: Path) -> None:
     require_tool("qemu-img")
     clone = linked_clone(gi, tmp_path / "c.qcow2")
@@ -88,6 +90,7 @@ def test_fresh_linked_clone_owns_no_data(gi: GoldenImage, tmp_path: Path) -> Non
     assert info.cluster_bytes == 65536
 
 
+@pytest.mark.backend
 def test_zero_writes_allocate_no_data(gi: GoldenImage, tmp_path: Path) -> None:
     require_tool("qemu-img", "qemu-io")
     clone = linked_clone(gi, tmp_path / "z.qcow2")
@@ -100,6 +103,7 @@ def test_zero_writes_allocate_no_data(gi: GoldenImage, tmp_path: Path) -> None:
     assert alloc.own_zero_bytes == 131072
 
 
+@pytest.mark.backend
 def test_broken_backing_chain_is_a_one_line_error(gi: GoldenImage, tmp_path: Path) -> None:
     require_tool("qemu-img")
     orphan = tmp_path / "gone.qcow2"
@@ -117,6 +121,7 @@ def test_broken_backing_chain_is_a_one_line_error(gi: GoldenImage, tmp_path: Pat
         qcow2_info(tmp_path / "missing.qcow2")
 
 
+@pytest.mark.backend
 def test_known_format_is_not_probed(tmp_path: Path) -> None:
     require_tool("qemu-img")
     # A raw disk whose guest wrote a qcow2 image into it: probing reads it as qcow2.
@@ -169,22 +174,14 @@ def test_fiemap_sees_many_extents_in_batches(tmp_path: Path) -> None:
     assert 600 * 4096 <= allocated_bytes(f) <= 600 * 4096 + 4 * 4096
 
 
+@pytest.mark.backend
 def test_fiemap_unsupported_is_a_clonefleet_error() -> None:
-    shm = Path("/dev/shm")
-    if not shm.is_dir():
-        pytest.skip("no /dev/shm")
-    fstype = subprocess.run(
-        ["stat", "-f", "-c", "%T", str(shm)], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    if fstype != "tmpfs":
-        pytest.skip(f"/dev/shm is {fstype or 'unknown'}, not tmpfs")
-    f = shm / f"clonefleet-fiemap-{os.getpid()}"
-    f.write_bytes(b"x" * 4096)
-    try:
+    # A tmpfs of our own (tmpfs has no FIEMAP), rather than hoping /dev/shm is one.
+    with mounted("tmpfs", 4 * MiB) as mnt:
+        f = mnt / "file"
+        f.write_bytes(b"x" * 4096)
         with pytest.raises(ClonefleetError, match="FIEMAP on .* failed: .*must support FIEMAP"):
             fiemap(f)
-    finally:
-        f.unlink()
 
 
 def test_preallocated_extents_are_consumed_and_reported(tmp_path: Path) -> None:
@@ -219,6 +216,7 @@ def test_union_bytes_matches_a_brute_force_count(intervals: list[tuple[int, int]
 # --- reflink on xfs ---------------------------------------------------------------------------
 
 
+@pytest.mark.backend
 def test_reflink_fleet_counts_shared_extents_once(reflink_dir: Path) -> None:
     require_tool("cp")
     gi_file = reflink_dir / "gi.raw"
@@ -242,8 +240,15 @@ def test_reflink_fleet_counts_shared_extents_once(reflink_dir: Path) -> None:
         assert (f.mapped_bytes, f.shared_bytes, f.exclusive_bytes) == (20 * MiB, 20 * MiB, 0)
     # df agrees: ten copies cost metadata only, far less than one copy's data.
     assert after.delta_used_bytes(before) < 2 * MiB
+    # ...and fs_usage's used bytes are df's Used column (coreutils df, asked in bytes).
+    first = fs_usage(reflink_dir).used_bytes
+    df = subprocess.run(["df", "-B1", "--output=used", str(reflink_dir)], capture_output=True, text=True,
+                        check=True).stdout.split()
+    last = fs_usage(reflink_dir).used_bytes
+    assert df[0] == "Used" and min(first, last) <= int(df[1]) <= max(first, last)
 
 
+@pytest.mark.backend
 def test_full_copies_count_in_full(reflink_dir: Path) -> None:
     require_tool("cp")
     src = reflink_dir / "gi.raw"
@@ -261,6 +266,7 @@ def test_full_copies_count_in_full(reflink_dir: Path) -> None:
     assert fleet_sharing([src, full, link]).naive_allocated_bytes == 8 * MiB
 
 
+@pytest.mark.backend
 def test_df_delta_of_cow_writes_needs_xfs_preallocation_released(reflink_dir: Path) -> None:
     require_tool("cp", "xfs_spaceman")
     src = reflink_dir / "gi.raw"
@@ -286,13 +292,12 @@ def test_df_delta_of_cow_writes_needs_xfs_preallocation_released(reflink_dir: Pa
     assert 200 * 4096 <= delta <= 200 * 4096 + 256 * KiB
 
 
-def test_release_xfs_preallocation_elsewhere_is_a_one_line_error(tmp_path: Path) -> None:
+@pytest.mark.backend
+def test_release_xfs_preallocation_elsewhere_is_a_one_line_error() -> None:
     require_tool("xfs_spaceman")
-    if subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], capture_output=True,
-                      text=True, check=False).stdout.strip() == "xfs":
-        pytest.skip("the temporary folder is on xfs")
-    with pytest.raises(ClonefleetError, match="xfs_spaceman failed .*XFS"):
-        release_xfs_preallocation(tmp_path)
+    # A tmpfs is certainly not xfs, wherever the temporary folder lives.
+    with mounted("tmpfs", 4 * MiB) as mnt, pytest.raises(ClonefleetError, match="xfs_spaceman failed .*XFS"):
+        release_xfs_preallocation(mnt)
 
 
 def test_fs_usage_of_a_missing_path_is_a_usage_error(tmp_path: Path) -> None:

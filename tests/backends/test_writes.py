@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 from clonefleet.errors import ClonefleetError, UsageError
 from clonefleet.model import allocated_bytes_per_clone
-from clonefleet.model.footprint import allocated_units_exact
 from clonefleet.provision.goldimage import (
     GoldenImage,
     build_golden_image,
@@ -41,7 +40,7 @@ from clonefleet.storage.measure import (
     fleet_sharing,
 )
 from clonefleet.storage.qcow2 import qcow2_allocation
-from helpers import mounted, require_tool
+from helpers import mounted, require_tool, units_touched
 
 MiB = 1024**2
 CLUSTER = 65536
@@ -72,6 +71,7 @@ def linked_clone(gi: GoldenImage, path: Path) -> Path:
 # --- qcow2 ---------------------------------------------------------------------------------
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize(
     ("write_bytes", "extents", "span_bytes", "seed"),
     [
@@ -90,13 +90,14 @@ def test_qcow2_clone_allocates_exactly_the_touched_clusters(
     assert report.extent_count == extents
     assert report.written_bytes == fp.written_bytes
     own = qcow2_allocation(clone).own_data_bytes
-    exact = allocated_units_exact(fp.offsets_bytes, fp.lengths_bytes, CLUSTER) * CLUSTER
+    exact = units_touched(fp.offsets_bytes, fp.lengths_bytes, CLUSTER) * CLUSTER
     model = float(allocated_bytes_per_clone(write_bytes, extents, span_bytes, CLUSTER))
     assert own == exact  # the trace is the truth...
     assert abs(own - model) <= 0.10 * model  # ...and the occupancy model is close to it
     assert golden_image_unchanged(gi)
 
 
+@pytest.mark.backend
 def test_qcow2_writes_are_real_data_and_the_last_write_wins(gi: GoldenImage, tmp_path: Path) -> None:
     require_tool("qemu-img", "qemu-io")
     clone = linked_clone(gi, tmp_path / "vm.qcow2")
@@ -132,6 +133,7 @@ def test_qemu_io_script_splits_long_extents_and_is_seeded() -> None:
     assert len({c.split()[2] for c in a[1:]}) == 1  # one extent, one pattern
 
 
+@pytest.mark.backend
 def test_writes_never_touch_a_golden_image(gi: GoldenImage, tmp_path: Path) -> None:
     require_tool("qemu-img", "qemu-io")
     before = sha256_file(gi.path)
@@ -154,6 +156,7 @@ def test_writes_never_touch_a_golden_image(gi: GoldenImage, tmp_path: Path) -> N
     assert sha256_file(gi.path) == before == gi.sha256
 
 
+@pytest.mark.backend
 def test_backing_files_of_clones_are_protected(gi: GoldenImage, tmp_path: Path) -> None:
     require_tool("qemu-img", "qemu-io")
     # A writable copy of the GI (0644), cloned with absolute and relative backing names.
@@ -176,6 +179,7 @@ def test_backing_files_of_clones_are_protected(gi: GoldenImage, tmp_path: Path) 
     assert qcow2_allocation(tmp_path / "b.qcow2").own_data_bytes == CLUSTER
 
 
+@pytest.mark.backend
 def test_bad_extents_are_refused_before_anything_is_written(gi: GoldenImage, tmp_path: Path) -> None:
     require_tool("qemu-img", "qemu-io")
     clone = linked_clone(gi, tmp_path / "vm.qcow2")
@@ -202,6 +206,7 @@ def test_bad_extents_are_refused_before_anything_is_written(gi: GoldenImage, tmp
         write_extents_qcow2(raw, [0], [4096], seed=1)
 
 
+@pytest.mark.backend
 def test_locked_image_is_a_one_line_error(gi: GoldenImage, tmp_path: Path) -> None:
     require_tool("qemu-img", "qemu-io")
     clone = linked_clone(gi, tmp_path / "vm.qcow2")
@@ -250,7 +255,7 @@ def test_sparse_raw_allocates_exactly_the_written_blocks(
         with open(disk, "wb") as f:
             f.truncate(span_mib * MiB)
         report = write_extents_file(disk, fp.offsets_bytes, fp.lengths_bytes, seed)
-        blocks = allocated_units_exact(fp.offsets_bytes, fp.lengths_bytes, 4096) * 4096
+        blocks = units_touched(fp.offsets_bytes, fp.lengths_bytes, 4096) * 4096
         assert report.distinct_bytes == blocks
         assert data_bytes_seek(disk) == blocks
         assert blocks <= allocated_bytes(disk) <= blocks + 8 * 4096  # + extent-tree blocks
@@ -270,6 +275,7 @@ def test_boot_footprint_is_seeded() -> None:
 # --- reflink -------------------------------------------------------------------------------
 
 
+@pytest.mark.backend
 def test_writes_into_a_reflink_copy_unshare_exactly_the_written_blocks(reflink_dir: Path) -> None:
     gi_file = reflink_dir / "gi.raw"
     gi_file.write_bytes(np.random.default_rng(8).bytes(20 * MiB))
@@ -283,7 +289,7 @@ def test_writes_into_a_reflink_copy_unshare_exactly_the_written_blocks(reflink_d
     report = write_extents_file(
         clone, fp.offsets_bytes, fp.lengths_bytes, seed=21, protected={gi_file}
     )
-    written_blocks_bytes = allocated_units_exact(fp.offsets_bytes, fp.lengths_bytes, 4096) * 4096
+    written_blocks_bytes = units_touched(fp.offsets_bytes, fp.lengths_bytes, 4096) * 4096
     assert report.distinct_bytes == written_blocks_bytes
     fleet = fleet_sharing([gi_file, clone])
     by_name = {f.path.name: f for f in fleet.files}

@@ -6,11 +6,14 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from clonefleet.provision.goldimage import sha256_file
 from conftest import CliResult
 from helpers import require_tool
 
 
+@pytest.mark.backend
 def test_gi_build_json_and_refuses_to_overwrite(cli: Callable[..., CliResult], tmp_path: Path) -> None:
     require_tool("qemu-img", "mkfs.ext4", "debugfs")
     r = cli("gi", "build", "--out", str(tmp_path), "--size", "32 MiB", "--seed", "3", "--json")

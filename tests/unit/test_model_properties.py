@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from clonefleet.model import (
     allocated_bytes_per_clone,
-    array_performance_iops,
     clones_per_gi,
     golden_images_needed,
     operable_vms,
@@ -91,10 +90,15 @@ def test_allocation_never_falls_with_a_coarser_unit_of_the_same_family(
         float(allocated_bytes_per_clone(written, extents, span, small)) * (1 - 1e-9)
 
 
-@given(st.floats(1, 1e7), st.floats(1, 1e6), st.integers(1, 5000))
-def test_array_performance_is_the_smaller_of_processors_and_disks(n: float, m: float, x: int) -> None:
-    y = float(array_performance_iops(n, m, x))
-    assert y == min(n, m * x)
+@given(FLEETS, ARRAYS, FUNCTIONS)
+def test_the_largest_fleet_loads_its_bottleneck_exactly_fully(fleet: str, array: str, fn: str) -> None:
+    # Eq. 2 gives T_max; the planner's utilisations come from the loads T*A on the processors and
+    # T*B on the disks. At T = T_max the busier of the two is at 100 %, the other at most there.
+    f, a, s = load_fleet(fleet), load_array(array), load_function(fn)
+    t_max = float(evaluate(f, a, s, 1).max_vms)
+    processors, disks = (float(u) for u in evaluate(f, a, s, t_max).utilisation[:2])
+    assert max(processors, disks) == pytest.approx(1.0, rel=1e-12)
+    assert min(processors, disks) <= 1.0 + 1e-12
 
 
 @given(st.floats(1, 1e3), st.floats(0.1, 1e3), st.floats(1e3, 1e7), st.floats(1, 1e4), st.integers(1, 2000))

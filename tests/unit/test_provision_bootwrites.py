@@ -13,6 +13,7 @@ from clonefleet.presets import load_fleet
 from clonefleet.provision.bootwrites import clone_seed, footprint_for, load_trace_writes, model_fleet
 from clonefleet.provision.manifest import build_manifest
 from clonefleet.storage.goldimage import GoldenImageInfo
+from helpers import units_touched
 
 MiB = 1024**2
 
@@ -53,12 +54,10 @@ def test_manifest_overrides_and_same_footprint_every_time(tmp_path: Path) -> Non
 
 
 def test_mean_allocation_of_the_footprints_follows_the_model(tmp_path: Path) -> None:
-    from clonefleet.model.footprint import allocated_units_exact
-
     m = manifest(tmp_path, bytes="1 MiB", extents=8, span="16 MiB")
     model = model_fleet(m, gi(), gi_used_bytes=MiB)
     unit = 64 * 1024
-    exact = [allocated_units_exact(fp.offsets_bytes, fp.lengths_bytes, unit) * unit
+    exact = [units_touched(fp.offsets_bytes, fp.lengths_bytes, unit) * unit
              for fp in (footprint_for(m, model, i) for i in range(1, 401))]
     f = model.fleet
     expected = float(allocated_bytes_per_clone(f.boot_write_bytes, f.boot_write_extents,

@@ -7,7 +7,6 @@ same. Symbols follow the paper's Table 1; units are in the argument names. See
 
 from clonefleet.model.allocation import allocated_bytes_per_clone, allocation_units, table_bytes_per_clone
 from clonefleet.model.equations import (
-    array_performance_iops,
     backend_iops_private,
     backend_iops_snapshot,
     clones_per_gi,
@@ -15,13 +14,11 @@ from clonefleet.model.equations import (
     gi_backend_iops,
     golden_images_needed,
     operable_vms,
-    operable_vms_bottleneck,
 )
 
 __all__ = [
     "allocated_bytes_per_clone",
     "allocation_units",
-    "array_performance_iops",
     "backend_iops_private",
     "backend_iops_snapshot",
     "clones_per_gi",
@@ -29,6 +26,5 @@ __all__ = [
     "gi_backend_iops",
     "golden_images_needed",
     "operable_vms",
-    "operable_vms_bottleneck",
     "table_bytes_per_clone",
 ]

@@ -1,4 +1,4 @@
-"""Eq. 1-3 of the paper and the loads they need.
+"""Eq. 2-3 of the paper (Eq. 1 inside Eq. 2) and the loads they need.
 
 Symbols (paper, Table 1): A host IO load of one VM [IOPS]; B back-end (disk) load
 of one VM [IOPS]; C capacity one clone allocates [bytes]; D capacity of all GIs
@@ -18,21 +18,10 @@ import numpy.typing as npt
 ArrayLike = npt.ArrayLike
 FloatArray = npt.NDArray[np.float64]
 
+
 def _f(value: ArrayLike) -> FloatArray:
     """Any number or array as a float64 array (no copy when it already is one)."""
     return np.asarray(value, dtype=np.float64)
-
-
-#: Bottleneck codes returned by :func:`operable_vms_bottleneck`.
-BOTTLENECK_PROCESSORS = 0
-BOTTLENECK_DISKS = 1
-
-
-def array_performance_iops(
-    processor_iops: ArrayLike, disk_iops: ArrayLike, disks: ArrayLike
-) -> FloatArray:
-    """Eq. 1: the array's IO performance ``Y = min(N, M*X)`` [IOPS]."""
-    return np.minimum(_f(processor_iops), _f(disk_iops) * _f(disks))
 
 
 def backend_iops_private(
@@ -93,21 +82,13 @@ def operable_vms(
 ) -> FloatArray:
     """Eq. 2: the largest number of VMs the array carries, ``T_max = min(N/A, M*X/B)``.
 
-    Returned as a real number; the operable count is its floor.
+    The array's performance of Eq. 1, ``Y = min(N, M*X)``, seen per VM: N/A VMs load the
+    processors fully, M*X/B VMs the disks. Returned as a real number; the operable count
+    is its floor.
     """
     by_processors: FloatArray = _f(processor_iops) / _f(host_iops)
     by_disks: FloatArray = _f(disk_iops) * _f(disks) / _f(backend_iops)
     return np.minimum(by_processors, by_disks)
-
-
-def operable_vms_bottleneck(
-    processor_iops: ArrayLike, disk_iops: ArrayLike, disks: ArrayLike,
-    host_iops: ArrayLike, backend_iops: ArrayLike,
-) -> npt.NDArray[np.int8]:
-    """Which term of Eq. 2 is smaller: 0 = array processors (N/A), 1 = array disks (M*X/B)."""
-    by_processors = _f(processor_iops) / _f(host_iops)
-    by_disks = _f(disk_iops) * _f(disks) / _f(backend_iops)
-    return np.where(by_disks < by_processors, BOTTLENECK_DISKS, BOTTLENECK_PROCESSORS).astype(np.int8)
 
 
 def clones_per_gi(

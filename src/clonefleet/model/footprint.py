@@ -49,15 +49,3 @@ def write_extents(
     starts = (rng.random(n) * (span_blocks - blocks + 1)).astype(np.int64)
     offsets = span_start_bytes + starts * align_bytes
     return offsets.astype(np.int64), (blocks * align_bytes).astype(np.int64)
-
-
-def allocated_units_exact(offsets: IntArray, lengths: IntArray, unit_bytes: int) -> int:
-    """Distinct units of ``unit_bytes`` that the extents touch: C(u)/u, exactly, from the extents."""
-    if len(offsets) == 0:
-        return 0
-    first = offsets // unit_bytes
-    last = (offsets + lengths - 1) // unit_bytes
-    counts = last - first + 1
-    # Expand each extent's unit range; extents are few (thousands), units per extent small.
-    idx = np.repeat(first, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
-    return int(np.unique(idx).size)

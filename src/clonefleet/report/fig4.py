@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clonefleet.errors import output_folder
 from clonefleet.planner import Plan, plan
 from clonefleet.presets import load_array, load_fleet
+from clonefleet.report.outputs import staged_outputs
 
 PAPER_VMS = 1000
 PAPER_ARRAY = "midrange-2012"
@@ -99,8 +99,8 @@ def plot_fig4(result: Fig4Result, png: Path, svg: Path) -> None:
 def reproduce_fig4(out_dir: Path) -> Fig4Result:
     """Compute Fig. 4 and write fig4.png, fig4.svg and fig4.json into ``out_dir``."""
     result = compute_fig4()
-    output_folder(out_dir)
-    png, svg, data = out_dir / "fig4.png", out_dir / "fig4.svg", out_dir / "fig4.json"
-    plot_fig4(result, png, svg)
-    data.write_text(json.dumps(result.figure_data(), indent=2) + "\n", encoding="utf-8")
-    return Fig4Result(result.cases, (png, svg, data))
+    names = ("fig4.png", "fig4.svg", "fig4.json")
+    with staged_outputs(out_dir, names) as staged:
+        plot_fig4(result, staged["fig4.png"], staged["fig4.svg"])
+        staged["fig4.json"].write_text(json.dumps(result.figure_data(), indent=2) + "\n", encoding="utf-8")
+    return Fig4Result(result.cases, tuple(out_dir / name for name in names))
