@@ -102,22 +102,18 @@ def evaluate(
     s = fleet_consumed_bytes(fleet, function, g, t, new_bytes)
     array_proc_util = t * a / array.processor_iops
     array_disk_util = t * b / np.multiply(array.disk_iops, array.disks, dtype=float)
-    shape = np.broadcast_shapes(np.shape(t), np.shape(t_max), np.shape(s), np.shape(gi_disk_util))
-    util = np.stack([np.broadcast_to(x, shape) for x in
-                     (array_proc_util, array_disk_util, gi_proc_util, gi_disk_util)])
     meets = (t <= operable_count(t_max)) & np.isfinite(g)
+    outputs = {
+        "backend_iops_per_vm": b, "max_vms": t_max, "clones_per_gi": k, "golden_images": g,
+        "per_vm_new_bytes": new_bytes, "per_clone_bytes": per_clone, "gi_bytes": gi_bytes, "consumed_bytes": s,
+        "full_copy_bytes": full_copy, "meets_requirement": meets,
+    }
+    loads = (array_proc_util, array_disk_util, gi_proc_util, gi_disk_util)
+    # Every field has the shape of all inputs broadcast together, whichever of them it depends on.
+    shape = np.broadcast_shapes(*(np.shape(x) for x in (*outputs.values(), *loads)))
     return Evaluation(
-        backend_iops_per_vm=np.broadcast_to(b, shape),
-        max_vms=np.broadcast_to(t_max, shape),
-        clones_per_gi=np.broadcast_to(k, shape),
-        golden_images=np.broadcast_to(g, shape),
-        per_vm_new_bytes=np.broadcast_to(new_bytes, shape),
-        per_clone_bytes=np.broadcast_to(per_clone, shape),
-        gi_bytes=np.broadcast_to(gi_bytes, shape),
-        consumed_bytes=np.broadcast_to(s, shape),
-        full_copy_bytes=np.broadcast_to(full_copy, shape),
-        utilisation=util,
-        meets_requirement=np.broadcast_to(meets, shape),
+        **{name: np.broadcast_to(x, shape) for name, x in outputs.items()},
+        utilisation=np.stack([np.broadcast_to(x, shape) for x in loads]),
     )
 
 

@@ -382,12 +382,6 @@ def sweep_grids(
         fleet = dataclasses.replace(fleet, **changes)
     else:
         array = dataclasses.replace(array, **changes)
-    if param.attr != "processor_iops":
-        # evaluate() sizes its results by T, T_max, S and the GI load only: a field that reaches none
-        # of them (gi_size, for thin and snapshot clones) would leave the grid a column short, or fail.
-        # N as a row of equal values gives T_max the grid's columns, at the cost of a row of numbers.
-        row: dict[str, Any] = {"processor_iops": np.full((1, shape[1]), array.processor_iops)}
-        array = dataclasses.replace(array, **row)
     return {f.name: _whole(evaluate(fleet, array, f, t), shape) for f in functions}
 
 

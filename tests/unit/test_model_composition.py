@@ -100,3 +100,16 @@ def _array_toml(**changes: float) -> str:
         end = text.index("\n", start)
         text = text[:start] + str(value) + text[end:]
     return text
+
+
+@pytest.mark.parametrize("function", ["full", "thin", "snapshot", "qcow2-linked"])
+def test_every_field_of_an_evaluation_has_the_grids_shape(function: str) -> None:
+    # A field that moves only some outputs (the GI's size: not T_max, not S of thin clones) still gives
+    # every output the whole grid: T down the rows, the swept field across the columns.
+    sizes = np.array([[100e9, 150e9, 200e9]])
+    fleet = dataclasses.replace(FLEET, gi_virtual_bytes=sizes)
+    ev = evaluate(fleet, ARRAY, load_function(function), np.array([[10.0], [100.0]]))
+    for field in dataclasses.fields(ev):
+        value = getattr(ev, field.name)
+        assert value.shape[-2:] == (2, 3), field.name
+    np.testing.assert_allclose(ev.full_copy_bytes[1], 100 * sizes[0])
