@@ -103,8 +103,8 @@ def _sha256(value: object) -> str:
 
 
 def _cluster(value: object) -> int:
-    size = _size(512, 2 << 20)(value)
-    if size & (size - 1):
+    size = parse_bytes(value)
+    if size & (size - 1) or not 512 <= size <= 2 << 20:
         raise ValueError("a power of two from 512 B to 2 MiB")
     return size
 
