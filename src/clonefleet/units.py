@@ -48,10 +48,10 @@ class UnitError(ValueError):
     """A value that is not a number with a known unit; the message says what is allowed."""
 
 
-def _split(text: str) -> tuple[float, str]:
+def _split(text: str, example: str) -> tuple[float, str]:
     match = _NUMBER_UNIT.match(text)
     if match is None:
-        raise UnitError("not a number with a unit, e.g. '100 GiB'")
+        raise UnitError(f"not a number with a unit, e.g. '{example}'")
     return float(match.group(1)), match.group(2)
 
 
@@ -69,10 +69,14 @@ def parse_bytes(value: object) -> int:
     """Parse ``"100 GiB"``, ``"42 MB"``, ``"4096"`` or a number of bytes into bytes (0 to :data:`MAX_BYTES`)."""
     if isinstance(value, bool):
         raise UnitError("a size, not true/false")
-    if isinstance(value, int | float):
-        number, unit = _plain_number(value, _SIZE_ALLOWED), "B"
+    if isinstance(value, int):  # exact: 2^62 + 1 is not 2^62
+        if not 0 <= value <= MAX_BYTES:
+            raise UnitError(_SIZE_ALLOWED)
+        return value
+    if isinstance(value, float):
+        number, unit = value, "B"
     elif isinstance(value, str):
-        number, unit = _split(value)
+        number, unit = _split(value, "100 GiB")
         unit = unit or "B"
     else:
         raise UnitError("a size such as '100 GiB' or a number of bytes")
@@ -97,7 +101,7 @@ def parse_seconds(value: object) -> float:
     if isinstance(value, int | float):
         seconds = _plain_number(value, _DURATION_ALLOWED)
     elif isinstance(value, str):
-        number, unit = _split(value)
+        number, unit = _split(value, "330 s")
         unit = unit or "s"
         if unit not in _TIME_UNITS:
             raise UnitError(f"unknown unit '{unit}'; allowed: {TIME_UNITS_ALLOWED}")
