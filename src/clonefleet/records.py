@@ -112,8 +112,17 @@ def whole_number(low: int, high: int, allowed: str | None = None) -> Check:
 
 
 def _size(low: int) -> Check:
-    allowed = f"a size from {low} B to 4 EiB (2^62 bytes), e.g. '100 GiB'"
-    return quantity(low, MAX_BYTES, allowed, parse=parse_bytes)
+    """Bytes from ``low`` to 2^62; a size between 0 and 1 byte (a subnormal float) is refused too."""
+    allowed = f"a size {'of 0 or ' if low == 0 else ''}from 1 B to 4 EiB (2^62 bytes), e.g. '100 GiB'"
+    check = quantity(low, MAX_BYTES, allowed, parse=parse_bytes)
+
+    def size(value: object) -> float | np.ndarray:
+        number: float | np.ndarray = check(value)
+        if bool(np.any((np.asarray(number) > 0) & (np.asarray(number) < 1))):
+            raise ValueError(allowed)
+        return number
+
+    return size
 
 
 #: Bytes, 0 or more (a number of bytes or a string with a unit).

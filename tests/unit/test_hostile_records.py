@@ -206,6 +206,7 @@ def test_records_refuse_a_bad_field_whoever_builds_them() -> None:
         (lambda: dataclasses.replace(fleet, host_iops=math.inf), "fleet 'desktop-win7': field 'host_iops' = inf"),
         (lambda: dataclasses.replace(fleet, gi_used_bytes=2.0**70), "field 'gi_used' = 1.1805916207174113e+21"),
         (lambda: dataclasses.replace(fleet, read_fraction=math.nan), "field 'read_fraction' = nan"),
+        (lambda: dataclasses.replace(fleet, boot_write_bytes=1.4e-315), "a size of 0 or from 1 B to 4 EiB"),
         (lambda: dataclasses.replace(fleet, queue_depth=True), "field 'queue_depth' = True"),
         (lambda: dataclasses.replace(fleet, gi_used_bytes=fleet.gi_virtual_bytes * 2), "at most gi_size"),
         (lambda: dataclasses.replace(array, disks=np.array([[10.0, -1.0]])), "field 'disks' = array"),
