@@ -114,7 +114,7 @@ def test_not_toml_and_unknown_names(tmp_path: Path) -> None:
         load_array(tmp_path / "nowhere.toml")
     binary = tmp_path / "bin.toml"
     binary.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(UsageError, match="cannot be read|not valid TOML"):
+    with pytest.raises(UsageError, match="not UTF-8 text|not valid TOML"):
         load_array(binary)
 
 

@@ -47,8 +47,9 @@ def test_io_beyond_the_image() -> None:
     refused("IO 7.*inside the image", trace=dataclasses.replace(tr, offset_bytes=off))
 
 
-def test_zero_disks() -> None:
-    refused("disks' = 0", array=dataclasses.replace(ARRAY, disks=0.0))
+def test_zero_disks_cannot_even_make_an_array() -> None:
+    with pytest.raises(UsageError, match="array 'midrange-2012': field 'disks' = 0.0: a whole number greater than 0"):
+        dataclasses.replace(ARRAY, disks=0.0)
 
 
 def test_trace_with_unknown_vms() -> None:
@@ -105,4 +106,6 @@ def test_bad_queue_depth_and_cache_block() -> None:
 
 
 def test_raid_penalty_needs_as_many_disks() -> None:
-    refused("raid_write_penalty", array=dataclasses.replace(ARRAY, disks=1.0))
+    refused("raid_write_penalty' = 2.0: a whole number, at most the 1 disks",
+            array=dataclasses.replace(ARRAY, disks=1.0, gi_disks=1.0))
+    refused("raid_write_penalty' = 1.5: a whole number", array=dataclasses.replace(ARRAY, raid_write_penalty=1.5))

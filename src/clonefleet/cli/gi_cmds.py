@@ -31,7 +31,8 @@ def gi_build_cmd(
     size: str = typer.Option("256 MiB", "--size", help="Virtual size, e.g. '256 MiB', '2 GiB'."),
     content: str = typer.Option(None, "--content", help="Bytes of files in the tree (default: a quarter of --size)."),
     fmt: str = typer.Option("qcow2", "--format", help="qcow2 or raw."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the tree: the same seed gives the same bytes."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1,
+                             help="Seed of the tree: the same seed gives the same bytes."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Build a golden image with a real ext4 filesystem and an OS-like tree of real files."""

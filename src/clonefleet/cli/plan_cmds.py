@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import click
 import typer
 from rich.table import Table
 
 from clonefleet.cli.app import JSON_OPTION, app, console, emit_json
 from clonefleet.errors import UsageError
-from clonefleet.planner import DEFAULT_FUNCTIONS, Plan, check_vms, plan
+from clonefleet.planner import DEFAULT_FUNCTIONS, MAX_VMS, Plan, check_vms, plan
 from clonefleet.presets import list_presets, load_array, load_fleet
 from clonefleet.units import format_bytes
 
@@ -23,13 +24,45 @@ FUNCTIONS_OPTION = typer.Option(
 
 
 def parse_vms(text: str, flag: str = "--vms") -> int:
-    """A number of VMs (whole, 1 to MAX_VMS) given as ``flag``, with a one-line error otherwise."""
+    """A number of VMs (whole, 1 to MAX_VMS) given as ``flag``, with a one-line error otherwise.
+
+    Written the way people write fleet sizes: ``1000``, ``1e3``, ``1_000``; ``inf``, ``nan``, ``2.5``,
+    ``0`` and numbers beyond MAX_VMS (a 400-digit one too) are refused.
+    """
     try:
-        return check_vms(float(text))
+        try:
+            number: float = min(int(text), MAX_VMS + 1)  # a 400-digit integer is too large, not "not a number"
+        except ValueError:
+            number = float(text)
+        return check_vms(number)
     except (ValueError, UsageError) as exc:
         why = exc.message.partition(": ")[2] if isinstance(exc, UsageError) else \
             "the number of VMs must be a whole number of at least 1"
         raise UsageError(f"{flag} = {text!r}: {why}") from None
+
+
+class VmCount(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on, not in 8.1
+    """The click type of a fleet size flag: an ``int`` from 1 to MAX_VMS (see :func:`parse_vms`).
+
+    Typer's own ``int`` would refuse ``1e3``, which ``--vms`` has always taken; this type takes it
+    and still refuses ``inf``, ``nan``, fractions and 400-digit numbers with one line, exit 2.
+    """
+
+    name = "VMS"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        flag = param.opts[0] if param is not None and param.opts else "--vms"
+        try:
+            return parse_vms(str(value), flag)
+        except UsageError as exc:
+            text = str(value)
+            shown = repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text)} characters)"
+            self.fail(f"{shown}: {exc.message.partition(': ')[2]}", param, ctx)
+
+
+VMS = VmCount()
 
 
 def parse_functions(text: str) -> list[str]:
@@ -92,12 +125,12 @@ def plan_table(result: Plan) -> Table:
 def plan_cmd(
     fleet: str = FLEET_OPTION,
     array: str = ARRAY_OPTION,
-    vms: str = typer.Option("1000", "--vms", "-t", help="Number of VMs (clones) T."),
+    vms: int = typer.Option(1000, "--vms", "-t", click_type=VMS, help="Number of VMs (clones) T."),
     functions: str = FUNCTIONS_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Plan T clones per storage function: GIs, largest fleet, bottleneck, capacity, recommendation."""
-    result = plan(load_fleet(fleet), load_array(array), parse_vms(vms), parse_functions(functions))
+    result = plan(load_fleet(fleet), load_array(array), vms, parse_functions(functions))
     if as_json:
         emit_json(result.to_dict())
         return
@@ -142,7 +175,8 @@ def sweep_cmd(
     param: str = typer.Option(None, "--param", "-p",
                               help="Also sweep one preset field, FIELD=START:STOP[:COUNT], e.g. disks=100:1000:10."),
     functions: str = FUNCTIONS_OPTION,
-    target: str = typer.Option(None, "--target", help="Target T for the inverse question: fewest disks X."),
+    target: int | None = typer.Option(None, "--target", click_type=VMS,
+                                      help="Target T for the inverse question: fewest disks X."),
     out: Path = typer.Option(None, "--out", "-o", help="Folder for sweep.csv, sweep.json and sweep.png."),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -150,8 +184,7 @@ def sweep_cmd(
     from clonefleet.sweep import parse_param, parse_range, run_sweep
 
     result = run_sweep(load_fleet(fleet), load_array(array), parse_range(vms),
-                       parse_functions(functions), parse_param(param) if param else None,
-                       parse_vms(target, "--target") if target else None)
+                       parse_functions(functions), parse_param(param) if param else None, target)
     files = result.write(out) if out is not None else []
     if as_json:
         emit_json(result.summary(files))

@@ -24,6 +24,7 @@ from clonefleet.presets.schema import (
     build_fleet,
     build_function,
 )
+from clonefleet.storage.files import read_regular_text
 
 __all__ = [
     "ArrayPreset",
@@ -71,14 +72,9 @@ def _read(kind: str, name_or_path: str | Path) -> tuple[str, dict[str, Any]]:
         if not looks_like_path:
             raise UsageError(f"unknown {kind} preset '{text_name}'; known: {', '.join(sorted(shipped))} "
                              "(or a path to a .toml file)")
-        if not path.is_file():
-            raise UsageError(f"{kind} file '{text_name}' does not exist or is not a file; give a preset name "
-                             f"({', '.join(sorted(shipped))}) or a path to a .toml file")
         where = f"{kind} file '{text_name}'"
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{where}: cannot be read ({exc.__class__.__name__}); a UTF-8 TOML file") from None
+        # A FIFO, a device or a directory is refused before a byte is read; so is a huge file.
+        raw = read_regular_text(path, f"{kind} file")
     try:
         data = tomllib.loads(raw)
     except tomllib.TOMLDecodeError as exc:

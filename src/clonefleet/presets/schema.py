@@ -16,19 +16,42 @@ or an ``assumption``::
 
 Values take human units at this edge (``"100 GiB"``, ``"330 s"``); the records
 hold bytes, seconds and IOPS.
+
+The records validate themselves (:mod:`clonefleet.records`): a :class:`FleetPreset`,
+:class:`ArrayPreset` or :class:`FunctionPreset` with a bad field cannot be built, by
+a loader, by hand or by ``dataclasses.replace``. This module adds what only a
+file has: the ``[preset]`` header, the figure tables with their sources, the TOML
+names of the fields (:data:`SPECS`) and their help.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Self
 
-from clonefleet.errors import UsageError, field_error
-from clonefleet.units import UnitError, parse_bytes, parse_seconds
+import numpy as np
+from pydantic import PlainValidator, model_validator
+from pydantic.dataclasses import dataclass as record_dataclass
+
+from clonefleet.errors import FieldError, UsageError, field_error
+from clonefleet.records import (
+    MAX_QUANTITY,
+    RECORD_CONFIG,
+    Count,
+    Fraction,
+    NonNegative,
+    Positive,
+    PositiveSize,
+    Rate,
+    Size,
+    cross_field,
+    quantity,
+    record,
+)
+from clonefleet.units import UnitError, parse_seconds
 
 
 class Method(enum.StrEnum):
@@ -46,13 +69,54 @@ class Mirror(enum.StrEnum):
     PHYSICAL = "physical"  # a copy of the GI's used data plus the new writes
 
 
-@dataclass(frozen=True)
-class Figure:
-    """Where one preset figure comes from."""
+def enum_check(kind: type[enum.StrEnum]) -> Callable[[object], Any]:
+    """A validator of one of an enum's values (a member or its text), saying which are allowed."""
+    allowed = "one of " + ", ".join(m.value for m in kind)
 
-    source: str | None = None
-    date: str | None = None
-    assumption: str | None = None
+    def check(value: object) -> enum.StrEnum:
+        if isinstance(value, kind):
+            return value
+        if not isinstance(value, str) or value not in {m.value for m in kind}:
+            raise ValueError(allowed)
+        return kind(value)
+
+    return check
+
+
+def _text_check(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError("a string")
+    return value
+
+
+Text = Annotated[str | None, PlainValidator(_text_check)]
+MethodField = Annotated[Method, PlainValidator(enum_check(Method))]
+MirrorField = Annotated[Mirror, PlainValidator(enum_check(Mirror))]
+#: Clones one source may have: whole, 1 or more, or inf (no limit).
+MaxClones = Annotated[float, PlainValidator(quantity(
+    1, MAX_QUANTITY, "a whole number greater than 0, at most 1e12, or inf for no limit", whole=True, inf_ok=True))]
+
+
+def _bigger(a: object, b: object) -> bool:
+    """Whether any of ``a`` exceeds ``b`` (either may be an array: a sweep)."""
+    return bool(np.any(np.asarray(a) > np.asarray(b)))
+
+
+@record("figure")
+@record_dataclass(frozen=True, config=RECORD_CONFIG)
+class Figure:
+    """Where one preset figure comes from: a source (with a date) or an assumption."""
+
+    source: Text = None
+    date: Text = None
+    assumption: Text = None
+
+    @model_validator(mode="after")
+    def _cited(self) -> Self:
+        if not self.source and not self.assumption:
+            raise cross_field("source", self.source,
+                              "every figure needs a 'source' (with a 'date') or an 'assumption'")
+        return self
 
     def describe(self) -> str:
         if self.source:
@@ -60,23 +124,31 @@ class Figure:
         return f"assumption: {self.assumption}"
 
 
-@dataclass(frozen=True)
+FLEET_NAMES = {"gi_virtual_bytes": "gi_size", "gi_used_bytes": "gi_used", "boot_write_span_bytes": "boot_write_span",
+               "boot_read_span_bytes": "boot_read_span", "read_io_bytes": "read_io_size"}
+ARRAY_NAMES = {"cache_bytes": "cache_size"}
+FUNCTION_NAMES = {"unit_bytes": "unit", "clone_overhead_bytes": "clone_overhead", "table_bytes": "table_size",
+                  "table_coverage_bytes": "table_coverage"}
+
+
+@record("fleet", FLEET_NAMES)
+@record_dataclass(frozen=True, config=RECORD_CONFIG)
 class FleetPreset:
     """One kind of VM fleet and its boot workload (per VM)."""
 
     name: str
     description: str
-    host_iops: float  # A, IO load one VM puts on the array during boot [IOPS]
-    boot_ios: float  # IOs one boot issues
-    read_fraction: float  # r
-    gi_virtual_bytes: float  # G, virtual size of the GI
-    gi_used_bytes: float  # G_used, data the GI really holds
-    boot_write_bytes: float  # W
-    boot_write_extents: float  # n
-    boot_write_span_bytes: float  # R
-    boot_read_span_bytes: float  # part of the GI a boot reads
-    read_io_bytes: float  # mean size of one read IO
-    queue_depth: float  # IOs one VM keeps outstanding while booting
+    host_iops: Rate  # A, IO load one VM puts on the array during boot [IOPS]
+    boot_ios: Positive  # IOs one boot issues
+    read_fraction: Fraction  # r
+    gi_virtual_bytes: PositiveSize  # G, virtual size of the GI
+    gi_used_bytes: PositiveSize  # G_used, data the GI really holds
+    boot_write_bytes: Size  # W
+    boot_write_extents: NonNegative  # n
+    boot_write_span_bytes: PositiveSize  # R
+    boot_read_span_bytes: PositiveSize  # part of the GI a boot reads
+    read_io_bytes: PositiveSize  # mean size of one read IO
+    queue_depth: Count  # IOs one VM keeps outstanding while booting
     sources: Mapping[str, Figure] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -84,179 +156,175 @@ class FleetPreset:
         """Time one boot takes at its load A: boot IOs / A [s]."""
         return self.boot_ios / self.host_iops
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        for key, value in (("gi_used", self.gi_used_bytes), ("boot_write_span", self.boot_write_span_bytes),
+                           ("boot_read_span", self.boot_read_span_bytes)):
+            if _bigger(value, self.gi_virtual_bytes):
+                raise cross_field(key, value, "at most gi_size")
+        if _bigger(self.boot_write_bytes, self.boot_write_span_bytes):
+            raise cross_field("boot_write_bytes", self.boot_write_bytes, "at most boot_write_span")
+        if bool(np.any((np.asarray(self.boot_write_bytes) > 0) & (np.asarray(self.boot_write_extents) < 1))):
+            raise cross_field("boot_write_extents", self.boot_write_extents, "at least 1 when the boot writes")
+        return self
 
-@dataclass(frozen=True)
+
+@record("array", ARRAY_NAMES)
+@record_dataclass(frozen=True, config=RECORD_CONFIG)
 class ArrayPreset:
     """A storage array as the model sees it."""
 
     name: str
     description: str
-    processor_iops: float  # N
-    processors: float  # processors that share N; each volume is owned by one
-    volume_iops_limit: float  # N_v
-    disk_iops: float  # M
-    disks: float  # X
-    gi_disks: float  # X_g, disks under one GI volume
-    raid_write_penalty: float  # p
-    cache_hit_shared: float  # h_s
-    cache_hit_private: float  # h_p
-    cow_read_fraction: float  # phi
-    cache_bytes: float  # array cache (for the simulator)
+    processor_iops: Rate  # N
+    processors: Count  # processors that share N; each volume is owned by one
+    volume_iops_limit: Rate  # N_v
+    disk_iops: Rate  # M
+    disks: Count  # X
+    gi_disks: Count  # X_g, disks under one GI volume
+    raid_write_penalty: Positive  # p
+    cache_hit_shared: Fraction  # h_s
+    cache_hit_private: Fraction  # h_p
+    cow_read_fraction: Fraction  # phi
+    cache_bytes: Size  # array cache (for the simulator)
     sources: Mapping[str, Figure] = field(default_factory=dict, compare=False, repr=False)
+    # No checks across fields here: a sweep or a simulation may take the pool below the GI's
+    # parity group (X < X_g) or the processors below one volume's limit, and the model answers.
+    # A preset file is held to the array's layout (build_array).
 
 
-@dataclass(frozen=True)
+@record("function", FUNCTION_NAMES)
+@record_dataclass(frozen=True, config=RECORD_CONFIG)
 class FunctionPreset:
     """A storage function (how clones are made) and its allocation granularity."""
 
     name: str
     description: str
-    method: Method
-    unit_bytes: float  # u, allocation granularity
-    mirror: Mirror  # meaningful for thin only
-    clone_overhead_bytes: float  # metadata a fresh clone costs
-    max_clones_per_gi: float  # the function's own limit (inf when none)
-    table_bytes: float  # metadata a clone allocates for each table_coverage of space it writes (qcow2 L2)
-    table_coverage_bytes: float  # virtual space one such table maps (0 when the function has none)
+    method: MethodField
+    unit_bytes: PositiveSize  # u, allocation granularity
+    mirror: MirrorField  # meaningful for thin only
+    clone_overhead_bytes: Size  # metadata a fresh clone costs
+    max_clones_per_gi: MaxClones  # the function's own limit (inf when none)
+    table_bytes: Size  # metadata a clone allocates for each table_coverage of space it writes (qcow2 L2)
+    table_coverage_bytes: Size  # virtual space one such table maps (0 when the function has none)
     sources: Mapping[str, Figure] = field(default_factory=dict, compare=False, repr=False)
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.table_bytes > 0) != (self.table_coverage_bytes > 0):
+            raise cross_field("table_size", self.table_bytes, "give both table_size and table_coverage, or neither")
+        return self
 
-# --- field specifications ------------------------------------------------------------------
+
+# --- the file format: TOML names, help, figures -------------------------------------------
 
 Parser = Callable[[object], Any]
 
 
-def _number(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UnitError("a number")
-    if not math.isfinite(value):
-        raise UnitError("a finite number")
-    return float(value)
+def _check(cls: type, attr: str) -> Parser:
+    """The validator of one record field (what its annotated type checks)."""
+    for meta in cls.__pydantic_fields__[attr].metadata:  # type: ignore[attr-defined]
+        if isinstance(meta, PlainValidator):
+            return meta.func  # type: ignore[return-value]
+    raise AssertionError(f"{cls.__name__}.{attr} has no validator")
 
 
-def _positive(parse: Parser) -> Parser:
-    def check(value: object) -> float:
-        number = float(parse(value))
-        if not number > 0:
-            raise UnitError("a value greater than 0")
-        return number
-
-    return check
-
-
-def _non_negative(parse: Parser) -> Parser:
-    def check(value: object) -> float:
-        number = float(parse(value))
-        if number < 0:
-            raise UnitError("a value of 0 or more")
-        return number
-
-    return check
-
-
-def _fraction(value: object) -> float:
-    number = _number(value)
-    if not 0.0 <= number <= 1.0:
-        raise UnitError("a fraction between 0 and 1")
-    return number
-
-
-def _whole_positive(value: object) -> float:
-    number = float(_positive(_number)(value))
-    if number != int(number):
-        raise UnitError("a whole number greater than 0")
-    return number
-
-
-def _enum(kind: type[enum.StrEnum]) -> Parser:
-    def parse(value: object) -> enum.StrEnum:
-        allowed = ", ".join(m.value for m in kind)
-        if not isinstance(value, str) or value not in {m.value for m in kind}:
-            raise UnitError(f"one of {allowed}")
-        return kind(value)
-
-    return parse
+def _window_check(value: object) -> float:
+    seconds = parse_seconds(value)
+    if seconds <= 0:
+        raise UnitError("a duration greater than 0, at least 1 ns")
+    return seconds
 
 
 @dataclass(frozen=True)
 class Spec:
+    """One field of a preset file: its TOML key, the record attribute, the check of its value."""
+
     key: str  # name in the TOML file
     attr: str  # name on the record
-    parse: Parser
+    parse: Parser  # the record field's own check (human units accepted), for values given elsewhere
     help: str
     default: object = None
     required: bool = True
     is_figure: bool = True  # needs a source or an assumption
 
 
-_bytes_pos = _positive(parse_bytes)
-_bytes_nonneg = _non_negative(parse_bytes)
+def _specs(cls: type, names: Mapping[str, str], *rows: tuple[Any, ...]) -> tuple[Spec, ...]:
+    """Specs of a record's fields from rows of (key, help[, default, required, is_figure])."""
+    attr_of = {key: attr for attr, key in names.items()}
+    return tuple(Spec(row[0], attr_of.get(row[0], row[0]), _check(cls, attr_of.get(row[0], row[0])), *row[1:])
+                 for row in rows)
+
 
 FLEET_SPECS: tuple[Spec, ...] = (
-    Spec("host_iops", "host_iops", _positive(_number),
-         "A: IO load one VM puts on the array while booting [IOPS]", None, False),
-    Spec("boot_window", "boot_window", _positive(parse_seconds),
-         "how long one boot lasts (A = boot_ios / boot_window)", None, False),
-    Spec("boot_ios", "boot_ios", _positive(_number), "IOs one boot issues"),
-    Spec("read_fraction", "read_fraction", _fraction, "r: share of boot IOs that are reads"),
-    Spec("gi_size", "gi_virtual_bytes", _bytes_pos, "G: virtual size of the golden image"),
-    Spec("gi_used", "gi_used_bytes", _bytes_pos, "G_used: data the golden image really holds"),
-    Spec("boot_write_bytes", "boot_write_bytes", _bytes_nonneg, "W: bytes one boot writes"),
-    Spec("boot_write_extents", "boot_write_extents", _non_negative(_number), "n: extents the boot writes"),
-    Spec("boot_write_span", "boot_write_span_bytes", _bytes_pos, "R: address span the writes fall in"),
-    Spec("boot_read_span", "boot_read_span_bytes", _bytes_pos, "part of the GI a boot reads"),
-    Spec("read_io_size", "read_io_bytes", _bytes_pos, "mean size of one read IO"),
-    Spec("queue_depth", "queue_depth", _whole_positive, "IOs one VM keeps outstanding"),
+    *_specs(FleetPreset, FLEET_NAMES,
+            ("host_iops", "A: IO load one VM puts on the array while booting [IOPS]; or give boot_window",
+             None, False)),
+    Spec("boot_window", "boot_window", _window_check, "how long one boot lasts (A = boot_ios / boot_window)",
+         None, False),
+    *_specs(FleetPreset, FLEET_NAMES,
+            ("boot_ios", "IOs one boot issues"),
+            ("read_fraction", "r: share of boot IOs that are reads"),
+            ("gi_size", "G: virtual size of the golden image"),
+            ("gi_used", "G_used: data the golden image really holds"),
+            ("boot_write_bytes", "W: bytes one boot writes"),
+            ("boot_write_extents", "n: extents the boot writes"),
+            ("boot_write_span", "R: address span the writes fall in"),
+            ("boot_read_span", "part of the GI a boot reads"),
+            ("read_io_size", "mean size of one read IO"),
+            ("queue_depth", "IOs one VM keeps outstanding")),
 )
 
-ARRAY_SPECS: tuple[Spec, ...] = (
-    Spec("processor_iops", "processor_iops", _positive(_number), "N: IO performance of the array's processors [IOPS]"),
-    Spec("processors", "processors", _whole_positive, "processors sharing N; each volume is owned by one"),
-    Spec("volume_iops_limit", "volume_iops_limit", _positive(_number), "N_v: IOPS one volume's processor can process"),
-    Spec("disk_iops", "disk_iops", _positive(_number), "M: IO performance of one disk [IOPS]"),
-    Spec("disks", "disks", _whole_positive, "X: disks in the pool"),
-    Spec("gi_disks", "gi_disks", _whole_positive, "X_g: disks under one GI volume (its parity group)"),
-    Spec("raid_write_penalty", "raid_write_penalty", _positive(_number), "p: back-end IOs per host write"),
-    Spec("cache_hit_shared", "cache_hit_shared", _fraction, "h_s: read hit ratio on data shared by clones"),
-    Spec("cache_hit_private", "cache_hit_private", _fraction, "h_p: read hit ratio on private data"),
-    Spec("cow_read_fraction", "cow_read_fraction", _fraction,
-         "phi: share of snapshot writes that read old GI data first"),
-    Spec("cache_size", "cache_bytes", _bytes_nonneg, "array cache size"),
+ARRAY_SPECS: tuple[Spec, ...] = _specs(
+    ArrayPreset, ARRAY_NAMES,
+    ("processor_iops", "N: IO performance of the array's processors [IOPS]"),
+    ("processors", "processors sharing N; each volume is owned by one"),
+    ("volume_iops_limit", "N_v: IOPS one volume's processor can process"),
+    ("disk_iops", "M: IO performance of one disk [IOPS]"),
+    ("disks", "X: disks in the pool"),
+    ("gi_disks", "X_g: disks under one GI volume (its parity group)"),
+    ("raid_write_penalty", "p: back-end IOs per host write"),
+    ("cache_hit_shared", "h_s: read hit ratio on data shared by clones"),
+    ("cache_hit_private", "h_p: read hit ratio on private data"),
+    ("cow_read_fraction", "phi: share of snapshot writes that read old GI data first"),
+    ("cache_size", "array cache size"),
 )
 
-FUNCTION_SPECS: tuple[Spec, ...] = (
-    Spec("method", "method", _enum(Method), "full, thin or snapshot", is_figure=False),
-    Spec("unit", "unit_bytes", _bytes_pos, "u: allocation granularity"),
-    Spec("mirror", "mirror", _enum(Mirror), "thin only: paper (new writes only) or physical (GI data too)",
-         Mirror.PAPER, False, is_figure=False),
-    Spec("clone_overhead", "clone_overhead_bytes", _bytes_nonneg, "metadata a fresh clone costs", 0.0, False),
-    Spec("max_clones_per_gi", "max_clones_per_gi", _whole_positive, "clones one source may have", math.inf, False),
-    Spec("table_size", "table_bytes", _bytes_nonneg, "metadata table a write allocates (qcow2: one L2 table)",
-         0.0, False),
-    Spec("table_coverage", "table_coverage_bytes", _bytes_nonneg, "virtual space one metadata table maps",
-         0.0, False),
+FUNCTION_SPECS: tuple[Spec, ...] = _specs(
+    FunctionPreset, FUNCTION_NAMES,
+    ("method", "full, thin or snapshot", None, True, False),
+    ("unit", "u: allocation granularity"),
+    ("mirror", "thin only: paper (new writes only) or physical (GI data too)", Mirror.PAPER, False, False),
+    ("clone_overhead", "metadata a fresh clone costs", 0.0, False),
+    ("max_clones_per_gi", "clones one source may have", math.inf, False),
+    ("table_size", "metadata table a write allocates (qcow2: one L2 table)", 0.0, False),
+    ("table_coverage", "virtual space one metadata table maps", 0.0, False),
 )
 
 SPECS: dict[str, tuple[Spec, ...]] = {"fleet": FLEET_SPECS, "array": ARRAY_SPECS, "function": FUNCTION_SPECS}
 KINDS = tuple(SPECS)
+_FIGURE_KEYS = ("value", "source", "date", "assumption", "unit", "note")
 
 
 def _figure_of(where: str, key: str, table: Mapping[str, Any]) -> Figure:
-    source, assumption = table.get("source"), table.get("assumption")
-    if not source and not assumption:
-        raise field_error(where, key, dict(table), "every figure needs a 'source' (with a 'date') or an 'assumption'")
-    for name in ("source", "date", "assumption"):
-        if name in table and not isinstance(table[name], str):
-            raise field_error(where, f"{key}.{name}", table[name], "a string")
-    unknown = set(table) - {"value", "source", "date", "assumption", "unit", "note"}
+    unknown = sorted(set(table) - set(_FIGURE_KEYS))
     if unknown:
-        raise field_error(where, f"{key}.{sorted(unknown)[0]}", table[sorted(unknown)[0]],
+        raise field_error(where, f"{key}.{unknown[0]}", table[unknown[0]],
                           "allowed keys in a figure: value, source, date, assumption, note")
-    return Figure(source=table.get("source"), date=table.get("date"), assumption=table.get("assumption"))
+    try:
+        return Figure(**{k: table[k] for k in ("source", "date", "assumption") if k in table})
+    except FieldError as exc:
+        value = dict(table) if exc.field == "source" and exc.value is None else exc.value
+        raise FieldError(where, key if value is not exc.value else f"{key}.{exc.field}", value,
+                         exc.allowed) from None
 
 
 def parse_record(where: str, kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate one preset document (already parsed TOML) into record attributes."""
+    """One preset document (already parsed TOML) as record attributes, values as written.
+
+    Checks what only the file has (the header, unknown and missing keys, each figure's source);
+    the record checks the values when it is built.
+    """
     header = data.get("preset")
     if not isinstance(header, Mapping):
         raise field_error(where, "preset", header, "a [preset] table with kind, name and description")
@@ -273,50 +341,61 @@ def parse_record(where: str, kind: str, data: Mapping[str, Any]) -> dict[str, An
         raise field_error(where, unknown[0], data[unknown[0]], f"unknown field; allowed: {allowed}")
     attrs: dict[str, Any] = {"name": name, "description": str(header.get("description", ""))}
     sources: dict[str, Figure] = {}
-    # Present fields first, so a typo in a value is reported before a field left out.
-    for spec in sorted(specs, key=lambda sp: sp.key not in data):
-        raw = data.get(spec.key, dataclasses.MISSING)
-        if raw is dataclasses.MISSING:
-            if spec.required:
-                raise field_error(where, spec.key, None, f"missing; required ({spec.help})")
+    for spec in specs:
+        if spec.key not in data:
             attrs[spec.attr] = spec.default
             continue
+        raw = data[spec.key]
         if spec.is_figure:
             if not isinstance(raw, Mapping) or "value" not in raw:
                 raise field_error(where, spec.key, raw, "a table with 'value' and 'source' or 'assumption'")
             sources[spec.key] = _figure_of(where, spec.key, raw)
             raw = raw["value"]
-        try:
-            attrs[spec.attr] = spec.parse(raw)
-        except UnitError as exc:
-            raise field_error(where, spec.key, raw, f"{exc} ({spec.help})") from None
+        attrs[spec.attr] = raw
     attrs["sources"] = sources
     return attrs
+
+
+_R = Any
+
+
+def _build(cls: Callable[..., _R], kind: str, where: str, attrs: dict[str, Any]) -> _R:
+    """The record from ``attrs`` (fields left out are not passed); a bad or missing field is one line
+    naming the file, the field, what is allowed and what the field means."""
+    helps = {s.key: s.help for s in SPECS[kind]}
+    try:
+        return cls(**{k: v for k, v in attrs.items() if v is not None})
+    except FieldError as exc:
+        help_text = f" ({helps[exc.field]})" if exc.field in helps else ""
+        raise FieldError(where, exc.field, exc.value, exc.allowed + help_text) from None
 
 
 def build_fleet(where: str, data: Mapping[str, Any]) -> FleetPreset:
     attrs = parse_record(where, "fleet", data)
     host_iops, window = attrs.pop("host_iops"), attrs.pop("boot_window")
-    if (host_iops is None) == (window is None):
+    if host_iops is not None and window is not None:
         raise UsageError(f"{where}: give exactly one of 'host_iops' (A) or 'boot_window' "
-                         "(A = boot_ios / boot_window)")
-    attrs["host_iops"] = host_iops if host_iops is not None else attrs["boot_ios"] / window
-    fleet = FleetPreset(**attrs)
-    if fleet.gi_used_bytes > fleet.gi_virtual_bytes:
-        raise field_error(where, "gi_used", fleet.gi_used_bytes, "at most gi_size")
-    if fleet.boot_write_span_bytes > fleet.gi_virtual_bytes:
-        raise field_error(where, "boot_write_span", fleet.boot_write_span_bytes, "at most gi_size")
-    if fleet.boot_read_span_bytes > fleet.gi_virtual_bytes:
-        raise field_error(where, "boot_read_span", fleet.boot_read_span_bytes, "at most gi_size")
-    if fleet.boot_write_bytes > fleet.boot_write_span_bytes:
-        raise field_error(where, "boot_write_bytes", fleet.boot_write_bytes, "at most boot_write_span")
-    if fleet.boot_write_bytes > 0 and fleet.boot_write_extents < 1:
-        raise field_error(where, "boot_write_extents", fleet.boot_write_extents, "at least 1 when the boot writes")
+                         "(A = boot_ios / boot_window), not both")
+    if window is not None:
+        specs = {s.key: s for s in FLEET_SPECS}
+        if attrs["boot_ios"] is None:
+            raise field_error(where, "boot_ios", None, f"missing; required ({specs['boot_ios'].help})")
+        checked = {}
+        for key, value in (("boot_window", window), ("boot_ios", attrs["boot_ios"])):
+            try:
+                checked[key] = float(specs[key].parse(value))
+            except ValueError as exc:
+                raise field_error(where, key, value, f"{exc} ({specs[key].help})") from None
+        host_iops = checked["boot_ios"] / checked["boot_window"]
+    attrs["host_iops"] = host_iops
+    fleet: FleetPreset = _build(FleetPreset, "fleet", where, attrs)
     return fleet
 
 
 def build_array(where: str, data: Mapping[str, Any]) -> ArrayPreset:
-    array = ArrayPreset(**parse_record(where, "array", data))
+    array: ArrayPreset = _build(ArrayPreset, "array", where, parse_record(where, "array", data))
+    # A shipped or user array describes real hardware: the GI's parity group is part of the pool,
+    # and one volume's processor is one of the array's.
     if array.gi_disks > array.disks:
         raise field_error(where, "gi_disks", array.gi_disks, f"at most disks ({array.disks:g})")
     if array.volume_iops_limit > array.processor_iops:
@@ -325,8 +404,5 @@ def build_array(where: str, data: Mapping[str, Any]) -> ArrayPreset:
 
 
 def build_function(where: str, data: Mapping[str, Any]) -> FunctionPreset:
-    function = FunctionPreset(**parse_record(where, "function", data))
-    if (function.table_bytes > 0) != (function.table_coverage_bytes > 0):
-        raise field_error(where, "table_size", function.table_bytes,
-                          "give both table_size and table_coverage, or neither")
+    function: FunctionPreset = _build(FunctionPreset, "function", where, parse_record(where, "function", data))
     return function

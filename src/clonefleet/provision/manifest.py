@@ -34,22 +34,30 @@ with its manifest. :func:`write_manifest` writes one (``clonefleet init``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Self
+
+from pydantic import AfterValidator, PlainValidator, model_validator
+from pydantic.dataclasses import dataclass as record_dataclass
 
 from clonefleet.backends import DEFAULT_BACKEND, backend_names
-from clonefleet.errors import UsageError, field_error
+from clonefleet.errors import FieldError, UsageError
 from clonefleet.presets import Method
+from clonefleet.presets.schema import enum_check
+from clonefleet.records import RECORD_CONFIG, cross_field, record, whole_number
+from clonefleet.storage.files import read_regular_text
 from clonefleet.storage.paths import NameTemplate, check_fleet_dir, check_name
-from clonefleet.units import UnitError, parse_bytes
+from clonefleet.units import MAX_BYTES, parse_bytes
 
 MAX_CLONES = 1_000_000
 MAX_WORKERS = 256
+MAX_GOLDEN_IMAGES = 10_000
 DEFAULT_TEMPLATE = "vm-{index:04d}"
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
@@ -59,40 +67,142 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "writes": ("source", "seed", "bytes", "extents", "span", "span_start"),
 }
 
+# --- field types: each check raises ValueError with what is allowed ----------------------------
 
-@dataclass(frozen=True)
+Check = Callable[[Any], Any]
+
+
+def _optional(check: Check) -> Check:
+    def optional(value: object) -> object:
+        return None if value is None else check(value)
+
+    return optional
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise ValueError("a non-empty string without NUL bytes")
+    return value
+
+
+def _size(low: int, high: int = MAX_BYTES) -> Check:
+    def check(value: object) -> int:
+        size = parse_bytes(value)  # UnitError (a ValueError) says what a size is
+        if not low <= size <= high:
+            raise ValueError(f"a size from {low} B to {high} B")
+        return size
+
+    return check
+
+
+def _sha256(value: object) -> str:
+    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value):
+        raise ValueError("64 hexadecimal digits (clonefleet init records it)")
+    return value.lower()
+
+
+def _cluster(value: object) -> int:
+    size = parse_bytes(value)
+    if size & (size - 1) or not 512 <= size <= 2 << 20:
+        raise ValueError("a power of two from 512 B to 2 MiB")
+    return size
+
+
+_G_ALLOWED = f"a whole number from 1 to {MAX_GOLDEN_IMAGES:,}, or 'auto' (the planner's g)"
+
+
+def _golden_images(value: object) -> int | None:
+    if value == "auto":
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 6:
+        value = int(value)
+    return int(whole_number(1, MAX_GOLDEN_IMAGES, _G_ALLOWED)(value))
+
+
+def _backend(value: str) -> str:
+    if value not in backend_names():
+        raise ValueError(f"one of {', '.join(backend_names())}")
+    return value
+
+
+Text = Annotated[str, PlainValidator(_text)]
+Seed = Annotated[int, PlainValidator(whole_number(0, 2**63 - 1))]
+
+
+# --- records ------------------------------------------------------------------------------------
+
+WRITES_NAMES = {"source": "writes.source", "seed": "writes.seed", "write_bytes": "writes.bytes",
+                "write_extents": "writes.extents", "span_bytes": "writes.span", "span_start_bytes": "writes.span_start"}
+
+
+@record("manifest", WRITES_NAMES)
+@record_dataclass(frozen=True, config=RECORD_CONFIG)
 class WritesSpec:
-    """Where a boot's write footprint comes from; None fields come from the scaled fleet preset."""
+    """Where a boot's write footprint comes from; None fields come from the scaled fleet preset.
 
-    source: str = "preset"
-    seed: int = 1
-    write_bytes: int | None = None
-    write_extents: int | None = None
-    span_bytes: int | None = None
-    span_start_bytes: int | None = None
+    ``write_bytes`` is at most ``span_bytes`` when the manifest gives both; when it gives no
+    span, the span is the preset's scaled to the GI, known only when the GI is read
+    (:func:`clonefleet.provision.bootwrites.model_fleet`).
+    """
+
+    source: Text = "preset"
+    seed: Seed = 1
+    write_bytes: Annotated[int | None, PlainValidator(_optional(_size(0)))] = None
+    write_extents: Annotated[int | None, PlainValidator(_optional(whole_number(0, 10**7)))] = None
+    span_bytes: Annotated[int | None, PlainValidator(_optional(_size(4096)))] = None
+    span_start_bytes: Annotated[int | None, PlainValidator(_optional(_size(0)))] = None
+
+    @model_validator(mode="after")
+    def _within_span(self) -> Self:
+        if self.write_bytes is not None and self.span_bytes is not None and self.write_bytes > self.span_bytes:
+            raise cross_field("writes.bytes", self.write_bytes,
+                              f"at most writes.span ({self.span_bytes} bytes): the writes fall inside the span")
+        return self
 
 
-@dataclass(frozen=True)
+MANIFEST_NAMES = {
+    "name": "fleet.name", "count": "fleet.count", "clone_name": "fleet.clone_name", "dest": "fleet.dest",
+    "preset": "fleet.preset", "array": "fleet.array", "gi": "golden_image.path", "gi_sha256": "golden_image.sha256",
+    "gi_bytes": "golden_image.bytes", "max_chain_depth": "golden_image.max_chain_depth",
+    "backend": "clones.backend", "method": "clones.method", "golden_images": "clones.golden_images",
+    "cluster_bytes": "clones.cluster_size", "workers": "clones.workers",
+}
+
+
+@record("manifest", MANIFEST_NAMES)
+@record_dataclass(frozen=True, config=RECORD_CONFIG)
 class Manifest:
     """One fleet's desired state, validated; paths absolute."""
 
     path: Path
-    name: str
-    count: int
+    name: Text
+    count: Annotated[int, PlainValidator(whole_number(1, MAX_CLONES))]
     clone_name: NameTemplate
     dest: Path
     gi: Path
-    gi_sha256: str | None
-    gi_bytes: int | None
-    max_chain_depth: int
-    backend: str = DEFAULT_BACKEND
-    method: Method = Method.SNAPSHOT
-    golden_images: int | None = 1  # None: "auto", the planner's g
-    cluster_bytes: int = 64 * 1024
-    workers: int = 4
-    preset: str = "server-linux"
-    array: str = "midrange-2012"
+    gi_sha256: Annotated[str | None, PlainValidator(_optional(_sha256))]
+    gi_bytes: Annotated[int | None, PlainValidator(_optional(whole_number(1, MAX_BYTES)))]
+    max_chain_depth: Annotated[int, PlainValidator(whole_number(1, 64))]
+    backend: Annotated[Text, AfterValidator(_backend)] = DEFAULT_BACKEND
+    method: Annotated[Method, PlainValidator(enum_check(Method))] = Method.SNAPSHOT
+    golden_images: Annotated[int | None, PlainValidator(_golden_images)] = 1  # None: "auto", the planner's g
+    cluster_bytes: Annotated[int, PlainValidator(_cluster)] = 64 * 1024
+    workers: Annotated[int, PlainValidator(whole_number(1, MAX_WORKERS))] = 4
+    preset: Text = "server-linux"
+    array: Text = "midrange-2012"
     writes: WritesSpec = field(default_factory=WritesSpec)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        g = self.golden_images
+        if self.method is not Method.SNAPSHOT and g not in (1, None):  # auto: the planner's g is 1 for them
+            raise cross_field("clones.golden_images", g,
+                              f"1 for method {self.method} (its clones never read the GI once made); "
+                              "GI replicas serve snapshot clones")
+        if g is not None and g > self.count:
+            raise cross_field("clones.golden_images", g,
+                              f"at most fleet.count ({self.count}): each GI copy serves at least one clone")
+        return self
 
     def clone_names(self) -> list[str]:
         return [self.clone_name.name(i) for i in range(1, self.count + 1)]
@@ -109,28 +219,6 @@ class Manifest:
         }
 
 
-def _int(where: str, key: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise field_error(where, key, value, f"a whole number from {low} to {high}")
-    return value
-
-
-def _str(where: str, key: str, value: object) -> str:
-    if not isinstance(value, str) or not value or "\x00" in value:
-        raise field_error(where, key, value, "a non-empty string without NUL bytes")
-    return value
-
-
-def _size(where: str, key: str, value: object, low: int = 0) -> int:
-    try:
-        size = parse_bytes(value)
-    except UnitError as exc:
-        raise field_error(where, key, value, str(exc)) from None
-    if size < low:
-        raise field_error(where, key, value, f"at least {low} bytes")
-    return size
-
-
 def _relative_to(base: Path, text: str) -> Path:
     path = Path(text)
     return path if path.is_absolute() else base / path
@@ -138,83 +226,79 @@ def _relative_to(base: Path, text: str) -> Path:
 
 def parse_golden_images(value: object, where: str = "manifest") -> int | None:
     """g: a whole number >= 1, or "auto" (None)."""
-    if value == "auto":
-        return None
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    return _int(where, "clones.golden_images", value, 1, 10_000)
+    try:
+        return _golden_images(value)
+    except ValueError as exc:
+        raise FieldError(where, "clones.golden_images", value, str(exc)) from None
+
+
+def _given(sections: Mapping[str, Mapping[str, Any]], names: Mapping[str, str]) -> dict[str, Any]:
+    """Record attributes from the values the document gives, by their ``section.key`` names."""
+    values = {}
+    for attr, dotted in names.items():
+        section, _, key = dotted.partition(".")
+        if key in sections[section]:
+            values[attr] = sections[section][key]
+    return values
+
+
+def _path_text(where: str, key: str, value: object) -> str:
+    """A path or template string the builder needs before the record exists (to resolve it)."""
+    try:
+        return _text(value)
+    except ValueError as exc:
+        raise FieldError(where, key, value, str(exc)) from None
 
 
 def build_manifest(path: Path, data: Mapping[str, Any]) -> Manifest:
-    """Validate a parsed manifest; every error names the field, its value and what is allowed."""
+    """Validate a parsed manifest; every error names the field, its value and what is allowed.
+
+    This checks the document (sections, keys, what is required) and resolves paths; the
+    :class:`Manifest` and :class:`WritesSpec` records check the values.
+    """
     where = f"manifest {path}"
     unknown = sorted(set(data) - set(_SECTIONS))
     if unknown:
-        raise field_error(where, unknown[0], data[unknown[0]], f"unknown section; allowed: {', '.join(_SECTIONS)}")
+        raise FieldError(where, unknown[0], data[unknown[0]], f"unknown section; allowed: {', '.join(_SECTIONS)}")
     sections: dict[str, Mapping[str, Any]] = {}
     for name, keys in _SECTIONS.items():
         table = data.get(name, {})
         if not isinstance(table, Mapping):
-            raise field_error(where, name, table, "a table")
+            raise FieldError(where, name, table, "a table")
         extra = sorted(set(table) - set(keys))
         if extra:
-            raise field_error(where, f"{name}.{extra[0]}", table[extra[0]], f"unknown key; allowed: {', '.join(keys)}")
+            raise FieldError(where, f"{name}.{extra[0]}", table[extra[0]], f"unknown key; allowed: {', '.join(keys)}")
         sections[name] = table
-    fleet, gi, clones, writes = (sections[s] for s in ("fleet", "golden_image", "clones", "writes"))
+    fleet, gi = sections["fleet"], sections["golden_image"]
+    for section, key, what in (("fleet", "count", "the number of clones wanted"),
+                               ("fleet", "dest", "the fleet directory"),
+                               ("golden_image", "path", "the golden image file")):
+        if key not in sections[section]:
+            raise FieldError(where, f"{section}.{key}", None, f"missing; {what}")
     base = path.parent
-    name = check_name(_str(where, "fleet.name", fleet.get("name", path.stem)), "fleet.name")
-    if "count" not in fleet:
-        raise field_error(where, "fleet.count", None, "missing; the number of clones wanted")
-    count = _int(where, "fleet.count", fleet["count"], 1, MAX_CLONES)
-    template = NameTemplate.parse(_str(where, "fleet.clone_name", fleet.get("clone_name", DEFAULT_TEMPLATE)))
-    check_name(template.name(count) if template.prefix else "x" + template.name(count), "fleet.clone_name")
-    if "dest" not in fleet:
-        raise field_error(where, "fleet.dest", None, "missing; the fleet directory")
-    dest = check_fleet_dir(_relative_to(base, _str(where, "fleet.dest", fleet["dest"])))
-    if "path" not in gi:
-        raise field_error(where, "golden_image.path", None, "missing; the golden image file")
-    gi_path = Path(os.path.abspath(_relative_to(base, _str(where, "golden_image.path", gi["path"]))))
-    sha = gi.get("sha256")
-    if sha is not None and (not isinstance(sha, str) or len(sha) != 64
-                            or any(c not in "0123456789abcdefABCDEF" for c in sha)):
-        raise field_error(where, "golden_image.sha256", sha, "64 hexadecimal digits (clonefleet init records it)")
-    gi_bytes = gi.get("bytes")
-    if gi_bytes is not None:
-        gi_bytes = _int(where, "golden_image.bytes", gi_bytes, 1, 2**62)
-    depth = _int(where, "golden_image.max_chain_depth", gi.get("max_chain_depth", 1), 1, 64)
-    backend = _str(where, "clones.backend", clones.get("backend", DEFAULT_BACKEND))
-    if backend not in backend_names():
-        raise field_error(where, "clones.backend", backend, f"one of {', '.join(backend_names())}")
-    method_text = clones.get("method", "snapshot")
-    if method_text not in {m.value for m in Method}:
-        raise field_error(where, "clones.method", method_text, "one of full, thin, snapshot")
-    method = Method(method_text)
-    g = parse_golden_images(clones.get("golden_images", 1), where)
-    if method is not Method.SNAPSHOT and g not in (1, None):  # auto: the planner's g is 1 for them
-        raise field_error(where, "clones.golden_images", clones.get("golden_images"),
-                          f"1 for method {method} (its clones never read the GI once made); "
-                          "GI replicas serve snapshot clones")
-    cluster = _size(where, "clones.cluster_size", clones.get("cluster_size", "64 KiB"), 512)
-    if cluster & (cluster - 1) or not 512 <= cluster <= 2 << 20:
-        raise field_error(where, "clones.cluster_size", clones.get("cluster_size"),
-                          "a power of two from 512 B to 2 MiB")
-    workers = _int(where, "clones.workers", clones.get("workers", 4), 1, MAX_WORKERS)
-    source = _str(where, "writes.source", writes.get("source", "preset"))
-    spec = WritesSpec(
-        source=source if source == "preset" else str(_relative_to(base, source)),
-        seed=_int(where, "writes.seed", writes.get("seed", 1), 0, 2**63 - 1),
-        write_bytes=_size(where, "writes.bytes", writes["bytes"]) if "bytes" in writes else None,
-        write_extents=_int(where, "writes.extents", writes["extents"], 0, 10**7) if "extents" in writes else None,
-        span_bytes=_size(where, "writes.span", writes["span"], 4096) if "span" in writes else None,
-        span_start_bytes=_size(where, "writes.span_start", writes["span_start"]) if "span_start" in writes else None,
-    )
-    return Manifest(
-        path=Path(os.path.abspath(path)), name=name, count=count, clone_name=template, dest=dest,
-        gi=gi_path, gi_sha256=sha.lower() if isinstance(sha, str) else None, gi_bytes=gi_bytes,
-        max_chain_depth=depth, backend=backend, method=method, golden_images=g, cluster_bytes=cluster,
-        workers=workers, preset=_str(where, "fleet.preset", fleet.get("preset", "server-linux")),
-        array=_str(where, "fleet.array", fleet.get("array", "midrange-2012")), writes=spec,
-    )
+    try:
+        spec = WritesSpec(**_given(sections, WRITES_NAMES))
+    except FieldError as exc:
+        raise exc.at(where) from None
+    if spec.source != "preset":
+        spec = dataclasses.replace(spec, source=str(_relative_to(base, spec.source)))
+    values = _given(sections, MANIFEST_NAMES)
+    name = check_name(_path_text(where, "fleet.name", fleet.get("name", path.stem)), "fleet.name")
+    template = NameTemplate.parse(_path_text(where, "fleet.clone_name", fleet.get("clone_name", DEFAULT_TEMPLATE)))
+    count = values["count"]
+    if isinstance(count, int) and not isinstance(count, bool) and 1 <= count <= MAX_CLONES:
+        check_name(template.name(count) if template.prefix else "x" + template.name(count), "fleet.clone_name")
+    dest = check_fleet_dir(_relative_to(base, _path_text(where, "fleet.dest", fleet["dest"])))
+    gi_path = Path(os.path.abspath(_relative_to(base, _path_text(where, "golden_image.path", gi["path"]))))
+    values.update(path=Path(os.path.abspath(path)), name=name, clone_name=template, dest=dest, gi=gi_path,
+                  writes=spec)
+    values.setdefault("gi_sha256", None)
+    values.setdefault("gi_bytes", None)
+    values.setdefault("max_chain_depth", 1)
+    try:
+        return Manifest(**values)
+    except FieldError as exc:
+        raise exc.at(where) from None
 
 
 def load_manifest(path: Path | str) -> Manifest:
@@ -223,11 +307,13 @@ def load_manifest(path: Path | str) -> Manifest:
     if "\x00" in text_path:
         raise UsageError("manifest path contains a NUL byte")
     p = Path(text_path)
-    if not p.is_file():
+    if not p.exists() and not p.is_symlink():
         raise UsageError(f"manifest {p}: no such file; write one with 'clonefleet init'")
+    # A FIFO, a device or a directory is refused before a byte is read; so is a huge file.
+    text = read_regular_text(p, "manifest")
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"manifest {p}: not valid TOML ({' '.join(str(exc).split())})") from None
     return build_manifest(p, data)
 

@@ -1,6 +1,10 @@
 """A scenario: a trace on an array with a storage function, validated whole before it runs.
 
-:func:`build_scenario` checks every field and raises
+A :class:`Scenario` is a record that validates itself (:mod:`clonefleet.records`):
+its numbers and the checks across its parts (g against the method and the VMs, the
+RAID penalty against the disks) run whenever one is built, also by
+``dataclasses.replace``. :func:`build_scenario` adds the trace's own checks (one
+pass over its arrays) and the defaults from the presets. Every refusal is a
 :class:`clonefleet.errors.UsageError` with one line naming the field, the value
 and what is allowed; a :class:`Scenario` that exists is runnable by both engines.
 """
@@ -8,24 +12,58 @@ and what is allowed; a :class:`Scenario` that exists is runnable by both engines
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Annotated, Any, Self
 
 import numba
 import numpy as np
 import numpy.typing as npt
+from pydantic import PlainValidator, model_validator
+from pydantic.dataclasses import dataclass as record_dataclass
 
-from clonefleet.errors import UsageError, field_error
+from clonefleet.errors import FieldError, UsageError, field_error
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
+from clonefleet.records import MAX_COUNT, RECORD_CONFIG, cross_field, quantity, record, whole_number
 from clonefleet.sim.trace import READ, WRITE, Arrivals, Trace
+from clonefleet.units import MAX_SECONDS, MIN_SECONDS
 
 FloatArray = npt.NDArray[np.float64]
 
 DEFAULT_CACHE_BLOCK_BYTES = 4096
 #: Utilisation is reported in this many bins per nominal boot window (boot_ios / A).
 BINS_PER_WINDOW = 200
+MAX_CACHE_BLOCK_BYTES = 1 << 30
 
 
-@dataclass(frozen=True, eq=False)
+def _cache_block(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or \
+            not 512 <= int(value) <= MAX_CACHE_BLOCK_BYTES or int(value) & (int(value) - 1):
+        raise ValueError("a power of two of at least 512 (and at most 1 GiB)")
+    return int(value)
+
+
+def _seed(value: object) -> int | None:
+    return None if value is None else int(whole_number(0, 2**63 - 1)(value))
+
+
+def _service(value: object) -> FloatArray | None:
+    if value is not None and not isinstance(value, np.ndarray):
+        raise ValueError("an array of service times (3, IOs) or None")
+    return value
+
+
+def _whole_if_float(value: object) -> object:
+    """A float that holds a whole number (a preset's q = 4.0) as that int; anything else as it is."""
+    if isinstance(value, float | np.floating) and math.isfinite(value) and value == int(value):
+        return int(value)
+    return value
+
+
+_bin_check = quantity(MIN_SECONDS, MAX_SECONDS, "a time from 1 ns to 1e9 s")
+_vms_check = whole_number(1, MAX_COUNT, f"a whole number from 1 to {MAX_COUNT:,}")
+
+
+@record("scenario")
+@record_dataclass(frozen=True, eq=False, config=RECORD_CONFIG)
 class Scenario:
     """Everything one simulation run needs. Seconds, bytes, IOPS.
 
@@ -42,12 +80,12 @@ class Scenario:
     fleet: FleetPreset
     array: ArrayPreset
     function: FunctionPreset
-    golden_images: int
-    queue_depth: int
-    cache_block_bytes: int
-    util_bin_s: float
-    seed: int | None
-    service_s: FloatArray | None = None
+    golden_images: Annotated[int, PlainValidator(whole_number(1, MAX_COUNT))]
+    queue_depth: Annotated[int, PlainValidator(whole_number(1, MAX_COUNT))]
+    cache_block_bytes: Annotated[int, PlainValidator(_cache_block)]
+    util_bin_s: Annotated[float, PlainValidator(_bin_check)]
+    seed: Annotated[int | None, PlainValidator(_seed)]
+    service_s: Annotated[FloatArray | None, PlainValidator(_service)] = None
 
     @property
     def vms(self) -> int:
@@ -61,6 +99,32 @@ class Scenario:
     def method(self) -> Method:
         return self.function.method
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        t, g, function, array = self.trace.vms, self.golden_images, self.function, self.array
+        if function.method is not Method.SNAPSHOT and g != 1:
+            raise cross_field("golden_images", g, f"1 for a {function.method.value} clone (it never reads the GI); "
+                              "more GIs help snapshots")
+        if g > t:
+            raise cross_field("golden_images", g, f"at most the {t} VMs")
+        if function.method is Method.SNAPSHOT and math.ceil(t / g) > function.max_clones_per_gi:
+            raise cross_field("golden_images", g,
+                              f"enough GIs that each has at most {function.max_clones_per_gi:g} clones "
+                              f"({function.name}'s limit); {t} VMs need at least "
+                              f"{math.ceil(t / function.max_clones_per_gi)}")
+        p = array.raid_write_penalty
+        if p != int(p) or p > array.disks:
+            raise cross_field("raid_write_penalty", p, f"a whole number, at most the {array.disks:g} disks of array "
+                              f"'{array.name}' (each back-end write of one host write goes to a different disk)")
+        if function.unit_bytes != int(function.unit_bytes):
+            raise cross_field("unit", function.unit_bytes, f"a whole number of bytes (function '{function.name}')")
+        shape = None if self.service_s is None else self.service_s.shape
+        if self.service_s is not None and (shape != (3, self.trace.ios) or not np.all(np.isfinite(self.service_s))
+                                           or np.any(self.service_s < 0)):
+            raise cross_field("service_s", shape,
+                              f"finite times >= 0 s of shape (3, {self.trace.ios}): volume, processor, disk per IO")
+        return self
+
     def describe(self) -> dict[str, object]:
         return {
             "fleet": self.fleet.name, "array": self.array.name, "function": self.function.name,
@@ -70,28 +134,6 @@ class Scenario:
             "cache_block_bytes": self.cache_block_bytes, "seed": self.seed,
             "trace": self.trace.source,
         }
-
-
-def _whole(where: str, name: str, value: float, low: float) -> int:
-    if not math.isfinite(value) or value != int(value) or value < low:
-        raise field_error(where, name, value, f"a whole number of at least {low:g}")
-    return int(value)
-
-
-def check_array(array: ArrayPreset) -> None:
-    where = f"array '{array.name}'"
-    for name in ("processors", "disks", "gi_disks"):
-        _whole(where, name, getattr(array, name), 1)
-    for name in ("processor_iops", "volume_iops_limit", "disk_iops"):
-        value = getattr(array, name)
-        if not (math.isfinite(value) and value > 0):
-            raise field_error(where, name, value, "a finite rate above 0 IOPS")
-    p = _whole(where, "raid_write_penalty", array.raid_write_penalty, 1)
-    if p > array.disks:
-        raise field_error(where, "raid_write_penalty", p, f"at most the {array.disks:g} disks "
-                          "(each back-end write of one host write goes to a different disk)")
-    if not (math.isfinite(array.cache_bytes) and array.cache_bytes >= 0):
-        raise field_error(where, "cache_size", array.cache_bytes, "0 or more bytes")
 
 
 @numba.njit(cache=True, nogil=True)
@@ -181,32 +223,20 @@ def build_scenario(
     seed: int | None = None,
     service_s: FloatArray | None = None,
 ) -> Scenario:
-    """Validate everything and return a runnable scenario (defaults from the presets)."""
-    t = trace.vms if vms is None else _whole("scenario", "vms", vms, 1)
-    check_trace(trace, fleet, t)
-    check_array(array)
-    g = 1 if golden_images is None else _whole("scenario", "golden_images", golden_images, 1)
-    if function.method is not Method.SNAPSHOT and g != 1:
-        raise field_error("scenario", "golden_images", g,
-                          f"1 for a {function.method.value} clone (it never reads the GI); more GIs help snapshots")
-    if g > t:
-        raise field_error("scenario", "golden_images", g, f"at most the {t} VMs")
-    per_gi = math.ceil(t / g)
-    if function.method is Method.SNAPSHOT and per_gi > function.max_clones_per_gi:
-        raise field_error("scenario", "golden_images", g,
-                          f"enough GIs that each has at most {function.max_clones_per_gi:g} clones "
-                          f"({function.name}'s limit); {t} VMs need at least "
-                          f"{math.ceil(t / function.max_clones_per_gi)}")
-    q = _whole("scenario", "queue_depth", fleet.queue_depth if queue_depth is None else queue_depth, 1)
-    if cache_block_bytes < 512 or cache_block_bytes & (cache_block_bytes - 1):
-        raise field_error("scenario", "cache_block_bytes", cache_block_bytes, "a power of two of at least 512")
-    if function.unit_bytes != int(function.unit_bytes) or function.unit_bytes < 1:
-        raise field_error(f"function '{function.name}'", "unit", function.unit_bytes, "a whole number of bytes")
-    bin_s = fleet.boot_window_s / BINS_PER_WINDOW if util_bin_s is None else util_bin_s
-    if not (math.isfinite(bin_s) and bin_s > 0):
-        raise field_error("scenario", "util_bin_s", bin_s, "a time above 0 s")
-    if service_s is not None and (service_s.shape != (3, trace.ios) or not np.all(np.isfinite(service_s))
-                                  or np.any(service_s < 0)):
-        raise field_error("scenario", "service_s", service_s.shape,
-                          f"finite times >= 0 s of shape (3, {trace.ios}): volume, processor, disk per IO")
-    return Scenario(trace, fleet, array, function, g, q, cache_block_bytes, float(bin_s), seed, service_s)
+    """Check the trace for ``vms`` VMs and return a runnable scenario (defaults from the presets)."""
+    if vms is not None:
+        try:
+            vms = _vms_check(_whole_if_float(vms))
+        except ValueError as exc:
+            raise field_error("scenario", "vms", vms, str(exc)) from None
+    check_trace(trace, fleet, trace.vms if vms is None else vms)
+    values: dict[str, Any] = {
+        "golden_images": 1 if golden_images is None else _whole_if_float(golden_images),
+        "queue_depth": _whole_if_float(fleet.queue_depth if queue_depth is None else queue_depth),
+        "util_bin_s": fleet.boot_window_s / BINS_PER_WINDOW if util_bin_s is None else util_bin_s,
+    }
+    try:
+        return Scenario(trace=trace, fleet=fleet, array=array, function=function, cache_block_bytes=cache_block_bytes,
+                        seed=seed, service_s=service_s, **values)
+    except FieldError as exc:
+        raise exc.at("scenario") from None

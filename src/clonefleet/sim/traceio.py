@@ -23,14 +23,17 @@ the open-loop times, v2 without), for fio's ``read_iolog`` on each clone.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
 from clonefleet.errors import UsageError, output_folder
 from clonefleet.sim.trace import READ, WRITE, Trace
+from clonefleet.storage.files import open_regular
 
 FORMATS: tuple[str, ...] = ("auto", "fio", "blkparse", "csv")
 SECTOR_BYTES = 512
@@ -62,9 +65,15 @@ def _int(path: Path, line: int, name: str, text: str) -> int:
     return value
 
 
+def _open(path: Path, errors: str = "strict", newline: str | None = None) -> TextIO:
+    """A trace file for reading, if it is a regular file: a FIFO, a device or a directory is
+    refused before a byte is read (:func:`clonefleet.storage.files.open_regular`)."""
+    return os.fdopen(open_regular(path, "trace"), encoding="utf-8", errors=errors, newline=newline)
+
+
 def _lines(path: Path) -> Iterable[tuple[int, str]]:
     try:
-        with path.open(encoding="utf-8") as fh:
+        with _open(path) as fh:
             yield from enumerate(fh, start=1)
     except UnicodeDecodeError:
         raise UsageError(f"trace '{path}': not a text file (UTF-8); give a fio iolog, blkparse text or CSV") \
@@ -133,7 +142,7 @@ def _read_blkparse(path: Path, rows: _Rows) -> None:
 
 
 def _read_csv(path: Path, rows: _Rows) -> None:
-    with path.open(encoding="utf-8", newline="") as fh:
+    with _open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         fields = [f.strip().lower() for f in (reader.fieldnames or [])]
         missing = [f for f in ("vm", "op", "offset", "length") if f not in fields]
@@ -158,8 +167,8 @@ def _read_csv(path: Path, rows: _Rows) -> None:
 
 def detect_format(path: Path) -> str:
     """fio, blkparse or csv, from the first line of the file."""
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        first = fh.readline()
+    with _open(path, errors="replace") as fh:
+        first = fh.readline(4096)
     if first.startswith("fio version"):
         return "fio"
     if "," in first and any(k in first.lower() for k in ("offset", "length")):
