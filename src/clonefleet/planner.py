@@ -232,11 +232,12 @@ MAX_VMS = 10**12
 
 def check_vms(vms: object) -> int:
     """Validate a fleet size: a whole number from 1 to MAX_VMS."""
+    shown = repr(vms) if len(repr(vms)) <= 40 else repr(vms)[:37] + "..."
     if isinstance(vms, bool) or not isinstance(vms, int | float | np.integer | np.floating) \
-            or not math.isfinite(float(vms)) or float(vms) < 1 or float(vms) != int(vms):
-        raise UsageError(f"vms = {vms!r}: the number of VMs must be a whole number of at least 1")
-    if float(vms) > MAX_VMS:
-        raise UsageError(f"vms = {vms!r}: the number of VMs must be at most {MAX_VMS:,}")
+            or (not isinstance(vms, int | np.integer) and (not math.isfinite(vms) or vms != int(vms))) or vms < 1:
+        raise UsageError(f"vms = {shown}: the number of VMs must be a whole number of at least 1")
+    if vms > MAX_VMS:  # compared as given: an int of 400 digits never goes through float
+        raise UsageError(f"vms = {shown}: the number of VMs must be at most {MAX_VMS:,}")
     return int(vms)
 
 

@@ -134,3 +134,8 @@ def test_qcow2_linked_clone_pays_one_l2_table_per_512_mib_region_written() -> No
     # No tables, no bytes; no writes, no tables.
     assert float(table_bytes_per_clone(2**20, 10, 2**30, 0, 0)) == 0
     assert float(table_bytes_per_clone(0, 0, 2**30, 512 * 2**20, 65536)) == 0
+
+
+def test_one_tiny_write_in_a_large_span_allocates_one_whole_unit() -> None:
+    # Hypothesis found it: exp(log1p(-1/U)) rounds the single touch of a 1 TB span to 0.99999999999 units.
+    assert float(allocated_bytes_per_clone(1.4e-315, 1, 1e12, 4096)) == 4096.0

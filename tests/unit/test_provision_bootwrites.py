@@ -93,3 +93,23 @@ def test_trace_writes_from_a_csv_trace(tmp_path: Path) -> None:
     assert [(o.tolist(), n.tolist()) for o, n in per_vm] == [([8192], [4096]), ([65536, 131072], [8192, 4096])]
     with pytest.raises(UsageError, match="no such trace"):
         load_trace_writes(tmp_path / "none.csv")
+
+
+def test_writes_larger_than_the_span_they_fall_in_are_refused_not_cut(tmp_path: Path) -> None:
+    # No span in the manifest: the preset's, scaled to a 256 MiB GI (a few MiB), cannot hold 200 MiB.
+    m = manifest(tmp_path, bytes="200 MiB")
+    with pytest.raises(UsageError, match=r"writes\.bytes.*at most the writes span"):
+        model_fleet(m, gi(), gi_used_bytes=MiB)
+    # A span given larger than the GI is clipped to it; writes beyond the clipped span are refused too.
+    m = manifest(tmp_path, bytes="300 MiB", span="400 MiB", span_start="0 B")
+    with pytest.raises(UsageError, match=r"writes\.bytes"):
+        model_fleet(m, gi(), gi_used_bytes=MiB)
+
+
+def test_an_npz_writes_source_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "writes.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match="FIFO"):
+        load_trace_writes(fifo)  # np.load of a FIFO blocked forever (no writer)

@@ -199,6 +199,7 @@ def test_a_gi_that_is_no_image_file_is_exit_2_with_the_right_reason(tmp_path: Pa
 # --- space --------------------------------------------------------------------------------------
 
 
+@pytest.mark.backend
 def test_a_plan_that_needs_more_than_the_free_space_is_refused_or_forced(tmp_path: Path,
                                                                          cli: Callable[..., object]) -> None:
     with mounted("tmpfs", 64 * 1024**2) as small:

@@ -46,7 +46,9 @@ def allocated_bytes_per_clone(
     # (1 - 1/U)**k computed as exp(k*log1p(-1/U)) stays accurate for large U.
     safe_units = np.maximum(units, 2.0)  # U = 1 is handled by the where: one unit, fully touched
     untouched = np.where(units > 1, np.exp(touches * np.log1p(-1.0 / safe_units)), 0.0)
-    c = u * units * (1.0 - untouched)
+    # At least one touch lands somewhere, so at least one unit; exp and log1p round a hair below it
+    # for a single touch in a large span (C = 4095.99999998 for u = 4 KiB), so hold the bound exactly.
+    c = np.clip(u * units * (1.0 - untouched), u, u * np.maximum(units, 1.0))
     return np.where((w > 0) & (n > 0), c, 0.0)
 
 

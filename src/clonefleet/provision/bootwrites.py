@@ -16,6 +16,7 @@ twice changes nothing.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from clonefleet.backends import Backend, get_backend
-from clonefleet.errors import UsageError
+from clonefleet.errors import UsageError, field_error
 from clonefleet.presets import FleetPreset, load_fleet
 from clonefleet.provision import writes
 from clonefleet.provision.apply import Progress, no_progress
@@ -33,6 +34,7 @@ from clonefleet.provision.fleetdir import fleet_dir_of, fleet_lock
 from clonefleet.provision.journal import Journal
 from clonefleet.provision.manifest import Manifest
 from clonefleet.provision.plan import CloneTask, make_plan
+from clonefleet.storage.files import open_regular
 from clonefleet.storage.goldimage import GoldenImageInfo
 from clonefleet.storage.goldimage import gi_used_bytes as measure_used_bytes
 from clonefleet.storage.tools import stop_on_signals
@@ -67,7 +69,11 @@ def model_fleet(manifest: Manifest, gi: GoldenImageInfo, gi_used_bytes: int | No
     n = spec.write_extents if spec.write_extents is not None else max(1, round(base.boot_write_extents * scale))
     r = spec.span_bytes if spec.span_bytes is not None else base.boot_write_span_bytes * scale
     r = float(min(max(r, 4096), gi.virtual_bytes))
-    w = float(min(w, r))
+    if spec.write_bytes is not None and spec.write_bytes > r:
+        raise field_error(f"manifest {manifest.path}", "writes.bytes", spec.write_bytes,
+                          f"at most the writes span R = {r:.0f} bytes (the given span, else the preset's "
+                          "scaled to the GI, within the GI's virtual size); give a larger writes.span")
+    w = float(min(w, r))  # a preset's W, scaled, within a span clipped to the GI: the span holds it all
     start = spec.span_start_bytes if spec.span_start_bytes is not None else \
         int((gi.virtual_bytes - r) // ALIGN_BYTES * ALIGN_BYTES)
     if start + r > gi.virtual_bytes:
@@ -102,9 +108,10 @@ def load_trace_writes(path: Path) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
                          "blkparse, CSV or .npz)")
     if path.suffix == ".npz":
         try:
-            data = np.load(path, allow_pickle=False)
-            vm_start, op = data["vm_start"], data["op"]
-            off, ln = data["offset_bytes"], data["length_bytes"]
+            with os.fdopen(open_regular(path, "writes.source"), "rb") as f:
+                data = np.load(f, allow_pickle=False)
+                vm_start, op = data["vm_start"], data["op"]
+                off, ln = data["offset_bytes"], data["length_bytes"]
         except (OSError, KeyError, ValueError) as exc:
             raise UsageError(f"writes.source {path}: not a simulator trace (.npz with vm_start, op, "
                              f"offset_bytes, length_bytes): {exc}") from None
