@@ -24,13 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clonefleet.planner import evaluate
-from clonefleet.presets import load_array, load_fleet, load_function
+from clonefleet.presets import Method, load_array, load_fleet, load_function
 from clonefleet.sim.arraymodel import compile_network
 from clonefleet.sim.fast import run_fast
 from clonefleet.sim.reference import run_reference
 from clonefleet.sim.results import Engine, simulate
 from clonefleet.sim.scenario import Scenario, build_scenario
+from clonefleet.sim.storm import model_golden_images
 from clonefleet.sim.trace import Arrivals, Trace, generate_trace
 
 ARRAY = "midrange-2012"
@@ -60,9 +60,7 @@ def _scenario(fleet_name: str, function_name: str, vms: int, arrivals: Arrivals,
     if trace is None:
         trace = generate_trace(fleet, vms, np.random.default_rng(seed), arrivals=arrivals, seed=seed)
     trace_s = time.perf_counter() - t0
-    g = None
-    if function.method.value == "snapshot":
-        g = int(min(float(evaluate(fleet, array, function, vms).golden_images), vms))
+    g = model_golden_images(fleet, array, function, vms) if function.method is Method.SNAPSHOT else None
     return build_scenario(trace, fleet, array, function, golden_images=g, seed=seed), trace_s
 
 

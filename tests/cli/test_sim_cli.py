@@ -144,3 +144,41 @@ def test_commands_have_help(cli: Cli, command: str) -> None:
     r = cli(command, "--help")
     assert r.code == 0
     assert "--fleet" in r.out and "--json" in r.out and len(r.out.splitlines()) > 5
+
+
+def test_the_json_scenario_keeps_its_keys_and_nothing_goes_to_stderr_off_a_terminal(cli: Cli) -> None:
+    r = cli(*BASE, "--vms", "3", "--method", "qcow2-linked", "--golden-images", "2", "--ios-per-vm", "40",
+            "--queue-depth", "3", "--json")
+    assert r.code == 0 and r.err == ""  # no progress display: --json, and stderr is not a terminal
+    assert json.loads(r.out)["scenario"] == {
+        "fleet": "server-ws2008", "array": "midrange-2012", "function": "qcow2-linked", "method": "snapshot",
+        "vms": 3, "ios": 120, "golden_images": 2, "arrivals": "closed", "queue_depth": 3,
+        "cache_bytes": 34359738368.0, "cache_block_bytes": 4096, "seed": 0, "trace": "synthetic"}
+    assert cli(*BASE, "--vms", "2", "--method", "thin", "--ios-per-vm", "40").err == ""
+
+
+def test_the_progress_display_draws_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import io
+
+    from rich.console import Console
+
+    app = importlib.import_module("clonefleet.cli.app")  # the module (the package exports the typer app)
+
+    screen = io.StringIO()
+    monkeypatch.setattr(app, "err_console", Console(file=screen, force_terminal=True, width=100))
+    with app.progress_display(True) as report:
+        report("snapshot: T = 5684", 3, 0)
+        report("draw the trace", 7, 10)
+    assert "draw the trace" in screen.getvalue() and "7/10" in screen.getvalue()
+    for enabled, terminal in ((False, True), (True, False)):
+        screen = io.StringIO()
+        monkeypatch.setattr(app, "err_console", Console(file=screen, force_terminal=terminal))
+        with app.progress_display(enabled) as report:
+            report("draw the trace", 1, 2)
+        assert screen.getvalue() == ""
+
+
+def test_the_cli_reaches_the_simulator_through_its_public_faces_only() -> None:
+    source = Path(__file__).resolve().parents[2].joinpath("src/clonefleet/cli/sim_cmds.py").read_text()
+    assert "clonefleet.sim." not in source and "from clonefleet import sim" in source

@@ -8,18 +8,36 @@ import numpy as np
 import pytest
 
 from clonefleet.presets import load_array, load_fleet, load_function
-from clonefleet.sim.arraymodel import compile_network
+from clonefleet.sim.arraymodel import allocated_bytes_per_clone, compile_network
 from clonefleet.sim.fast import RawRun, run_fast
 from clonefleet.sim.order import sort_pairs, time_order
 from clonefleet.sim.reference import run_reference
 from clonefleet.sim.scenario import Scenario, build_scenario
 from clonefleet.sim.trace import READ, WRITE, Arrivals, Trace, generate_trace
 
-FUNCTIONS = ("full", "thin", "snapshot", "qcow2-linked", "thin-physical")
+FUNCTIONS = ("full", "thin", "snapshot", "qcow2-linked", "thin-physical", "rbd-clone", "reflink")
+
+
+def _across_units(trace: Trace, unit: int, rng: np.random.Generator, image: int) -> Trace:
+    """The trace with a third of its IOs moved to straddle a unit boundary: each starts a random
+    number of 512-byte sectors before the boundary after it and ends anywhere up to one unit past
+    it, so writes cover their first and last units partly (two copy-on-write reads) or whole, and
+    reads start in one unit and end in the next."""
+    off, length = trace.offset_bytes.copy(), trace.length_bytes.copy()
+    span = min(unit, 1 << 17)
+    moved = np.flatnonzero(rng.random(trace.ios) < 1 / 3)
+    boundary = (off[moved] // unit + 1) * unit
+    before = 512 * rng.integers(1, span // 512 + 1, len(moved))
+    after = 512 * rng.integers(1, span // 512 + 2, len(moved)) + rng.choice([0, unit], len(moved))
+    fits = boundary + after <= image
+    moved, boundary, before, after = moved[fits], boundary[fits], before[fits], after[fits]
+    off[moved], length[moved] = boundary - before, before + after
+    return dataclasses.replace(trace, offset_bytes=off, length_bytes=length.astype(np.int32))
 
 
 def random_scenario(seed: int) -> Scenario:
-    """A small scenario with everything drawn: fleet, array size, cache, method, g, loop, q."""
+    """A small scenario with everything drawn: fleet, array size, cache, method, g, loop, q, and in
+    some a third of the IOs across unit boundaries."""
     rng = np.random.default_rng(seed)
     fleet = load_fleet(str(rng.choice(["desktop-win7", "server-ws2008", "server-linux", "desktop-win11"])))
     array = dataclasses.replace(
@@ -34,8 +52,10 @@ def random_scenario(seed: int) -> Scenario:
     trace = generate_trace(fleet, vms, rng, arrivals=arrivals, ios_per_vm=int(rng.integers(20, 200)),
                            start_spread_s=float(rng.choice([0.0, 0.5])), seed=seed)
     g = int(rng.integers(1, vms + 1)) if function.method.value == "snapshot" else None
-    return build_scenario(trace, fleet, array, function, golden_images=g,
-                          queue_depth=int(rng.integers(1, 9)), seed=seed)
+    q = int(rng.integers(1, 9))
+    if rng.random() < 0.3:
+        trace = _across_units(trace, int(function.unit_bytes), rng, int(fleet.gi_virtual_bytes))
+    return build_scenario(trace, fleet, array, function, golden_images=g, queue_depth=q, seed=seed)
 
 
 def _assert_same_run(a: RawRun, b: RawRun) -> None:
@@ -95,29 +115,65 @@ def test_the_event_calendar_never_changes_the_result(seed: int, variant: str) ->
         np.testing.assert_allclose(want.completion_s, run_reference(net).completion_s, rtol=0, atol=1e-9)
 
 
-def test_random_scenarios_cover_open_and_closed_with_cache_hits() -> None:
-    """The scenarios above exercise both loops and a cache that hits (else agreement proves little)."""
+def test_random_scenarios_cover_open_and_closed_with_cache_hits_and_two_copy_on_write_reads() -> None:
+    """The scenarios above exercise both loops, a cache that hits, and writes with two copy-on-write
+    reads in both loops (else agreement proves little)."""
     kinds = set()
+    two_reads = set()
     hits = 0
     for seed in range(40):
         sc = random_scenario(seed)
         kinds.add(sc.arrivals)
-        hits += run_fast(compile_network(sc)).read_hits
-    assert kinds == {Arrivals.OPEN, Arrivals.CLOSED}
+        net = compile_network(sc)
+        hits += run_fast(net).read_hits
+        if np.any(net.cow_disk[1] >= 0):
+            two_reads.add(sc.arrivals)
+    assert kinds == two_reads == {Arrivals.OPEN, Arrivals.CLOSED}
     assert hits > 0
 
 
 def _tiny(ops: list[int], offsets: list[int], vm_of: list[int], times: list[float] | None,
-          function: str = "thin", **array_changes: float) -> Scenario:
+          function: str = "thin", lengths: list[int] | None = None, **array_changes: float) -> Scenario:
     fleet = load_fleet("server-ws2008")
     array = dataclasses.replace(load_array("midrange-2012"), **array_changes)
     vms = max(vm_of) + 1
     counts = np.bincount(vm_of, minlength=vms)
     vm_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     trace = Trace(vm_start, np.array(ops, np.int8), np.array(offsets, np.int64),
-                  np.full(len(ops), 4096, np.int32),
+                  np.array(lengths or [4096] * len(ops), np.int32),
                   np.array(times if times is not None else [], np.float64), np.zeros(vms))
     return build_scenario(trace, fleet, array, load_function(function), queue_depth=1, seed=0)
+
+
+KIB = 1024
+
+
+@pytest.mark.parametrize("gi_disks", [8.0, 1.0])
+def test_a_write_across_units_allocates_each_and_copies_its_partial_ends(gi_disks: float) -> None:
+    """VM 0 writes [60 KiB, 132 KiB) (64 KiB units 0, 1, 2; 0 and 2 partly), reads at 64 and 96 KiB,
+    writes into unit 2 again; VM 1, a clone of the same GI that wrote nothing, reads at 64 KiB."""
+    sc = _tiny([WRITE, READ, READ, WRITE, READ], [60 * KIB, 64 * KIB, 96 * KIB, 136 * KIB, 64 * KIB],
+               [0, 0, 0, 0, 1], None, function="snapshot", lengths=[72 * KIB, 4 * KIB, 4 * KIB, 4 * KIB, 4 * KIB],
+               cache_bytes=0.0, disks=6.0, gi_disks=gi_disks)
+    assert sc.golden_images == 1 and sc.function.unit_bytes == 64 * KIB
+    net = compile_network(sc)
+    pool, x_g = net.pool_disks, int(gi_disks)
+    # Copy-on-write reads of units 0 and 2 on the GI disks of their stripes (64 KiB: stripe = unit).
+    assert net.cow_disk[:, 0].tolist() == [pool + 0 % x_g, pool + 2 % x_g]
+    # The clone's reads of what it wrote go to its own disks and keys; the later write copies nothing.
+    assert net.disk[1] < pool and net.disk[2] < pool
+    assert net.cow_disk[:, 3].tolist() == [-1, -1]
+    # VM 1 reads the same address from the GI: its disk and its key, not VM 0's.
+    assert net.disk[4] == pool + 1 % x_g and net.key[4] != net.key[1]
+    assert allocated_bytes_per_clone(sc).tolist() == [3 * 64 * KIB, 0]
+    a = sc.array
+    front, disk_s = 1 / a.volume_iops_limit + a.processors / a.processor_iops, 1 / a.disk_iops
+    copies = 1 if x_g > 1 else 2  # in parallel on two disks; one after the other on one
+    for run in (run_fast, run_reference):
+        out = run(net)
+        assert out.completion_s[0] == pytest.approx(front + (copies + 1) * disk_s, rel=1e-12)
+        assert out.busy_disk_s[pool:].sum() == pytest.approx(3 * disk_s)  # two copies, VM 1's read
+        assert out.completion_s[3] - out.completion_s[2] == pytest.approx(front + disk_s, rel=1e-9)
 
 
 def test_one_read_miss_takes_volume_processor_and_disk_time() -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import click
 import numpy as np
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from clonefleet.errors import ClonefleetError
 
@@ -46,6 +48,28 @@ def _default(obj: Any) -> Any:
 def emit_json(obj: Any) -> None:
     """Print one JSON document on stdout (numpy values converted)."""
     sys.stdout.write(json.dumps(obj, default=_default, indent=2, allow_nan=False) + "\n")
+
+
+def _quiet(stage: str, done: int, total: int) -> None:
+    """Report nothing."""
+
+
+@contextmanager
+def progress_display(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
+    """A callback ``report(stage, done, total)`` (total 0: unknown) that draws one transient line on
+    stderr while the block runs: the stage, a bar, done of total, the time. Silent unless enabled
+    (not ``--json``) and stderr is a terminal."""
+    if not enabled or not err_console.is_terminal:
+        yield _quiet
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task("", total=None)
+
+        def report(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total or None)
+
+        yield report
 
 
 def fail(message: str, code: int = 2) -> None:

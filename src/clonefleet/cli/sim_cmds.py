@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 import typer
 from rich.table import Table
 
-from clonefleet.cli.app import JSON_OPTION, app, console, emit_json
+from clonefleet.cli.app import JSON_OPTION, app, console, emit_json, progress_display
 from clonefleet.errors import UsageError, output_folder
-from clonefleet.presets import Method, load_array, load_fleet, load_function
+from clonefleet.presets import load_array, load_fleet, load_function
 from clonefleet.units import format_bytes
 
 if TYPE_CHECKING:  # the simulator (numba) is imported when a command runs, not when the CLI starts
-    from clonefleet.sim.results import SimResult
+    from clonefleet.sim import SimResult
 
 FLEET_OPTION = typer.Option(..., "--fleet", "-f", help="Fleet preset name or path to a fleet TOML file.")
 ARRAY_OPTION = typer.Option(..., "--array", "-a", help="Array preset name or path to an array TOML file.")
@@ -23,7 +23,12 @@ SEED_OPTION = typer.Option("0", "--seed", help="Seed of the numpy random generat
 IOS_HELP = "IOs per VM boot (default: the fleet's boot_ios); fewer for a quick run, W and n scale along."
 
 
+@overload
+def _whole(flag: str, text: str, low: int) -> int: ...
+@overload
+def _whole(flag: str, text: str | None, low: int) -> int | None: ...
 def _whole(flag: str, text: str | None, low: int) -> int | None:
+    """The whole number a flag gives (None when not given), at least ``low``; one line otherwise."""
     if text is None:
         return None
     try:
@@ -66,19 +71,13 @@ def simulate_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Simulate a boot storm: per-VM boot times, IO latency, utilisation over time, C and S."""
-    from clonefleet.sim.compare import model_golden_images
-    from clonefleet.sim.plots import write_plots
-    from clonefleet.sim.results import Engine, simulate
-    from clonefleet.sim.scenario import build_scenario
-    from clonefleet.sim.trace import Arrivals, generate_trace
-    from clonefleet.sim.traceio import FORMATS, read_trace, write_fio_iologs
+    from clonefleet import sim
 
     fleet_p, array_p, function_p = load_fleet(fleet), load_array(array), load_function(method)
     t = _whole("--vms", vms, 1)
     s = _whole("--seed", seed, 0)
-    assert t is not None and s is not None
-    eng = Engine(_choice("--engine", engine, tuple(e.value for e in Engine)))
-    arr = Arrivals(_choice("--arrivals", arrivals, tuple(a.value for a in Arrivals)))
+    eng = sim.Engine(_choice("--engine", engine, tuple(e.value for e in sim.Engine)))
+    arr = sim.Arrivals(_choice("--arrivals", arrivals, tuple(a.value for a in sim.Arrivals)))
     ios = _whole("--ios-per-vm", ios_per_vm, 1)
     q = _whole("--queue-depth", queue_depth, 1)
     gs = None if golden_images is None else [
@@ -88,32 +87,27 @@ def simulate_cmd(
     for flag, folder in (("--plots", plots), ("--write-iolog", write_iolog)):
         if folder is not None:
             output_folder(folder, flag)  # before the run, not after it
-    if gs is None and function_p.method is Method.SNAPSHOT:
-        gs = [model_golden_images(fleet_p, array_p, function_p, t)]
+    tr = None
     if trace is not None:
-        _choice("--trace-format", trace_format, FORMATS)
-        tr = read_trace(trace, trace_format, closed=arr is Arrivals.CLOSED)
-    else:
-        tr = generate_trace(fleet_p, t, np.random.default_rng(s), arrivals=arr, ios_per_vm=ios, seed=s,
-                            start_spread_s=start_spread)
-    from dataclasses import replace
-
-    scaled = fleet_p if ios is None or trace is not None else replace(fleet_p, boot_ios=float(ios))
-    scenarios = [build_scenario(tr, scaled, array_p, function_p, vms=t, golden_images=g, queue_depth=q, seed=s)
-                 for g in (gs or [None])]  # all checked before the first run
-    results = [simulate(sc, eng) for sc in scenarios]
+        _choice("--trace-format", trace_format, sim.TRACE_FORMATS)
+        tr = sim.read_trace(trace, trace_format, closed=arr is sim.Arrivals.CLOSED)
+    with progress_display(not as_json) as report:
+        storm = sim.run_storm(fleet_p, array_p, function_p, t, golden_images=gs, seed=s, arrivals=arr,
+                              ios_per_vm=ios if tr is None else None, queue_depth=q, start_spread_s=start_spread,
+                              trace=tr, engine=eng, progress=report)
+    results = list(storm.runs)
     files: list[Path] = []
     if plots is not None:
         for r in results:
-            files += write_plots(r, plots if len(results) == 1 else plots / f"g{r.scenario['golden_images']}")
+            files += sim.write_plots(r, plots if len(results) == 1 else plots / f"g{r.scenario.golden_images}")
     if write_iolog is not None:
-        files += write_fio_iologs(tr, write_iolog)[:1]
+        files += sim.write_fio_iologs(storm.trace, write_iolog)[:1]
     if as_json:
         docs = [r.to_dict() for r in results]
         if len(docs) == 1:
             emit_json({**docs[0], "files": [str(p) for p in files]})
         else:
-            emit_json({"golden_images": gs, "runs": docs, "files": [str(p) for p in files]})
+            emit_json({"golden_images": storm.golden_images, "runs": docs, "files": [str(p) for p in files]})
         return
     if len(results) == 1:
         _print_result(results[0])
@@ -126,8 +120,8 @@ def simulate_cmd(
 def _print_replicas(results: list[SimResult]) -> None:
     """What each GI replica buys: the same storm on g = each given number of GIs."""
     first = results[0].scenario
-    console.print(f"{first['vms']} x {first['fleet']} on {first['array']} with {first['function']}, "
-                  f"{first['arrivals']} loop, {results[0].ios:,} IOs, seed {results[0].seed}: the same storm on "
+    console.print(f"{first.vms} x {first.fleet} on {first.array} with {first.function}, "
+                  f"{first.arrivals.value} loop, {results[0].ios:,} IOs, seed {results[0].seed}: the same storm on "
                   f"{len(results)} numbers of GIs")
     table = Table(title="what GI replicas buy")
     for col in ("GIs g", "boot p95 (s)", "boot max (s)", "busiest GI disk", "GI disks", "pool disks",
@@ -135,7 +129,7 @@ def _print_replicas(results: list[SimResult]) -> None:
         table.add_column(col, justify="right")
     for r in results:
         util = {u.resource: u for u in r.utilisation}
-        table.add_row(str(r.scenario["golden_images"]), f"{r.boot.p95:.1f}", f"{r.boot.max:.1f}",
+        table.add_row(str(r.scenario.golden_images), f"{r.boot.p95:.1f}", f"{r.boot.max:.1f}",
                       f"{100 * util['GI disks'].busiest_server:.1f} %", f"{100 * util['GI disks'].mean:.1f} %",
                       f"{100 * util['pool disks'].mean:.1f} %", f"{100 * util['volumes'].busiest_server:.1f} %",
                       format_bytes(r.consumed_bytes))
@@ -145,8 +139,8 @@ def _print_replicas(results: list[SimResult]) -> None:
 
 def _print_result(result: SimResult) -> None:
     sc = result.scenario
-    console.print(f"{sc['vms']} x {sc['fleet']} on {sc['array']} with {sc['function']} ({sc['method']}, "
-                  f"{sc['golden_images']} GI), {sc['arrivals']} loop, {result.ios:,} IOs, seed {result.seed}, "
+    console.print(f"{sc.vms} x {sc.fleet} on {sc.array} with {sc.function} ({sc.method.value}, "
+                  f"{sc.golden_images} GI), {sc.arrivals.value} loop, {result.ios:,} IOs, seed {result.seed}, "
                   f"{result.engine} engine {result.wall_s:.2f} s")
     table = Table(title="boot storm")
     for col in ("figure", "min", "median", "p95", "max"):
@@ -188,8 +182,7 @@ def validate_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Simulation against the model per method: the largest T that meets the boot window, C and S."""
-    from clonefleet.sim.compare import TracePool, check_method
-    from clonefleet.sim.trace import Arrivals
+    from clonefleet import sim
 
     fleet_p, array_p = load_fleet(fleet), load_array(array)
     names = [n.strip() for n in functions.split(",") if n.strip()]
@@ -198,13 +191,13 @@ def validate_cmd(
     fns = [load_function(n) for n in names]
     ios = _whole("--ios-per-vm", ios_per_vm, 10)
     s = _whole("--seed", seed, 0)
-    assert s is not None
-    arr = Arrivals(_choice("--arrivals", arrivals, tuple(a.value for a in Arrivals)))
+    arr = sim.Arrivals(_choice("--arrivals", arrivals, tuple(a.value for a in sim.Arrivals)))
     if not (np.isfinite(slack) and slack >= 1.0):
         raise UsageError(f"--slack = {slack!r}: a factor of at least 1")
-    pool = TracePool(fleet_p, s, ios, arr)  # one trace for every function and every T of the bisections
-    checks = [check_method(fleet_p, array_p, f, seed=s, ios_per_vm=ios, slack=slack, arrivals=arr, pool=pool)
-              for f in fns]
+    pool = sim.TracePool(fleet_p, s, ios, arr)  # one trace for every function and every T of the bisections
+    with progress_display(not as_json) as report:
+        checks = [sim.check_method(fleet_p, array_p, f, seed=s, ios_per_vm=ios, slack=slack, arrivals=arr,
+                                   pool=pool, progress=report) for f in fns]
     if as_json:
         emit_json({"fleet": fleet_p.name, "array": array_p.name, "seed": s, "ios_per_vm": ios,
                    "methods": [c.to_dict() for c in checks]})

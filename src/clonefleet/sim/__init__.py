@@ -2,4 +2,55 @@
 
 ``fast`` (numba) and ``reference`` (SimPy) run the same scenario to the same
 completion time for every IO; see ``docs/simulator.md``.
+
+The public faces are named here and imported on first use (the engines load
+numba, which takes a second: a caller that only reads a trace does not pay it):
+
+- a storm in one call: :func:`run_storm` -> :class:`Storm` of :class:`SimResult`
+  (each with its :class:`ScenarioRecord`), on an :class:`Engine`, reporting to a
+  :data:`Progress` callback;
+- traces: :class:`Trace`, :class:`Arrivals`, :func:`generate_trace`,
+  :func:`read_trace` (of :data:`TRACE_FORMATS`), :func:`write_fio_iologs`;
+- figures: :func:`write_plots`;
+- the model against the simulation: :class:`TracePool`, :func:`check_method`,
+  :class:`MethodCheck`, :func:`model_golden_images`.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clonefleet.sim.compare import MethodCheck, TracePool, check_method
+    from clonefleet.sim.plots import write_plots
+    from clonefleet.sim.progress import Progress, no_progress
+    from clonefleet.sim.results import Engine, ScenarioRecord, SimResult
+    from clonefleet.sim.storm import Storm, model_golden_images, run_storm
+    from clonefleet.sim.trace import Arrivals, Trace, generate_trace
+    from clonefleet.sim.traceio import FORMATS as TRACE_FORMATS
+    from clonefleet.sim.traceio import read_trace, write_fio_iologs
+
+_WHERE = {
+    "MethodCheck": "compare", "TracePool": "compare", "check_method": "compare",
+    "write_plots": "plots",
+    "Progress": "progress", "no_progress": "progress",
+    "Engine": "results", "ScenarioRecord": "results", "SimResult": "results",
+    "Storm": "storm", "model_golden_images": "storm", "run_storm": "storm",
+    "Arrivals": "trace", "Trace": "trace", "generate_trace": "trace",
+    "TRACE_FORMATS": "traceio", "read_trace": "traceio", "write_fio_iologs": "traceio",
+}
+_RENAMED = {"TRACE_FORMATS": "FORMATS"}
+
+__all__ = [
+    "TRACE_FORMATS", "Arrivals", "Engine", "MethodCheck", "Progress", "ScenarioRecord", "SimResult", "Storm",
+    "Trace", "TracePool", "check_method", "generate_trace", "model_golden_images", "no_progress", "read_trace",
+    "run_storm", "write_fio_iologs", "write_plots",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'clonefleet.sim' has no attribute {name!r}")
+    module = importlib.import_module(f"clonefleet.sim.{_WHERE[name]}")
+    return getattr(module, _RENAMED.get(name, name))

@@ -19,9 +19,12 @@ is computed once, before either engine runs, as flat arrays:
   read; a write costs ``p`` disk writes on ``p`` consecutive pool disks (the
   RAID write penalty), all at once (the write completes when the last does).
 - **Allocation.** A snapshot clone's first write into a unit of ``unit_bytes``
-  allocates it; when that write does not cover the whole unit the old GI data
-  is read first (copy-on-write read on the GI's disks, before the writes).
-  Thin clones allocate pages without a read. C per clone is the number of
+  allocates it, every unit the write touches; each unit it allocates without
+  covering it whole (the first or the last it touches) has its old GI data read
+  first (a copy-on-write read on the GI disk of the stripe holding the write's
+  first byte in that unit); a write with two such reads issues them together
+  and writes when both are done. A read goes where the unit of its first byte
+  lies (reads are not split). Thin clones allocate pages without a read. C per clone is the number of
   distinct units its writes touch times u (exact; full copies allocate nothing
   new).
 """
@@ -61,7 +64,7 @@ class Network:
     is_write: Int8Array  # per IO
     key: Int32Array  # per IO: cache key, the number of its (owner, block), 0 .. cache_keys - 1
     disk: DiskArray  # per IO: disk of a read miss, first disk of a write
-    cow_disk: DiskArray  # per IO: GI disk of the copy-on-write read, -1 when none
+    cow_disk: DiskArray  # (2, IOs): GI disks of a write's copy-on-write reads (the first, the second), -1: none
     vm_volume: Int32Array  # per VM: the volume its IO passes
     volume_processor: Int32Array  # per volume: its owning processor
     processors: int
@@ -89,9 +92,12 @@ def _place(vm_start: IntArray, is_write: Int8Array, offset: IntArray, length: In
            gi_of_vm: Int32Array, snapshot: bool, unit_bytes: int, block_bytes: int, pool: int,
            gi_disks: int, key: Int32Array, disk: DiskArray, cow: DiskArray, owner_of_unit: Int32Array,
            block_rows: Int32Array) -> int:
-    """Fill ``key``, ``disk`` and ``cow`` (the copy-on-write read's disk, -1 when none) per IO; return
-    the number of keys.
+    """Fill ``key``, ``disk`` and ``cow`` (rows 0 and 1: the GI disks of a write's copy-on-write
+    reads, -1 when none) per IO; return the number of keys.
 
+    A write allocates every unit it touches; each unit it allocates and covers only partly (only
+    the first and the last can be) is read from the GI first, on the GI disk of the stripe that
+    holds the write's first byte in that unit. A read goes where the unit of its first byte lies.
     ``owner_of_unit[u] == v + 1`` marks unit u allocated by VM v (no reset between VMs). A key
     numbers an (owner, block): ``block_rows[0, b] = [v + 1, key]`` for VM v's own block b,
     ``block_rows[1, b] = [gi + 1, key]`` for GI gi's; VMs are placed GI by GI, so a row's mark
@@ -102,25 +108,29 @@ def _place(vm_start: IntArray, is_write: Int8Array, offset: IntArray, length: In
         mark = v + 1
         gi = gi_of_vm[v]
         rot = (v * 2654435761) % pool
+        gi_first = pool + gi * gi_disks
         for i in range(vm_start[v], vm_start[v + 1]):
             off = offset[i]
             unit = off // unit_bytes
             stripe = off // STRIPE_BYTES
-            private_disk = (rot + stripe) % pool
-            gi_disk = pool + gi * gi_disks + stripe % gi_disks
             kind, owner = 0, mark
             if is_write[i]:
-                if snapshot and owner_of_unit[unit] != mark:
-                    owner_of_unit[unit] = mark
-                    whole = off % unit_bytes == 0 and length[i] >= unit_bytes
-                    if not whole:
-                        cow[i] = gi_disk
-                disk[i] = private_disk
+                if snapshot:
+                    end = off + length[i]
+                    reads = 0
+                    for u in range(unit, (end - 1) // unit_bytes + 1):
+                        if owner_of_unit[u] != mark:
+                            owner_of_unit[u] = mark
+                            lo = u * unit_bytes
+                            if off > lo or end < lo + unit_bytes:  # partly covered: copy on write
+                                cow[reads, i] = gi_first + (max(off, lo) // STRIPE_BYTES) % gi_disks
+                                reads += 1
+                disk[i] = (rot + stripe) % pool
             elif snapshot and owner_of_unit[unit] != mark:
                 kind, owner = 1, gi + 1
-                disk[i] = gi_disk
+                disk[i] = gi_first + stripe % gi_disks
             else:
-                disk[i] = private_disk
+                disk[i] = (rot + stripe) % pool
             b = off // block_bytes
             if block_rows[kind, b, 0] != owner:
                 block_rows[kind, b, 0] = owner
@@ -145,7 +155,7 @@ def compile_network(scenario: Scenario, arrival_order: IdArray | None = None) ->
     processors = int(array.processors)
     n, disks = trace.ios, int(array.disks + g * array.gi_disks)
     small = np.int16 if disks < np.iinfo(np.int16).max else np.int32  # compact: 2 bytes per IO
-    key, disk, cow = np.empty(n, np.int32), np.empty(n, small), np.full(n, -1, small)
+    key, disk, cow = np.empty(n, np.int32), np.empty(n, small), np.full((2, n), -1, small)
     image = scenario.fleet.gi_virtual_bytes
     blocks = int(-(-image // scenario.cache_block_bytes))  # np.zeros: untouched pages cost no memory
     # An open loop's arrival order depends on the trace alone: it is sorted on the other core

@@ -16,16 +16,18 @@ fleets get the model's g for each T.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from clonefleet.planner import evaluate, golden_images_for, operable_count
+from clonefleet.planner import evaluate, operable_count
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.sim.arraymodel import allocated_bytes_per_clone, consumed_bytes
 from clonefleet.sim.order import IdArray, time_order
-from clonefleet.sim.results import SimResult, simulate
+from clonefleet.sim.progress import Progress, no_progress
+from clonefleet.sim.results import SimResult
 from clonefleet.sim.scenario import build_scenario
+from clonefleet.sim.storm import model_golden_images, run_storm
 from clonefleet.sim.trace import Arrivals, Trace, generate_trace
 
 #: A fleet meets its window when its p95 boot time is at most this times the nominal one.
@@ -59,13 +61,6 @@ class MethodCheck:
         d = dict(vars(self))
         d["bisection"] = [{"vms": t, "p95_boot_over_nominal": r} for t, r in self.bisection]
         return d
-
-
-def model_golden_images(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int) -> int:
-    """The GIs a simulated storm of ``vms`` clones runs on: the model's g
-    (:func:`~clonefleet.planner.golden_images_for`); when no number of GIs carries a clone, one GI
-    per clone, the most that can help."""
-    return golden_images_for(fleet, array, function, vms) or vms
 
 
 class TracePool:
@@ -111,27 +106,28 @@ def run_fleet(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, 
     """
     pool = pool or TracePool(fleet, seed, ios_per_vm, arrivals)
     trace = pool.first(vms)
-    g = model_golden_images(fleet, array, function, vms) if function.method is Method.SNAPSHOT else None
-    scaled = fleet if ios_per_vm is None else replace(fleet, boot_ios=float(ios_per_vm))
-    result = simulate(build_scenario(trace, scaled, array, function, golden_images=g, seed=seed),
-                      arrival_order=pool.arrival_order(vms))
+    (result,) = run_storm(fleet, array, function, vms, seed=seed, ios_per_vm=ios_per_vm, trace=trace,
+                          arrival_order=pool.arrival_order(vms)).runs
     if arrivals is Arrivals.OPEN:
         nominal = trace.issue_s[trace.vm_start[1:] - 1] - trace.start_s
     else:
-        nominal = np.full(vms, scaled.boot_window_s)
+        nominal = np.full(vms, result.boot_window_s)
     return result, float(np.percentile(result.boot_s / nominal, 95))
 
 
 def largest_vms(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, *, seed: int,
                 ios_per_vm: int | None, slack: float, start: int,
-                arrivals: Arrivals = Arrivals.OPEN,
-                pool: TracePool | None = None) -> tuple[int, list[tuple[int, float]]]:
-    """Largest T whose p95 boot time is within ``slack`` windows (bisection; ``start`` a first guess)."""
+                arrivals: Arrivals = Arrivals.OPEN, pool: TracePool | None = None,
+                progress: Progress = no_progress) -> tuple[int, list[tuple[int, float]]]:
+    """Largest T whose p95 boot time is within ``slack`` windows (bisection; ``start`` a first guess).
+
+    ``progress`` hears ("<function>: T = <T>", runs done, 0) before each run."""
     runs: list[tuple[int, float]] = []
     pool = pool or TracePool(fleet, seed, ios_per_vm, arrivals)
     pool.first(1, draw_at_least=max(2, int(start * 1.2)))  # the bracket's top, drawn once
 
     def ok(t: int) -> bool:
+        progress(f"{function.name}: T = {t}", len(runs), 0)
         ratio = run_fleet(fleet, array, function, t, seed, ios_per_vm, arrivals, pool)[1]
         runs.append((t, ratio))
         return ratio <= slack
@@ -158,12 +154,13 @@ def largest_vms(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset
 def check_method(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, *, seed: int = 0,
                  ios_per_vm: int | None = DEFAULT_IOS_PER_VM, slack: float = DEFAULT_SLACK,
                  capacity_vms: int | None = None, arrivals: Arrivals = Arrivals.OPEN,
-                 pool: TracePool | None = None) -> MethodCheck:
+                 pool: TracePool | None = None, progress: Progress = no_progress) -> MethodCheck:
     """Compare the model with the simulation for one storage function (``pool``: a trace pool to
-    share with the other functions of the same fleet, seed, IOs per VM and arrivals)."""
+    share with the other functions of the same fleet, seed, IOs per VM and arrivals; ``progress``:
+    each run of the bisection, see :func:`largest_vms`)."""
     t_model = int(operable_count(evaluate(fleet, array, function, 1).max_vms))
     t_sim, runs = largest_vms(fleet, array, function, seed=seed, ios_per_vm=ios_per_vm, slack=slack,
-                              start=max(1, t_model), arrivals=arrivals, pool=pool)
+                              start=max(1, t_model), arrivals=arrivals, pool=pool, progress=progress)
     # Capacity: C and S at the model's T (a full boot's writes: C does not depend on timing).
     t_cap = capacity_vms if capacity_vms is not None else max(1, min(t_model, 1000))
     g = model_golden_images(fleet, array, function, t_cap) if function.method is Method.SNAPSHOT else 1

@@ -11,9 +11,9 @@ VM id, then the lower IO index (the tie-break rule, shared with
 0. arrives at its volume (the per-volume limit N_v);
 1. arrives at the volume's processor;
 2. leaves the processor: looks up the cache (a read hit completes here); a read
-   miss goes to its disk; a write goes to its p disks, after the copy-on-write
-   read on the GI's disks when it has one;
-3. the copy-on-write read is done: the p disk writes start;
+   miss goes to its disk; a write goes to its p disks, after its copy-on-write
+   reads on the GI's disks when it has any (one or two, issued together);
+3. the copy-on-write reads are done: the p disk writes start;
 4. completes. In a closed loop its VM issues its next IO at this moment.
 """
 
@@ -188,6 +188,17 @@ def _writes(i: int, t: float, disk: DiskArray, write_disks: int, pool: int, disk
         end = _serve(disk_free, busy_disk, bins, 2, bin_s, d, t, svc)
         if end > done:
             done = end
+    return done
+
+
+@numba.njit(cache=True, inline="always")
+def _cow_reads(i: int, t: float, cow_disk: DiskArray, disk_free: FloatArray, busy_disk: FloatArray,
+               bins: FloatArray, bin_s: float, svc: float) -> float:
+    """The copy-on-write reads of write ``i`` (one or two, on GI disks), issued together at ``t``:
+    the time the last is done."""
+    done = _serve(disk_free, busy_disk, bins, 3, bin_s, cow_disk[0, i], t, svc)
+    if cow_disk[1, i] >= 0:
+        done = max(done, _serve(disk_free, busy_disk, bins, 3, bin_s, cow_disk[1, i], t, svc))
     return done
 
 
@@ -408,8 +419,8 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
                         d = disk[i]
                         nt = _serve(disk_free, busy_disk, bins, 2 if d < pool else 3, bin_s, d, t, dsvc)
                         stage[i] = 4
-                elif cow_disk[i] >= 0:
-                    nt = _serve(disk_free, busy_disk, bins, 3, bin_s, cow_disk[i], t, dsvc)
+                elif cow_disk[0, i] >= 0:
+                    nt = _cow_reads(i, t, cow_disk, disk_free, busy_disk, bins, bin_s, dsvc)
                     stage[i] = 3
                 else:
                     nt = _writes(i, t, disk, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
@@ -519,7 +530,7 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
                 hits += 1
                 completion[i] = t[k]
                 continue
-        if (is_write[i] == 0 and disk[i] >= pool) or (is_write[i] != 0 and cow_disk[i] >= 0):
+        if (is_write[i] == 0 and disk[i] >= pool) or (is_write[i] != 0 and cow_disk[0, i] >= 0):
             gi_t[ng], gi_ids[ng] = t[k], i
             ng += 1
         else:
@@ -532,7 +543,7 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
         if is_write[i] == 0:
             completion[i] = _serve(disk_free, busy_disk, bins, 3, bin_s, disk[i], gi_t[k], dsvc)
         else:
-            gi_t[ncow] = _serve(disk_free, busy_disk, bins, 3, bin_s, cow_disk[i], gi_t[k], dsvc)
+            gi_t[ncow] = _cow_reads(i, gi_t[k], cow_disk, disk_free, busy_disk, bins, bin_s, dsvc)
             gi_ids[ncow] = i
             ncow += 1
     cow_t, cow_ids = gi_t[:ncow], gi_ids[:ncow]

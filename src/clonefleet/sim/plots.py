@@ -32,7 +32,7 @@ def write_plots(result: SimResult, folder: str | Path) -> list[Path]:
 
     out = output_folder(folder, "--plots")
     sc = result.scenario
-    title = f"{sc['vms']} x {sc['fleet']} on {sc['array']}, {sc['function']} (seed {result.seed})"
+    title = f"{sc.vms} x {sc.fleet} on {sc.array}, {sc.function} (seed {result.seed})"
 
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.hist(result.boot_s, bins=min(50, max(5, len(result.boot_s) // 5)), color="tab:blue")

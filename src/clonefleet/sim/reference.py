@@ -1,9 +1,9 @@
 """The reference engine: the same array model in SimPy, written to be obviously right.
 
 Each IO is a SimPy process that walks its stages (volume, processor, cache,
-disks) holding one ``simpy.Resource`` at a time; RAID writes hold their p disks
-in parallel sub-processes. It is slow and exists to hold
-:mod:`clonefleet.sim.fast` equal, IO for IO.
+disks) holding one ``simpy.Resource`` at a time; a write's copy-on-write reads
+(on GI disks), then its p RAID writes, are parallel sub-processes. It is slow and
+exists to hold :mod:`clonefleet.sim.fast` equal, IO for IO.
 
 Tie-break rule (the same as the fast engine's): among events at the same time,
 the IO with the lower id (lower VM id, then lower IO index) acts first. SimPy
@@ -125,8 +125,10 @@ class _Model:
                 d = int(net.disk[i])
                 yield from self.serve(self.disks, 2, d, 2 if d < net.pool_disks else 3, i, disk_s)
         else:
-            if net.cow_disk[i] >= 0:
-                yield from self.serve(self.disks, 2, int(net.cow_disk[i]), 3, i, disk_s)
+            cows = [int(d) for d in net.cow_disk[:, i] if d >= 0]
+            if cows:  # copy-on-write reads, in parallel; the writes start when the last is done
+                yield env.all_of([env.process(self.serve(self.disks, 2, d, 3, i, disk_s)) for d in cows])
+                yield _At(env, 0.0, i)  # back in IO-id order among the events of this instant
             writes = [env.process(self.serve(self.disks, 2, (int(net.disk[i]) + k) % net.pool_disks, 2, i,
                                              disk_s)) for k in range(net.write_disks)]
             yield env.all_of(writes)

@@ -1,7 +1,8 @@
 """Results of one run: boot times, IO latencies, utilisation over time, allocation. Seconds and bytes.
 
-:func:`simulate` is the one call most users need: build the network, run an
-engine, summarise.
+:func:`simulate` runs one built scenario: place its IOs on the array, run an
+engine, summarise. A whole storm from presets is one call to
+:func:`clonefleet.sim.run_storm`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from clonefleet.presets import Method
 from clonefleet.sim.arraymodel import Network, allocated_bytes_per_clone, compile_network, consumed_bytes
 from clonefleet.sim.fast import UTIL_CLASSES, RawRun, run_fast
 from clonefleet.sim.order import IdArray
 from clonefleet.sim.quantiles import percentiles
 from clonefleet.sim.scenario import Scenario
+from clonefleet.sim.trace import Arrivals
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -73,10 +76,41 @@ class Utilisation:
 
 
 @dataclass(frozen=True)
+class ScenarioRecord:
+    """What a run simulated, as its result reports it: preset names, counts, bytes."""
+
+    fleet: str
+    array: str
+    function: str
+    method: Method
+    vms: int
+    ios: int
+    golden_images: int  # g: VM v's clone reads GI v mod g (1 for full and thin clones)
+    arrivals: Arrivals
+    queue_depth: int  # q, of a closed loop
+    cache_bytes: float
+    cache_block_bytes: int
+    seed: int | None
+    trace: str  # where the trace came from: "synthetic" or its file
+
+    @staticmethod
+    def of(scenario: Scenario) -> ScenarioRecord:
+        return ScenarioRecord(
+            fleet=scenario.fleet.name, array=scenario.array.name, function=scenario.function.name,
+            method=scenario.method, vms=scenario.vms, ios=scenario.trace.ios, golden_images=scenario.golden_images,
+            arrivals=scenario.arrivals, queue_depth=scenario.queue_depth, cache_bytes=scenario.array.cache_bytes,
+            cache_block_bytes=scenario.cache_block_bytes, seed=scenario.seed, trace=scenario.trace.source)
+
+    def to_dict(self) -> dict[str, object]:
+        """The fields, the enums as their values."""
+        return {**vars(self), "method": self.method.value, "arrivals": self.arrivals.value}
+
+
+@dataclass(frozen=True)
 class SimResult:
     """One simulated boot storm. Times in seconds, sizes in bytes; ``seed`` reproduces it."""
 
-    scenario: dict[str, object]
+    scenario: ScenarioRecord
     engine: str
     seed: int | None
     ios: int
@@ -98,9 +132,8 @@ class SimResult:
     def slowest_vms(self, count: int = 10) -> list[dict[str, object]]:
         """The VMs that booted last: id, boot time [s], and the GI their clone reads (VM v reads GI
         v mod g; full and thin clones read none during the storm)."""
-        g = self.scenario["golden_images"]
-        assert isinstance(g, int)
-        snapshot = self.scenario["method"] == "snapshot"
+        g = self.scenario.golden_images
+        snapshot = self.scenario.method is Method.SNAPSHOT
         order = np.argsort(-self.boot_s, kind="stable")[:count]
         return [{"vm": int(v), "boot_s": float(self.boot_s[v]), "golden_image": int(v % g) if snapshot else None}
                 for v in order]
@@ -112,7 +145,7 @@ class SimResult:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "scenario": self.scenario, "engine": self.engine, "seed": self.seed, "ios": self.ios,
+            "scenario": self.scenario.to_dict(), "engine": self.engine, "seed": self.seed, "ios": self.ios,
             "makespan_s": self.makespan_s, "boot_window_s": self.boot_window_s,
             "boot": self.boot.to_dict(), "latency": self.latency.to_dict(),
             "latency_percentiles_s": self.latency_percentiles_s, "read_hit_ratio": self.read_hit_ratio,
@@ -156,7 +189,7 @@ def summarise(scenario: Scenario, net: Network, raw: RawRun) -> SimResult:
                      "s")
     pct = q[3:-1]
     return SimResult(
-        scenario=scenario.describe(), engine=raw.engine, seed=scenario.seed, ios=trace.ios,
+        scenario=ScenarioRecord.of(scenario), engine=raw.engine, seed=scenario.seed, ios=trace.ios,
         makespan_s=makespan, boot=Spread.of(boot, "s"), latency=latency,
         latency_percentiles_s={f"p{p:g}": float(v) for p, v in zip(PERCENTILES, pct, strict=True)},
         read_hit_ratio=raw.read_hits / raw.reads if raw.reads else 0.0,

@@ -33,6 +33,7 @@ import numpy.typing as npt
 from clonefleet.errors import UsageError
 from clonefleet.model.footprint import DEFAULT_ALIGN_BYTES, write_extents
 from clonefleet.presets import FleetPreset
+from clonefleet.sim.progress import Progress, no_progress
 from clonefleet.units import format_bytes
 
 IntArray = npt.NDArray[np.int64]
@@ -123,11 +124,6 @@ class Trace:
     def arrivals(self) -> Arrivals:
         return Arrivals.OPEN if len(self.issue_s) else Arrivals.CLOSED
 
-    def vm_of_io(self) -> Int32Array:
-        """The VM of every IO (built on demand: 4 bytes per IO)."""
-        counts = np.diff(self.vm_start)
-        return np.repeat(np.arange(self.vms, dtype=np.int32), counts)
-
     def vm_slice(self, vm: int) -> slice:
         return slice(int(self.vm_start[vm]), int(self.vm_start[vm + 1]))
 
@@ -192,6 +188,7 @@ def generate_trace(
     start_spread_s: float = 0.0,
     seed: int | None = None,
     align_bytes: int = DEFAULT_ALIGN_BYTES,
+    progress: Progress = no_progress,
 ) -> Trace:
     """Draw the boot IOs of ``vms`` VMs of ``fleet``.
 
@@ -200,7 +197,7 @@ def generate_trace(
     their rate A = ``host_iops`` as a Poisson stream; every VM starts at a time
     drawn uniformly in ``[0, start_spread_s]`` (0: all at once, the storm). Each VM draws
     from its own child of ``rng`` (``rng.spawn``), so the first k VMs of a larger fleet
-    boot exactly as a fleet of k does.
+    boot exactly as a fleet of k does. ``progress`` hears ("draw the trace", VMs drawn, VMs).
     """
     arrivals = Arrivals(arrivals)
     ios = int(round(fleet.boot_ios if ios_per_vm is None else ios_per_vm))
@@ -231,6 +228,7 @@ def generate_trace(
     times: list[FloatArray] = []
     counts = np.zeros(vms, np.int64)
     for v in range(vms):
+        progress("draw the trace", v, vms)
         rng = children[v]
         if start_spread_s > 0:
             starts[v] = rng.uniform(0.0, start_spread_s)
@@ -270,6 +268,7 @@ def generate_trace(
         counts[v] = len(op)
         if arrivals is Arrivals.OPEN:
             times.append(starts[v] + np.cumsum(rng.exponential(1.0 / fleet.host_iops, len(op))))
+    progress("draw the trace", vms, vms)
     vm_start = np.zeros(vms + 1, np.int64)
     np.cumsum(counts, out=vm_start[1:])
     return Trace(

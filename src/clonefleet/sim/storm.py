@@ -1,0 +1,83 @@
+"""A boot storm in one call: the trace (drawn or given), the scenarios, the runs.
+
+:func:`run_storm` is what ``clonefleet simulate`` and the model comparison
+(:mod:`clonefleet.sim.compare`) both call: it draws the trace unless one is
+given, builds one scenario per number of GIs, checks them all before the first
+run, then runs each on the same trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from clonefleet.planner import golden_images_for
+from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
+from clonefleet.sim.arraymodel import compile_network
+from clonefleet.sim.order import IdArray, time_order
+from clonefleet.sim.progress import Progress, no_progress
+from clonefleet.sim.results import Engine, SimResult, run_engine, summarise
+from clonefleet.sim.scenario import build_scenario
+from clonefleet.sim.trace import Arrivals, Trace, generate_trace
+
+
+def model_golden_images(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int) -> int:
+    """The GIs a simulated storm of ``vms`` clones runs on: the model's g
+    (:func:`~clonefleet.planner.golden_images_for`); when no number of GIs carries a clone, one GI
+    per clone, the most that can help."""
+    return golden_images_for(fleet, array, function, vms) or vms
+
+
+@dataclass(frozen=True, eq=False)
+class Storm:
+    """One storm's trace and its runs, one per number of GIs asked for, in that order."""
+
+    trace: Trace
+    runs: tuple[SimResult, ...]
+
+    @property
+    def golden_images(self) -> list[int]:
+        return [r.scenario.golden_images for r in self.runs]
+
+
+def run_storm(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int, *,
+              golden_images: int | Sequence[int] | None = None, seed: int = 0,
+              arrivals: Arrivals = Arrivals.CLOSED, ios_per_vm: int | None = None,
+              queue_depth: int | None = None, start_spread_s: float = 0.0, trace: Trace | None = None,
+              engine: Engine = Engine.FAST, progress: Progress = no_progress,
+              arrival_order: IdArray | None = None) -> Storm:
+    """Boot ``vms`` clones of ``fleet`` at once on ``array`` with ``function``; seconds, bytes.
+
+    ``golden_images``: one g, several (the same storm on each), or None: the model's g for snapshot
+    clones (:func:`model_golden_images`), 1 for the others. ``trace``: the trace to run (read from
+    a file, or drawn before with the same arguments; ``arrivals`` and ``start_spread_s`` then come
+    from it); otherwise one is drawn from ``seed`` and the rest. ``ios_per_vm``: a shorter boot
+    than the fleet's ``boot_ios`` (W and n scale along), whose nominal window is shorter too.
+    ``arrival_order``: the trace's IO ids in (issue time, id) order when the caller has them (see
+    :func:`~clonefleet.sim.arraymodel.compile_network`). Every scenario is checked before the first
+    run (:class:`~clonefleet.errors.UsageError`, one line).
+    """
+    if golden_images is None:
+        gs: list[int | None] = [model_golden_images(fleet, array, function, vms)
+                                if function.method is Method.SNAPSHOT else None]
+    else:
+        gs = [golden_images] if isinstance(golden_images, int) else list(golden_images)
+    if trace is None:
+        trace = generate_trace(fleet, vms, np.random.default_rng(seed), arrivals=arrivals, ios_per_vm=ios_per_vm,
+                               seed=seed, start_spread_s=start_spread_s, progress=progress)
+    if ios_per_vm is not None:
+        fleet = replace(fleet, boot_ios=float(ios_per_vm))  # its boot window: the shorter boot's
+    scenarios = [build_scenario(trace, fleet, array, function, vms=vms, golden_images=g, queue_depth=queue_depth,
+                                seed=seed) for g in gs]
+    if arrival_order is None and len(scenarios) > 1 and len(trace.issue_s):
+        arrival_order = time_order(trace.issue_s)  # once for every run
+    runs = []
+    for k, scenario in enumerate(scenarios):
+        progress("place the IOs on the array", k, len(scenarios))
+        net = compile_network(scenario, arrival_order)
+        progress(f"run the {engine.value} engine", k, len(scenarios))
+        runs.append(summarise(scenario, net, run_engine(net, engine)))
+    progress(f"run the {engine.value} engine", len(scenarios), len(scenarios))
+    return Storm(trace, tuple(runs))
