@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from clonefleet.cli.app import JSON_OPTION, app, console, emit_json, err_console
+from clonefleet.cli.app import JSON_OPTION, app, console, emit_json, err_console, progress_display
 from clonefleet.errors import UsageError
 from clonefleet.units import UnitError, format_bytes, parse_bytes
 
@@ -23,24 +20,6 @@ def _workers(value: int | None) -> int | None:
     if value is not None and not 1 <= value <= 256:
         raise UsageError(f"--workers = {value}: a whole number from 1 to 256")
     return value
-
-
-@contextmanager
-def progress_bar(enabled: bool) -> Iterator[object]:
-    """A progress bar on stderr when it is a terminal; the callback the engine reports to."""
-    if not enabled or not err_console.is_terminal:
-        yield lambda phase, done, total: None
-        return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True) as bar:
-        tasks: dict[str, object] = {}
-
-        def report(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done, total=total)  # type: ignore[arg-type]
-
-        yield report
 
 
 @app.command("init")
@@ -141,8 +120,8 @@ def provision_cmd(
         for step in plan.recipe.steps:
             console.print(f"  {step}")
         return
-    with progress_bar(not as_json) as report:
-        result = provision.provision(m, progress=report, workers=_workers(workers),  # type: ignore[arg-type]
+    with progress_display(not as_json) as report:
+        result = provision.provision(m, progress=report, workers=_workers(workers),
                                      force=force)
     for warning in result.warnings:
         err_console.print(f"clonefleet: warning: {warning}", markup=False)
@@ -166,8 +145,8 @@ def status_cmd(
     from clonefleet import provision
 
     m = provision.load_manifest(manifest)
-    with progress_bar(verify and not as_json) as report:
-        st = provision.status(m, verify=verify, progress=report)  # type: ignore[arg-type]
+    with progress_display(verify and not as_json) as report:
+        st = provision.status(m, verify=verify, progress=report)
     if as_json:
         emit_json(st.to_dict())
     else:
@@ -203,8 +182,8 @@ def destroy_cmd(
     m = provision.load_manifest(manifest)
     if not yes:
         raise UsageError(f"destroy removes the clones of fleet {m.name} in {m.dest}: pass --yes to confirm")
-    with progress_bar(not as_json) as report:
-        result = provision.destroy(m, progress=report)  # type: ignore[arg-type]
+    with progress_display(not as_json) as report:
+        result = provision.destroy(m, progress=report)
     if as_json:
         emit_json(result.to_dict())
         return
@@ -224,8 +203,8 @@ def writes_cmd(
     from clonefleet import provision
 
     m = provision.load_manifest(manifest)
-    with progress_bar(not as_json) as report:
-        result = provision.apply_writes(m, progress=report, workers=_workers(workers))  # type: ignore[arg-type]
+    with progress_display(not as_json) as report:
+        result = provision.apply_writes(m, progress=report, workers=_workers(workers))
     if as_json:
         emit_json(result.to_dict())
         return

@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 from clonefleet.backends import Backend, Prepared, get_backend
 from clonefleet.errors import ClonefleetError, UsageError
 from clonefleet.presets import Method
+from clonefleet.progress import Progress, no_progress
 from clonefleet.provision.fleetdir import (
     LOCK_NAME,
     REPLICA_DIR,
@@ -48,14 +48,6 @@ from clonefleet.storage.tools import stop_on_signals
 
 #: Longest a finished clone waits in the private folder for its group to be linked into place.
 LINK_DELAY_S = 0.2
-
-#: progress(phase, done, total)
-Progress = Callable[[str, int, int], None]
-
-
-def no_progress(phase: str, done: int, total: int) -> None:
-    return None
-
 
 class ProvisionFailed(ClonefleetError):
     """A run stopped part way; the message says what was made, what failed and what to do."""

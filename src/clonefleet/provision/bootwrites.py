@@ -28,8 +28,8 @@ import numpy as np
 from clonefleet.backends import Backend, get_backend
 from clonefleet.errors import UsageError, field_error
 from clonefleet.presets import FleetPreset, load_fleet
+from clonefleet.progress import Progress, no_progress
 from clonefleet.provision import writes
-from clonefleet.provision.apply import Progress, no_progress
 from clonefleet.provision.fleetdir import fleet_dir_of, fleet_lock
 from clonefleet.provision.journal import Journal
 from clonefleet.provision.manifest import Manifest

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from clonefleet.backends import Backend, get_backend
 from clonefleet.errors import UsageError
-from clonefleet.provision.apply import Progress, no_progress
+from clonefleet.progress import Progress, no_progress
 from clonefleet.provision.fleetdir import (
     LOCK_NAME,
     REPLICA_DIR,

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 from clonefleet.backends import Backend, get_backend
-from clonefleet.provision.apply import Progress, no_progress
+from clonefleet.progress import Progress, no_progress
 from clonefleet.provision.fleetdir import REPLICA_DIR, lock_holder
 from clonefleet.provision.journal import STATE_DIR
 from clonefleet.provision.manifest import Manifest

@@ -22,9 +22,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from clonefleet.progress import Progress, no_progress
     from clonefleet.sim.compare import MethodCheck, TracePool, check_method
     from clonefleet.sim.plots import write_plots
-    from clonefleet.sim.progress import Progress, no_progress
     from clonefleet.sim.results import Engine, ScenarioRecord, SimResult
     from clonefleet.sim.storm import Storm, model_golden_images, run_storm
     from clonefleet.sim.trace import Arrivals, Trace, generate_trace

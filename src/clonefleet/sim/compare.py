@@ -22,9 +22,9 @@ import numpy as np
 
 from clonefleet.planner import evaluate, operable_count
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
+from clonefleet.progress import Progress, no_progress
 from clonefleet.sim.arraymodel import allocated_bytes_per_clone, consumed_bytes
 from clonefleet.sim.order import IdArray, time_order
-from clonefleet.sim.progress import Progress, no_progress
 from clonefleet.sim.results import SimResult
 from clonefleet.sim.scenario import build_scenario
 from clonefleet.sim.storm import model_golden_images, run_storm

@@ -125,16 +125,6 @@ class Scenario:
                               f"finite times >= 0 s of shape (3, {self.trace.ios}): volume, processor, disk per IO")
         return self
 
-    def describe(self) -> dict[str, object]:
-        return {
-            "fleet": self.fleet.name, "array": self.array.name, "function": self.function.name,
-            "method": self.method.value, "vms": self.vms, "ios": self.trace.ios,
-            "golden_images": self.golden_images, "arrivals": self.arrivals.value,
-            "queue_depth": self.queue_depth, "cache_bytes": self.array.cache_bytes,
-            "cache_block_bytes": self.cache_block_bytes, "seed": self.seed,
-            "trace": self.trace.source,
-        }
-
 
 @numba.njit(cache=True, nogil=True)
 def _first_bad_ios(op: npt.NDArray[np.int8], offset: npt.NDArray[np.int64], length: npt.NDArray[np.int32],

@@ -15,9 +15,9 @@ import numpy as np
 
 from clonefleet.planner import golden_images_for
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
+from clonefleet.progress import Progress, no_progress
 from clonefleet.sim.arraymodel import compile_network
 from clonefleet.sim.order import IdArray, time_order
-from clonefleet.sim.progress import Progress, no_progress
 from clonefleet.sim.results import Engine, SimResult, run_engine, summarise
 from clonefleet.sim.scenario import build_scenario
 from clonefleet.sim.trace import Arrivals, Trace, generate_trace

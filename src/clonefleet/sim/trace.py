@@ -33,7 +33,7 @@ import numpy.typing as npt
 from clonefleet.errors import UsageError
 from clonefleet.model.footprint import DEFAULT_ALIGN_BYTES, write_extents
 from clonefleet.presets import FleetPreset
-from clonefleet.sim.progress import Progress, no_progress
+from clonefleet.progress import Progress, no_progress
 from clonefleet.units import format_bytes
 
 IntArray = npt.NDArray[np.int64]
