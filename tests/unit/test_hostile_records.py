@@ -266,17 +266,35 @@ def test_hostile_manifest_values_are_one_line(
     assert r.err.startswith(f"clonefleet: error: manifest {path}: ") and expected in r.err, r.err
 
 
+WHOLE_VMS = "a whole number from 1 to 1,000,000,000,000"
+
+
+@pytest.mark.parametrize("command", ["plan", "simulate"])
 @pytest.mark.parametrize(("args", "expected"), [
-    (["--vms", "inf"], "'inf': the number of VMs must be a whole number of at least 1"),
-    (["--vms", "nan"], "'nan': the number of VMs must be a whole number of at least 1"),
-    (["--vms", "1e400"], "'1e400': the number of VMs must be a whole number of at least 1"),
-    (["--vms", "9" * 400], "(400 characters): the number of VMs must be at most 1,000,000,000,000"),
-    (["--vms", "-0"], "'-0': the number of VMs must be a whole number of at least 1"),
+    (["--vms", "inf"], f"'inf': {WHOLE_VMS}"),
+    (["--vms", "nan"], f"'nan': {WHOLE_VMS}"),
+    (["--vms", "1e400"], f"'1e400': {WHOLE_VMS}"),
+    (["--vms", "9" * 400], f"(400 characters): {WHOLE_VMS}"),
+    (["--vms", "-0"], f"'-0': {WHOLE_VMS}"),
+    (["--vms", "2.5"], f"'2.5': {WHOLE_VMS}"),
 ])
-def test_cli_numbers_are_one_line_and_exit_2(cli: Cli, args: list[str], expected: str) -> None:
-    r = cli("plan", "-f", "desktop-win7", "-a", "midrange-2012", *args)
+def test_cli_numbers_are_one_line_and_exit_2(cli: Cli, command: str, args: list[str], expected: str) -> None:
+    r = cli(command, "-f", "desktop-win7", "-a", "midrange-2012", *args,
+            *(["--method", "thin"] if command == "simulate" else []))
     assert r.code == 2 and r.err.count("\n") == 1 and expected in r.err, r.err
     assert "Invalid value for '--vms'" in r.err and r.out == ""
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--seed", "-1"], "'-1': a whole number from 0 to 9,223,372,036,854,775,807"),
+    (["--seed", "9" * 400], "(400 characters): a whole number from 0 to"),
+    (["--ios-per-vm", "0"], "'0': a whole number from 1 to 1,000,000,000"),
+    (["--queue-depth", "inf"], "'inf': a whole number from 1 to 1,000,000"),
+    (["--golden-images", "1,2.5"], "--golden-images = '2.5': a whole number from 1 to"),
+])
+def test_every_whole_number_of_simulate_is_typed_and_bounded(cli: Cli, args: list[str], expected: str) -> None:
+    r = cli("simulate", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "4", "-m", "snapshot", *args)
+    assert r.code == 2 and r.err.count("\n") == 1 and expected in r.err, r.err
 
 
 def test_the_fleet_size_flag_still_takes_what_it_took(cli: Cli) -> None:
@@ -298,3 +316,24 @@ def test_gi_seed_of_400_digits_is_refused_before_anything_is_built(cli: Cli, tmp
 def test_the_paper_plan_prints_finite_numbers(cli: Cli) -> None:
     r = cli("plan", "--fleet", "desktop-win7", "--array", "midrange-2012", "--vms", "1000")
     assert r.code == 0 and "recommended" in r.out and not NOT_FINITE.search(r.out)
+
+
+@given(st.one_of(st.integers(min_value=-(10**420), max_value=10**420).map(str),
+                 st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                 st.text(max_size=12)))
+def test_a_whole_number_flag_takes_exactly_the_whole_numbers_in_its_bounds(text: str) -> None:
+    from fractions import Fraction
+
+    from clonefleet.cli.app import parse_whole
+
+    try:
+        exact: Fraction | None = Fraction(text.replace("_", "")) if text.strip() else None
+    except (ValueError, ZeroDivisionError):
+        exact = None
+    try:
+        got = parse_whole(text, "--n", 3, 10**12)
+    except UsageError as exc:
+        assert "--n = " in exc.message and "a whole number from 3 to 1,000,000,000,000" in exc.message
+        assert exact is None or exact.denominator != 1 or not 3 <= exact <= 10**12
+    else:
+        assert exact is not None and exact == got and 3 <= got <= 10**12

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import click
 import typer
 from rich.table import Table
 
-from clonefleet.cli.app import JSON_OPTION, app, console, emit_json
+from clonefleet.cli.app import JSON_OPTION, Whole, app, console, emit_json
 from clonefleet.errors import UsageError
-from clonefleet.planner import DEFAULT_FUNCTIONS, MAX_VMS, Plan, check_vms, plan
+from clonefleet.planner import DEFAULT_FUNCTIONS, MAX_VMS, Plan, plan
 from clonefleet.presets import list_presets, load_array, load_fleet
 from clonefleet.units import format_bytes
 
@@ -23,46 +22,8 @@ FUNCTIONS_OPTION = typer.Option(
 )
 
 
-def parse_vms(text: str, flag: str = "--vms") -> int:
-    """A number of VMs (whole, 1 to MAX_VMS) given as ``flag``, with a one-line error otherwise.
-
-    Written the way people write fleet sizes: ``1000``, ``1e3``, ``1_000``; ``inf``, ``nan``, ``2.5``,
-    ``0`` and numbers beyond MAX_VMS (a 400-digit one too) are refused.
-    """
-    try:
-        try:
-            number: float = min(int(text), MAX_VMS + 1)  # a 400-digit integer is too large, not "not a number"
-        except ValueError:
-            number = float(text)
-        return check_vms(number)
-    except (ValueError, UsageError) as exc:
-        why = exc.message.partition(": ")[2] if isinstance(exc, UsageError) else \
-            "the number of VMs must be a whole number of at least 1"
-        raise UsageError(f"{flag} = {text!r}: {why}") from None
-
-
-class VmCount(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on, not in 8.1
-    """The click type of a fleet size flag: an ``int`` from 1 to MAX_VMS (see :func:`parse_vms`).
-
-    Typer's own ``int`` would refuse ``1e3``, which ``--vms`` has always taken; this type takes it
-    and still refuses ``inf``, ``nan``, fractions and 400-digit numbers with one line, exit 2.
-    """
-
-    name = "VMS"
-
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        flag = param.opts[0] if param is not None and param.opts else "--vms"
-        try:
-            return parse_vms(str(value), flag)
-        except UsageError as exc:
-            text = str(value)
-            shown = repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text)} characters)"
-            self.fail(f"{shown}: {exc.message.partition(': ')[2]}", param, ctx)
-
-
-VMS = VmCount()
+#: A fleet size: ``1000``, ``1e3`` or ``1_000``, from 1 to MAX_VMS.
+VMS = Whole(1, MAX_VMS, "VMS")
 
 
 def parse_functions(text: str) -> list[str]:

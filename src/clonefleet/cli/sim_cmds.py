@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
 from rich.table import Table
 
-from clonefleet.cli.app import JSON_OPTION, app, console, emit_json, progress_display
+from clonefleet.cli.app import JSON_OPTION, Whole, app, console, emit_json, parse_whole, progress_display
 from clonefleet.errors import UsageError, output_folder
+from clonefleet.planner import MAX_VMS
 from clonefleet.presets import load_array, load_fleet, load_function
 from clonefleet.units import format_bytes
 
@@ -19,25 +20,11 @@ if TYPE_CHECKING:  # the simulator (numba) is imported when a command runs, not 
 
 FLEET_OPTION = typer.Option(..., "--fleet", "-f", help="Fleet preset name or path to a fleet TOML file.")
 ARRAY_OPTION = typer.Option(..., "--array", "-a", help="Array preset name or path to an array TOML file.")
-SEED_OPTION = typer.Option("0", "--seed", help="Seed of the numpy random generator (a whole number >= 0).")
+SEED_OPTION = typer.Option(0, "--seed", click_type=Whole(0, 2**63 - 1, "SEED"),
+                           help="Seed of the numpy random generator (a whole number >= 0).")
+#: IOs one boot issues, or outstanding per VM: far beyond any real boot, and a storm still fits in memory.
+MAX_IOS_PER_VM = 10**9
 IOS_HELP = "IOs per VM boot (default: the fleet's boot_ios); fewer for a quick run, W and n scale along."
-
-
-@overload
-def _whole(flag: str, text: str, low: int) -> int: ...
-@overload
-def _whole(flag: str, text: str | None, low: int) -> int | None: ...
-def _whole(flag: str, text: str | None, low: int) -> int | None:
-    """The whole number a flag gives (None when not given), at least ``low``; one line otherwise."""
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"{flag} = {text!r}: a whole number of at least {low}") from None
-    if not np.isfinite(value) or value != int(value) or value < low:
-        raise UsageError(f"{flag} = {text!r}: a whole number of at least {low}")
-    return int(value)
 
 
 def _choice(flag: str, text: str, allowed: tuple[str, ...]) -> str:
@@ -50,18 +37,20 @@ def _choice(flag: str, text: str, allowed: tuple[str, ...]) -> str:
 def simulate_cmd(
     fleet: str = FLEET_OPTION,
     array: str = ARRAY_OPTION,
-    vms: str = typer.Option(..., "--vms", "-t", help="Number of VMs T booting together."),
+    vms: int = typer.Option(..., "--vms", "-t", click_type=Whole(1, MAX_VMS, "VMS"),
+                            help="Number of VMs T booting together."),
     method: str = typer.Option(..., "--method", "-m",
                                help="full, thin or snapshot, or any storage-function preset (e.g. qcow2-linked)."),
     golden_images: str = typer.Option(None, "--golden-images", "-g",
                                       help="GIs g the snapshot clones spread over (default: the model's g); "
                                            "a list such as 1,2,4 runs each on the same trace and compares them."),
     engine: str = typer.Option("fast", "--engine", help="fast (numba) or reference (SimPy, slow)."),
-    seed: str = SEED_OPTION,
+    seed: int = SEED_OPTION,
     arrivals: str = typer.Option("closed", "--arrivals",
                                  help="closed: each VM keeps q IOs outstanding; open: each VM issues at rate A."),
-    ios_per_vm: str = typer.Option(None, "--ios-per-vm", help=IOS_HELP),
-    queue_depth: str = typer.Option(None, "--queue-depth", "-q", help="IOs a VM keeps outstanding (closed loop)."),
+    ios_per_vm: int | None = typer.Option(None, "--ios-per-vm", click_type=Whole(1, MAX_IOS_PER_VM), help=IOS_HELP),
+    queue_depth: int | None = typer.Option(None, "--queue-depth", "-q", click_type=Whole(1, 1_000_000),
+                                           help="IOs a VM keeps outstanding (closed loop)."),
     start_spread: float = typer.Option(0.0, "--start-spread", help="VMs power on uniformly within this many s."),
     trace: Path = typer.Option(None, "--trace", help="Replay a real trace (fio iolog, folder of iologs, "
                                                      "blkparse text or CSV) instead of a synthetic one."),
@@ -74,14 +63,12 @@ def simulate_cmd(
     from clonefleet import sim
 
     fleet_p, array_p, function_p = load_fleet(fleet), load_array(array), load_function(method)
-    t = _whole("--vms", vms, 1)
-    s = _whole("--seed", seed, 0)
+    t, s = vms, seed
     eng = sim.Engine(_choice("--engine", engine, tuple(e.value for e in sim.Engine)))
     arr = sim.Arrivals(_choice("--arrivals", arrivals, tuple(a.value for a in sim.Arrivals)))
-    ios = _whole("--ios-per-vm", ios_per_vm, 1)
-    q = _whole("--queue-depth", queue_depth, 1)
+    ios, q = ios_per_vm, queue_depth
     gs = None if golden_images is None else [
-        _whole("--golden-images", part.strip(), 1) for part in golden_images.split(",")]
+        parse_whole(part.strip(), "--golden-images", 1, MAX_VMS) for part in golden_images.split(",")]
     if not (np.isfinite(start_spread) and start_spread >= 0):
         raise UsageError(f"--start-spread = {start_spread!r}: a time of 0 s or more")
     for flag, folder in (("--plots", plots), ("--write-iolog", write_iolog)):
@@ -174,11 +161,11 @@ def validate_cmd(
     array: str = ARRAY_OPTION,
     functions: str = typer.Option("full,thin,snapshot", "--functions",
                                   help="Comma-separated storage functions to check, e.g. full,thin,snapshot."),
-    ios_per_vm: str = typer.Option("4000", "--ios-per-vm", help="IOs per boot in the bisection runs (C and S "
-                                                                "always use the full boot)."),
+    ios_per_vm: int = typer.Option(4000, "--ios-per-vm", click_type=Whole(10, MAX_IOS_PER_VM),
+                                   help="IOs per boot in the bisection runs (C and S always use the full boot)."),
     arrivals: str = typer.Option("open", "--arrivals", help="open (each VM offers A, the model's premise) or closed."),
     slack: float = typer.Option(1.02, "--slack", help="A fleet meets its window when p95 boot / nominal <= slack."),
-    seed: str = SEED_OPTION,
+    seed: int = SEED_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Simulation against the model per method: the largest T that meets the boot window, C and S."""
@@ -189,8 +176,7 @@ def validate_cmd(
     if not names:
         raise UsageError("--functions is empty: give storage functions, e.g. thin,snapshot")
     fns = [load_function(n) for n in names]
-    ios = _whole("--ios-per-vm", ios_per_vm, 10)
-    s = _whole("--seed", seed, 0)
+    ios, s = ios_per_vm, seed
     arr = sim.Arrivals(_choice("--arrivals", arrivals, tuple(a.value for a in sim.Arrivals)))
     if not (np.isfinite(slack) and slack >= 1.0):
         raise UsageError(f"--slack = {slack!r}: a factor of at least 1")
