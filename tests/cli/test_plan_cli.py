@@ -91,11 +91,14 @@ def test_sweep_json_and_files(cli: Cli, tmp_path: Path) -> None:
     assert len(lines) == 1 + 3000 * 4 * 3
 
 
+#: What a fleet-size flag allows (cli.app.parse_whole).
+WHOLE_VMS = "a whole number from 1 to 1,000,000,000,000"
+
 BAD_INPUT = [
-    (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "0"], "a whole number from 1 to 1,000,000,000,000"),
-    (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "-5"], "a whole number from 1 to 1,000,000,000,000"),
-    (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "lots"], "a whole number from 1 to 1,000,000,000,000"),
-    (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "2.5"], "a whole number from 1 to 1,000,000,000,000"),
+    (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "0"], WHOLE_VMS),
+    (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "-5"], WHOLE_VMS),
+    (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "lots"], WHOLE_VMS),
+    (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "2.5"], WHOLE_VMS),
     (["plan", "-f", "desktop-win8", "-a", "midrange-2012"], "known: desktop-win11, desktop-win7"),
     (["plan", "-f", "desktop-win7", "-a", "nas"], "unknown array preset 'nas'; known: allflash-2024"),
     (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--functions", "thin,clone"],
@@ -105,7 +108,7 @@ BAD_INPUT = [
     (["sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "10:1"], "START <= STOP"),
     (["sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--param", "speed=1:2"], "not a fleet or array field"),
     (["sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--param", "gi_used=1GX:2GiB"], "unknown unit 'GX'"),
-    (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "1e300"], "a whole number from 1 to 1,000,000,000,000"),
+    (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "1e300"], WHOLE_VMS),
     (["sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--target", "1e30"],
      "Invalid value for '--target': '1e30': a whole number from 1 to 1,000,000,000,000"),
     (["sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "1:1000000000000"],
