@@ -71,8 +71,11 @@ def test_init_writes_a_manifest_with_the_checksum(cli: Callable[..., object], tm
     (("--clone-name", "a" * 300 + "{index}"), "clone_name"),
     (("--method", "linked"), "method"),
     (("--backend", "zfs"), "backend"),
-    (("--golden-images", "0"), "golden_images"),
-    (("--golden-images", "many"), "golden_images"),
+    (("--golden-images", "0"), "--golden-images = '0': a whole number from 1 to 10,000"),
+    (("--golden-images", "many"), "--golden-images = 'many'"),
+    (("--golden-images", "²"), "--golden-images = '²'"),
+    (("--count", "1e400"), "Invalid value for '--count'"),
+    (("--workers", "nan"), "Invalid value for '--workers'"),
     (("--cluster-size", "lots"), "cluster-size"),
     (("--write-bytes", "12 parsecs"), "write-bytes"),
 ])

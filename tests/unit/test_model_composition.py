@@ -59,7 +59,9 @@ def test_the_planners_s_is_the_one_composition(function: str) -> None:
         assert float(per_clone_bytes(FLEET, fn, 1e9)) == FLEET.gi_virtual_bytes
 
 
-def test_no_gi_carries_a_clone_every_layer_says_so_the_same_way(tmp_path) -> None:
+def test_no_gi_carries_a_clone_one_answer_each_layer_reads_its_own_way(tmp_path) -> None:
+    # One function answers (None); the planner reports the method as infeasible (no g, no S), the
+    # simulator runs its storm on one GI per clone (the most GIs can do), the manifest refuses 'auto'.
     snap = load_function("snapshot")
     assert golden_images_for(FLEET, STARVED, snap, 50) is None
     assert golden_images_for(FLEET, STARVED, load_function("thin"), 50) == 1
@@ -113,3 +115,13 @@ def test_every_field_of_an_evaluation_has_the_grids_shape(function: str) -> None
         value = getattr(ev, field.name)
         assert value.shape[-2:] == (2, 3), field.name
     np.testing.assert_allclose(ev.full_copy_bytes[1], 100 * sizes[0])
+
+
+def test_validate_of_a_method_no_gi_can_carry_compares_finite_figures() -> None:
+    from clonefleet.sim import check_method
+
+    check = check_method(FLEET, STARVED, load_function("snapshot"), ios_per_vm=20, capacity_vms=10)
+    assert check.model_max_vms == 0 and check.max_vms_ratio is None  # the model carries no clone
+    # S of model and simulation at the same g and T: finite, and within the trace's C from the model's
+    assert check.golden_images == 10
+    assert np.isfinite(check.model_consumed_bytes) and 0.8 < check.consumed_ratio < 1.25

@@ -91,7 +91,7 @@ def test_a_whole_clone_clonefleet_did_not_make_is_refused_not_adopted(tmp_path: 
     payload = (m.dest / "vm-0001.fake").read_bytes()
     (m.dest / "vm-0004.fake").write_bytes(payload)  # a user's copy: no journal record names it
     m4 = make_fleet(tmp_path, count=4)
-    with pytest.raises(UsageError, match="does not record it"):
+    with pytest.raises(UsageError, match="is not the clone clonefleet made"):
         engine.provision(m4, FakeBackend())
     assert (m.dest / "vm-0004.fake").read_bytes() == payload
 
@@ -100,7 +100,7 @@ def test_a_foreign_file_under_a_clone_name_is_refused_not_overwritten(tmp_path: 
     m = make_fleet(tmp_path, count=2)
     m.dest.mkdir()
     (m.dest / "vm-0002.fake").write_text("my notes")
-    with pytest.raises(UsageError, match="not a clone of this fleet"):
+    with pytest.raises(UsageError, match="is not the clone clonefleet made"):
         engine.provision(m, FakeBackend())
     assert (m.dest / "vm-0002.fake").read_text() == "my notes"
 

@@ -19,27 +19,14 @@ import clonefleet.provision as engine
 from clonefleet.backends import Prepared, Recipe
 from clonefleet.backends.fake import FakeBackend
 from clonefleet.errors import UsageError
-from clonefleet.provision.manifest import Manifest, build_manifest, write_manifest
+from clonefleet.provision.manifest import Manifest, build_manifest
 from clonefleet.storage import tools
-from clonefleet.storage.data import sha256_file
 from clonefleet.storage.paths import check_fleet_dir
-from fakes import fake_backend
+from fakes import fake_backend, make_fleet
 from helpers import mounted
 
 pytestmark = pytest.mark.usefixtures("fake_backend")
 __all__ = ["fake_backend"]
-
-
-def make_fleet(tmp_path: Path, count: int = 4, g: int = 1, method: str = "snapshot", dest: str = "clones",
-               gi_name: str = "gi.img") -> Manifest:
-    gi = tmp_path / gi_name
-    if not gi.exists():
-        gi.write_bytes(os.urandom(64 * 1024))
-    return write_manifest(tmp_path / "fleet.toml", {
-        "fleet": {"name": "t", "count": count, "dest": dest},
-        "golden_image": {"path": gi_name, "sha256": sha256_file(gi), "bytes": gi.stat().st_size},
-        "clones": {"backend": "fake", "method": method, "golden_images": g, "workers": 2},
-    }, force=True)
 
 
 # --- the fleet directory ------------------------------------------------------------------------
@@ -115,11 +102,15 @@ def test_a_clone_replaced_by_a_foreign_file_is_kept_by_destroy_and_by_a_shrinkin
     for name in ("vm-0002.fake", "vm-0003.fake"):  # written beside, then renamed over the clone
         (tmp_path / name).write_bytes(b"a user's file, not the clone")
         os.rename(tmp_path / name, m.dest / name)
-    engine.provision(make_fleet(tmp_path, count=2), FakeBackend())  # vm-0003 no longer wanted
-    assert (m.dest / "vm-0003.fake").read_bytes() == b"a user's file, not the clone"
+    smaller = make_fleet(tmp_path, count=2)  # vm-0003 no longer wanted; vm-0002 still is, and is not ours
+    with pytest.raises(UsageError, match="vm-0002.fake: is not the clone clonefleet made"):
+        engine.provision(smaller, FakeBackend())
+    st = engine.status(smaller, FakeBackend())
+    assert st.count("foreign") == 1 and not st.in_sync and "move them away" in st.advice
     result = engine.destroy(m, FakeBackend())
-    assert (m.dest / "vm-0002.fake").read_bytes() == b"a user's file, not the clone"
-    assert any(k.startswith("vm-0002.fake") for k in result.kept)
+    for name in ("vm-0002.fake", "vm-0003.fake"):
+        assert (m.dest / name).read_bytes() == b"a user's file, not the clone"
+        assert any(k.startswith(name) for k in result.kept)
 
 
 def test_a_foreign_private_folder_is_refused_never_emptied(tmp_path: Path) -> None:
@@ -153,7 +144,9 @@ def test_a_gi_changed_during_a_run_fails_it_and_removes_the_copies(tmp_path: Pat
         engine.provision(m, backend, workers=1)
     assert "\n" not in info.value.message
     left = sorted(n for n in os.listdir(m.dest) if n.endswith(".fake"))
-    assert left == ([] if method == "thin" else left)
+    # Thin copies hold the GI's data: every copy of the run goes. A snapshot clone holds only the GI's
+    # path: the one finished before the change stays; the one made while it changed goes.
+    assert left == ([] if method == "thin" else ["vm-0001.fake"])
     st = engine.status(m, FakeBackend())
     assert not st.gi_ok and not st.in_sync
 

@@ -7,19 +7,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from clonefleet.cli.app import JSON_OPTION, app, console, emit_json, err_console, progress_display
+from clonefleet.cli.app import JSON_OPTION, Whole, app, console, emit_json, err_console, parse_whole, progress_display
 from clonefleet.errors import UsageError
+from clonefleet.provision.manifest import MAX_CLONES, MAX_GOLDEN_IMAGES, MAX_WORKERS
 from clonefleet.units import UnitError, format_bytes, parse_bytes
 
 MANIFEST_ARG = typer.Argument(..., help="The fleet manifest (TOML); write one with 'clonefleet init'.",
                               show_default=False)
-WORKERS_OPTION = typer.Option(None, "--workers", "-w", help="Parallel workers (default: the manifest's).")
-
-
-def _workers(value: int | None) -> int | None:
-    if value is not None and not 1 <= value <= 256:
-        raise UsageError(f"--workers = {value}: a whole number from 1 to 256")
-    return value
+WORKERS_OPTION = typer.Option(None, "--workers", "-w", click_type=Whole(1, MAX_WORKERS, "N"),
+                              help="Parallel workers (default: the manifest's).")
 
 
 @app.command("init")
@@ -28,7 +24,8 @@ def init_cmd(
                             show_default=False),
     dest_text: str = typer.Option(..., "--dest", help="The fleet directory (created on provision).",
                               show_default=False),
-    count: int = typer.Option(..., "--count", "-n", help="Number of clones.", show_default=False),
+    count: int = typer.Option(..., "--count", "-n", click_type=Whole(1, MAX_CLONES, "N"), help="Number of clones.",
+                              show_default=False),
     method: str = typer.Option("snapshot", "--method", "-m", help="full, thin or snapshot."),
     backend: str = typer.Option("qcow2", "--backend", "-b", help="qcow2 (default) or reflink."),
     golden_images: str = typer.Option("1", "--golden-images", "-g",
@@ -37,14 +34,16 @@ def init_cmd(
     name: str = typer.Option(None, "--name", help="Fleet name (default: the manifest file's name)."),
     preset: str = typer.Option("server-linux", "--preset", help="Fleet preset: boot writes, and g = auto."),
     array: str = typer.Option("midrange-2012", "--array", help="Array preset for g = auto."),
-    workers: int = typer.Option(4, "--workers", "-w", help="Parallel workers."),
+    workers: int = typer.Option(4, "--workers", "-w", click_type=Whole(1, MAX_WORKERS, "N"), help="Parallel workers."),
     cluster_size: str = typer.Option("64 KiB", "--cluster-size", help="qcow2 cluster size."),
-    max_chain_depth: int = typer.Option(1, "--max-chain-depth",
+    max_chain_depth: int = typer.Option(1, "--max-chain-depth", click_type=Whole(1, 64, "N"),
                                         help="Longest backing chain the GI itself may have (1: none)."),
     write_bytes: str = typer.Option(None, "--write-bytes", help="Override W, bytes one boot writes."),
-    write_extents: int = typer.Option(None, "--write-extents", help="Override n, extents one boot writes."),
+    write_extents: int | None = typer.Option(None, "--write-extents", click_type=Whole(0, 10**7, "N"),
+                                             help="Override n, extents one boot writes."),
     write_span: str = typer.Option(None, "--write-span", help="Override R, the span the writes fall in."),
-    seed: int = typer.Option(1, "--seed", help="Seed of the boot write footprints."),
+    seed: int = typer.Option(1, "--seed", click_type=Whole(0, 2**63 - 1, "SEED"),
+                             help="Seed of the boot write footprints."),
     out_text: str = typer.Option("fleet.toml", "--out", "-o", help="Manifest file to write."),
     force: bool = typer.Option(False, "--force", help="Replace an existing manifest."),
     as_json: bool = JSON_OPTION,
@@ -80,7 +79,8 @@ def init_cmd(
         "golden_image": {"path": rel(gi), "sha256": info.sha256, "bytes": info.file_bytes,
                          "max_chain_depth": max_chain_depth},
         "clones": {"backend": backend, "method": method,
-                   "golden_images": golden_images if golden_images == "auto" else _int_or_text(golden_images),
+                   "golden_images": golden_images if golden_images == "auto" else
+                   parse_whole(golden_images, "--golden-images", 1, MAX_GOLDEN_IMAGES),
                    "cluster_size": cluster_size, "workers": workers},
         "writes": {"source": "preset", "seed": seed, "bytes": write_bytes, "extents": write_extents,
                    "span": write_span},
@@ -89,10 +89,6 @@ def init_cmd(
         emit_json({"manifest": str(out), **manifest.to_dict()})
         return
     console.print(f"wrote {out}: {count} {method} clones of {gi} on {backend} in {manifest.dest}")
-
-
-def _int_or_text(text: str) -> object:
-    return int(text) if text.isdigit() else text
 
 
 @app.command("provision")
@@ -121,7 +117,7 @@ def provision_cmd(
             console.print(f"  {step}")
         return
     with progress_display(not as_json) as report:
-        result = provision.provision(m, progress=report, workers=_workers(workers),
+        result = provision.provision(m, progress=report, workers=workers,
                                      force=force)
     for warning in result.warnings:
         err_console.print(f"clonefleet: warning: {warning}", markup=False)
@@ -165,7 +161,7 @@ def status_cmd(
         for c in st.clones:
             if show_clones or c.state != "ok":
                 console.print(f"  {c.name}: {c.state}{': ' + c.detail if c.detail else ''}", markup=False)
-        console.print("in sync" if st.in_sync else "NOT in sync: run 'clonefleet provision' to finish")
+        console.print("in sync" if st.in_sync else st.advice)
     if not st.in_sync:
         raise typer.Exit(1)
 
@@ -204,7 +200,7 @@ def writes_cmd(
 
     m = provision.load_manifest(manifest)
     with progress_display(not as_json) as report:
-        result = provision.apply_writes(m, progress=report, workers=_workers(workers))
+        result = provision.apply_writes(m, progress=report, workers=workers)
     if as_json:
         emit_json(result.to_dict())
         return

@@ -27,6 +27,11 @@ MAX_IOS_PER_VM = 10**9
 IOS_HELP = "IOs per VM boot (default: the fleet's boot_ios); fewer for a quick run, W and n scale along."
 
 
+def _ratio(value: float | None) -> str:
+    """A ratio to three places, or a dash when the model has none (no VM carried)."""
+    return "—" if value is None else f"{value:.3f}"
+
+
 def _choice(flag: str, text: str, allowed: tuple[str, ...]) -> str:
     if text not in allowed:
         raise UsageError(f"{flag} = {text!r}: one of {', '.join(allowed)}")
@@ -194,7 +199,7 @@ def validate_cmd(
                 "S model", "S sim", "sim/model"):
         table.add_column(col, justify="left" if col == "function" else "right")
     for c in checks:
-        table.add_row(c.function, str(c.model_max_vms), str(c.sim_max_vms), f"{c.max_vms_ratio:.3f}",
+        table.add_row(c.function, str(c.model_max_vms), str(c.sim_max_vms), _ratio(c.max_vms_ratio),
                       str(c.vms_at_check), format_bytes(c.model_per_clone_bytes),
                       format_bytes(c.sim_per_clone_bytes), format_bytes(c.model_consumed_bytes),
                       format_bytes(c.sim_consumed_bytes), f"{c.consumed_ratio:.3f}")

@@ -125,6 +125,7 @@ def provision(manifest: Manifest, backend: Backend | None = None, progress: Prog
             # (tools, filesystem features), then the plan, which checks the GI, then the space
             backend.probe(fleet_dir / STATE_DIR)
             plan = make_plan(manifest, backend)
+            plan.require_own_files()
             warnings = space_check(plan, force)
             with Journal(fleet_dir) as journal:
                 begun = True

@@ -30,14 +30,12 @@ from clonefleet.errors import UsageError, field_error
 from clonefleet.presets import FleetPreset, load_fleet
 from clonefleet.progress import Progress, no_progress
 from clonefleet.provision import writes
-from clonefleet.provision.fleetdir import fleet_dir_of, fleet_lock
 from clonefleet.provision.journal import Journal
 from clonefleet.provision.manifest import Manifest
-from clonefleet.provision.plan import CloneTask, make_plan
+from clonefleet.provision.plan import CloneTask, provisioned_plan
 from clonefleet.storage.files import open_regular
 from clonefleet.storage.goldimage import GoldenImageInfo
 from clonefleet.storage.goldimage import gi_used_bytes as measure_used_bytes
-from clonefleet.storage.tools import stop_on_signals
 
 ALIGN_BYTES = 64 * 1024
 
@@ -177,16 +175,8 @@ def apply_writes(manifest: Manifest, backend: Backend | None = None, progress: P
                  workers: int | None = None) -> WritesResult:
     """Write each clone's boot footprint into it (once: the journal records it; reruns skip it)."""
     backend = backend or get_backend(manifest.backend)
-    fleet_dir = fleet_dir_of(manifest.dest)
-    if not fleet_dir.is_dir():
-        raise UsageError(f"fleet {fleet_dir} does not exist yet: run 'clonefleet provision "
-                         f"{manifest.path}' first")
-    with stop_on_signals(), fleet_lock(fleet_dir, "writes"):
-        plan = make_plan(manifest, backend)
-        if plan.create or plan.adopt:
-            raise UsageError(f"fleet {fleet_dir}: {len(plan.create) + len(plan.adopt)} of "
-                             f"{len(plan.tasks)} clones are not provisioned yet: run 'clonefleet provision "
-                             f"{manifest.path}' first")
+    with provisioned_plan(manifest, backend, "writes") as plan:
+        fleet_dir = plan.fleet_dir
         model = model_fleet(manifest, plan.gi)
         done_before = plan.journal.written()
         todo = [t for t in plan.tasks if t.name not in done_before]

@@ -21,16 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clonefleet.backends import Backend, Usage, get_backend
-from clonefleet.errors import UsageError
 from clonefleet.planner import clone_metadata_bytes, evaluate, fleet_consumed_bytes, golden_image_bytes
 from clonefleet.presets import Method, load_array
 from clonefleet.provision.bootwrites import model_fleet
-from clonefleet.provision.fleetdir import fleet_dir_of, fleet_lock, private_tmp
+from clonefleet.provision.fleetdir import private_tmp
 from clonefleet.provision.journal import Journal
 from clonefleet.provision.manifest import Manifest
-from clonefleet.provision.plan import FleetPlan, make_plan
+from clonefleet.provision.plan import FleetPlan, provisioned_plan
 from clonefleet.storage.goldimage import gi_used_bytes
-from clonefleet.storage.tools import stop_on_signals
 
 
 @dataclass(frozen=True)
@@ -95,21 +93,13 @@ def fresh_clone_bytes(plan: FleetPlan, work_dir: Path) -> int | None:
 def capacity(manifest: Manifest, backend: Backend | None = None) -> CapacityReport:
     """Measure the fleet and evaluate the model for the same method, unit and fleet size."""
     backend = backend or get_backend(manifest.backend)
-    fleet_dir = fleet_dir_of(manifest.dest)
-    if not fleet_dir.is_dir():
-        raise UsageError(f"fleet {fleet_dir}: not provisioned (no such directory); run 'clonefleet provision "
-                         f"{manifest.path}' first")
-    with stop_on_signals(), fleet_lock(fleet_dir, "capacity"):
-        plan = make_plan(manifest, backend)
-        with Journal(fleet_dir) as journal:
-            work_dir, _ = private_tmp(fleet_dir, plan.journal, journal)
+    with provisioned_plan(manifest, backend, "capacity") as plan:
+        with Journal(plan.fleet_dir) as journal:
+            work_dir, _ = private_tmp(plan.fleet_dir, plan.journal, journal)
         return _capacity(manifest, backend, plan, work_dir)
 
 
 def _capacity(manifest: Manifest, backend: Backend, plan: FleetPlan, work_dir: Path) -> CapacityReport:
-    if plan.create or plan.adopt:
-        raise UsageError(f"fleet {manifest.dest}: {len(plan.create) + len(plan.adopt)} of {len(plan.tasks)} "
-                         f"clones are not provisioned; run 'clonefleet provision {manifest.path}' first")
     written = plan.journal.written() >= {t.name for t in plan.tasks}
     used = gi_used_bytes(plan.gi)
     model = model_fleet(manifest, plan.gi, used)

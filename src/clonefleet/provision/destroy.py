@@ -89,7 +89,11 @@ def destroy(manifest: Manifest, backend: Backend | None = None, progress: Progre
         state = Journal.read(fleet_dir)
         clones = sorted((state.present() | state.made | set(state.clones)) - {n for n in state.made
                                                                                 if n.startswith(f"{REPLICA_DIR}/")})
-        legacy = _legacy_clone_ok(manifest, backend, {n for n in clones if state.identity_of(n) is None})
+        # Records of an older version carry no identity: only a clone they say exists may be recognised by
+        # the backend; a name whose last record is "failed" had its half-made file removed, so whatever
+        # is there now was put there by someone else.
+        legacy = _legacy_clone_ok(manifest, backend, {n for n in clones if state.identity_of(n) is None
+                                                      and n in state.present()})
         replica_names = sorted(set(state.replicas) | {n for n in state.made if n.startswith(f"{REPLICA_DIR}/")})
         removed = replicas = 0
         kept: list[str] = []

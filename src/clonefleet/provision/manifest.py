@@ -17,7 +17,7 @@
     max_chain_depth = 1           # 1: the GI may not itself have a backing file
 
     [clones]
-    backend = "qcow2"             # qcow2 (default), reflink, fake
+    backend = "qcow2"             # qcow2 (default) or reflink
     method = "snapshot"           # full, thin or snapshot
     golden_images = 1             # g, or "auto": the planner's g for this fleet and array
     cluster_size = "64 KiB"       # qcow2 cluster size

@@ -10,17 +10,20 @@ space against what the run will need.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from clonefleet.backends import Backend, Recipe, get_backend
 from clonefleet.errors import UsageError
 from clonefleet.presets import Method
-from clonefleet.provision.fleetdir import REPLICA_DIR, fleet_dir_of, ours_tmp_entries
+from clonefleet.provision.fleetdir import REPLICA_DIR, fleet_dir_of, fleet_lock, ours_tmp_entries
 from clonefleet.provision.journal import Journal, JournalState
 from clonefleet.provision.manifest import Manifest, resolve_golden_images
 from clonefleet.storage.goldimage import GoldenImageInfo, check_golden_image
 from clonefleet.storage.paths import identity, open_dir, require_regular
+from clonefleet.storage.tools import stop_on_signals
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class FleetPlan:
     remove: list[str] = field(default_factory=list)  # clones of ours no longer wanted
     temporaries: list[str] = field(default_factory=list)  # in the private folder, left by a killed run
     missing: list[str] = field(default_factory=list)  # journaled, but not on disk: made again
+    foreign: list[str] = field(default_factory=list)  # a file under a clone's name that clonefleet did not make
     failed_before: dict[str, str] = field(default_factory=dict)
     present: int = 0
     estimated_bytes: float = 0.0
@@ -59,6 +63,15 @@ class FleetPlan:
     @property
     def fleet_dir(self) -> Path:
         return self.manifest.dest
+
+    def require_own_files(self) -> None:
+        """Refuse to go on (provision, writes, capacity) while a clone's name holds a file clonefleet
+        did not make there: it is never used, written into, measured or overwritten."""
+        if self.foreign:
+            more = f" (and {len(self.foreign) - 1} more)" if len(self.foreign) > 1 else ""
+            raise UsageError(f"{self.fleet_dir / self.foreign[0]}{more}: is not the clone clonefleet made under "
+                             "that name (another file, or one put in its place); clonefleet will not use or "
+                             "overwrite it: move it away, then rerun")
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -164,6 +177,12 @@ def ours(journal: JournalState, name: str, st: os.stat_result) -> bool:
     return journal.identity_of(name) == identity(st)
 
 
+def still_ours(journal: JournalState, name: str, st: os.stat_result) -> bool:
+    """A file the journal says is there is still the one clonefleet made: the same identity, or (a
+    record of an older version, without one) accepted as it was."""
+    return journal.identity_of(name) is None or ours(journal, name, st)
+
+
 def _reconcile(plan: FleetPlan, journal: JournalState) -> None:
     """Hold the journal against the directory: what exists, what is ours, what is left to do."""
     fleet_dir = plan.fleet_dir
@@ -178,13 +197,12 @@ def _reconcile(plan: FleetPlan, journal: JournalState) -> None:
                 plan.create.append(task)
                 if task.name in present:
                     plan.missing.append(task.name)
-            elif task.name in present:
+            elif task.name in present and still_ours(journal, task.name, st):
                 plan.present += 1
             elif task.name in journal.made and ours(journal, task.name, st):
                 plan.adopt.append(task)  # linked into place by a killed run before its "created" record
             else:
-                raise UsageError(f"{fleet_dir / task.name}: exists but is not a clone of this fleet (the journal "
-                                 "does not record it); clonefleet will not overwrite it: move it away, then rerun")
+                plan.foreign.append(task.name)  # not recorded, or replaced since: never used nor overwritten
         wanted = {t.name for t in plan.tasks}
         unwanted = sorted((present | journal.made) - wanted)
         plan.remove = [n for n in unwanted if n in present or (
@@ -206,5 +224,24 @@ def _reconcile(plan: FleetPlan, journal: JournalState) -> None:
             os.close(rfd)
         if st is None:
             plan.replicas_to_make.append(i)
-        elif not ours(journal, replica_name(path), st) and replica_name(path) not in journal.replicas:
-            raise UsageError(f"{path}: exists, is not a replica the journal records; move it away")
+        elif not (ours(journal, replica_name(path), st) if journal.identity_of(replica_name(path)) is not None
+                  else replica_name(path) in journal.replicas):  # an older version's record: the name only
+            raise UsageError(f"{path}: is not the GI replica clonefleet made under that name (another file, or one "
+                             "put in its place); move it away, then rerun")
+
+
+@contextmanager
+def provisioned_plan(manifest: Manifest, backend: Backend, what: str) -> Iterator[FleetPlan]:
+    """The plan of a fleet whose clones are all made, under the fleet's lock, for a step that works on
+    them (``what``: writes, capacity); refused in one line when a clone is missing or not clonefleet's."""
+    fleet_dir = fleet_dir_of(manifest.dest)
+    if not fleet_dir.is_dir():
+        raise UsageError(f"fleet {fleet_dir}: not provisioned yet (no such directory); run 'clonefleet provision "
+                         f"{manifest.path}' first")
+    with stop_on_signals(), fleet_lock(fleet_dir, what):
+        plan = make_plan(manifest, backend)
+        plan.require_own_files()
+        if plan.create or plan.adopt:
+            raise UsageError(f"fleet {fleet_dir}: {len(plan.create) + len(plan.adopt)} of {len(plan.tasks)} "
+                             f"clones are not provisioned yet; run 'clonefleet provision {manifest.path}' first")
+        yield plan

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 _WHERE = {
     "MethodCheck": "compare", "TracePool": "compare", "check_method": "compare",
     "write_plots": "plots",
-    "Progress": "progress", "no_progress": "progress",
     "Engine": "results", "ScenarioRecord": "results", "SimResult": "results",
     "Storm": "storm", "model_golden_images": "storm", "run_storm": "storm",
     "Arrivals": "trace", "Trace": "trace", "generate_trace": "trace",
@@ -50,7 +49,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
+    if name not in _WHERE and name not in ("Progress", "no_progress"):
         raise AttributeError(f"module 'clonefleet.sim' has no attribute {name!r}")
+    if name in ("Progress", "no_progress"):  # the library's one progress callback, not the simulator's own
+        from clonefleet import progress
+
+        return getattr(progress, name)
     module = importlib.import_module(f"clonefleet.sim.{_WHERE[name]}")
     return getattr(module, _RENAMED.get(name, name))

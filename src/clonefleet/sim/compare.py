@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clonefleet.planner import evaluate, operable_count
+from clonefleet.planner import evaluate, fleet_consumed_bytes, golden_images_for, operable_count
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.progress import Progress, no_progress
 from clonefleet.sim.arraymodel import allocated_bytes_per_clone, consumed_bytes
@@ -45,12 +45,12 @@ class MethodCheck:
     method: str
     model_max_vms: int
     sim_max_vms: int
-    max_vms_ratio: float  # sim / model
+    max_vms_ratio: float | None  # sim / model; None when the model carries no VM
     vms_at_check: int  # T at which S and C are compared (the model's T_max, capped)
-    golden_images: int
+    golden_images: int  # g of the capacity check, the same for model and simulation
     model_per_clone_bytes: float  # C, occupancy formula
     sim_per_clone_bytes: float  # C, exact from the trace (mean over clones)
-    model_consumed_bytes: float  # S
+    model_consumed_bytes: float  # S at the same g and T as the simulation's
     sim_consumed_bytes: float
     consumed_ratio: float  # sim / model
     arrivals: str
@@ -158,7 +158,9 @@ def check_method(fleet: FleetPreset, array: ArrayPreset, function: FunctionPrese
     """Compare the model with the simulation for one storage function (``pool``: a trace pool to
     share with the other functions of the same fleet, seed, IOs per VM and arrivals; ``progress``:
     each run of the bisection, see :func:`largest_vms`)."""
-    t_model = int(operable_count(evaluate(fleet, array, function, 1).max_vms))
+    # The model's largest T: Eq. 2, and none at all when no number of GIs carries a snapshot clone.
+    carried = function.method is not Method.SNAPSHOT or golden_images_for(fleet, array, function, 1) is not None
+    t_model = int(operable_count(evaluate(fleet, array, function, 1).max_vms)) if carried else 0
     t_sim, runs = largest_vms(fleet, array, function, seed=seed, ios_per_vm=ios_per_vm, slack=slack,
                               start=max(1, t_model), arrivals=arrivals, pool=pool, progress=progress)
     # Capacity: C and S at the model's T (a full boot's writes: C does not depend on timing).
@@ -169,12 +171,12 @@ def check_method(fleet: FleetPreset, array: ArrayPreset, function: FunctionPrese
     per_clone = allocated_bytes_per_clone(scenario)
     s_sim = consumed_bytes(scenario, per_clone)
     ev = evaluate(fleet, array, function, t_cap)
-    s_model = float(ev.consumed_bytes)
+    s_model = float(fleet_consumed_bytes(fleet, function, g, t_cap, ev.per_vm_new_bytes))
     return MethodCheck(
         function=function.name, method=function.method.value, model_max_vms=t_model, sim_max_vms=t_sim,
-        max_vms_ratio=t_sim / t_model if t_model else float("nan"), vms_at_check=t_cap, golden_images=g,
+        max_vms_ratio=t_sim / t_model if t_model else None, vms_at_check=t_cap, golden_images=g,
         model_per_clone_bytes=float(ev.per_vm_new_bytes), sim_per_clone_bytes=float(per_clone.mean()),
         model_consumed_bytes=s_model, sim_consumed_bytes=s_sim,
-        consumed_ratio=s_sim / s_model if s_model else float("nan"), arrivals=arrivals.value, slack=slack,
+        consumed_ratio=s_sim / s_model, arrivals=arrivals.value, slack=slack,
         bisection=tuple(runs),
     )

@@ -30,6 +30,12 @@ class GoldenImageError(ClonefleetError):
     exit_code = 1
 
 
+class GoldenImageMissing(GoldenImageError):
+    """No GI at the path given: bad input where a GI is asked for (exit 2); ``status`` reports it."""
+
+    exit_code = 2
+
+
 @dataclass(frozen=True)
 class GoldenImageInfo:
     """What the checks learned about a GI."""
@@ -83,7 +89,7 @@ def writers_of(path: Path) -> list[int]:
 
 def _open_gi(path: Path, not_same_as: Path | None) -> int:
     if not os.path.lexists(path):
-        raise GoldenImageError(f"golden image {path}: does not exist")
+        raise GoldenImageMissing(f"golden image {path}: does not exist; give the path of a qcow2 or raw image")
     fd = open_regular(path, "golden image")  # a directory, FIFO, device or socket: bad input, exit 2
     if not_same_as is not None:
         try:

@@ -1,0 +1,102 @@
+"""Only the files clonefleet made are ever used, written into or removed: a stranger's review found
+three ways around the journal's identities (a clone replaced in place, a name whose last record is
+"failed", a GI replica swapped), and a status that broke when the GI was gone. Each failed before."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import clonefleet.provision as engine
+from clonefleet.backends.fake import FakeBackend
+from clonefleet.errors import UsageError
+from clonefleet.provision.journal import Journal
+from clonefleet.storage.data import sha256_file
+from fakes import fake_backend, make_fleet
+
+pytestmark = pytest.mark.usefixtures("fake_backend")
+__all__ = ["fake_backend"]
+
+STRANGER = b"a user's own file, put where a clone was"
+
+
+def _replace(path: Path) -> None:
+    """Put another file (another inode) under ``path``, as a user's mv would."""
+    beside = path.with_name(path.name + ".new")
+    beside.write_bytes(STRANGER)
+    os.rename(beside, path)
+
+
+def test_a_clone_replaced_in_place_is_reported_and_never_written_into(tmp_path: Path) -> None:
+    m = make_fleet(tmp_path, count=2)
+    engine.provision(m, FakeBackend())
+    _replace(m.dest / "vm-0001.fake")
+    st = engine.status(m, FakeBackend())
+    assert [c.state for c in st.clones] == ["foreign", "ok"] and not st.in_sync
+    with pytest.raises(UsageError, match="vm-0001.fake: is not the clone clonefleet made"):
+        engine.provision(m, FakeBackend())
+    with pytest.raises(UsageError, match="vm-0001.fake: is not the clone clonefleet made"):
+        engine.apply_writes(m, FakeBackend())
+    assert (m.dest / "vm-0001.fake").read_bytes() == STRANGER
+
+
+def test_destroy_leaves_a_file_under_a_name_whose_last_record_is_failed(tmp_path: Path) -> None:
+    m = make_fleet(tmp_path, count=2)
+    engine.provision(m, FakeBackend())
+    with Journal(m.dest) as journal:  # a run whose third clone failed (its half-made file was removed)
+        journal.append("failed", name="vm-0003.fake", reason="no space")
+    # Then the user made a clone of the GI of their own under that name (as 'qemu-img create -b' would):
+    # a file the backend recognises as a clone, which clonefleet did not make.
+    theirs = (m.dest / "vm-0001.fake").read_bytes()
+    (m.dest / "vm-0003.fake").write_bytes(theirs)
+    result = engine.destroy(m, FakeBackend())
+    assert result.removed == 2
+    assert (m.dest / "vm-0003.fake").read_bytes() == theirs
+
+
+def test_a_gi_replica_swapped_for_another_file_is_refused_and_verify_rehashes_replicas(tmp_path: Path) -> None:
+    m = make_fleet(tmp_path, count=4, g=2)
+    engine.provision(m, FakeBackend())
+    replica = m.dest / "golden" / "gi-r2.img"
+    assert sha256_file(replica) == sha256_file(m.gi)
+    _replace(replica)
+    with pytest.raises(UsageError, match="is not the GI replica clonefleet made"):
+        engine.provision(m, FakeBackend())
+    assert replica.read_bytes() == STRANGER
+
+
+def test_verify_finds_a_replica_changed_in_place(tmp_path: Path) -> None:
+    m = make_fleet(tmp_path, count=4, g=2)
+    engine.provision(m, FakeBackend())
+    with open(m.dest / "golden" / "gi-r2.img", "r+b") as f:  # same inode, other bytes
+        f.write(b"changed")
+    assert engine.status(m, FakeBackend()).gi_ok  # cheap status: the GI itself is intact
+    st = engine.status(m, FakeBackend(), verify=True)
+    assert not st.gi_ok and "replica" in st.gi_detail and "restore" in st.advice
+
+
+def test_status_of_a_fleet_whose_gi_was_deleted_reports_it(tmp_path: Path, cli: Callable[..., object]) -> None:
+    m = make_fleet(tmp_path, count=2)
+    engine.provision(m, FakeBackend())
+    m.gi.unlink()
+    r = cli("status", str(m.path), "--json")
+    assert r.code == 1, r.err  # type: ignore[attr-defined]
+    data = json.loads(r.out)  # type: ignore[attr-defined]
+    assert data["gi_ok"] is False and "does not exist" in data["gi_detail"]
+    assert data["unchecked"] == 2 and "restore" in data["advice"] and "provision" not in data["advice"]
+    r = cli("status", str(m.path))
+    assert r.code == 1 and "restore it" in r.out and "run 'clonefleet provision'" not in r.out  # type: ignore[attr-defined]
+
+
+def test_the_simulators_public_names_all_import() -> None:
+    from clonefleet import sim
+
+    for name in sim.__all__:
+        assert getattr(sim, name) is not None, name
+    from clonefleet.progress import no_progress
+
+    assert sim.no_progress is no_progress
