@@ -258,7 +258,14 @@ def sweep_cmd(
     out: Path = typer.Option(None, "--out", "-o", help="Folder for sweep.csv, sweep.json and sweep.png."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """S and the requirement against T per method; the largest T and the fewest disks for a target T."""
+    """S and the requirement against T per method; the largest T and the fewest disks for a target T.
+
+    \b
+    T = number of VMs; S = consumed capacity (Eq. 3); largest T = T_max, the most VMs the
+    array carries (Eq. 2); bottleneck = the busiest of the array's processors, its disks, the
+    GI volume's processor, the GI's disks; fewest disks for target = the smallest pool X that
+    carries --target VMs. Every term: docs/background.md, Glossary.
+    """
     from clonefleet.sweep import parse_param, parse_range, run_sweep
 
     result = run_sweep(load_fleet(fleet), load_array(array), parse_range(vms),
