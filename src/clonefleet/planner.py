@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +18,7 @@ import numpy.typing as npt
 from clonefleet.errors import UsageError
 from clonefleet.model import (
     allocated_bytes_per_clone,
+    array_performance_iops,
     backend_iops_private,
     backend_iops_snapshot,
     clones_per_gi,
@@ -27,13 +28,30 @@ from clonefleet.model import (
     operable_vms,
     table_bytes_per_clone,
 )
-from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method, Mirror, load_function
+from clonefleet.presets import (
+    ArrayPreset,
+    FigureView,
+    FleetPreset,
+    FunctionPreset,
+    Method,
+    Mirror,
+    figures_of,
+    load_function,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
 #: Resources whose load can limit a fleet, in the order of ``Evaluation.utilisation``.
 RESOURCES: tuple[str, ...] = ("array processors", "array disks", "GI processor", "GI disks")
 DEFAULT_FUNCTIONS: tuple[str, ...] = ("full", "thin", "snapshot")
+#: The preset figures a plan uses (TOML names), per preset kind; the others feed the simulator.
+PLANNER_FIGURES: dict[str, tuple[str, ...]] = {
+    "fleet": ("host_iops", "boot_window", "boot_ios", "read_fraction", "gi_size", "gi_used",
+              "boot_write_bytes", "boot_write_extents", "boot_write_span"),
+    "array": ("processor_iops", "volume_iops_limit", "disk_iops", "disks", "gi_disks", "raid_write_penalty",
+              "cache_hit_shared", "cache_hit_private", "cow_read_fraction"),
+    "function": ("unit", "clone_overhead", "max_clones_per_gi", "table_size", "table_coverage"),
+}
 #: Eq. 2 gives a real number; a ratio like 86400/32.16 that is whole on paper may land a hair below.
 _WHOLE_SLACK = 1e-9
 
@@ -193,6 +211,7 @@ class MethodPlan:
     consumed_bytes: float | None  # S; None likewise
     capacity_ratio: float | None  # S / S of full copies; None likewise
     meets_requirement: bool
+    gi_clone_limit: int | None = None  # k, the most clones one GI carries (snapshot only; None otherwise)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -208,6 +227,10 @@ class Plan:
     methods: tuple[MethodPlan, ...]
     recommended: str | None  # a function name, None when no method holds
     reason: str
+    array_iops: float = math.nan  # Y of Eq. 1, min(N, M*X) [IOPS]
+    array_bound: str = ""  # what bounds Y: "processors" (N) or "disks" (M*X)
+    notes: tuple[str, ...] = ()  # per method, why its GIs and its bottleneck are what they are
+    assumptions: tuple[FigureView, ...] = field(default=(), compare=False)  # figures used without a source
 
     def method(self, name: str) -> MethodPlan:
         for m in self.methods:
@@ -223,6 +246,10 @@ class Plan:
             "methods": [m.to_dict() for m in self.methods],
             "recommended": self.recommended,
             "reason": self.reason,
+            "array_iops": self.array_iops,
+            "array_bound": self.array_bound,
+            "notes": list(self.notes),
+            "assumptions": [a.to_dict() for a in self.assumptions],
         }
 
 
@@ -269,6 +296,8 @@ def _method_plan(fleet: FleetPreset, function: FunctionPreset, ev: Evaluation, v
         consumed_bytes=float(ev.consumed_bytes) if feasible else None,
         capacity_ratio=float(ev.capacity_ratio) if feasible else None,
         meets_requirement=bool(ev.meets_requirement),
+        gi_clone_limit=int(ev.clones_per_gi) if function.method is Method.SNAPSHOT and
+        math.isfinite(float(ev.clones_per_gi)) else None,
     )
 
 
@@ -307,6 +336,31 @@ def recommend(methods: Sequence[MethodPlan], vms: int) -> tuple[str | None, str]
     return best.function, text
 
 
+def _gi_limit(m: MethodPlan) -> str:
+    """What limits one GI, in words: its volume's processor or the disks under it."""
+    return ("its volume's processor is the limit" if m.utilisation["GI processor"] >= m.utilisation["GI disks"]
+            else "the disks under it are the limit")
+
+
+def explain(m: MethodPlan, vms: int) -> str:
+    """One line on why ``m`` has its GIs and its bottleneck, and whether more GIs would help."""
+    load = f"{100 * m.utilisation[m.bottleneck]:.0f} %"
+    if m.method != Method.SNAPSHOT:
+        return (f"{m.function}: 1 GI (a clone never reads its GI once made); "
+                f"the limit is the {m.bottleneck}, {load} busy at {vms} VMs")
+    if m.gi_clone_limit is None or m.gi_clone_limit == 0:
+        return (f"{m.function}: one clone alone overloads a GI ({_gi_limit(m)}): no number of GIs helps; "
+                "a faster GI volume (N_v) or more disks under it (X_g) would")
+    if m.bottleneck.startswith("array"):
+        return (f"{m.function}: more GIs would not help: the {m.bottleneck} are the limit, {load} busy at "
+                f"{vms} VMs, not the GIs (one GI carries up to {m.gi_clone_limit} clones)")
+    if m.golden_images == 1:
+        return (f"{m.function}: 1 GI is enough: one GI carries up to {m.gi_clone_limit} clones "
+                f"({_gi_limit(m)}); at {vms} VMs it is {load} busy")
+    return (f"{m.function}: {m.golden_images} GIs because one GI carries at most {m.gi_clone_limit} clones "
+            f"({_gi_limit(m)}); the busiest GI is {load} busy")
+
+
 def plan(
     fleet: FleetPreset,
     array: ArrayPreset,
@@ -315,7 +369,17 @@ def plan(
 ) -> Plan:
     """Plan T = ``vms`` clones of ``fleet`` on ``array`` with each storage function."""
     vms = check_vms(vms)
-    methods = tuple(_method_plan(fleet, f, evaluate(fleet, array, f, vms), vms)
-                    for f in resolve_functions(functions))
+    resolved = resolve_functions(functions)
+    methods = tuple(_method_plan(fleet, f, evaluate(fleet, array, f, vms), vms) for f in resolved)
     recommended, reason = recommend(methods, vms)
-    return Plan(fleet.name, array.name, vms, methods, recommended, reason)
+    by_disks = float(array.disk_iops) * float(array.disks)
+    # A full copy's figures change nothing it is planned by (it allocates everything up front).
+    used: list[tuple[FleetPreset | ArrayPreset | FunctionPreset, str]] = [
+        (fleet, "fleet"), (array, "array"), *((f, "function") for f in resolved if f.method is not Method.FULL)]
+    assumptions = tuple(view for record, kind in used for view in figures_of(record)
+                        if view.assumed and view.key in PLANNER_FIGURES[kind])
+    return Plan(fleet.name, array.name, vms, methods, recommended, reason,
+                array_iops=float(array_performance_iops(array.processor_iops, array.disk_iops, array.disks)),
+                array_bound="processors" if float(array.processor_iops) <= by_disks else "disks",
+                notes=tuple(explain(m, vms) for m in methods),
+                assumptions=tuple(dict.fromkeys(assumptions)))

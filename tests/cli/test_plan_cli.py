@@ -177,3 +177,43 @@ def test_a_gi_that_carries_no_clone_is_reported_not_crashed(cli: Cli, tmp_path: 
     assert s.code == 0, s.err
     series = json.loads((tmp_path / "s" / "sweep.json").read_text())["series"]["snapshot"]
     assert series["consumed_bytes"][0] is None
+
+
+def test_presets_show_prints_values_with_units_and_json(cli: Cli) -> None:
+    r = cli("presets", "show", "midrange-2012")
+    assert r.code == 0, r.err
+    assert "180 IOPS" in r.out and "480 disks" in r.out and "assumption:" in r.out
+    doc = json.loads(cli("presets", "show", "desktop-win11", "--json").out)
+    gi_used = next(f for f in doc["figures"] if f["key"] == "gi_used")
+    assert (gi_used["text"], gi_used["unit"], gi_used["source"]) == ("27 GiB", "bytes", None)
+    listed = json.loads(cli("presets", "--json").out)
+    assert isinstance(listed, list) and all(p["figures"] for p in listed)  # an array, as reference.md says
+    bad = cli("presets", "show", "no-such")
+    assert bad.code == 2 and bad.err.count("\n") == 1 and "unknown preset 'no-such'" in bad.err
+
+
+def test_presets_copy_then_plan_says_where_the_preset_came_from(cli: Cli, tmp_path: Path) -> None:
+    dest = tmp_path / "my-array.toml"
+    r = cli("presets", "copy", "allflash-2024", str(dest), "--name", "my-array")
+    assert r.code == 0, r.err
+    assert 'name = "my-array"' in dest.read_text()
+    again = cli("presets", "copy", "allflash-2024", str(dest))
+    assert again.code == 2 and "exists; pass --force" in again.err and again.err.count("\n") == 1
+    shadow = tmp_path / "x.toml"
+    assert cli("presets", "copy", "allflash-2024", str(shadow), "--name", "allflash-2024").code == 0
+    plan_out = cli("plan", "-f", "desktop-win11", "-a", str(shadow), "--vms", "600")
+    assert plan_out.code == 0, plan_out.err
+    assert f"allflash-2024 (from {shadow}, not the shipped one)" in " ".join(plan_out.out.split())
+
+
+def test_plan_shows_eq1_processor_load_and_why_more_gis_do_not_help(cli: Cli) -> None:
+    doc = json.loads(cli("plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "2000", "--json").out)
+    assert (doc["array_iops"], doc["array_bound"]) == (86400.0, "disks")
+    snap = next(m for m in doc["methods"] if m["method"] == "snapshot")
+    assert snap["gi_clone_limit"] == 219
+    assert any(n.startswith("thin: 1 GI") for n in doc["notes"])
+    # 2700 desktops: over what the array's disks carry for snapshots too (2686, Eq. 2); GIs cannot help
+    text = " ".join(cli("plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "2700").out.split())
+    assert "86,400 IOPS (Eq. 1): its disks bound it" in text
+    assert "snapshot: more GIs would not help: the array disks are the limit" in text
+    assert {a["key"] for a in doc["assumptions"]} >= {"volume_iops_limit", "gi_used", "unit"}

@@ -139,3 +139,15 @@ def test_qcow2_linked_clone_pays_one_l2_table_per_512_mib_region_written() -> No
 def test_one_tiny_write_in_a_large_span_allocates_one_whole_unit() -> None:
     # Hypothesis found it: exp(log1p(-1/U)) rounds the single touch of a 1 TB span to 0.99999999999 units.
     assert float(allocated_bytes_per_clone(1.4e-315, 1, 1e12, 4096)) == 4096.0
+
+
+def test_eq1_array_performance_of_the_papers_array() -> None:
+    # midrange-2012: N = 900,000 IOPS (AMS2500 vendor figure), M = 180 IOPS, X = 480 disks:
+    # Y = min(900,000, 180 * 480) = 86,400 IOPS, the disks bound it.
+    from clonefleet.model import array_performance_iops
+    from clonefleet.presets import load_array
+
+    a = load_array("midrange-2012")
+    assert float(array_performance_iops(a.processor_iops, a.disk_iops, a.disks)) == 86_400.0
+    # and the processors bind once the disks outrun them: 1e6 vs 60,000 * 24 = 1.44e6
+    assert float(array_performance_iops(1e6, 60_000, 24)) == 1e6

@@ -33,7 +33,7 @@ def test_every_figure_has_a_source_or_an_assumption(info: object) -> None:
 
 
 def test_paper_presets_hold_model_md_values() -> None:
-    # shared/design/model.md, "Presets that reproduce Fig. 4".
+    # shared/design/model.md, "Presets that reproduce Fig. 4" (its table is in docs/background.md too).
     a = load_array("midrange-2012")
     assert (a.processor_iops, a.volume_iops_limit, a.disk_iops, a.disks, a.gi_disks) == (900000, 50000, 180, 480, 8)
     assert (a.raid_write_penalty, a.cache_hit_shared, a.cache_hit_private, a.cow_read_fraction) == (2, 0.95, 0.30, 0.25)
@@ -97,7 +97,8 @@ def test_missing_field_is_named(tmp_path: Path) -> None:
 
 def test_figure_without_source_is_refused(tmp_path: Path) -> None:
     path = _copy_with(tmp_path, "array", "midrange-2012",
-                      '[disks]\nvalue = 480\nassumption = "pool size fitting the paper\'s Fig. 4 (model.md)"',
+                      '[disks]\nvalue = 480\nassumption = "pool size fitting the paper\'s Fig. 4 '
+                      '(docs/background.md, Presets that reproduce Fig. 4)"',
                       "[disks]\nvalue = 480")
     with pytest.raises(UsageError, match="needs a 'source'"):
         load_array(path)
@@ -122,3 +123,43 @@ def test_wrong_kind_is_refused() -> None:
     path = SHIPPED / "arrays" / "midrange-2012.toml"
     with pytest.raises(UsageError, match="field 'preset.kind' = 'array': 'fleet' here"):
         load_fleet(path)
+
+
+def test_shipped_sources_cite_only_what_a_user_can_find() -> None:
+    # No file outside the repository (the design folder's model.md); every docs/*.md of ours cited exists
+    # (docs/interop/qcow2.rst is QEMU's, public, named with its project).
+    repo = SHIPPED.parents[2]
+    for path in SHIPPED.glob("*/*.toml"):
+        text = path.read_text()
+        assert "model.md" not in text, path.name
+        for cited in {w.strip("'\"(),;:") for w in text.split() if w.startswith(("docs/", "(docs/")) and ".md" in w}:
+            assert (repo / cited.lstrip("(")).is_file(), (path.name, cited)
+
+
+def test_presets_show_values_in_human_units() -> None:
+    from clonefleet.presets import load_preset
+
+    info = load_preset("desktop-win11")
+    shown = {f.key: f for f in info.figures}
+    assert shown["gi_used"].text == "27 GiB" and shown["gi_used"].value == 27 * 2**30 and shown["gi_used"].assumed
+    assert shown["boot_window"].text == "150 s" and not shown["boot_window"].assumed
+    assert shown["read_fraction"].text == "84 %"
+    disk = {f.key: f for f in load_preset("midrange-2012").figures}["disk_iops"]
+    assert disk.text == "180 IOPS" and disk.origin.startswith("15k rpm HDD") and disk.origin.endswith("(2012)")
+
+
+def test_copy_renames_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    from clonefleet.presets import copy_preset, preset_label
+
+    dest = tmp_path / "my-array.toml"
+    info = copy_preset("allflash-2024", dest, "my-array")
+    assert (info.kind, info.name) == ("array", "my-array")
+    assert load_array(dest).processor_iops == load_array("allflash-2024").processor_iops
+    with pytest.raises(UsageError, match="exists; pass --force"):
+        copy_preset("allflash-2024", dest, "other")
+    assert copy_preset("midrange-2012", dest, force=True).name == "my-array"  # default: the file's stem
+    same = tmp_path / "same.toml"
+    copy_preset("allflash-2024", same, "allflash-2024")
+    assert preset_label("array", str(same), "allflash-2024") == f"allflash-2024 (from {same}, not the shipped one)"
+    assert preset_label("array", "allflash-2024", "allflash-2024") == "allflash-2024"
+    assert preset_label("array", str(dest), "my-array") == "my-array"

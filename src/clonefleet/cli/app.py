@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -15,6 +16,7 @@ import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from clonefleet.errors import ClonefleetError, UsageError
 
@@ -27,8 +29,9 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-# Wide enough for the plan table when the output is a file or a pipe.
-console = Console(width=None if sys.stdout.isatty() else 160)
+#: Where commands print tables and text. Its width is set by :func:`fit_console` when a command
+#: starts: ``COLUMNS`` when set, else the terminal's width, else 80 (a pipe or a file).
+console = Console()
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object instead of a table.")
@@ -92,6 +95,100 @@ class Whole(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.
             self.fail(exc.message.partition(" = ")[2], param, ctx)
 
 
+#: Narrowest and widest output the tables are laid out for (a COLUMNS outside is clamped).
+MIN_COLUMNS, MAX_COLUMNS = 40, 1000
+
+
+def output_columns() -> int:
+    """The width to lay stdout out for: ``COLUMNS`` when it is a whole number, else the terminal's
+    width when stdout is one, else 80 (piped or redirected: the width most readers of a file use)."""
+    given = os.environ.get("COLUMNS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return max(MIN_COLUMNS, min(MAX_COLUMNS, int(given)))
+    try:
+        if sys.stdout.isatty():
+            return max(MIN_COLUMNS, min(MAX_COLUMNS, os.get_terminal_size(sys.stdout.fileno()).columns))
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 80
+
+
+def fit_console() -> None:
+    """Lay :data:`console` out for :func:`output_columns` (read anew for every command run)."""
+    console.width = output_columns()
+
+
+@dataclass(frozen=True)
+class Col:
+    """One column of a :func:`print_table` table.
+
+    ``header`` is the full name; ``short`` an abbreviation used when the table is too wide for
+    the screen (then a legend under the table spells it out: ``short = header``); ``right``
+    right-aligns numbers; ``wrap`` lets long text (a source, a reason) wrap inside its cell,
+    given at least :data:`WRAP_MIN` columns, instead of forcing another layout.
+    """
+
+    header: str
+    short: str = ""
+    right: bool = False
+    wrap: bool = False
+
+
+#: The fewest columns a wrapping column (``Col(wrap=True)``) is given before the layout changes.
+WRAP_MIN = 24
+
+
+def print_table(title: str, columns: Sequence[Col], rows: Sequence[Sequence[str]], *,
+                out: Console | None = None) -> None:
+    """Print a table that fits the screen: the one way every command prints its tables.
+
+    Laid out for the console's width (``COLUMNS``, the terminal, or 80 when piped; see
+    :func:`fit_console`), trying in turn:
+
+    1. the table with full headers, when every cell fits on one line;
+    2. the table with each column's ``short`` header, and a legend line under it
+       (``S/full = S / full, ...``), when that fits;
+    3. a vertical layout: one block per row, ``header  value`` per line, which fits any width.
+
+    ``rows`` hold the cells as text (rich markup allowed, e.g. ``[red]no[/red]``); the first
+    column names the row (the block's heading in the vertical layout). Use it instead of
+    building a ``rich.table.Table``, e.g.::
+
+        print_table("600 VMs", [Col("function"), Col("clones/GI", "k", right=True)],
+                    [["snapshot", "200"], ["thin", "600"]])
+    """
+    target = out if out is not None else console
+    width = target.width
+
+    def build(short: bool, probe: bool = False) -> Table:
+        table = Table(title=title)
+        for col in columns:
+            table.add_column(col.short if short and col.short else col.header,
+                             justify="right" if col.right else "left", no_wrap=not col.wrap)
+        for row in rows:
+            # A probe measures wrapping columns at their least width: the table fits if that does.
+            table.add_row(*(("x" * WRAP_MIN if probe and col.wrap else cell) for col, cell in zip(columns, row,
+                                                                                                   strict=True)))
+        return table
+
+    for short in (False, True):
+        if short and not any(c.short for c in columns):
+            break
+        probe = build(short, probe=True)
+        if target.measure(probe, options=target.options.update_width(10**6)).maximum <= width:
+            target.print(build(short))
+            if short:
+                target.print("legend: " + ", ".join(f"{c.short} = {c.header}" for c in columns if c.short),
+                             markup=False)
+            return
+    target.print(f"[bold]{title}[/bold]" if title else "")
+    label_width = max(len(c.header) for c in columns)
+    for row in rows:
+        target.print(f"[bold]{row[0]}[/bold]")
+        for col, cell in zip(columns[1:], row[1:], strict=True):
+            target.print(f"  {col.header:<{label_width}}  {cell}")
+
+
 def _quiet(stage: str, done: int, total: int) -> None:
     """Report nothing."""
 
@@ -122,6 +219,7 @@ def fail(message: str, code: int = 2) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the app, turning every expected error into one line and an exit status."""
+    fit_console()
     try:
         result = app(args=list(argv) if argv is not None else None, standalone_mode=False,
                      prog_name="clonefleet")

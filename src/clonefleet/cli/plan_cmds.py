@@ -6,12 +6,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from clonefleet.cli.app import JSON_OPTION, Whole, app, console, emit_json
+from clonefleet.cli.app import JSON_OPTION, Col, Whole, app, console, emit_json, print_table
 from clonefleet.errors import UsageError
-from clonefleet.planner import DEFAULT_FUNCTIONS, MAX_VMS, Plan, plan
-from clonefleet.presets import list_presets, load_array, load_fleet
+from clonefleet.planner import DEFAULT_FUNCTIONS, MAX_VMS, RESOURCES, MethodPlan, Plan, plan
+from clonefleet.presets import (
+    ArrayPreset,
+    PresetInfo,
+    copy_preset,
+    list_presets,
+    load_array,
+    load_fleet,
+    load_preset,
+    preset_label,
+)
 from clonefleet.units import format_bytes
 
 FLEET_OPTION = typer.Option(..., "--fleet", "-f", help="Fleet preset name or path to a fleet TOML file.")
@@ -33,53 +43,149 @@ def parse_functions(text: str) -> list[str]:
     return names
 
 
-@app.command("presets")
+presets_app = typer.Typer(
+    help="List, show and copy presets: fleets, arrays, storage functions, each figure with its value and source.",
+    invoke_without_command=True, no_args_is_help=False)
+app.add_typer(presets_app, name="presets")
+
+
+def _figure_rows(info: PresetInfo) -> list[list[str]]:
+    return [[f.key, f.text, escape(f.origin)] for f in info.figures]
+
+
+def _info_json(info: PresetInfo) -> dict[str, object]:
+    return {"kind": info.kind, "name": info.name, "description": info.description, "sources": info.sources,
+            "figures": [f.to_dict() for f in info.figures]}
+
+
+@presets_app.callback()
 def presets_cmd(
+    ctx: typer.Context,
     kind: str = typer.Option("all", "--kind", help="Only presets of this kind: fleet, array, function or all."),
-    sources: bool = typer.Option(False, "--sources", help="Show the source of every figure."),
-    as_json: bool = JSON_OPTION,
+    sources: bool = typer.Option(False, "--sources", help="Show every figure: its value, unit and source."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array, one object per preset."),
 ) -> None:
-    """List the shipped presets (fleets, arrays, storage functions) with their sources."""
+    """List the shipped presets (fleets, arrays, storage functions); 'presets show NAME' shows one,
+    'presets copy NAME FILE' makes it yours. A path to your own TOML file works wherever a name does."""
+    if ctx.invoked_subcommand is not None:
+        return
     kinds = ("fleet", "array", "function")
     if kind != "all" and kind not in kinds:
         raise UsageError(f"--kind = {kind!r}: one of fleet, array, function, all")
     infos = [p for p in list_presets() if kind in ("all", p.kind)]
     if as_json:
-        emit_json([{"kind": p.kind, "name": p.name, "description": p.description, "sources": p.sources}
-                   for p in infos])
+        emit_json([_info_json(p) for p in infos])
         return
-    table = Table(title="clonefleet presets (a path to your own TOML file works wherever a name does)")
-    table.add_column("kind")
-    table.add_column("name", style="bold")
-    table.add_column("description")
-    if sources:
-        table.add_column("figure: source")
+    if not sources:
+        print_table("clonefleet presets (a path to your own TOML file works wherever a name does)",
+                    [Col("name"), Col("kind"), Col("description", wrap=True)],
+                    [[p.name, p.kind, escape(p.description)] for p in infos])
+        console.print("each figure's value and source: clonefleet presets --sources, or presets show NAME")
+        return
     for p in infos:
-        row = [p.kind, p.name, p.description]
-        if sources:
-            row.append("\n".join(f"{k}: {v}" for k, v in p.sources.items()))
-        table.add_row(*row)
-    console.print(table)
+        print_table(f"{p.kind} {p.name}: {p.description}",
+                    [Col("figure"), Col("value", right=True), Col("source or assumption", wrap=True)],
+                    _figure_rows(p))
+
+
+@presets_app.command("show")
+def presets_show_cmd(
+    name: str = typer.Argument(..., help="A shipped preset's name (e.g. allflash-2024) or a path to a TOML file."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show one preset: each figure's value with its unit beside its source or assumption."""
+    info = load_preset(name)
+    if as_json:
+        emit_json(_info_json(info))
+        return
+    print_table(f"{info.kind} {info.name}: {info.description}",
+                [Col("figure"), Col("value", right=True), Col("source or assumption", wrap=True)],
+                _figure_rows(info))
+    assumed = [f.key for f in info.figures if f.assumed]
+    if assumed:
+        console.print(f"{len(assumed)} of {len(info.figures)} figures are assumptions: measure them on your "
+                      f"own system and change them in a copy (clonefleet presets copy {info.name} FILE)",
+                      markup=False)
+
+
+@presets_app.command("copy")
+def presets_copy_cmd(
+    source: str = typer.Argument(..., help="The preset to copy: a shipped name or a path."),
+    dest: Path = typer.Argument(..., help="The new TOML file, e.g. my-array.toml."),
+    name: str = typer.Option(None, "--name", help="The copy's name (default: the file's name without .toml)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite DEST if it exists."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Copy a preset to a TOML file of your own, renamed; edit it, then pass its path to plan, sweep or simulate."""
+    info = copy_preset(source, dest, name, force)
+    if as_json:
+        emit_json({"wrote": str(dest), **_info_json(info)})
+        return
+    console.print(f"wrote {dest}: {info.kind} preset '{info.name}', a copy of '{source}'; change its figures, "
+                  f"then pass the path, e.g. --{info.kind} {dest}", markup=False)
 
 
 def _maybe(value: float | None, fmt: Callable[[float], str]) -> str:
     return "-" if value is None else fmt(value)
 
 
-def plan_table(result: Plan) -> Table:
-    table = Table(title=f"{result.vms} VMs of {result.fleet} on {result.array}")
-    for col in ("function", "method", "GIs", "clones/GI", "max VMs", "bottleneck", "C per VM",
-                "D (GIs)", "S", "S / full", "holds"):
-        table.add_column(col, justify="left" if col in ("function", "method", "bottleneck") else "right")
+def _function_label(m: MethodPlan) -> str:
+    return m.function if m.function == m.method else f"{m.function} ({m.method})"
+
+
+CAPACITY_COLUMNS = (Col("function"), Col("GIs", "g", right=True), Col("clones/GI", "k/GI", right=True),
+                    Col("C per VM", "C", right=True), Col("D (GIs)", "D", right=True), Col("S", right=True),
+                    Col("S / full", "S/full", right=True))
+LOAD_COLUMNS = (Col("function"), *(Col(r, s, right=True) for r, s in zip(
+    RESOURCES, ("arr proc", "arr disk", "GI proc", "GI disk"), strict=True)),
+    Col("max VMs", "T_max", right=True), Col("holds", "ok", right=True))
+
+
+def capacity_rows(result: Plan) -> list[list[str]]:
+    """Per method: GIs, clones on the busiest GI, C, D, S and S as a share of full copies."""
+    return [[_function_label(m), str(m.golden_images), str(m.clones_per_gi), format_bytes(m.per_vm_new_bytes),
+             _maybe(m.gi_bytes, format_bytes), _maybe(m.consumed_bytes, format_bytes),
+             _maybe(m.capacity_ratio, lambda r: f"{100 * r:.2f} %")] for m in result.methods]
+
+
+def load_rows(result: Plan) -> list[list[str]]:
+    """Per method: each resource's busy share at T (the bottleneck starred), T_max, and whether T holds."""
+    rows = []
     for m in result.methods:
-        table.add_row(
-            m.function, m.method, str(m.golden_images), str(m.clones_per_gi), str(m.max_vms),
-            f"{m.bottleneck} ({100 * m.utilisation[m.bottleneck]:.0f} %)",
-            format_bytes(m.per_vm_new_bytes), _maybe(m.gi_bytes, format_bytes),
-            _maybe(m.consumed_bytes, format_bytes), _maybe(m.capacity_ratio, lambda r: f"{100 * r:.2f} %"),
-            "yes" if m.meets_requirement else "[red]no[/red]",
-        )
-    return table
+        cells = []
+        for r in RESOURCES:
+            text = f"{100 * m.utilisation[r]:.0f} %"
+            cells.append(f"[bold]{text}*[/bold]" if r == m.bottleneck else f"{text} ")
+        rows.append([_function_label(m), *cells, str(m.max_vms), "yes" if m.meets_requirement else "[red]no[/red]"])
+    return rows
+
+
+def array_line(result: Plan, array: ArrayPreset) -> str:
+    """Eq. 1 for the array: its performance Y and what bounds it."""
+    return (f"{result.array}: Y = min(N, M x X) = min({array.processor_iops:,.0f}, {array.disk_iops:,.0f} x "
+            f"{array.disks:,.0f}) = {result.array_iops:,.0f} IOPS (Eq. 1): its {result.array_bound} bound it")
+
+
+def print_plan(result: Plan, array: ArrayPreset, fleet_label: str, array_label: str) -> None:
+    """The plan as a person reads it: the array's Eq. 1, capacity, load, the answer, why, what to measure."""
+    console.print(array_line(result, array), markup=False)
+    where = f"{result.vms:,} VMs of {fleet_label} on {array_label}"
+    print_table(f"Capacity: {where}", CAPACITY_COLUMNS, capacity_rows(result))
+    print_table(f"Load: busy share while {result.vms:,} VMs boot, * the bottleneck",
+                LOAD_COLUMNS, load_rows(result))
+    verdict = f"recommended: [bold]{result.recommended}[/bold]" if result.recommended else "[red]no method holds[/red]"
+    console.print(f"{verdict}: {escape(result.reason)}")
+    console.print("why:", markup=False)
+    for note in result.notes:
+        console.print(f"  {note}", markup=False)
+    by_preset: dict[str, list[str]] = {}
+    for a in result.assumptions:
+        by_preset.setdefault(f"{a.kind} {a.preset}", []).append(f"{a.key} {a.text}")
+    if by_preset:
+        console.print("assumed, not measured (measure these first; clonefleet presets show NAME says why):",
+                      markup=False)
+        for preset, figures in by_preset.items():
+            console.print(f"  {preset}: {', '.join(figures)}", markup=False)
 
 
 @app.command("plan")
@@ -90,14 +196,25 @@ def plan_cmd(
     functions: str = FUNCTIONS_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Plan T clones per storage function: GIs, largest fleet, bottleneck, capacity, recommendation."""
-    result = plan(load_fleet(fleet), load_array(array), vms, parse_functions(functions))
+    """Plan T clones per storage function: GIs, largest fleet, bottleneck, capacity, recommendation.
+
+    \b
+    Capacity table: GIs = g, golden-image copies on the array; clones/GI = clones on the
+    busiest GI; C per VM = capacity one clone allocates by its boot writes; D (GIs) = capacity
+    of the GIs; S = total consumed capacity (Eq. 3); S / full = S as a share of full copies.
+    Load table: busy share (load / capacity, 100 % = saturated) of the array's processors,
+    its pool disks, the GI volume's processor and the GI's disks while all T VMs boot; * marks
+    the bottleneck, the busiest; max VMs = T_max, the most VMs the array carries (Eq. 2);
+    holds = yes when T <= T_max. Last come the figures the plan assumed: measure those first.
+    Every term: docs/background.md, Glossary.
+    """
+    fleet_preset, array_preset = load_fleet(fleet), load_array(array)
+    result = plan(fleet_preset, array_preset, vms, parse_functions(functions))
     if as_json:
         emit_json(result.to_dict())
         return
-    console.print(plan_table(result))
-    verdict = f"recommended: [bold]{result.recommended}[/bold]" if result.recommended else "[red]no method holds[/red]"
-    console.print(f"{verdict}: {result.reason}")
+    print_plan(result, array_preset, preset_label("fleet", fleet, fleet_preset.name),
+               preset_label("array", array, array_preset.name))
 
 
 reproduce_app = typer.Typer(help="Reproduce a published result.", no_args_is_help=True)
@@ -141,7 +258,14 @@ def sweep_cmd(
     out: Path = typer.Option(None, "--out", "-o", help="Folder for sweep.csv, sweep.json and sweep.png."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """S and the requirement against T per method; the largest T and the fewest disks for a target T."""
+    """S and the requirement against T per method; the largest T and the fewest disks for a target T.
+
+    \b
+    T = number of VMs; S = consumed capacity (Eq. 3); largest T = T_max, the most VMs the
+    array carries (Eq. 2); bottleneck = the busiest of the array's processors, its disks, the
+    GI volume's processor, the GI's disks; fewest disks for target = the smallest pool X that
+    carries --target VMs. Every term: docs/background.md, Glossary.
+    """
     from clonefleet.sweep import parse_param, parse_range, run_sweep
 
     result = run_sweep(load_fleet(fleet), load_array(array), parse_range(vms),

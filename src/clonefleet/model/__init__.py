@@ -7,6 +7,7 @@ same. Symbols follow the paper's Table 1; units are in the argument names. See
 
 from clonefleet.model.allocation import allocated_bytes_per_clone, allocation_units, table_bytes_per_clone
 from clonefleet.model.equations import (
+    array_performance_iops,
     backend_iops_private,
     backend_iops_snapshot,
     clones_per_gi,
@@ -19,6 +20,7 @@ from clonefleet.model.equations import (
 __all__ = [
     "allocated_bytes_per_clone",
     "allocation_units",
+    "array_performance_iops",
     "backend_iops_private",
     "backend_iops_snapshot",
     "clones_per_gi",

@@ -1,4 +1,4 @@
-"""Eq. 2-3 of the paper (Eq. 1 inside Eq. 2) and the loads they need.
+"""Eq. 1-3 of the paper and the loads they need.
 
 Symbols (paper, Table 1): A host IO load of one VM [IOPS]; B back-end (disk) load
 of one VM [IOPS]; C capacity one clone allocates [bytes]; D capacity of all GIs
@@ -22,6 +22,18 @@ FloatArray = npt.NDArray[np.float64]
 def _f(value: ArrayLike) -> FloatArray:
     """Any number or array as a float64 array (no copy when it already is one)."""
     return np.asarray(value, dtype=np.float64)
+
+
+def array_performance_iops(processor_iops: ArrayLike, disk_iops: ArrayLike, disks: ArrayLike) -> FloatArray:
+    """Eq. 1: the array's IO performance ``Y = min(N, M*X)`` [IOPS].
+
+    ``processor_iops`` N [IOPS] is what the array's processors (controllers) process,
+    ``disk_iops`` M [IOPS] what one disk serves, ``disks`` X the disks in the pool.
+    Whichever term is smaller bounds the array: its processors or its disks. Eq. 2
+    divides the same two terms by a VM's loads (A on the processors, B on the disks).
+    """
+    by_disks: FloatArray = _f(disk_iops) * _f(disks)
+    return np.minimum(_f(processor_iops), by_disks)
 
 
 def backend_iops_private(

@@ -5,6 +5,8 @@ Wherever a preset name is accepted, a path to the user's own TOML file is too.
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from clonefleet.errors import UsageError
+from clonefleet.presets.figures import FigureView, figures_of
 from clonefleet.presets.schema import (
     ArrayPreset,
     Figure,
@@ -29,15 +32,20 @@ from clonefleet.storage.files import read_regular_text
 __all__ = [
     "ArrayPreset",
     "Figure",
+    "FigureView",
     "FleetPreset",
     "FunctionPreset",
     "Method",
     "Mirror",
     "PresetInfo",
+    "copy_preset",
+    "figures_of",
     "list_presets",
     "load_array",
     "load_fleet",
     "load_function",
+    "load_preset",
+    "preset_label",
 ]
 
 _FOLDERS = {"fleet": "fleets", "array": "arrays", "function": "functions"}
@@ -45,10 +53,13 @@ _FOLDERS = {"fleet": "fleets", "array": "arrays", "function": "functions"}
 
 @dataclass(frozen=True)
 class PresetInfo:
+    """One preset as ``clonefleet presets`` lists it."""
+
     kind: str
     name: str
     description: str
-    sources: dict[str, str]
+    sources: dict[str, str]  # figure key -> its source (with date) or "assumption: ..."
+    figures: tuple[FigureView, ...] = ()  # each figure's value, unit and source
 
 
 def _shipped(kind: str) -> dict[str, Any]:
@@ -101,12 +112,94 @@ _LOADERS: dict[str, Callable[[str], FleetPreset | ArrayPreset | FunctionPreset]]
     "fleet": load_fleet, "array": load_array, "function": load_function}
 
 
+def _info(kind: str, record: FleetPreset | ArrayPreset | FunctionPreset) -> PresetInfo:
+    return PresetInfo(kind, record.name, record.description,
+                      {k: f.describe() for k, f in record.sources.items()}, tuple(figures_of(record)))
+
+
 def list_presets() -> list[PresetInfo]:
-    """Every shipped preset with the source (or assumption) of each figure."""
-    infos = []
-    for kind, loader in _LOADERS.items():
-        for name in preset_names(kind):
-            record = loader(name)
-            infos.append(PresetInfo(kind, name, record.description,
-                                    {k: f.describe() for k, f in record.sources.items()}))
-    return infos
+    """Every shipped preset with the value and source (or assumption) of each figure."""
+    return [_info(kind, loader(name)) for kind, loader in _LOADERS.items() for name in preset_names(kind)]
+
+
+def _kind_of_file(name_or_path: str) -> str:
+    """The kind a shipped name or a preset file declares (its ``[preset] kind``)."""
+    kinds = [kind for kind in _LOADERS if name_or_path in _shipped(kind)]
+    if len(kinds) == 1:
+        return kinds[0]
+    if kinds:
+        raise UsageError(f"'{name_or_path}' names presets of several kinds ({', '.join(kinds)}); give a path")
+    path = Path(name_or_path)
+    if path.suffix != ".toml" and "/" not in name_or_path and not path.exists():
+        known = ", ".join(n for kind in _LOADERS for n in preset_names(kind))
+        raise UsageError(f"unknown preset '{name_or_path}'; known: {known} (or a path to a .toml file)")
+    _, data = _read("fleet", name_or_path)  # read as a file; the kind is checked below
+    header = data.get("preset")
+    kind = header.get("kind") if isinstance(header, dict) else None
+    if kind not in _LOADERS:
+        raise UsageError(f"file '{name_or_path}': preset.kind = {kind!r}: one of fleet, array, function")
+    return str(kind)
+
+
+def load_preset(name_or_path: str | Path) -> PresetInfo:
+    """Any preset, shipped (by name) or from a file, with the value and source of each figure."""
+    kind = _kind_of_file(str(name_or_path))
+    return _info(kind, _LOADERS[kind](str(name_or_path)))
+
+
+def preset_label(kind: str, name_or_path: str | Path, name: str) -> str:
+    """How a plan's title names a loaded preset: its name, and where it came from when it is a file
+    whose name is also a shipped preset's (``allflash-2024 (from ./x.toml, not the shipped one)``)."""
+    given = str(name_or_path)
+    if given in _shipped(kind) or name not in _shipped(kind):
+        return name
+    return f"{name} (from {given}, not the shipped one)"
+
+
+_NAME_LINE = re.compile(r'^(\s*name\s*=\s*)(".*?"|\'.*?\')(.*)$')
+
+
+def copy_preset(source: str, dest: Path, name: str | None = None, force: bool = False) -> PresetInfo:
+    """Write a copy of preset ``source`` (a shipped name or a file) to ``dest``, named ``name``
+    (default: dest's stem), comments and sources kept; refuse an existing ``dest`` unless ``force``.
+
+    The copy is loaded before it is written (a name the file format refuses never lands) and
+    written through a temporary in the same folder, renamed: it appears whole or not at all.
+    """
+    kind = _kind_of_file(source)
+    new_name = dest.stem if name is None else name
+    if not new_name.strip() or any(c in new_name for c in '"\\\n'):
+        raise UsageError(f"--name = {new_name!r}: a non-empty name without quotes, backslashes or newlines")
+    if dest.suffix != ".toml":
+        raise UsageError(f"{dest}: the copy must be a .toml file (e.g. my-array.toml)")
+    if (dest.exists() or dest.is_symlink()) and not force:
+        raise UsageError(f"{dest} exists; pass --force to overwrite it")
+    if dest.is_dir():
+        raise UsageError(f"{dest} is a folder; give a file name such as {dest / 'my-preset.toml'}")
+    shipped = _shipped(kind)
+    text = shipped[source].read_text(encoding="utf-8") if source in shipped else \
+        read_regular_text(Path(source), f"{kind} file")
+    lines, in_header, renamed = text.splitlines(keepends=True), False, False
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            in_header = stripped == "[preset]"
+        elif in_header and not renamed and (match := _NAME_LINE.match(line.rstrip("\n"))):
+            lines[i] = f'{match.group(1)}"{new_name}"{match.group(3)}\n'
+            renamed = True
+    if not renamed:
+        raise UsageError(f"{source}: no 'name = ...' line in its [preset] table to rename")
+    copied = f"# A copy of the {kind} preset '{source}', named '{new_name}'.\n" + "".join(lines)
+    builders = {"fleet": build_fleet, "array": build_array, "function": build_function}
+    try:
+        builders[kind](f"{kind} file '{dest}'", tomllib.loads(copied))
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{source}: the copy is not valid TOML ({exc})") from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    temporary = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(copied, encoding="utf-8")
+        temporary.replace(dest)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return load_preset(dest)
