@@ -198,6 +198,7 @@ class SweepResult:
     consumed_at_largest: dict[str, float | None]
     fewest: dict[str, tuple[int | None, str]]
     target: int | None
+    array_disks: float | None = None  # X of the array preset: the disks the series over T are drawn at
 
     @property
     def points(self) -> int:
@@ -285,36 +286,9 @@ class SweepResult:
                         writer.writerow(row)
 
     def _plot(self, path: Path) -> None:
-        import matplotlib
+        from clonefleet.report.sweepfig import sweep_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        panels = 2 if self.param is not None else 1
-        fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 4.5), dpi=110, squeeze=False)
-        ax = axes[0][0]
-        for f in self.functions:
-            ev = self.baseline[f.name]
-            tib = ev.consumed_bytes / 2**40
-            line, = ax.plot(self.vms, np.where(ev.meets_requirement, tib, np.nan), label=f.name)
-            ax.plot(self.vms, np.where(ev.meets_requirement, np.nan, tib), color=line.get_color(), ls="--")
-            if 0 < self.largest[f.name] <= self.vms[-1]:
-                ax.axvline(self.largest[f.name], color=line.get_color(), ls=":", lw=1)
-        ax.set_yscale("log")
-        ax.set_xlabel("VMs (T)")
-        ax.set_ylabel("consumed capacity S [TiB] (log)")
-        ax.set_title(f"{self.fleet} on {self.array} (dashed: requirement fails; dotted: largest T)")
-        ax.legend()
-        if self.param is not None:
-            ax2 = axes[0][1]
-            for f in self.functions:
-                ax2.plot(self.param.values, operable_count(self.grids[f.name].max_vms[0]), label=f.name)
-            ax2.set_xlabel(self.param.key)
-            ax2.set_ylabel("largest T the array carries")
-            ax2.legend()
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
+        sweep_figure(self).savefig(path)
 
 
 #: Fields that must stay at most another field of the same record: (kind, smaller, larger).
@@ -417,7 +391,7 @@ def run_sweep(
         bottleneck[f.name], consumed[f.name] = mp.bottleneck, mp.consumed_bytes
     fewest = {f.name: fewest_disks(fleet, array, f, target) if target else (None, "") for f in resolved}
     return SweepResult(fleet.name, array.name, vms, param, resolved, grids, baseline, largest,
-                       bottleneck, consumed, fewest, target)
+                       bottleneck, consumed, fewest, target, float(array.disks))
 
 
 __all__ = [
