@@ -24,11 +24,14 @@ from clonefleet.errors import UsageError
 from clonefleet.planner import MAX_VMS, Evaluation, evaluate, operable_count, plan, resolve_functions
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.presets.schema import ARRAY_SPECS, FLEET_SPECS, Spec
+from clonefleet.progress import Progress, no_progress
 from clonefleet.report.outputs import staged_outputs
 from clonefleet.units import UnitError, format_bytes
 
 FloatArray = npt.NDArray[np.float64]
 MAX_POINTS = 50_000_000
+#: Rows of sweep.csv written between two progress reports (about 0.1 s of writing).
+CSV_ROWS_PER_REPORT = 100_000
 
 
 def parse_range(text: str, what: str = "--vms") -> npt.NDArray[np.int64]:
@@ -237,10 +240,12 @@ class SweepResult:
             "files": [str(p) for p in files],
         }
 
-    def write(self, out_dir: Path) -> list[Path]:
+    def write(self, out_dir: Path, progress: Progress = no_progress) -> list[Path]:
         """sweep.csv (every point), sweep.json (summary and the series over T), sweep.png.
 
         The three files appear together and whole, or not at all (:func:`staged_outputs`).
+        ``progress`` hears "write sweep.csv" (rows done of all rows, every
+        ``CSV_ROWS_PER_REPORT`` rows: about 1 s per million), then "draw sweep.png".
         """
         names = ("sweep.csv", "sweep.json", "sweep.png")
         files = [out_dir / name for name in names]
@@ -257,13 +262,17 @@ class SweepResult:
         }
         text = json.dumps(doc, allow_nan=False) + "\n"
         with staged_outputs(out_dir, names) as staged:
-            self._write_csv(staged["sweep.csv"])
+            self._write_csv(staged["sweep.csv"], progress)
             staged["sweep.json"].write_text(text, encoding="utf-8")
+            progress("draw sweep.png", 0, 1)
             self._plot(staged["sweep.png"])
+            progress("draw sweep.png", 1, 1)
         return files
 
-    def _write_csv(self, path: Path) -> None:
+    def _write_csv(self, path: Path, progress: Progress = no_progress) -> None:
         values = self.param.values if self.param is not None else np.array([np.nan])
+        total, done = self.points, 0
+        progress("write sweep.csv", 0, total)
         with path.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             header = ["function", "method", "vms"]
@@ -284,6 +293,11 @@ class SweepResult:
                             row.append(_exact(value))
                         row += [f"{g[i]:.0f}", f"{s[i]:.0f}", f"{r[i]:.6g}", int(ok[i])]
                         writer.writerow(row)
+                        done += 1
+                        if done % CSV_ROWS_PER_REPORT == 0:
+                            progress("write sweep.csv", done, total)
+        if done % CSV_ROWS_PER_REPORT:  # the last rows, when they were not just reported
+            progress("write sweep.csv", done, total)
 
     def _plot(self, path: Path) -> None:
         from clonefleet.report.sweepfig import sweep_figure
@@ -376,20 +390,33 @@ def run_sweep(
     functions: Sequence[FunctionPreset | str] | None = None,
     param: SweptParam | None = None,
     target: int | None = None,
+    progress: Progress = no_progress,
 ) -> SweepResult:
-    """Sweep S and the requirement; answer the inverse questions at the presets' own values."""
+    """Sweep S and the requirement; answer the inverse questions at the presets' own values.
+
+    ``progress`` hears "sweep: evaluate the grid" and "sweep: largest T and fewest disks", each
+    as steps done of the storage functions (the grid is fast; writing it is what takes time).
+    """
     resolved = resolve_functions(functions)
     points = len(vms) * (len(param.values) if param else 1) * len(resolved)
     if points > MAX_POINTS:
         raise UsageError(f"the sweep has {points:,} points; at most {MAX_POINTS:,}: narrow --vms or --param")
-    grids = sweep_grids(fleet, array, resolved, vms, param)
-    baseline = grids if param is None else sweep_grids(fleet, array, resolved, vms)
-    largest = {f.name: largest_vms(fleet, array, f) for f in resolved}
-    bottleneck, consumed = {}, {}
-    for f in resolved:
+    n = len(resolved)
+    progress("sweep: evaluate the grid", 0, n)
+    grids: dict[str, Evaluation] = {}
+    baseline: dict[str, Evaluation] = {}
+    for i, f in enumerate(resolved):
+        grids.update(sweep_grids(fleet, array, [f], vms, param))
+        baseline.update(grids if param is None else sweep_grids(fleet, array, [f], vms))
+        progress("sweep: evaluate the grid", i + 1, n)
+    largest, bottleneck, consumed = {}, {}, {}
+    fewest: dict[str, tuple[int | None, str]] = {}
+    for i, f in enumerate(resolved):
+        largest[f.name] = largest_vms(fleet, array, f)
         mp = plan(fleet, array, max(1, largest[f.name]), [f]).methods[0]
         bottleneck[f.name], consumed[f.name] = mp.bottleneck, mp.consumed_bytes
-    fewest = {f.name: fewest_disks(fleet, array, f, target) if target else (None, "") for f in resolved}
+        fewest[f.name] = fewest_disks(fleet, array, f, target) if target else (None, "")
+        progress("sweep: largest T and fewest disks", i + 1, n)
     return SweepResult(fleet.name, array.name, vms, param, resolved, grids, baseline, largest,
                        bottleneck, consumed, fewest, target, float(array.disks))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from clonefleet.cli.app import JSON_OPTION, Whole, app, console, emit_json
+from clonefleet.cli.app import JSON_OPTION, Whole, app, console, emit_json, progress_display
 from clonefleet.errors import UsageError
 from clonefleet.planner import DEFAULT_FUNCTIONS, MAX_VMS, Plan, plan
 from clonefleet.presets import list_presets, load_array, load_fleet
@@ -144,9 +144,10 @@ def sweep_cmd(
     """S and the requirement against T per method; the largest T and the fewest disks for a target T."""
     from clonefleet.sweep import parse_param, parse_range, run_sweep
 
-    result = run_sweep(load_fleet(fleet), load_array(array), parse_range(vms),
-                       parse_functions(functions), parse_param(param) if param else None, target)
-    files = result.write(out) if out is not None else []
+    with progress_display(not as_json) as report:
+        result = run_sweep(load_fleet(fleet), load_array(array), parse_range(vms),
+                           parse_functions(functions), parse_param(param) if param else None, target, report)
+        files = result.write(out, report) if out is not None else []
     if as_json:
         emit_json(result.summary(files))
         return
