@@ -24,11 +24,14 @@ from clonefleet.errors import UsageError
 from clonefleet.planner import MAX_VMS, Evaluation, evaluate, operable_count, plan, resolve_functions
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.presets.schema import ARRAY_SPECS, FLEET_SPECS, Spec
+from clonefleet.progress import Progress, no_progress
 from clonefleet.report.outputs import staged_outputs
 from clonefleet.units import UnitError, format_bytes
 
 FloatArray = npt.NDArray[np.float64]
 MAX_POINTS = 50_000_000
+#: Rows of sweep.csv written between two progress reports (about 0.1 s of writing).
+CSV_ROWS_PER_REPORT = 100_000
 
 
 def parse_range(text: str, what: str = "--vms") -> npt.NDArray[np.int64]:
@@ -198,6 +201,7 @@ class SweepResult:
     consumed_at_largest: dict[str, float | None]
     fewest: dict[str, tuple[int | None, str]]
     target: int | None
+    array_disks: float | None = None  # X of the array preset: the disks the series over T are drawn at
 
     @property
     def points(self) -> int:
@@ -236,10 +240,12 @@ class SweepResult:
             "files": [str(p) for p in files],
         }
 
-    def write(self, out_dir: Path) -> list[Path]:
+    def write(self, out_dir: Path, progress: Progress = no_progress) -> list[Path]:
         """sweep.csv (every point), sweep.json (summary and the series over T), sweep.png.
 
         The three files appear together and whole, or not at all (:func:`staged_outputs`).
+        ``progress`` hears "write sweep.csv" (rows done of all rows, every
+        ``CSV_ROWS_PER_REPORT`` rows: about 1 s per million), then "draw sweep.png".
         """
         names = ("sweep.csv", "sweep.json", "sweep.png")
         files = [out_dir / name for name in names]
@@ -256,13 +262,17 @@ class SweepResult:
         }
         text = json.dumps(doc, allow_nan=False) + "\n"
         with staged_outputs(out_dir, names) as staged:
-            self._write_csv(staged["sweep.csv"])
+            self._write_csv(staged["sweep.csv"], progress)
             staged["sweep.json"].write_text(text, encoding="utf-8")
+            progress("draw sweep.png", 0, 1)
             self._plot(staged["sweep.png"])
+            progress("draw sweep.png", 1, 1)
         return files
 
-    def _write_csv(self, path: Path) -> None:
+    def _write_csv(self, path: Path, progress: Progress = no_progress) -> None:
         values = self.param.values if self.param is not None else np.array([np.nan])
+        total, done = self.points, 0
+        progress("write sweep.csv", 0, total)
         with path.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             header = ["function", "method", "vms"]
@@ -283,38 +293,16 @@ class SweepResult:
                             row.append(_exact(value))
                         row += [f"{g[i]:.0f}", f"{s[i]:.0f}", f"{r[i]:.6g}", int(ok[i])]
                         writer.writerow(row)
+                        done += 1
+                        if done % CSV_ROWS_PER_REPORT == 0:
+                            progress("write sweep.csv", done, total)
+        if done % CSV_ROWS_PER_REPORT:  # the last rows, when they were not just reported
+            progress("write sweep.csv", done, total)
 
     def _plot(self, path: Path) -> None:
-        import matplotlib
+        from clonefleet.report.sweepfig import sweep_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        panels = 2 if self.param is not None else 1
-        fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 4.5), dpi=110, squeeze=False)
-        ax = axes[0][0]
-        for f in self.functions:
-            ev = self.baseline[f.name]
-            tib = ev.consumed_bytes / 2**40
-            line, = ax.plot(self.vms, np.where(ev.meets_requirement, tib, np.nan), label=f.name)
-            ax.plot(self.vms, np.where(ev.meets_requirement, np.nan, tib), color=line.get_color(), ls="--")
-            if 0 < self.largest[f.name] <= self.vms[-1]:
-                ax.axvline(self.largest[f.name], color=line.get_color(), ls=":", lw=1)
-        ax.set_yscale("log")
-        ax.set_xlabel("VMs (T)")
-        ax.set_ylabel("consumed capacity S [TiB] (log)")
-        ax.set_title(f"{self.fleet} on {self.array} (dashed: requirement fails; dotted: largest T)")
-        ax.legend()
-        if self.param is not None:
-            ax2 = axes[0][1]
-            for f in self.functions:
-                ax2.plot(self.param.values, operable_count(self.grids[f.name].max_vms[0]), label=f.name)
-            ax2.set_xlabel(self.param.key)
-            ax2.set_ylabel("largest T the array carries")
-            ax2.legend()
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
+        sweep_figure(self).savefig(path)
 
 
 #: Fields that must stay at most another field of the same record: (kind, smaller, larger).
@@ -402,22 +390,35 @@ def run_sweep(
     functions: Sequence[FunctionPreset | str] | None = None,
     param: SweptParam | None = None,
     target: int | None = None,
+    progress: Progress = no_progress,
 ) -> SweepResult:
-    """Sweep S and the requirement; answer the inverse questions at the presets' own values."""
+    """Sweep S and the requirement; answer the inverse questions at the presets' own values.
+
+    ``progress`` hears "sweep: evaluate the grid" and "sweep: largest T and fewest disks", each
+    as steps done of the storage functions (the grid is fast; writing it is what takes time).
+    """
     resolved = resolve_functions(functions)
     points = len(vms) * (len(param.values) if param else 1) * len(resolved)
     if points > MAX_POINTS:
         raise UsageError(f"the sweep has {points:,} points; at most {MAX_POINTS:,}: narrow --vms or --param")
-    grids = sweep_grids(fleet, array, resolved, vms, param)
-    baseline = grids if param is None else sweep_grids(fleet, array, resolved, vms)
-    largest = {f.name: largest_vms(fleet, array, f) for f in resolved}
-    bottleneck, consumed = {}, {}
-    for f in resolved:
+    n = len(resolved)
+    progress("sweep: evaluate the grid", 0, n)
+    grids: dict[str, Evaluation] = {}
+    baseline: dict[str, Evaluation] = {}
+    for i, f in enumerate(resolved):
+        grids.update(sweep_grids(fleet, array, [f], vms, param))
+        baseline.update(grids if param is None else sweep_grids(fleet, array, [f], vms))
+        progress("sweep: evaluate the grid", i + 1, n)
+    largest, bottleneck, consumed = {}, {}, {}
+    fewest: dict[str, tuple[int | None, str]] = {}
+    for i, f in enumerate(resolved):
+        largest[f.name] = largest_vms(fleet, array, f)
         mp = plan(fleet, array, max(1, largest[f.name]), [f]).methods[0]
         bottleneck[f.name], consumed[f.name] = mp.bottleneck, mp.consumed_bytes
-    fewest = {f.name: fewest_disks(fleet, array, f, target) if target else (None, "") for f in resolved}
+        fewest[f.name] = fewest_disks(fleet, array, f, target) if target else (None, "")
+        progress("sweep: largest T and fewest disks", i + 1, n)
     return SweepResult(fleet.name, array.name, vms, param, resolved, grids, baseline, largest,
-                       bottleneck, consumed, fewest, target)
+                       bottleneck, consumed, fewest, target, float(array.disks))
 
 
 __all__ = [

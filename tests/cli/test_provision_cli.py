@@ -65,6 +65,57 @@ def test_init_writes_a_manifest_with_the_checksum(cli: Callable[..., object], tm
     assert init(cli, tmp_path, "--force").code == 0  # type: ignore[attr-defined]
 
 
+def test_init_auto_says_which_g_from_which_presets_and_that_they_are_not_this_storage(
+        cli: Callable[..., object], tmp_path: Path) -> None:
+    from clonefleet.planner import evaluate, golden_images_for
+    from clonefleet.presets import load_array, load_fleet, load_function
+
+    fleet, array, snapshot = load_fleet("server-linux"), load_array("midrange-2012"), load_function("snapshot")
+    k = int(evaluate(fleet, array, snapshot, 1000).clones_per_gi)
+    g = golden_images_for(fleet, array, snapshot, 1000)
+    assert g is not None and g > 1  # the case worth explaining: several GIs
+    args = ("--golden-images", "auto", "--count", "1000", "--method", "snapshot")
+    r = init(cli, tmp_path, *args, "--json")
+    assert r.code == 0, r.err  # type: ignore[attr-defined]
+    choice = json.loads(r.out)["golden_images_choice"]  # type: ignore[attr-defined]
+    assert json.loads(r.out)["golden_images"] == "auto"  # type: ignore[attr-defined]  # the key kept
+    assert (choice["golden_images"], choice["clones_per_gi"]) == (g, k)
+    assert (choice["fleet_preset"], choice["array_preset"]) == ("server-linux", "midrange-2012")
+    assert choice["fleet_preset_defaulted"] and choice["array_preset_defaulted"]
+    assert choice["limited_by"] == "GI's disks" and f"ceil(1,000 / {k})" in choice["reason"]
+    assert "midrange-2012" in choice["storage_warning"] and "--array" in choice["storage_warning"]
+    assert "clonefleet presets" in choice["storage_warning"]
+    r = init(cli, tmp_path, *args, "--force")
+    assert r.code == 0, r.err  # type: ignore[attr-defined]
+    out = " ".join(r.out.split())  # type: ignore[attr-defined]
+    assert f"g = {g} (auto)" in out and f"at most {k} clones" in out
+    assert "fleet server-linux (the default), array midrange-2012 (the default)" in out
+    err = " ".join(r.err.split())  # type: ignore[attr-defined]
+    assert err.startswith("clonefleet: warning: g comes from the shipped array preset midrange-2012")
+
+
+def test_init_auto_with_the_users_own_array_file_has_no_storage_warning(
+        cli: Callable[..., object], tmp_path: Path) -> None:
+    from importlib import resources
+
+    mine = tmp_path / "my-array.toml"
+    shipped = resources.files("clonefleet.presets").joinpath("arrays/allflash-2024.toml")
+    mine.write_text(shipped.read_text(encoding="utf-8").replace('name = "allflash-2024"', 'name = "my-array"'))
+    r = init(cli, tmp_path, "--golden-images", "auto", "--array", str(mine), "--preset", "desktop-win11", "--json")
+    assert r.code == 0, r.err  # type: ignore[attr-defined]
+    choice = json.loads(r.out)["golden_images_choice"]  # type: ignore[attr-defined]
+    assert choice["storage_warning"] is None and choice["array_preset"] == str(mine)
+    assert not choice["array_preset_defaulted"] and choice["golden_images"] == 1
+
+
+def test_init_with_a_given_g_prints_no_auto_explanation(cli: Callable[..., object], tmp_path: Path) -> None:
+    r = init(cli, tmp_path, "--golden-images", "2")
+    assert r.code == 0 and "auto" not in r.out and r.err == ""  # type: ignore[attr-defined]
+    choice = json.loads(init(cli, tmp_path, "--golden-images", "2", "--force", "--json").out)[  # type: ignore[attr-defined]
+        "golden_images_choice"]
+    assert choice["golden_images"] == 2 and choice["reason"].startswith("given")
+
+
 @pytest.mark.parametrize(("args", "needle"), [
     (("--clone-name", "../x{index}"), "clone_name"),
     (("--clone-name", "/etc/{index}"), "clone_name"),

@@ -233,3 +233,28 @@ def test_swept_values_no_preset_could_hold_are_refused(cli: Callable[..., CliRes
     # Fewer pool disks than the GI's group is allowed: the group shrinks with the pool.
     r = cli("sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "1:10", "--param", "disks=1:10:10")
     assert r.code == 0, r.err
+
+
+def test_sweep_reports_progress_through_the_callback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import clonefleet.sweep as sweep_module
+    from clonefleet.presets import load_array, load_fleet
+    from clonefleet.sweep import run_sweep
+
+    monkeypatch.setattr(sweep_module, "CSV_ROWS_PER_REPORT", 1000)
+    calls: list[tuple[str, int, int]] = []
+
+    def record(stage: str, done: int, total: int) -> None:
+        calls.append((stage, done, total))
+
+    result = run_sweep(load_fleet("desktop-win7"), load_array("midrange-2012"), parse_range("1:2500"),
+                       param=parse_param("disks=100:400:2"), target=500, progress=record)
+    result.write(tmp_path / "out", progress=record)
+    stages = [c[0] for c in calls]
+    assert stages[0] == "sweep: evaluate the grid" and stages[-1] == "draw sweep.png"
+    csv_calls = [(d, t) for s, d, t in calls if s == "write sweep.csv"]
+    rows = 3 * 2500 * 2  # functions x T x disks values
+    with (tmp_path / "out" / "sweep.csv").open() as fh:
+        assert sum(1 for _ in fh) == rows + 1  # the header
+    assert all(t == rows for _, t in csv_calls)
+    assert [d for d, _ in csv_calls] == [0, *range(1000, rows + 1, 1000)]
+    assert ("sweep: largest T and fewest disks", 3, 3) in calls

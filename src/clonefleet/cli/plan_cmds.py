@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from clonefleet.cli.app import JSON_OPTION, Col, Whole, app, console, emit_json, print_table
+from clonefleet.cli.app import JSON_OPTION, Col, Whole, app, console, emit_json, print_table, progress_display
 from clonefleet.errors import UsageError
 from clonefleet.planner import DEFAULT_FUNCTIONS, MAX_VMS, RESOURCES, MethodPlan, Plan, plan
 from clonefleet.presets import (
@@ -268,9 +268,10 @@ def sweep_cmd(
     """
     from clonefleet.sweep import parse_param, parse_range, run_sweep
 
-    result = run_sweep(load_fleet(fleet), load_array(array), parse_range(vms),
-                       parse_functions(functions), parse_param(param) if param else None, target)
-    files = result.write(out) if out is not None else []
+    with progress_display(not as_json) as report:
+        result = run_sweep(load_fleet(fleet), load_array(array), parse_range(vms),
+                           parse_functions(functions), parse_param(param) if param else None, target, report)
+        files = result.write(out, report) if out is not None else []
     if as_json:
         emit_json(result.summary(files))
         return

@@ -32,8 +32,11 @@ def init_cmd(
                                       help="GI replicas g for snapshot clones, or 'auto' (the planner's g)."),
     clone_name: str = typer.Option("vm-{index:04d}", "--clone-name", help="Clone name template with {index}."),
     name: str = typer.Option(None, "--name", help="Fleet name (default: the manifest file's name)."),
-    preset: str = typer.Option("server-linux", "--preset", help="Fleet preset: boot writes, and g = auto."),
-    array: str = typer.Option("midrange-2012", "--array", help="Array preset for g = auto."),
+    preset: str = typer.Option(None, "--preset", show_default=False,
+                               help="Fleet preset or TOML path: boot writes, and g = auto [default: server-linux]."),
+    array: str = typer.Option(None, "--array", show_default=False,
+                              help="Array preset or TOML path describing your storage, for g = auto "
+                                   "[default: midrange-2012]; 'clonefleet presets' lists them."),
     workers: int = typer.Option(4, "--workers", "-w", click_type=Whole(1, MAX_WORKERS, "N"), help="Parallel workers."),
     cluster_size: str = typer.Option("64 KiB", "--cluster-size", help="qcow2 cluster size."),
     max_chain_depth: int = typer.Option(1, "--max-chain-depth", click_type=Whole(1, 64, "N"),
@@ -49,8 +52,12 @@ def init_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Write a fleet manifest from flags (the GI's checksum recorded), so no TOML is written by hand."""
-    from clonefleet.provision import write_manifest
+    from clonefleet.provision import explain_golden_images, write_manifest
     from clonefleet.storage.goldimage import check_golden_image
+
+    defaulted = {"--preset": preset is None, "--array": array is None}
+    preset = preset if preset is not None else "server-linux"
+    array = array if array is not None else "midrange-2012"
 
     for label, text in (("--gi", gi_text), ("--dest", dest_text), ("--out", out_text)):
         if "\x00" in text:
@@ -85,10 +92,22 @@ def init_cmd(
         "writes": {"source": "preset", "seed": seed, "bytes": write_bytes, "extents": write_extents,
                    "span": write_span},
     }, force=force)
+    choice = explain_golden_images(manifest)
     if as_json:
-        emit_json({"manifest": str(out), **manifest.to_dict()})
+        emit_json({"manifest": str(out), **manifest.to_dict(),
+                   "golden_images_choice": {**choice.to_dict(), "fleet_preset_defaulted": defaulted["--preset"],
+                                            "array_preset_defaulted": defaulted["--array"]}})
         return
-    console.print(f"wrote {out}: {count} {method} clones of {gi} on {backend} in {manifest.dest}")
+    console.print(f"wrote {out}: {count} {method} clones of {gi} on {backend} in {manifest.dest}", markup=False)
+    if choice.requested != "auto":
+        return
+    shown = "no number of GIs" if choice.golden_images is None else f"g = {choice.golden_images}"
+    console.print(f"golden images: {shown} (auto): {choice.reason}", markup=False)
+    console.print(f"presets used: fleet {choice.fleet_preset}{' (the default)' if defaulted['--preset'] else ''}, "
+                  f"array {choice.array_preset}{' (the default)' if defaulted['--array'] else ''}: "
+                  f"{choice.array_description}", markup=False)
+    if choice.storage_warning:
+        err_console.print(f"clonefleet: warning: {choice.storage_warning}", markup=False)
 
 
 @app.command("provision")

@@ -11,7 +11,8 @@ Modules, by concept: ``manifest`` (the desired state), ``journal`` (what was don
 ``fleetdir`` (the fleet directory, its lock, its private folder of temporaries),
 ``plan`` (what a run must do), ``apply`` (doing it), ``status``, ``destroy``,
 ``bootwrites`` (a boot's writes into the clones) and ``writes`` (writing extents),
-``capacity`` (measured beside the model), ``goldimage`` (building a small real GI).
+``capacity`` (measured beside the model), ``gichoice`` (why a fleet gets its g),
+``goldimage`` (building a small real GI).
 Everything that touches storage itself is in :mod:`clonefleet.storage`; the
 clones are made by :mod:`clonefleet.backends`.
 """
@@ -21,6 +22,7 @@ from clonefleet.provision.bootwrites import WritesResult, apply_writes
 from clonefleet.provision.capacity import CapacityReport, capacity
 from clonefleet.provision.destroy import DestroyResult, destroy
 from clonefleet.provision.fleetdir import FleetBusy, fleet_lock
+from clonefleet.provision.gichoice import GoldenImageChoice, explain_golden_images
 from clonefleet.provision.manifest import Manifest, load_manifest, write_manifest
 from clonefleet.provision.plan import FleetPlan, make_plan
 from clonefleet.provision.status import StatusReport, status
@@ -30,6 +32,7 @@ __all__ = [
     "DestroyResult",
     "FleetBusy",
     "FleetPlan",
+    "GoldenImageChoice",
     "Manifest",
     "ProvisionFailed",
     "ProvisionResult",
@@ -38,6 +41,7 @@ __all__ = [
     "apply_writes",
     "capacity",
     "destroy",
+    "explain_golden_images",
     "fleet_lock",
     "load_manifest",
     "make_plan",

@@ -1,0 +1,119 @@
+"""The sweep's figure (sweep.png): S against T per method, and the largest T against the swept field.
+
+:func:`sweep_figure` builds a matplotlib Figure from a :class:`clonefleet.sweep.SweepResult`
+without writing anything, so tests read its titles, labels and legend; ``SweepResult.write``
+saves it. What it shows, panel by panel:
+
+- left: consumed capacity S [TiB] against T at the presets' own values (the array's disk count
+  stated in the title); thick where the requirement holds, thin and faint where it fails; the
+  largest T of each method dotted; the target T; the T where snapshot clones need one GI more.
+- right (with ``--param``): the largest T each method carries against the swept field; methods
+  whose curves coincide say so in the legend, and are drawn in styles that stay visible on top
+  of each other.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from clonefleet.planner import operable_count
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from clonefleet.sweep import SweepResult, SweptParam
+
+#: Line style per method: distinct even where two methods' curves coincide.
+_STYLES: dict[str, dict[str, object]] = {
+    "full": {"color": "#7f7f7f", "ls": "-", "lw": 4.0, "alpha": 0.55},
+    "thin": {"color": "#1f77b4", "ls": (0, (6, 3)), "lw": 2.0},
+    "snapshot": {"color": "#d62728", "ls": "-", "lw": 1.6},
+}
+#: More "new GI" steps than this are left unmarked (the title says so): markers would merge.
+MAX_STEP_MARKS = 300
+_INTEGER_PARAMS = ("disks", "gi_disks", "processors", "queue_depth", "boot_write_extents")
+
+
+_UNITS = {"host_iops": "IOPS", "boot_ios": "IOs", "read_fraction": "fraction", "boot_write_extents": "extents",
+          "queue_depth": "IOs", "processor_iops": "IOPS", "processors": "count", "volume_iops_limit": "IOPS",
+          "disk_iops": "IOPS", "disks": "count", "gi_disks": "count", "raid_write_penalty": "disk IOs per write",
+          "cache_hit_shared": "fraction", "cache_hit_private": "fraction", "cow_read_fraction": "fraction"}
+
+
+def param_axis(param: SweptParam) -> tuple[npt.NDArray[np.float64], str]:
+    """The swept values as the figure shows them, and their unit (bytes as GiB)."""
+    if param.attr.endswith("_bytes"):
+        return param.values / 2**30, "GiB"
+    return param.values, _UNITS.get(param.key, "preset units")
+
+
+def _style(method: str) -> dict[str, object]:
+    return dict(_STYLES.get(method, {"ls": "-", "lw": 1.5}))
+
+
+def sweep_figure(result: SweepResult) -> Figure:
+    """The figure of ``result`` (one panel, or two with a swept field); the caller saves or closes it."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    panels = 2 if result.param is not None else 1
+    fig = Figure(figsize=(7.2 * panels, 5.0), dpi=110)
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    ax = axes[0]
+    disks = f"X = {result.array_disks:g} disks (the preset's)" if result.array_disks is not None else "the preset"
+    step_note = ""
+    for f in result.functions:
+        ev = result.baseline[f.name]
+        style = _style(f.method.value)
+        tib = ev.consumed_bytes / 2**40
+        holds = np.asarray(ev.meets_requirement)
+        ax.plot(result.vms, np.where(holds, tib, np.nan), label=f"{f.name}", **style)
+        faint = {**style, "lw": 1.0, "alpha": 0.35}
+        ax.plot(result.vms, np.where(holds, np.nan, tib), **faint)
+        largest = result.largest[f.name]
+        if 0 < largest <= result.vms[-1]:
+            ax.axvline(largest, color=str(style.get("color", "k")), ls=":", lw=1)
+        if f.method.value == "snapshot" and len(result.vms) > 1:
+            g = np.asarray(ev.golden_images)
+            steps = np.flatnonzero(np.isfinite(g[1:]) & (g[1:] > g[:-1])) + 1
+            if 0 < steps.size <= MAX_STEP_MARKS:
+                ax.plot(result.vms[steps], tib[steps], ls="none", marker="|", ms=9, mew=1.2,
+                        color=str(style.get("color", "k")), label=f"{f.name}: one GI more (g + 1)")
+            elif steps.size > MAX_STEP_MARKS:
+                step_note = f"; {steps.size:,} new-GI steps, too many to mark"
+    if result.target is not None:
+        ax.axvline(result.target, color="black", lw=1.2, ls="-.", label=f"target T = {result.target:,}")
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("VMs T [count]")
+    ax.set_ylabel("consumed capacity S [TiB] (log)")
+    ax.set_title(f"S against T at {disks}\nfaint: requirement fails; dotted: largest T{step_note}", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    if result.param is not None:
+        ax2 = axes[1]
+        seen: list[tuple[str, npt.NDArray[np.float64]]] = []
+        xs, unit = param_axis(result.param)
+        for f in result.functions:
+            largest_t = operable_count(result.grids[f.name].max_vms[0])
+            same = [name for name, other in seen if np.array_equal(other, largest_t)]
+            label = f.name + (f" (coincides with {', '.join(same)})" if same else "")
+            ax2.plot(xs, largest_t, label=label, **_style(f.method.value))
+            seen.append((f.name, largest_t))
+        if result.target is not None:
+            ax2.axhline(result.target, color="black", lw=1.2, ls="-.", label=f"target T = {result.target:,}")
+        ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if result.param.key in _INTEGER_PARAMS:
+            ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax2.set_xlabel(f"{result.param.key} [{unit}]")
+        ax2.set_ylabel("largest T the array carries [VMs]")
+        ax2.set_title(f"largest T against {result.param.key} (other fields: the presets')", fontsize=10)
+        ax2.legend(fontsize=8, loc="upper left")
+    fig.suptitle(f"sweep of {result.fleet} on {result.array}")
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["param_axis", "sweep_figure"]
