@@ -8,9 +8,7 @@ method carries on an array, and the fewest disks X that carry a target T.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,13 +23,10 @@ from clonefleet.planner import MAX_VMS, Evaluation, evaluate, operable_count, pl
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.presets.schema import ARRAY_SPECS, FLEET_SPECS, Spec
 from clonefleet.progress import Progress, no_progress
-from clonefleet.report.outputs import staged_outputs
 from clonefleet.units import UnitError, format_bytes
 
 FloatArray = npt.NDArray[np.float64]
 MAX_POINTS = 50_000_000
-#: Rows of sweep.csv written between two progress reports (about 0.1 s of writing).
-CSV_ROWS_PER_REPORT = 100_000
 
 
 def parse_range(text: str, what: str = "--vms") -> npt.NDArray[np.int64]:
@@ -105,12 +100,12 @@ def parse_param(text: str) -> SweptParam:
     return SweptParam(kind, spec.key, spec.attr, values)
 
 
-def _json_numbers(values: npt.NDArray[np.float64]) -> list[float | None]:
+def json_numbers(values: npt.NDArray[np.float64]) -> list[float | None]:
     """Values for JSON: null where no number of GIs carries a clone (infinite g and S)."""
     return [v if math.isfinite(v) else None for v in values.tolist()]
 
 
-def _exact(value: float) -> str:
+def exact_text(value: float) -> str:
     """A swept value for the CSV, exactly: bytes and disks as whole numbers, others as Python prints them."""
     return str(int(value)) if value.is_integer() and abs(value) < 2**63 else repr(value)
 
@@ -239,70 +234,6 @@ class SweepResult:
             "methods": self.method_rows(),
             "files": [str(p) for p in files],
         }
-
-    def write(self, out_dir: Path, progress: Progress = no_progress) -> list[Path]:
-        """sweep.csv (every point), sweep.json (summary and the series over T), sweep.png.
-
-        The three files appear together and whole, or not at all (:func:`staged_outputs`).
-        ``progress`` hears "write sweep.csv" (rows done of all rows, every
-        ``CSV_ROWS_PER_REPORT`` rows: about 1 s per million), then "draw sweep.png".
-        """
-        names = ("sweep.csv", "sweep.json", "sweep.png")
-        files = [out_dir / name for name in names]
-        doc = self.summary(files)
-        doc["series"] = {
-            f.name: {
-                "vms": self.vms.tolist(),
-                "consumed_bytes": _json_numbers(self.baseline[f.name].consumed_bytes),
-                "capacity_ratio": _json_numbers(self.baseline[f.name].capacity_ratio),
-                "golden_images": _json_numbers(self.baseline[f.name].golden_images),
-                "meets_requirement": self.baseline[f.name].meets_requirement.tolist(),
-            }
-            for f in self.functions
-        }
-        text = json.dumps(doc, allow_nan=False) + "\n"
-        with staged_outputs(out_dir, names) as staged:
-            self._write_csv(staged["sweep.csv"], progress)
-            staged["sweep.json"].write_text(text, encoding="utf-8")
-            progress("draw sweep.png", 0, 1)
-            self._plot(staged["sweep.png"])
-            progress("draw sweep.png", 1, 1)
-        return files
-
-    def _write_csv(self, path: Path, progress: Progress = no_progress) -> None:
-        values = self.param.values if self.param is not None else np.array([np.nan])
-        total, done = self.points, 0
-        progress("write sweep.csv", 0, total)
-        with path.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            header = ["function", "method", "vms"]
-            if self.param is not None:
-                header.append(self.param.key)
-            header += ["golden_images", "consumed_bytes", "capacity_ratio", "meets_requirement"]
-            writer.writerow(header)
-            for f in self.functions:
-                grid = self.grids[f.name]
-                for j, value in enumerate(values):
-                    column = (slice(None), j) if grid.consumed_bytes.ndim == 2 else (slice(None),)
-                    g, s = grid.golden_images[column], grid.consumed_bytes[column]
-                    r, ok = grid.capacity_ratio[column], grid.meets_requirement[column]
-                    prefix = [f.name, f.method.value]
-                    for i, t in enumerate(self.vms.tolist()):
-                        row = [*prefix, t]
-                        if self.param is not None:
-                            row.append(_exact(value))
-                        row += [f"{g[i]:.0f}", f"{s[i]:.0f}", f"{r[i]:.6g}", int(ok[i])]
-                        writer.writerow(row)
-                        done += 1
-                        if done % CSV_ROWS_PER_REPORT == 0:
-                            progress("write sweep.csv", done, total)
-        if done % CSV_ROWS_PER_REPORT:  # the last rows, when they were not just reported
-            progress("write sweep.csv", done, total)
-
-    def _plot(self, path: Path) -> None:
-        from clonefleet.report.sweepfig import sweep_figure
-
-        sweep_figure(self).savefig(path)
 
 
 #: Fields that must stay at most another field of the same record: (kind, smaller, larger).

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from clonefleet import load_array, load_fleet, plan
 from clonefleet.errors import UsageError
 from clonefleet.presets import load_function
+from clonefleet.report import sweepfig
+from clonefleet.report.sweepfig import write_sweep
 from clonefleet.sweep import (
     SweepResult,
     fewest_disks,
@@ -209,12 +211,11 @@ def test_sweep_outputs_appear_whole_or_not_at_all(
     assert cli(*args).code == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
-    def broken_plot(self: SweepResult, path: Path) -> None:
-        path.write_bytes(b"half a png")
+    def broken_figure(result: SweepResult) -> object:
         raise OSError(28, "No space left on device")
 
     # A failure after the CSV and the JSON are written: the earlier files stay, nothing half-made appears.
-    monkeypatch.setattr(SweepResult, "_plot", broken_plot)
+    monkeypatch.setattr(sweepfig, "sweep_figure", broken_figure)
     r = cli(*(a if a != "1:20" else "1:30" for a in args))
     assert r.code == 1 and "No space left on device" in r.err and len(r.err.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
@@ -236,11 +237,10 @@ def test_swept_values_no_preset_could_hold_are_refused(cli: Callable[..., CliRes
 
 
 def test_sweep_reports_progress_through_the_callback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import clonefleet.sweep as sweep_module
     from clonefleet.presets import load_array, load_fleet
     from clonefleet.sweep import run_sweep
 
-    monkeypatch.setattr(sweep_module, "CSV_ROWS_PER_REPORT", 1000)
+    monkeypatch.setattr(sweepfig, "CSV_ROWS_PER_REPORT", 1000)
     calls: list[tuple[str, int, int]] = []
 
     def record(stage: str, done: int, total: int) -> None:
@@ -248,7 +248,7 @@ def test_sweep_reports_progress_through_the_callback(tmp_path: Path, monkeypatch
 
     result = run_sweep(load_fleet("desktop-win7"), load_array("midrange-2012"), parse_range("1:2500"),
                        param=parse_param("disks=100:400:2"), target=500, progress=record)
-    result.write(tmp_path / "out", progress=record)
+    write_sweep(result, tmp_path / "out", progress=record)
     stages = [c[0] for c in calls]
     assert stages[0] == "sweep: evaluate the grid" and stages[-1] == "draw sweep.png"
     csv_calls = [(d, t) for s, d, t in calls if s == "write sweep.csv"]

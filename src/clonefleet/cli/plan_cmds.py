@@ -266,12 +266,13 @@ def sweep_cmd(
     GI volume's processor, the GI's disks; fewest disks for target = the smallest pool X that
     carries --target VMs. Every term: docs/background.md, Glossary.
     """
+    from clonefleet.report.sweepfig import write_sweep
     from clonefleet.sweep import parse_param, parse_range, run_sweep
 
     with progress_display(not as_json) as report:
         result = run_sweep(load_fleet(fleet), load_array(array), parse_range(vms),
                            parse_functions(functions), parse_param(param) if param else None, target, report)
-        files = result.write(out, report) if out is not None else []
+        files = write_sweep(result, out, report) if out is not None else []
     if as_json:
         emit_json(result.summary(files))
         return

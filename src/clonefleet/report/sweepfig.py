@@ -1,8 +1,8 @@
 """The sweep's figure (sweep.png): S against T per method, and the largest T against the swept field.
 
 :func:`sweep_figure` builds a matplotlib Figure from a :class:`clonefleet.sweep.SweepResult`
-without writing anything, so tests read its titles, labels and legend; ``SweepResult.write``
-saves it. What it shows, panel by panel:
+without writing anything, so tests read its titles, labels and legend; :func:`write_sweep` writes it
+with sweep.csv and sweep.json. What it shows, panel by panel:
 
 - left: consumed capacity S [TiB] against T at the presets' own values (the array's disk count
   stated in the title); thick where the requirement holds, thin and faint where it fails; the
@@ -14,18 +14,24 @@ saves it. What it shows, panel by panel:
 
 from __future__ import annotations
 
+import csv
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from clonefleet.planner import operable_count
+from clonefleet.progress import Progress, no_progress
+from clonefleet.report.outputs import staged_outputs
+from clonefleet.sweep import SweepResult, SweptParam, exact_text, json_numbers
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from clonefleet.sweep import SweepResult, SweptParam
-
+#: Rows of sweep.csv written between two progress reports (about 0.1 s of writing).
+CSV_ROWS_PER_REPORT = 100_000
 #: Line style per method: distinct even where two methods' curves coincide.
 _STYLES: dict[str, dict[str, object]] = {
     "full": {"color": "#7f7f7f", "ls": "-", "lw": 4.0, "alpha": 0.55},
@@ -117,3 +123,63 @@ def sweep_figure(result: SweepResult) -> Figure:
 
 
 __all__ = ["param_axis", "sweep_figure"]
+
+
+def write_sweep(result: SweepResult, out_dir: Path, progress: Progress = no_progress) -> list[Path]:
+    """sweep.csv (every point), sweep.json (summary and the series over T), sweep.png.
+
+    The three files appear together and whole, or not at all (:func:`~clonefleet.report.outputs.staged_outputs`).
+    ``progress`` hears "write sweep.csv" (rows done of all rows, every
+    ``CSV_ROWS_PER_REPORT`` rows: about 1 s per million), then "draw sweep.png".
+    """
+    names = ("sweep.csv", "sweep.json", "sweep.png")
+    files = [out_dir / name for name in names]
+    doc = result.summary(files)
+    doc["series"] = {
+        f.name: {
+            "vms": result.vms.tolist(),
+            "consumed_bytes": json_numbers(result.baseline[f.name].consumed_bytes),
+            "capacity_ratio": json_numbers(result.baseline[f.name].capacity_ratio),
+            "golden_images": json_numbers(result.baseline[f.name].golden_images),
+            "meets_requirement": result.baseline[f.name].meets_requirement.tolist(),
+        }
+        for f in result.functions
+    }
+    text = json.dumps(doc, allow_nan=False) + "\n"
+    with staged_outputs(out_dir, names) as staged:
+        _write_csv(result, staged["sweep.csv"], progress)
+        staged["sweep.json"].write_text(text, encoding="utf-8")
+        progress("draw sweep.png", 0, 1)
+        sweep_figure(result).savefig(staged["sweep.png"])
+        progress("draw sweep.png", 1, 1)
+    return files
+
+def _write_csv(result: SweepResult, path: Path, progress: Progress = no_progress) -> None:
+    values = result.param.values if result.param is not None else np.array([np.nan])
+    total, done = result.points, 0
+    progress("write sweep.csv", 0, total)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        header = ["function", "method", "vms"]
+        if result.param is not None:
+            header.append(result.param.key)
+        header += ["golden_images", "consumed_bytes", "capacity_ratio", "meets_requirement"]
+        writer.writerow(header)
+        for f in result.functions:
+            grid = result.grids[f.name]
+            for j, value in enumerate(values):
+                column = (slice(None), j) if grid.consumed_bytes.ndim == 2 else (slice(None),)
+                g, s = grid.golden_images[column], grid.consumed_bytes[column]
+                r, ok = grid.capacity_ratio[column], grid.meets_requirement[column]
+                prefix = [f.name, f.method.value]
+                for i, t in enumerate(result.vms.tolist()):
+                    row = [*prefix, t]
+                    if result.param is not None:
+                        row.append(exact_text(value))
+                    row += [f"{g[i]:.0f}", f"{s[i]:.0f}", f"{r[i]:.6g}", int(ok[i])]
+                    writer.writerow(row)
+                    done += 1
+                    if done % CSV_ROWS_PER_REPORT == 0:
+                        progress("write sweep.csv", done, total)
+    if done % CSV_ROWS_PER_REPORT:  # the last rows, when they were not just reported
+        progress("write sweep.csv", done, total)
