@@ -141,7 +141,7 @@ def progress_display(enabled: bool) -> Iterator[Callable[[str, int, int], None]]
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   _TimeLeftColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task("", total=None)
+        task = bar.add_task("starting", total=None)
         shown: dict[str, object] = {"stage": "", "done": 0}
 
         def report(stage: str, done: int, total: int) -> None:
