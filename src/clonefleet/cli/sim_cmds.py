@@ -204,6 +204,9 @@ def _print_result(result: SimResult) -> None:
     console.print(UTIL_TERMS, style="dim")
     console.print(f"nominal window {result.boot_window_s:.1f} s ({TERMS['nominal window']}); read hit ratio "
                   f"{100 * result.read_hit_ratio:.1f} %; S = {format_bytes(result.consumed_bytes)}")
+    if sc.arrivals.value == "closed" and result.boot.p95 < result.boot_window_s:
+        console.print("the boots end before the nominal window: in a closed loop a VM issues its next IO as soon "
+                      "as one completes, faster than its rate A when the array keeps up")
     console.print(sim.explain_bottleneck(result))
     late = [f"VM {d['vm']}" + (f" (GI {d['golden_image']})" if d["golden_image"] is not None else "")
             + f" {d['boot_s']:.1f} s" for d in result.slowest_vms(5)]
