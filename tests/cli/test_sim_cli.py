@@ -182,3 +182,102 @@ def test_the_progress_display_draws_on_a_terminal_only(monkeypatch: pytest.Monke
 def test_the_cli_reaches_the_simulator_through_its_public_faces_only() -> None:
     source = Path(__file__).resolve().parents[2].joinpath("src/clonefleet/cli/sim_cmds.py").read_text()
     assert "clonefleet.sim." not in source and "from clonefleet import sim" in source
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _under_a_terminal(*args: str, timeout_s: float = 120.0) -> tuple[int, str, str]:
+    """Run the CLI in a child whose stderr is a pseudo-terminal and whose stdout is a pipe, as a
+    user's `clonefleet ... > out.json` on a terminal; return its status, stdout and what the
+    terminal showed."""
+    import os
+    import select
+    import subprocess
+    import sys
+    import time
+
+    master, slave = os.openpty()
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}", "TERM": "xterm-256color", "COLUMNS": "160"}
+    env.pop("CI", None)
+    env.pop("NO_COLOR", None)
+    child = subprocess.Popen([sys.executable, "-m", "clonefleet", *args], stdout=subprocess.PIPE, stderr=slave,
+                             stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
+    os.close(slave)
+    shown = bytearray()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            elif child.poll() is not None:
+                break
+        assert child.stdout is not None
+        out = child.stdout.read().decode()
+        code = child.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if child.poll() is None:
+            child.kill()
+        os.close(master)
+    return code, out, shown.decode(errors="replace")
+
+
+SIM_SMALL = (*BASE, "--vms", "20", "--method", "snapshot", "--golden-images", "1,2", "--ios-per-vm", "300")
+
+
+def test_simulate_shows_its_progress_on_a_terminal_and_never_on_stdout() -> None:
+    code, out, screen = _under_a_terminal(*SIM_SMALL)
+    assert code == 0, screen
+    # the stages, with the storm's size and which run of how many
+    assert "draw the trace" in screen and "6,000 IOs, 20 VMs" in screen and "run 2 of 2" in screen
+    assert "what GI replicas buy" in out and "draw the trace" not in out and "\x1b" not in out
+    code, out, screen = _under_a_terminal(*SIM_SMALL, "--json")
+    assert code == 0 and json.loads(out)["golden_images"] == [1, 2]
+    assert "draw the trace" not in screen and "IOs" not in screen
+
+
+def test_validate_shows_each_bisection_run_on_a_terminal() -> None:
+    args = ("validate", "--fleet", "server-ws2008", "--array", "midrange-2012", "--ios-per-vm", "40")
+    code, out, screen = _under_a_terminal(*args, "--functions", "thin,snapshot")
+    assert code == 0, screen
+    assert "function 1 of 2, thin: T = " in screen and "bisection run 1 of about" in screen
+    assert "function 2 of 2, snapshot: T = " in screen
+    assert "model vs simulation" in out and "bisection" not in out
+    code, out, screen = _under_a_terminal(*args, "--functions", "thin", "--json")
+    assert code == 0 and [m["function"] for m in json.loads(out)["methods"]] == ["thin"]
+    assert "bisection" not in screen
+
+
+def test_quiet_silences_the_progress_per_command_and_for_every_command() -> None:
+    for args in ((*SIM_SMALL, "--quiet"), ("--quiet", *SIM_SMALL)):
+        code, out, screen = _under_a_terminal(*args)
+        assert code == 0 and "what GI replicas buy" in out
+        assert screen == ""
+
+
+def test_more_gis_that_do_not_help_are_explained_with_the_processors(cli: Cli) -> None:
+    r = cli("simulate", "--fleet", "desktop-win7", "--array", "allflash-2024", "--vms", "200", "--method",
+            "snapshot", "--golden-images", "4,5", "--ios-per-vm", "500")
+    assert r.code == 0, r.err
+    header = next(line for line in r.out.splitlines() if "GIs g" in line)
+    assert all(word in header for word in ("GI disks", "pool disks", "volumes", "processors", "limited by"))
+    row5 = next(line for line in r.out.splitlines() if line.lstrip("│ ").startswith("5 "))
+    assert "processors 100 %" in row5
+    assert "5 GIs slower than 4" in r.out and "GIs 0, 2, 4 on processor 0" in r.out
+
+
+def test_the_single_run_tables_explain_their_words_and_their_limit(cli: Cli) -> None:
+    r = cli(*BASE, "--vms", "20", "--method", "snapshot", "--ios-per-vm", "300", "--golden-images", "1")
+    assert r.code == 0, r.err
+    text = " ".join(r.out.split())
+    for words in ("servers: how many", "busiest server: share", "peak bin: its busy share",
+                  "at least the mean", "nominal window", "boot IOs / A", "closed loop (each VM keeps"):
+        assert words in text, words
+    assert "what limits this storm: the " in text or "nothing saturates" in text

@@ -26,7 +26,13 @@ def test_a_list_of_golden_images_runs_one_trace_each_as_alone() -> None:
     # Drawing, then each run's placement and engine, in order; the last report is the whole done.
     stages = [c[0] for c in calls]
     assert stages[0] == "draw the trace" and calls[9] == ("draw the trace", 9, 9)
-    assert stages[10:] == ["place the IOs on the array", "run the fast engine"] * 2 + ["run the fast engine"]
+    # Each stage names the storm's size (and, of several runs, which g and which run).
+    assert stages[10:] == [
+        "place 720 IOs, 9 VMs on the array (g = 1, run 1 of 2)",
+        "run the fast engine on 720 IOs, 9 VMs (g = 1, run 1 of 2)",
+        "place 720 IOs, 9 VMs on the array (g = 3, run 2 of 2)",
+        f"run the fast engine on 720 IOs, 9 VMs (g = 3, run 2 of 2), last run {storm.runs[0].ios_per_s:,.0f} IOs/s",
+        "run the fast engine on 720 IOs, 9 VMs: done"]
     assert [c[1:] for c in calls[10:]] == [(0, 2), (0, 2), (1, 2), (1, 2), (2, 2)]
 
 
@@ -57,5 +63,9 @@ def test_validate_reports_each_bisection_run_with_its_function_and_t() -> None:
     calls: list[tuple[str, int, int]] = []
     check = check_method(FLEET, ARRAY, load_function("thin"), ios_per_vm=60, capacity_vms=2,
                          progress=lambda *a: calls.append(a))
-    assert [c[0] for c in calls] == [f"thin: T = {t}" for t, _ in check.bisection]
-    assert [c[1] for c in calls] == list(range(len(check.bisection))) and {c[2] for c in calls} == {0}
+    k = len(check.bisection)
+    assert [c[0].partition(", bisection")[0] for c in calls] == [f"thin: T = {t:,}" for t, _ in check.bisection]
+    assert [c[1] for c in calls] == list(range(k))
+    # "run k of about n": n an estimate that never falls below the runs already begun, close at the end.
+    assert all(f"bisection run {c[1] + 1} of about {c[2]}" in c[0] and c[2] >= c[1] + 1 for c in calls)
+    assert abs(calls[-1][2] - k) <= 1

@@ -15,8 +15,17 @@ import click
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from clonefleet.errors import ClonefleetError, UsageError
 
@@ -189,24 +198,56 @@ def print_table(title: str, columns: Sequence[Col], rows: Sequence[Sequence[str]
             target.print(f"  {col.header:<{label_width}}  {cell}")
 
 
+QUIET_HELP = "Draw no progress on stderr (results and errors still print)."
+QUIET_OPTION = typer.Option(False, "--quiet", help=QUIET_HELP)
+
+#: Set by the global ``clonefleet --quiet``: no progress display for the command that follows.
+_quiet_all = False
+
+
+@app.callback()
+def _global_options(quiet: bool = typer.Option(False, "--quiet", help=QUIET_HELP + " For every command.")) -> None:
+    global _quiet_all
+    _quiet_all = quiet
+
+
 def _quiet(stage: str, done: int, total: int) -> None:
     """Report nothing."""
+
+
+class _TimeLeftColumn(ProgressColumn):
+    """'about 12 s left' once rich can estimate it from the steps done; blank while it cannot."""
+
+    def render(self, task: Task) -> Text:
+        left = task.time_remaining
+        if not task.total or left is None or task.finished:
+            return Text("")
+        return Text(f"about {left:,.0f} s left" if left >= 1 else "under 1 s left", style="progress.remaining")
 
 
 @contextmanager
 def progress_display(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
     """A callback ``report(stage, done, total)`` (total 0: unknown) that draws one transient line on
-    stderr while the block runs: the stage, a bar, done of total, the time. Silent unless enabled
-    (not ``--json``) and stderr is a terminal."""
-    if not enabled or not err_console.is_terminal:
+    stderr while the block runs: the stage, a bar, done of total, the time spent and, when the total
+    is known, the time left (from the pace of the steps done; a count that starts again, e.g. runs after
+    the trace's VMs, starts a new clock). Silent unless enabled (not ``--json``, not ``--quiet``),
+    the global ``--quiet`` is off and stderr is a terminal; never a byte on stdout. A new stage text
+    is drawn at once, so a stage shorter than a refresh still shows."""
+    if not enabled or _quiet_all or not err_console.is_terminal:
         yield _quiet
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True) as bar:
-        task = bar.add_task("", total=None)
+                  _TimeLeftColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+        shown: dict[str, object] = {"stage": "", "done": 0}
 
         def report(stage: str, done: int, total: int) -> None:
+            if done < int(str(shown["done"])):  # a new count (the trace drawn, now the runs): its own clock and pace
+                bar.reset(task)
             bar.update(task, description=stage, completed=done, total=total or None)
+            if stage != shown["stage"]:
+                bar.refresh()  # drawn at once, however short the stage
+            shown.update(stage=stage, done=done)
 
         yield report
 

@@ -9,10 +9,20 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from clonefleet.cli.app import JSON_OPTION, Whole, app, console, emit_json, parse_whole, progress_display
+from clonefleet.cli.app import (
+    JSON_OPTION,
+    QUIET_OPTION,
+    Whole,
+    app,
+    console,
+    emit_json,
+    parse_whole,
+    progress_display,
+)
 from clonefleet.errors import UsageError, output_folder
 from clonefleet.planner import MAX_VMS
 from clonefleet.presets import load_array, load_fleet, load_function
+from clonefleet.progress import Progress
 from clonefleet.units import format_bytes
 
 if TYPE_CHECKING:  # the simulator (numba) is imported when a command runs, not when the CLI starts
@@ -25,6 +35,19 @@ SEED_OPTION = typer.Option(0, "--seed", click_type=Whole(0, 2**63 - 1, "SEED"),
 #: IOs one boot issues, or outstanding per VM: far beyond any real boot, and a storm still fits in memory.
 MAX_IOS_PER_VM = 10**9
 IOS_HELP = "IOs per VM boot (default: the fleet's boot_ios); fewer for a quick run, W and n scale along."
+
+#: The words of the simulator's tables, one line each (also in docs/simulator.md and the help).
+TERMS = {
+    "nominal window": "one boot's length at the fleet's own IO rate A with no queueing: boot IOs / A",
+    "closed loop": "each VM keeps q IOs outstanding, issuing the next as one completes, as a guest does",
+    "open loop": "each VM issues its IOs at rate A whatever the array does (the paper's premise)",
+    "servers": "how many of the resource the array has; each serves one IO at a time",
+    "mean": "share of the run its servers were busy, averaged over them",
+    "busiest server": "share of the run its most loaded server was busy (near 100 %: saturated)",
+    "peak bin": "its busy share in the busiest time slice; at least the mean, may be below the busiest server",
+    "T for S": "the fleet size T at which C and S are compared (the model's largest T, at most 1000)",
+}
+UTIL_TERMS = "; ".join(f"{k}: {TERMS[k]}" for k in ("servers", "mean", "busiest server", "peak bin"))
 
 
 def _ratio(value: float | None) -> str:
@@ -63,8 +86,18 @@ def simulate_cmd(
     plots: Path = typer.Option(None, "--plots", help="Folder for boot_times.png and utilisation.png."),
     write_iolog: Path = typer.Option(None, "--write-iolog", help="Also write the trace as fio iologs (one per VM)."),
     as_json: bool = JSON_OPTION,
+    quiet: bool = QUIET_OPTION,
 ) -> None:
-    """Simulate a boot storm: per-VM boot times, IO latency, utilisation over time, C and S."""
+    """Simulate a boot storm: per-VM boot times, IO latency, utilisation over time, C and S, and the
+    resource that limits it. A list of GIs (-g 1,2,3) runs the same storm on each and says why more
+    GIs stop helping.
+
+    Words: nominal window: how long one boot takes at the fleet's IO rate A with no queueing (boot
+    IOs / A). closed loop: each VM keeps q IOs outstanding, as a guest does; open loop: each VM
+    issues IOs at rate A whatever the array does. servers: how many of a resource the array has;
+    mean / busiest server: the share of the run the resource was busy, on average / on its most
+    loaded server; peak bin: its busy share in its busiest time slice.
+    """
     from clonefleet import sim
 
     fleet_p, array_p, function_p = load_fleet(fleet), load_array(array), load_function(method)
@@ -83,7 +116,7 @@ def simulate_cmd(
     if trace is not None:
         _choice("--trace-format", trace_format, sim.TRACE_FORMATS)
         tr = sim.read_trace(trace, trace_format, closed=arr is sim.Arrivals.CLOSED)
-    with progress_display(not as_json) as report:
+    with progress_display(not (as_json or quiet)) as report:
         storm = sim.run_storm(fleet_p, array_p, function_p, t, golden_images=gs, seed=s, arrivals=arr,
                               ios_per_vm=ios if tr is None else None, queue_depth=q, start_spread_s=start_spread,
                               trace=tr, engine=eng, progress=report)
@@ -111,28 +144,48 @@ def simulate_cmd(
 
 def _print_replicas(results: list[SimResult]) -> None:
     """What each GI replica buys: the same storm on g = each given number of GIs."""
+    from clonefleet import sim
+
     first = results[0].scenario
     console.print(f"{first.vms} x {first.fleet} on {first.array} with {first.function}, "
                   f"{first.arrivals.value} loop, {results[0].ios:,} IOs, seed {results[0].seed}: the same storm on "
                   f"{len(results)} numbers of GIs")
-    table = Table(title="what GI replicas buy")
-    for col in ("GIs g", "boot p95 (s)", "boot max (s)", "busiest GI disk", "GI disks", "pool disks",
-                "busiest volume", "S"):
-        table.add_column(col, justify="right")
+    table = Table(title="what GI replicas buy (busy shares: of the run, busiest server / mean of all)")
+    for col in ("GIs g", "boot p95 (s)", "boot max (s)", "GI disks", "pool disks", "volumes", "processors",
+                "limited by", "S"):
+        table.add_column(col, justify="left" if col == "limited by" else "right")
     for r in results:
         util = {u.resource: u for u in r.utilisation}
-        table.add_row(str(r.scenario.golden_images), f"{r.boot.p95:.1f}", f"{r.boot.max:.1f}",
-                      f"{100 * util['GI disks'].busiest_server:.1f} %", f"{100 * util['GI disks'].mean:.1f} %",
-                      f"{100 * util['pool disks'].mean:.1f} %", f"{100 * util['volumes'].busiest_server:.1f} %",
-                      format_bytes(r.consumed_bytes))
+        top = r.bottleneck()
+        busy = [f"{100 * u.busiest_server:.0f} / {100 * u.mean:.0f} %" if u.servers else "-"
+                for u in (util[name] for name in ("GI disks", "pool disks", "volumes", "processors"))]
+        table.add_row(str(r.scenario.golden_images), _secs(r.boot.p95), _secs(r.boot.max), *busy,
+                      f"{top.resource} {100 * top.busiest_server:.0f} %", format_bytes(r.consumed_bytes))
     console.print(table)
-    console.print(f"nominal window {results[0].boot_window_s:.1f} s; S counts every GI copy")
+    console.print(f"nominal window {results[0].boot_window_s:.1f} s (one boot at the fleet's IO rate, no queueing); "
+                  "S counts every GI copy; limited by: the resource whose busiest server is busiest")
+    lines = sim.explain_golden_images(results)
+    for line in lines:
+        console.print(line)
+    g = results[-1].scenario.golden_images
+    if not any(line.startswith(f"{g} GIs") for line in lines):
+        console.print(sim.explain_bottleneck(results[-1]).replace("what limits this storm",
+                                                                 f"at g = {g}, what limits the storm", 1))
+
+
+def _secs(x: float) -> str:
+    """A time in s to 0.1 s, or to 3 significant digits under 10 s."""
+    return f"{x:,.1f}" if abs(x) >= 10 else f"{x:.3g}"
 
 
 def _print_result(result: SimResult) -> None:
+    from clonefleet import sim
+
     sc = result.scenario
+    loop = f"each VM keeps {sc.queue_depth} IOs outstanding" if sc.arrivals.value == "closed" else \
+        "each VM issues IOs at its rate A"
     console.print(f"{sc.vms} x {sc.fleet} on {sc.array} with {sc.function} ({sc.method.value}, "
-                  f"{sc.golden_images} GI), {sc.arrivals.value} loop, {result.ios:,} IOs, seed {result.seed}, "
+                  f"{sc.golden_images} GI), {sc.arrivals.value} loop ({loop}), {result.ios:,} IOs, seed {result.seed}, "
                   f"{result.engine} engine {result.wall_s:.2f} s")
     table = Table(title="boot storm")
     for col in ("figure", "min", "median", "p95", "max"):
@@ -145,7 +198,7 @@ def _print_result(result: SimResult) -> None:
     table.add_row("C per clone", format_bytes(c.min), format_bytes(c.median), format_bytes(c.p95),
                   format_bytes(c.max))
     console.print(table)
-    util = Table(title="utilisation")
+    util = Table(title=f"utilisation: busy share of the run ({result.util_bin_s:.2g} s bins for the peak)")
     for col in ("resource", "servers", "mean", "busiest server", "peak bin"):
         util.add_column(col, justify="left" if col == "resource" else "right")
     for u in result.utilisation:
@@ -153,8 +206,13 @@ def _print_result(result: SimResult) -> None:
             util.add_row(u.resource, str(u.servers), f"{100 * u.mean:.1f} %", f"{100 * u.busiest_server:.1f} %",
                          f"{100 * u.peak_bin:.1f} %")
     console.print(util)
-    console.print(f"nominal window {result.boot_window_s:.1f} s; read hit ratio {100 * result.read_hit_ratio:.1f} %; "
-                  f"S = {format_bytes(result.consumed_bytes)}")
+    console.print(UTIL_TERMS, style="dim")
+    console.print(f"nominal window {result.boot_window_s:.1f} s ({TERMS['nominal window']}); read hit ratio "
+                  f"{100 * result.read_hit_ratio:.1f} %; S = {format_bytes(result.consumed_bytes)}")
+    if sc.arrivals.value == "closed" and result.boot.p95 < result.boot_window_s:
+        console.print("the boots end before the nominal window: in a closed loop a VM issues its next IO as soon "
+                      "as one completes, faster than its rate A when the array keeps up")
+    console.print(sim.explain_bottleneck(result))
     late = [f"VM {d['vm']}" + (f" (GI {d['golden_image']})" if d["golden_image"] is not None else "")
             + f" {d['boot_s']:.1f} s" for d in result.slowest_vms(5)]
     console.print("last to boot: " + ", ".join(late))
@@ -172,8 +230,16 @@ def validate_cmd(
     slack: float = typer.Option(1.02, "--slack", help="A fleet meets its window when p95 boot / nominal <= slack."),
     seed: int = SEED_OPTION,
     as_json: bool = JSON_OPTION,
+    quiet: bool = QUIET_OPTION,
 ) -> None:
-    """Simulation against the model per method: the largest T that meets the boot window, C and S."""
+    """Simulation against the model per method: the largest T that meets the boot window, C and S.
+
+    The largest T is found by bisection, one simulated storm per T tried (progress shows each).
+    Words: nominal window: how long one boot takes at the fleet's IO rate A with no queueing; a
+    fleet meets it when its p95 boot is within --slack of it. open loop: each VM issues IOs at rate
+    A (the model's premise); closed loop: each keeps q IOs outstanding. T for S: the fleet size at
+    which C (per clone) and S (all clones) are compared.
+    """
     from clonefleet import sim
 
     fleet_p, array_p = load_fleet(fleet), load_array(array)
@@ -186,17 +252,20 @@ def validate_cmd(
     if not (np.isfinite(slack) and slack >= 1.0):
         raise UsageError(f"--slack = {slack!r}: a factor of at least 1")
     pool = sim.TracePool(fleet_p, s, ios, arr)  # one trace for every function and every T of the bisections
-    with progress_display(not as_json) as report:
-        checks = [sim.check_method(fleet_p, array_p, f, seed=s, ios_per_vm=ios, slack=slack, arrivals=arr,
-                                   pool=pool, progress=report) for f in fns]
+    checks = []
+    with progress_display(not (as_json or quiet)) as report:
+        for k, f in enumerate(fns):
+            step = report if len(fns) == 1 else _prefixed(report, f"function {k + 1} of {len(fns)}, ")
+            checks.append(sim.check_method(fleet_p, array_p, f, seed=s, ios_per_vm=ios, slack=slack, arrivals=arr,
+                                           pool=pool, progress=step))
     if as_json:
         emit_json({"fleet": fleet_p.name, "array": array_p.name, "seed": s, "ios_per_vm": ios,
                    "methods": [c.to_dict() for c in checks]})
         return
     table = Table(title=f"{fleet_p.name} on {array_p.name}: model vs simulation ({arr.value} loop, "
                         f"p95 boot <= {slack:g} x nominal, seed {s})")
-    for col in ("function", "largest T model", "largest T sim", "sim/model", "T for S", "C model", "C sim",
-                "S model", "S sim", "sim/model"):
+    for col in ("function", "largest T model", "largest T sim", "T sim/model", "T for S", "C model", "C sim",
+                "S model", "S sim", "S sim/model"):
         table.add_column(col, justify="left" if col == "function" else "right")
     for c in checks:
         table.add_row(c.function, str(c.model_max_vms), str(c.sim_max_vms), _ratio(c.max_vms_ratio),
@@ -204,3 +273,15 @@ def validate_cmd(
                       format_bytes(c.sim_per_clone_bytes), format_bytes(c.model_consumed_bytes),
                       format_bytes(c.sim_consumed_bytes), f"{c.consumed_ratio:.3f}")
     console.print(table)
+    console.print(f"largest T: the most VMs whose p95 boot stays within {slack:g} x the nominal window ("
+                  f"{TERMS['nominal window']}); T for S: {TERMS['T for S']}; C: new bytes per clone; S: all "
+                  "clones and GI copies", style="dim")
+
+
+def _prefixed(report: Progress, prefix: str) -> Progress:
+    """The progress callback ``report`` with ``prefix`` before every stage."""
+
+    def step(stage: str, done: int, total: int) -> None:
+        report(prefix + stage, done, total)
+
+    return step

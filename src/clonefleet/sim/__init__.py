@@ -11,7 +11,8 @@ numba, which takes a second: a caller that only reads a trace does not pay it):
   :data:`Progress` callback;
 - traces: :class:`Trace`, :class:`Arrivals`, :func:`generate_trace`,
   :func:`read_trace` (of :data:`TRACE_FORMATS`), :func:`write_fio_iologs`;
-- figures: :func:`write_plots`;
+- figures: :func:`write_plots` (each built by :func:`boot_times_figure`, :func:`utilisation_figure`);
+- why: :func:`explain_bottleneck`, :func:`explain_golden_images`;
 - the model against the simulation: :class:`TracePool`, :func:`check_method`,
   :class:`MethodCheck`, :func:`model_golden_images`.
 """
@@ -24,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from clonefleet.progress import Progress, no_progress
     from clonefleet.sim.compare import MethodCheck, TracePool, check_method
-    from clonefleet.sim.plots import write_plots
+    from clonefleet.sim.explain import explain_bottleneck, explain_golden_images
+    from clonefleet.sim.plots import boot_times_figure, utilisation_figure, write_plots
     from clonefleet.sim.results import Engine, ScenarioRecord, SimResult
     from clonefleet.sim.storm import Storm, model_golden_images, run_storm
     from clonefleet.sim.trace import Arrivals, Trace, generate_trace
@@ -33,7 +35,8 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "MethodCheck": "compare", "TracePool": "compare", "check_method": "compare",
-    "write_plots": "plots",
+    "write_plots": "plots", "boot_times_figure": "plots", "utilisation_figure": "plots",
+    "explain_bottleneck": "explain", "explain_golden_images": "explain",
     "Engine": "results", "ScenarioRecord": "results", "SimResult": "results",
     "Storm": "storm", "model_golden_images": "storm", "run_storm": "storm",
     "Arrivals": "trace", "Trace": "trace", "generate_trace": "trace",
@@ -43,8 +46,9 @@ _RENAMED = {"TRACE_FORMATS": "FORMATS"}
 
 __all__ = [
     "TRACE_FORMATS", "Arrivals", "Engine", "MethodCheck", "Progress", "ScenarioRecord", "SimResult", "Storm",
-    "Trace", "TracePool", "check_method", "generate_trace", "model_golden_images", "no_progress", "read_trace",
-    "run_storm", "write_fio_iologs", "write_plots",
+    "Trace", "TracePool", "boot_times_figure", "check_method", "explain_bottleneck", "explain_golden_images",
+    "generate_trace", "model_golden_images", "no_progress", "read_trace", "run_storm", "utilisation_figure",
+    "write_fio_iologs", "write_plots",
 ]
 
 

@@ -121,34 +121,47 @@ def largest_vms(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset
                 progress: Progress = no_progress) -> tuple[int, list[tuple[int, float]]]:
     """Largest T whose p95 boot time is within ``slack`` windows (bisection; ``start`` a first guess).
 
-    ``progress`` hears ("<function>: T = <T>", runs done, 0) before each run."""
+    ``progress`` hears ("<function> (<method>, when another word): T = <T>, bisection run k of about
+    n", k - 1, n) before each run; n is re-estimated as the bracket narrows."""
     runs: list[tuple[int, float]] = []
     pool = pool or TracePool(fleet, seed, ios_per_vm, arrivals)
     pool.first(1, draw_at_least=max(2, int(start * 1.2)))  # the bracket's top, drawn once
+    method = function.method.value
+    label = function.name if function.name == method else f"{function.name} ({method})"
 
-    def ok(t: int) -> bool:
-        progress(f"{function.name}: T = {t}", len(runs), 0)
+    def ok(t: int, more: int) -> bool:
+        """Run T = t; ``more``: the runs still expected after this one."""
+        k, n = len(runs) + 1, len(runs) + 1 + more
+        progress(f"{label}: T = {t:,}, bisection run {k} of about {n}", k - 1, n)
         ratio = run_fleet(fleet, array, function, t, seed, ios_per_vm, arrivals, pool)[1]
         runs.append((t, ratio))
         return ratio <= slack
 
     # Bracket around the first guess, widening until it holds, then bisect to 1 %.
     lo, hi = max(1, int(start * 0.85)), max(2, int(start * 1.2))
-    while not ok(lo):
+    while not ok(lo, 1 + _halvings(lo // 2, lo)):
         hi, lo = lo, lo // 2
         if lo == 0:
             return 0, runs
-    while ok(hi):
+    while ok(hi, _halvings(lo, hi)):
         lo, hi = hi, hi * 2
         if hi > 1_000_000:
             return lo, runs
     while hi - lo > max(1, lo // 100):
         mid = (lo + hi) // 2
-        if ok(mid):
+        if ok(mid, _halvings(lo, hi) - 1):
             lo = mid
         else:
             hi = mid
     return lo, runs
+
+
+def _halvings(lo: int, hi: int) -> int:
+    """Bisection runs that narrow [lo, hi] to 1 % of lo (at least 1 VM): an estimate for progress."""
+    steps, width = 0, hi - lo
+    while width > max(1, lo // 100):
+        width, steps = (width + 1) // 2, steps + 1
+    return steps
 
 
 def check_method(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, *, seed: int = 0,

@@ -65,14 +65,21 @@ class Spread:
 
 @dataclass(frozen=True)
 class Utilisation:
-    """Busy share of one resource class: over the run, of its busiest server, and per time bin."""
+    """Busy share of one resource class: over the run, of its busiest server, and per time bin.
+
+    A *server* is one unit of the class that serves IOs one at a time (one volume, one processor,
+    one disk). The run's time is cut into bins (``SimResult.util_bin_s`` wide, the last one as long
+    as what is left of the run); ``peak_bin`` is the class's busy share in its busiest bin, so it is
+    never below ``mean`` (the run's average of the same share) but can be below ``busiest_server``
+    (one server over the whole run).
+    """
 
     resource: str
     servers: int
     mean: float  # busy server-seconds / (servers * makespan)
     busiest_server: float  # the busiest server's busy time / makespan
     peak_bin: float  # the highest per-bin value of the series
-    series: FloatArray = field(repr=False)  # per bin: busy server-seconds / (servers * bin width)
+    series: FloatArray = field(repr=False)  # per bin: busy server-seconds / (servers * the bin's width)
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,11 @@ class SimResult:
         return [{"vm": int(v), "boot_s": float(self.boot_s[v]), "golden_image": int(v % g) if snapshot else None}
                 for v in order]
 
+    def bottleneck(self) -> Utilisation:
+        """The resource class whose busiest server was busy the largest share of the run: the one
+        nearest to saturation, which limits the storm when it is near 100 %."""
+        return max((u for u in self.utilisation if u.servers), key=lambda u: u.busiest_server)
+
     @property
     def ios_per_s(self) -> float:
         """Simulated IOs per wall-clock second of the engine."""
@@ -174,9 +186,20 @@ def summarise(scenario: Scenario, net: Network, raw: RawRun) -> SimResult:
         (raw.busy_disk_s[:pool], pool),
         (raw.busy_disk_s[pool:], total - pool),
     )
+    # Each bin's width: util_bin_s, the last one what is left of the run (the engines book any time
+    # past their last bin into it; a last piece under half a bin joins the bin before it), so each
+    # bin's share is a true average and the peak never reads below the run's mean.
+    binned = raw.busy_bins_s[:, :used_bins].copy()
+    width = np.full(used_bins, net.util_bin_s)
+    width[-1] = makespan - (used_bins - 1) * net.util_bin_s
+    if used_bins > 1 and width[-1] < net.util_bin_s / 2:
+        binned[:, -2] += binned[:, -1]
+        width[-2] += width[-1]
+        binned, width = binned[:, :-1], width[:-1]
+    width = np.maximum(width, 1e-12)
     utils = []
     for row, (name, (busy, servers)) in enumerate(zip(UTIL_CLASSES, groups, strict=True)):
-        series = raw.busy_bins_s[row, :used_bins] / (max(servers, 1) * net.util_bin_s)
+        series = binned[row] / (max(servers, 1) * width)
         utils.append(Utilisation(
             name, int(servers), float(busy.sum() / (max(servers, 1) * makespan)) if servers else 0.0,
             float(busy.max() / makespan) if servers else 0.0,

@@ -57,7 +57,9 @@ def run_storm(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, 
     than the fleet's ``boot_ios`` (W and n scale along), whose nominal window is shorter too.
     ``arrival_order``: the trace's IO ids in (issue time, id) order when the caller has them (see
     :func:`~clonefleet.sim.arraymodel.compile_network`). Every scenario is checked before the first
-    run (:class:`~clonefleet.errors.UsageError`, one line).
+    run (:class:`~clonefleet.errors.UsageError`, one line). ``progress`` hears ("draw the trace",
+    VMs drawn, VMs), then per run k of n ("place <IOs>, <VMs> on the array...", k, n) and ("run the
+    <engine> engine on <IOs>, <VMs>...", k, n), and last ("... done", n, n).
     """
     if golden_images is None:
         gs: list[int | None] = [model_golden_images(fleet, array, function, vms)
@@ -73,11 +75,15 @@ def run_storm(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, 
                                 seed=seed) for g in gs]
     if arrival_order is None and len(scenarios) > 1 and len(trace.issue_s):
         arrival_order = time_order(trace.issue_s)  # once for every run
-    runs = []
+    runs: list[SimResult] = []
+    size = f"{trace.ios:,} IOs, {vms:,} VMs"
+    n = len(scenarios)
     for k, scenario in enumerate(scenarios):
-        progress("place the IOs on the array", k, len(scenarios))
+        which = f" (g = {scenario.golden_images}, run {k + 1} of {n})" if n > 1 else ""
+        pace = f", last run {runs[-1].ios_per_s:,.0f} IOs/s" if runs else ""
+        progress(f"place {size} on the array{which}", k, n)
         net = compile_network(scenario, arrival_order)
-        progress(f"run the {engine.value} engine", k, len(scenarios))
+        progress(f"run the {engine.value} engine on {size}{which}{pace}", k, n)
         runs.append(summarise(scenario, net, run_engine(net, engine)))
-    progress(f"run the {engine.value} engine", len(scenarios), len(scenarios))
+    progress(f"run the {engine.value} engine on {size}: done", n, n)
     return Storm(trace, tuple(runs))
