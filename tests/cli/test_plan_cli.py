@@ -218,3 +218,48 @@ def test_plan_shows_eq1_processor_load_and_why_more_gis_do_not_help(cli: Cli) ->
     assert "86,400 IOPS (Eq. 1): its disks bound it" in text
     assert "snapshot: more GIs would not help: the array disks are the limit" in text
     assert {a["key"] for a in doc["assumptions"]} >= {"volume_iops_limit", "gi_used", "unit"}
+
+
+def widest(out: str) -> int:
+    """The longest line of ``out``: at most the width the output was laid out for."""
+    return max(len(line) for line in out.splitlines())
+
+
+def table_rows(out: str) -> dict[str, list[str]]:
+    """The rows of the tables in ``out`` (one line each when wide enough), by their first cell."""
+    rows = ([c.strip() for c in line.strip("│ ").split("│")] for line in out.splitlines() if line.startswith("│"))
+    return {cells[0]: cells[1:] for cells in rows}
+
+
+def test_reproduce_paper_fits_80_columns_and_shows_fig4_when_wide(cli: Cli, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = json.loads(cli("reproduce", "paper", "--out", str(tmp_path), "--json").out)
+    monkeypatch.setenv("COLUMNS", "80")
+    narrow = cli("reproduce", "paper", "--out", str(tmp_path))
+    assert narrow.code == 0, narrow.err
+    assert widest(narrow.out) <= 80 and "Paper Fig. 4" in narrow.out and "snapshot / thin" in narrow.out
+    monkeypatch.setenv("COLUMNS", "200")
+    rows = table_rows(cli("reproduce", "paper", "--out", str(tmp_path)).out)
+    fig4 = doc["fig4"]
+    assert len(rows) == len(fig4) == 2
+    assert sorted(cells[:3] for cells in rows.values()) == sorted(
+        ["100.00 %", f"{100 * r['thin']:.2f} %", f"{100 * r['snapshot']:.2f} %"] for r in fig4.values())
+    assert sorted(cells[4] for cells in rows.values()) == sorted(p["recommended"] for p in doc["plans"].values())
+
+
+def test_sweep_table_fits_80_columns_and_shows_the_json_figures_when_wide(cli: Cli,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ("sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "1:3000", "--target", "1000")
+    doc = json.loads(cli(*args, "--json").out)
+    monkeypatch.setenv("COLUMNS", "80")
+    narrow = cli(*args)
+    assert narrow.code == 0, narrow.err
+    assert widest(narrow.out) <= 80 and "fewest disks for target" in narrow.out  # spelt out in the legend
+    impossible = cli("sweep", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "1:300", "--target", "100000")
+    assert impossible.code == 0 and widest(impossible.out) <= 80
+    assert "impossible: the array's" in impossible.out  # the reason wraps inside its cell, not past 80
+    monkeypatch.setenv("COLUMNS", "200")
+    rows = table_rows(cli(*args).out)
+    for m in doc["methods"]:
+        cells = rows[m["function"]]
+        assert cells[0] == str(m["max_vms"]) and cells[1] == m["bottleneck"] and cells[3] == str(m["fewest_disks"])

@@ -178,3 +178,30 @@ def test_provision_status_writes_capacity_destroy_json(cli: Callable[..., object
     r = cli("destroy", manifest, "--yes", "--json")
     assert r.code == 0 and json.loads(r.out)["removed"] == 4  # type: ignore[attr-defined]
     assert (tmp_path / "gi.img").exists()
+
+
+def widest(out: str) -> int:
+    """The longest line of ``out``: at most the width the output was laid out for."""
+    return max(len(line) for line in out.splitlines())
+
+
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_status_and_capacity_tables_fit_the_width(cli: Callable[..., object], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, columns: str) -> None:
+    monkeypatch.setenv("COLUMNS", columns)
+    assert init(cli, tmp_path).code == 0  # type: ignore[attr-defined]
+    manifest = str(tmp_path / "f.toml")
+    assert cli("provision", manifest).code == 0  # type: ignore[attr-defined]
+    assert cli("writes", manifest).code == 0  # type: ignore[attr-defined]
+    status = cli("status", manifest)
+    assert status.code == 0, status.err  # type: ignore[attr-defined]
+    out = status.out  # type: ignore[attr-defined]
+    assert widest(out) <= int(columns) and "in sync" in out
+    counts = {cells[0]: cells[1] for cells in (
+        [c.strip() for c in line.strip("│ ").split("│")] for line in out.splitlines() if line.startswith("│"))}
+    assert counts["wanted"] == counts["ok"] == counts["boot writes applied"] == "4" and counts["missing"] == "0"
+    capacity = cli("capacity", manifest)
+    assert capacity.code == 0, capacity.err  # type: ignore[attr-defined]
+    out = capacity.out  # type: ignore[attr-defined]
+    assert widest(out) <= int(columns)
+    assert "per clone (mean)" in out and "total (S)" in out and "measured" in out

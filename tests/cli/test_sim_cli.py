@@ -262,11 +262,18 @@ def test_quiet_silences_the_progress_per_command_and_for_every_command() -> None
         assert screen == ""
 
 
-def test_more_gis_that_do_not_help_are_explained_with_the_processors(cli: Cli) -> None:
+def widest(out: str) -> int:
+    """The longest line of ``out``: at most the width the output was laid out for."""
+    return max(len(line) for line in out.splitlines())
+
+
+def test_more_gis_that_do_not_help_are_explained_with_the_processors(cli: Cli,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # wide enough for the table's one line per row
     r = cli("simulate", "--fleet", "desktop-win7", "--array", "allflash-2024", "--vms", "200", "--method",
             "snapshot", "--golden-images", "4,5", "--ios-per-vm", "500")
     assert r.code == 0, r.err
-    header = next(line for line in r.out.splitlines() if "GIs g" in line)
+    header = next(line for line in r.out.splitlines() if "golden images" in line and "boot p95" in line)
     assert all(word in header for word in ("GI disks", "pool disks", "volumes", "processors", "limited by"))
     row5 = next(line for line in r.out.splitlines() if line.lstrip("│ ").startswith("5 "))
     assert "processors 100 %" in row5
@@ -281,3 +288,34 @@ def test_the_single_run_tables_explain_their_words_and_their_limit(cli: Cli) -> 
                   "at least the mean", "nominal window", "boot IOs / A", "closed loop (each VM keeps"):
         assert words in text, words
     assert "what limits this storm: the " in text or "nothing saturates" in text
+
+
+def test_the_simulator_tables_fit_80_columns(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    single = cli(*BASE, "--vms", "20", "--method", "snapshot", "--ios-per-vm", "300")
+    assert single.code == 0, single.err
+    assert widest(single.out) <= 80
+    assert "boot time (s)" in single.out and "IO latency (ms)" in single.out and "busiest" in single.out
+    replicas = cli(*BASE, "--vms", "20", "--method", "snapshot", "--ios-per-vm", "300", "--golden-images", "1,2,3")
+    assert replicas.code == 0, replicas.err
+    assert widest(replicas.out) <= 80
+    for words in ("what GI replicas buy", "1 GI", "2 GIs", "3 GIs", "boot p95 (s)", "limited by"):
+        assert words in replicas.out, words
+    val = cli("validate", "--fleet", "server-ws2008", "--array", "midrange-2012", "--functions", "thin",
+              "--ios-per-vm", "200")
+    assert val.code == 0, val.err
+    assert widest(val.out) <= 80
+    assert "model vs simulation" in val.out and "largest T sim" in val.out
+
+
+def test_the_validate_table_shows_the_json_figures_on_one_row_when_wide(cli: Cli,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    args = ("validate", "--fleet", "server-ws2008", "--array", "midrange-2012", "--functions", "thin",
+            "--ios-per-vm", "200")
+    (m,) = json.loads(cli(*args, "--json").out)["methods"]
+    r = cli(*args)
+    assert r.code == 0, r.err
+    row = next(line for line in r.out.splitlines() if line.lstrip("│ ").startswith("thin "))
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert cells[:3] == ["thin", str(m["model_max_vms"]), str(m["sim_max_vms"])]

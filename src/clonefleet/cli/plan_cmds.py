@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from clonefleet.cli.app import JSON_OPTION, Col, Whole, app, console, emit_json, print_table, progress_display
 from clonefleet.errors import UsageError
@@ -233,14 +232,13 @@ def reproduce_paper_cmd(
     if as_json:
         emit_json(result.to_dict())
         return
-    table = Table(title="Paper Fig. 4: capacity for 1000 VMs, % of full copies (the 'normal' pattern)")
-    for col in ("fleet", "full", "thin", "snapshot", "snapshot / thin", "recommended"):
-        table.add_column(col, justify="left" if col == "fleet" else "right")
-    for case in result.cases:
-        table.add_row(case.label, "100.00 %", f"{100 * case.ratios['thin']:.2f} %",
-                      f"{100 * case.ratios['snapshot']:.2f} %",
-                      f"{case.ratios['snapshot'] / case.ratios['thin']:.2f}", case.plan.recommended or "-")
-    console.print(table)
+    print_table("Paper Fig. 4: capacity for 1000 VMs, % of full copies (the 'normal' pattern)",
+                [Col("fleet"), Col("full", right=True), Col("thin", right=True), Col("snapshot", right=True),
+                 Col("snapshot / thin", "snap/thin", right=True), Col("recommended", "best")],
+                [[escape(case.label), "100.00 %", f"{100 * case.ratios['thin']:.2f} %",
+                  f"{100 * case.ratios['snapshot']:.2f} %",
+                  f"{case.ratios['snapshot'] / case.ratios['thin']:.2f}", case.plan.recommended or "-"]
+                 for case in result.cases])
     for path in result.files:
         console.print(f"wrote {path}")
 
@@ -276,15 +274,16 @@ def sweep_cmd(
     if as_json:
         emit_json(result.summary(files))
         return
-    table = Table(title=f"sweep of {result.fleet} on {result.array}: {result.points:,} points")
-    for col in ("function", "largest T", "bottleneck at largest T", "S at largest T", "fewest disks for target"):
-        table.add_column(col)
+    rows = []
     for row in result.method_rows():
         fewest = row["fewest_disks"]
-        table.add_row(row["function"], str(row["max_vms"]), row["bottleneck"],
-                      _maybe(row["consumed_bytes_at_max"], format_bytes),
-                      "-" if row["target_vms"] is None else ("impossible: " + row["fewest_disks_reason"]
-                                                            if fewest is None else str(fewest)))
-    console.print(table)
+        rows.append([row["function"], str(row["max_vms"]), row["bottleneck"],
+                     _maybe(row["consumed_bytes_at_max"], format_bytes),
+                     "-" if row["target_vms"] is None else (escape("impossible: " + row["fewest_disks_reason"])
+                                                           if fewest is None else str(fewest))])
+    print_table(f"sweep of {result.fleet} on {result.array}: {result.points:,} points",
+                [Col("function"), Col("largest T", "T_max", right=True),
+                 Col("bottleneck at largest T", "bottleneck"), Col("S at largest T", "S", right=True),
+                 Col("fewest disks for target", "disks", wrap=True)], rows)
     for path in files:
         console.print(f"wrote {path}")

@@ -5,9 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
-from clonefleet.cli.app import JSON_OPTION, Whole, app, console, emit_json, err_console, parse_whole, progress_display
+from clonefleet.cli.app import (
+    JSON_OPTION,
+    Col,
+    Whole,
+    app,
+    console,
+    emit_json,
+    err_console,
+    parse_whole,
+    print_table,
+    progress_display,
+)
 from clonefleet.errors import UsageError
 from clonefleet.provision.manifest import MAX_CLONES, MAX_GOLDEN_IMAGES, MAX_WORKERS
 from clonefleet.units import UnitError, format_bytes, parse_bytes
@@ -165,15 +176,12 @@ def status_cmd(
     if as_json:
         emit_json(st.to_dict())
     else:
-        table = Table(title=f"fleet {m.name}: {m.dest} ({st.backend}, {st.method}, g = {st.golden_images})")
-        table.add_column("what")
-        table.add_column("count", justify="right")
-        for label, value in (("wanted", st.wanted), ("ok", st.count("ok")), ("missing", st.count("missing")),
-                             ("failed", st.count("failed")), ("damaged", st.count("damaged")),
-                             ("boot writes applied", st.written), ("no longer wanted", len(st.unwanted)),
-                             ("leftover temporaries", len(st.temporaries)), ("unknown files", len(st.unknown))):
-            table.add_row(label, str(value))
-        console.print(table)
+        counts = (("wanted", st.wanted), ("ok", st.count("ok")), ("missing", st.count("missing")),
+                  ("failed", st.count("failed")), ("damaged", st.count("damaged")),
+                  ("boot writes applied", st.written), ("no longer wanted", len(st.unwanted)),
+                  ("leftover temporaries", len(st.temporaries)), ("unknown files", len(st.unknown)))
+        print_table(escape(f"fleet {m.name}: {m.dest} ({st.backend}, {st.method}, g = {st.golden_images})"),
+                    [Col("what"), Col("count", right=True)], [[label, str(value)] for label, value in counts])
         console.print(f"golden image: {'ok' if st.gi_ok else 'NOT OK'}: {st.gi_detail}", markup=False)
         if st.locked_by:
             console.print(f"locked by {st.locked_by}", markup=False)
@@ -241,31 +249,29 @@ def capacity_cmd(
     if as_json:
         emit_json(report.to_dict())
         return
-    table = Table(title=f"fleet {m.name}: {report.clones} {report.method} clones on {report.backend} "
-                        f"(model: {report.function}, unit {format_bytes(report.unit_bytes)})")
-    for col in ("", "measured", "model", "measured / model"):
-        table.add_column(col, justify="left" if not col else "right")
-
     def ratio(a: float, b: float) -> str:
         return f"{a / b:.3f}" if b else "-"
 
-    table.add_row("GIs (D)", format_bytes(report.measured_gi_bytes), format_bytes(report.model_gi_bytes),
-                  ratio(report.measured_gi_bytes, report.model_gi_bytes))
-    table.add_row("per clone (mean)", format_bytes(report.measured_per_clone_bytes),
-                  format_bytes(report.model_per_clone_bytes), f"{report.per_clone_ratio:.3f}")
-    table.add_row("per clone (min / max)", f"{format_bytes(report.measured_per_clone_min_bytes)} / "
-                  f"{format_bytes(report.measured_per_clone_max_bytes)}", "", "")
+    rows = [["GIs (D)", format_bytes(report.measured_gi_bytes), format_bytes(report.model_gi_bytes),
+             ratio(report.measured_gi_bytes, report.model_gi_bytes)],
+            ["per clone (mean)", format_bytes(report.measured_per_clone_bytes),
+             format_bytes(report.model_per_clone_bytes), f"{report.per_clone_ratio:.3f}"],
+            ["per clone (min / max)", f"{format_bytes(report.measured_per_clone_min_bytes)} / "
+             f"{format_bytes(report.measured_per_clone_max_bytes)}", "", ""]]
     if report.measured_fresh_clone_bytes is not None:
-        table.add_row("per-clone overhead (fresh clone)", format_bytes(report.measured_fresh_clone_bytes),
-                      format_bytes(report.model_overhead_bytes),
-                      ratio(report.measured_fresh_clone_bytes, report.model_overhead_bytes))
+        rows.append(["per-clone overhead (fresh clone)", format_bytes(report.measured_fresh_clone_bytes),
+                     format_bytes(report.model_overhead_bytes),
+                     ratio(report.measured_fresh_clone_bytes, report.model_overhead_bytes)])
     if report.method == "snapshot":
-        table.add_row("per-clone metadata after the writes", format_bytes(report.measured_metadata_per_clone_bytes),
-                      format_bytes(report.model_metadata_bytes),
-                      ratio(report.measured_metadata_per_clone_bytes, report.model_metadata_bytes))
-    table.add_row("total (S)", format_bytes(report.measured_total_bytes), format_bytes(report.model_total_bytes),
-                  f"{report.total_ratio:.3f}")
-    console.print(table)
+        rows.append(["per-clone metadata after the writes", format_bytes(report.measured_metadata_per_clone_bytes),
+                     format_bytes(report.model_metadata_bytes),
+                     ratio(report.measured_metadata_per_clone_bytes, report.model_metadata_bytes)])
+    rows.append(["total (S)", format_bytes(report.measured_total_bytes), format_bytes(report.model_total_bytes),
+                 f"{report.total_ratio:.3f}"])
+    print_table(escape(f"fleet {m.name}: {report.clones} {report.method} clones on {report.backend} "
+                       f"(model: {report.function}, unit {format_bytes(report.unit_bytes)})"),
+                [Col("figure", wrap=True), Col("measured", right=True), Col("model", right=True),
+                 Col("measured / model", "ratio", right=True)], rows)
     console.print(f"measured: {report.accounting}", markup=False)
     console.print(report.note, markup=False)
     for note in report.notes:

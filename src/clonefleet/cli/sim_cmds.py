@@ -7,16 +7,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
-from rich.table import Table
 
 from clonefleet.cli.app import (
     JSON_OPTION,
     QUIET_OPTION,
+    Col,
     Whole,
     app,
     console,
     emit_json,
     parse_whole,
+    print_table,
     progress_display,
 )
 from clonefleet.errors import UsageError, output_folder
@@ -47,6 +48,18 @@ TERMS = {
     "peak bin": "its busy share in the busiest time slice; at least the mean, may be below the busiest server",
     "T for S": "the fleet size T at which C and S are compared (the model's largest T, at most 1000)",
 }
+#: The busy shares the "what GI replicas buy" table shows, one column each.
+REPLICA_RESOURCES = ("GI disks", "pool disks", "volumes", "processors")
+REPLICA_COLUMNS = (Col("golden images", "GIs"), Col("boot p95 (s)", "p95 s", right=True),
+                   Col("boot max (s)", "max s", right=True),
+                   *(Col(name, short, right=True) for name, short in zip(
+                       REPLICA_RESOURCES, ("GI dk", "pool dk", "vol", "proc"), strict=True)),
+                   Col("limited by", "limit"), Col("S", right=True))
+VALIDATE_COLUMNS = (Col("function"), Col("largest T model", "T mod", right=True),
+                    Col("largest T sim", "T sim", right=True), Col("T sim/model", "T s/m", right=True),
+                    Col("T for S", "T@S", right=True), Col("C model", "C mod", right=True),
+                    Col("C sim", right=True), Col("S model", "S mod", right=True), Col("S sim", right=True),
+                    Col("S sim/model", "S s/m", right=True))
 UTIL_TERMS = "; ".join(f"{k}: {TERMS[k]}" for k in ("servers", "mean", "busiest server", "peak bin"))
 
 
@@ -150,18 +163,16 @@ def _print_replicas(results: list[SimResult]) -> None:
     console.print(f"{first.vms} x {first.fleet} on {first.array} with {first.function}, "
                   f"{first.arrivals.value} loop, {results[0].ios:,} IOs, seed {results[0].seed}: the same storm on "
                   f"{len(results)} numbers of GIs")
-    table = Table(title="what GI replicas buy (busy shares: of the run, busiest server / mean of all)")
-    for col in ("GIs g", "boot p95 (s)", "boot max (s)", "GI disks", "pool disks", "volumes", "processors",
-                "limited by", "S"):
-        table.add_column(col, justify="left" if col == "limited by" else "right")
+    rows = []
     for r in results:
         util = {u.resource: u for u in r.utilisation}
         top = r.bottleneck()
         busy = [f"{100 * u.busiest_server:.0f} / {100 * u.mean:.0f} %" if u.servers else "-"
-                for u in (util[name] for name in ("GI disks", "pool disks", "volumes", "processors"))]
-        table.add_row(str(r.scenario.golden_images), _secs(r.boot.p95), _secs(r.boot.max), *busy,
-                      f"{top.resource} {100 * top.busiest_server:.0f} %", format_bytes(r.consumed_bytes))
-    console.print(table)
+                for u in (util[name] for name in REPLICA_RESOURCES)]
+        g = r.scenario.golden_images
+        rows.append([f"{g} GI" + ("s" if g != 1 else ""), _secs(r.boot.p95), _secs(r.boot.max), *busy,
+                     f"{top.resource} {100 * top.busiest_server:.0f} %", format_bytes(r.consumed_bytes)])
+    print_table("what GI replicas buy (busy shares: of the run, busiest server / mean of all)", REPLICA_COLUMNS, rows)
     console.print(f"nominal window {results[0].boot_window_s:.1f} s (one boot at the fleet's IO rate, no queueing); "
                   "S counts every GI copy; limited by: the resource whose busiest server is busiest")
     lines = sim.explain_golden_images(results)
@@ -187,25 +198,18 @@ def _print_result(result: SimResult) -> None:
     console.print(f"{sc.vms} x {sc.fleet} on {sc.array} with {sc.function} ({sc.method.value}, "
                   f"{sc.golden_images} GI), {sc.arrivals.value} loop ({loop}), {result.ios:,} IOs, seed {result.seed}, "
                   f"{result.engine} engine {result.wall_s:.2f} s")
-    table = Table(title="boot storm")
-    for col in ("figure", "min", "median", "p95", "max"):
-        table.add_column(col, justify="left" if col == "figure" else "right")
-    b, lat = result.boot, result.latency
-    table.add_row("boot time (s)", f"{b.min:.1f}", f"{b.median:.1f}", f"{b.p95:.1f}", f"{b.max:.1f}")
-    table.add_row("IO latency (ms)", f"{1e3 * lat.min:.2f}", f"{1e3 * lat.median:.2f}",
-                  f"{1e3 * lat.p95:.2f}", f"{1e3 * lat.max:.2f}")
-    c = result.per_clone_new_bytes
-    table.add_row("C per clone", format_bytes(c.min), format_bytes(c.median), format_bytes(c.p95),
-                  format_bytes(c.max))
-    console.print(table)
-    util = Table(title=f"utilisation: busy share of the run ({result.util_bin_s:.2g} s bins for the peak)")
-    for col in ("resource", "servers", "mean", "busiest server", "peak bin"):
-        util.add_column(col, justify="left" if col == "resource" else "right")
-    for u in result.utilisation:
-        if u.servers:
-            util.add_row(u.resource, str(u.servers), f"{100 * u.mean:.1f} %", f"{100 * u.busiest_server:.1f} %",
-                         f"{100 * u.peak_bin:.1f} %")
-    console.print(util)
+    b, lat, c = result.boot, result.latency, result.per_clone_new_bytes
+    print_table("boot storm", [Col("figure"), *(Col(q, right=True) for q in ("min", "median", "p95", "max"))],
+                [["boot time (s)", f"{b.min:.1f}", f"{b.median:.1f}", f"{b.p95:.1f}", f"{b.max:.1f}"],
+                 ["IO latency (ms)", f"{1e3 * lat.min:.2f}", f"{1e3 * lat.median:.2f}", f"{1e3 * lat.p95:.2f}",
+                  f"{1e3 * lat.max:.2f}"],
+                 ["C per clone", format_bytes(c.min), format_bytes(c.median), format_bytes(c.p95),
+                  format_bytes(c.max)]])
+    print_table(f"utilisation (busy share of the run; peak in {result.util_bin_s:.2g} s bins)",
+                [Col("resource"), Col("servers", right=True), Col("mean", right=True),
+                 Col("busiest server", "busiest", right=True), Col("peak bin", "peak", right=True)],
+                [[u.resource, str(u.servers), f"{100 * u.mean:.1f} %", f"{100 * u.busiest_server:.1f} %",
+                  f"{100 * u.peak_bin:.1f} %"] for u in result.utilisation if u.servers])
     console.print(UTIL_TERMS, style="dim")
     console.print(f"nominal window {result.boot_window_s:.1f} s ({TERMS['nominal window']}); read hit ratio "
                   f"{100 * result.read_hit_ratio:.1f} %; S = {format_bytes(result.consumed_bytes)}")
@@ -262,17 +266,12 @@ def validate_cmd(
         emit_json({"fleet": fleet_p.name, "array": array_p.name, "seed": s, "ios_per_vm": ios,
                    "methods": [c.to_dict() for c in checks]})
         return
-    table = Table(title=f"{fleet_p.name} on {array_p.name}: model vs simulation ({arr.value} loop, "
-                        f"p95 boot <= {slack:g} x nominal, seed {s})")
-    for col in ("function", "largest T model", "largest T sim", "T sim/model", "T for S", "C model", "C sim",
-                "S model", "S sim", "S sim/model"):
-        table.add_column(col, justify="left" if col == "function" else "right")
-    for c in checks:
-        table.add_row(c.function, str(c.model_max_vms), str(c.sim_max_vms), _ratio(c.max_vms_ratio),
-                      str(c.vms_at_check), format_bytes(c.model_per_clone_bytes),
-                      format_bytes(c.sim_per_clone_bytes), format_bytes(c.model_consumed_bytes),
-                      format_bytes(c.sim_consumed_bytes), f"{c.consumed_ratio:.3f}")
-    console.print(table)
+    print_table(f"{fleet_p.name} on {array_p.name}: model vs simulation ({arr.value} loop, "
+                f"p95 boot <= {slack:g} x nominal, seed {s})", VALIDATE_COLUMNS,
+                [[c.function, str(c.model_max_vms), str(c.sim_max_vms), _ratio(c.max_vms_ratio), str(c.vms_at_check),
+                  format_bytes(c.model_per_clone_bytes), format_bytes(c.sim_per_clone_bytes),
+                  format_bytes(c.model_consumed_bytes), format_bytes(c.sim_consumed_bytes), f"{c.consumed_ratio:.3f}"]
+                 for c in checks])
     console.print(f"largest T: the most VMs whose p95 boot stays within {slack:g} x the nominal window ("
                   f"{TERMS['nominal window']}); T for S: {TERMS['T for S']}; C: new bytes per clone; S: all "
                   "clones and GI copies", style="dim")
