@@ -43,7 +43,7 @@ def test_the_peak_bin_never_reads_below_the_mean_whatever_the_last_bin() -> None
 def test_five_gis_slower_than_four_is_explained_by_the_shared_processor() -> None:
     four, five = _allflash_storm()
     assert five.boot.p95 > four.boot.p95  # the premise: one more GI made the boots slower
-    (line,) = sim.explain_golden_images([four, five])
+    (line,) = sim.explain_replicas([four, five])
     assert line.startswith("5 GIs slower than 4") and "processors saturate" in line
     assert "GIs 0, 2, 4 on processor 0" in line and "j mod 2" in line
     assert five.bottleneck().resource == "processors"

@@ -175,7 +175,7 @@ def _print_replicas(results: list[SimResult]) -> None:
     print_table("what GI replicas buy (busy shares: of the run, busiest server / mean of all)", REPLICA_COLUMNS, rows)
     console.print(f"nominal window {results[0].boot_window_s:.1f} s (one boot at the fleet's IO rate, no queueing); "
                   "S counts every GI copy; limited by: the resource whose busiest server is busiest")
-    lines = sim.explain_golden_images(results)
+    lines = sim.explain_replicas(results)
     for line in lines:
         console.print(line)
     g = results[-1].scenario.golden_images

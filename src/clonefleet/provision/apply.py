@@ -49,6 +49,7 @@ from clonefleet.storage.tools import stop_on_signals
 #: Longest a finished clone waits in the private folder for its group to be linked into place.
 LINK_DELAY_S = 0.2
 
+
 class ProvisionFailed(ClonefleetError):
     """A run stopped part way; the message says what was made, what failed and what to do."""
 

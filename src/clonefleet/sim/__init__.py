@@ -12,7 +12,7 @@ numba, which takes a second: a caller that only reads a trace does not pay it):
 - traces: :class:`Trace`, :class:`Arrivals`, :func:`generate_trace`,
   :func:`read_trace` (of :data:`TRACE_FORMATS`), :func:`write_fio_iologs`;
 - figures: :func:`write_plots` (each built by :func:`boot_times_figure`, :func:`utilisation_figure`);
-- why: :func:`explain_bottleneck`, :func:`explain_golden_images`;
+- why: :func:`explain_bottleneck`, :func:`explain_replicas`;
 - the model against the simulation: :class:`TracePool`, :func:`check_method`,
   :class:`MethodCheck`, :func:`model_golden_images`.
 """
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from clonefleet.progress import Progress, no_progress
     from clonefleet.sim.compare import MethodCheck, TracePool, check_method
-    from clonefleet.sim.explain import explain_bottleneck, explain_golden_images
+    from clonefleet.sim.explain import explain_bottleneck, explain_replicas
     from clonefleet.sim.plots import boot_times_figure, utilisation_figure, write_plots
     from clonefleet.sim.results import Engine, ScenarioRecord, SimResult
     from clonefleet.sim.storm import Storm, model_golden_images, run_storm
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "MethodCheck": "compare", "TracePool": "compare", "check_method": "compare",
     "write_plots": "plots", "boot_times_figure": "plots", "utilisation_figure": "plots",
-    "explain_bottleneck": "explain", "explain_golden_images": "explain",
+    "explain_bottleneck": "explain", "explain_replicas": "explain",
     "Engine": "results", "ScenarioRecord": "results", "SimResult": "results",
     "Storm": "storm", "model_golden_images": "storm", "run_storm": "storm",
     "Arrivals": "trace", "Trace": "trace", "generate_trace": "trace",
@@ -46,7 +46,7 @@ _RENAMED = {"TRACE_FORMATS": "FORMATS"}
 
 __all__ = [
     "TRACE_FORMATS", "Arrivals", "Engine", "MethodCheck", "Progress", "ScenarioRecord", "SimResult", "Storm",
-    "Trace", "TracePool", "boot_times_figure", "check_method", "explain_bottleneck", "explain_golden_images",
+    "Trace", "TracePool", "boot_times_figure", "check_method", "explain_bottleneck", "explain_replicas",
     "generate_trace", "model_golden_images", "no_progress", "read_trace", "run_storm", "utilisation_figure",
     "write_fio_iologs", "write_plots",
 ]

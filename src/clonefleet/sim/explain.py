@@ -72,7 +72,7 @@ def explain_bottleneck(result: SimResult) -> str:
     return line + (f"; {sharing}" if sharing else "")
 
 
-def explain_golden_images(runs: Sequence[SimResult]) -> list[str]:
+def explain_replicas(runs: Sequence[SimResult]) -> list[str]:
     """One line per step to more GIs that does not shorten the boots by at least :data:`NO_GAIN`
     (which resource saturates there and why a GI copy cannot relieve it), and one per number of
     GIs whose saturated processors carry more GI volumes than the others."""
