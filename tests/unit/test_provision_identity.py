@@ -13,7 +13,7 @@ import pytest
 
 import clonefleet.provision as engine
 from clonefleet.backends.fake import FakeBackend
-from clonefleet.errors import UsageError
+from clonefleet.errors import ClonefleetError, UsageError
 from clonefleet.provision.journal import Journal
 from clonefleet.storage.data import sha256_file
 from fakes import fake_backend, make_fleet
@@ -100,3 +100,36 @@ def test_the_simulators_public_names_all_import() -> None:
     from clonefleet.progress import no_progress
 
     assert sim.no_progress is no_progress
+
+
+def test_a_refused_run_leaves_none_of_the_folders_it_made_for_the_fleet(tmp_path: Path) -> None:
+    m = make_fleet(tmp_path, dest="a/b/fleet")
+    with open(m.gi, "r+b") as f:  # the GI no longer has the recorded checksum: refused before anything
+        f.write(b"changed")
+    with pytest.raises(ClonefleetError, match="SHA-256"):
+        engine.provision(m, FakeBackend())
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_gi_whose_stamp_moved_is_hashed_once_not_once_per_clone(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from clonefleet.storage import goldimage
+
+    m = make_fleet(tmp_path, count=8)
+    reads: list[Path] = []
+    real = goldimage.sha256_file
+
+    def counting(path: Path) -> str:
+        reads.append(path)
+        return real(path)
+
+    class TouchesTheGi(FakeBackend):
+        def apply(self, recipe, prepared, dest):  # type: ignore[no-untyped-def]
+            super().apply(recipe, prepared, dest)
+            if len(self.made) == 1:
+                os.chmod(m.gi, 0o640)  # moves ctime, not a byte
+
+    monkeypatch.setattr(goldimage, "sha256_file", counting)
+    engine.provision(m, TouchesTheGi(), workers=1)
+    assert len(engine.status(m, FakeBackend()).clones) == 8
+    assert len([p for p in reads if p == m.gi]) <= 3  # the plan's hash, then one for the moved stamp

@@ -117,7 +117,7 @@ def provision(manifest: Manifest, backend: Backend | None = None, progress: Prog
     started = time.perf_counter()
     backend = backend or get_backend(manifest.backend)
     fleet_dir = fleet_dir_of(manifest.dest)
-    made_dir = not fleet_dir.exists()
+    made_dirs = [d for d in (fleet_dir, *fleet_dir.parents) if not d.exists()]  # the leaf first
     fleet_dir.mkdir(parents=True, exist_ok=True)
     begun = False
     with stop_on_signals(), fleet_lock(fleet_dir, "provision"):
@@ -148,10 +148,11 @@ def provision(manifest: Manifest, backend: Backend | None = None, progress: Prog
                     raise ProvisionFailed(_undo_copies(plan, journal, made_now, exc)) from None
                 journal.append("done", clones=len(plan.tasks))
         except ClonefleetError:
-            if made_dir and not begun:  # refused before anything was made: leave no trace (lock held)
+            if made_dirs and not begun:  # refused before anything was made: leave no trace (lock held)
                 (fleet_dir / STATE_DIR / LOCK_NAME).unlink(missing_ok=True)
                 rmdir_quietly(fleet_dir / STATE_DIR)
-                rmdir_quietly(fleet_dir)
+                for made in made_dirs:  # the fleet directory, then the parents this run created for it
+                    rmdir_quietly(made)
             raise
     return ProvisionResult(plan, created, adopted, removed, temps, replicas, time.perf_counter() - started,
                            tuple(warnings))

@@ -10,6 +10,7 @@ compares it later, so a GI written while a run copied it is caught.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,8 +171,15 @@ def gi_unchanged(gi: GoldenImageInfo) -> bool:
         return False
     if gi.stamp is not None and stamp_of(st) == gi.stamp:
         return True
+    return _same_bytes(str(gi.path), stamp_of(st), gi.sha256)
+
+
+@functools.lru_cache(maxsize=64)
+def _same_bytes(path: str, stamp: object, sha256: str) -> bool:
+    """Whether the file, as it is at ``stamp``, hashes to ``sha256``: read once per stamp, not once per
+    clone (a touch or chmod moves the GI's ctime and nothing else; every clone after it asks again)."""
     try:
-        return sha256_file(gi.path) == gi.sha256
+        return sha256_file(Path(path)) == sha256
     except OSError:
         return False
 
