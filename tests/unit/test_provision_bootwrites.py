@@ -39,7 +39,7 @@ def test_preset_scaled_to_the_gi(tmp_path: Path) -> None:
     assert f.boot_write_extents == max(1, round(base.boot_write_extents * scale))
     assert model.span_start_bytes + f.boot_write_span_bytes <= 256 * MiB  # the last R bytes of the disk
     assert model.span_start_bytes % (64 * 1024) == 0
-    assert "scaled" in model.note and "5242880" in model.note
+    assert "scaled" in model.note and "G_used = 5 MiB" in model.note
 
 
 def test_manifest_overrides_and_same_footprint_every_time(tmp_path: Path) -> None:

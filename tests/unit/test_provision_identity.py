@@ -133,3 +133,14 @@ def test_a_gi_whose_stamp_moved_is_hashed_once_not_once_per_clone(tmp_path: Path
     engine.provision(m, TouchesTheGi(), workers=1)
     assert len(engine.status(m, FakeBackend()).clones) == 8
     assert len([p for p in reads if p == m.gi]) <= 3  # the plan's hash, then one for the moved stamp
+
+
+def test_status_of_a_fleet_in_sync_advises_nothing_and_verify_says_what_it_checked(
+        tmp_path: Path, cli: Callable[..., object]) -> None:
+    m = make_fleet(tmp_path, count=3)
+    engine.provision(m, FakeBackend())
+    data = json.loads(cli("status", str(m.path), "--json").out)  # type: ignore[attr-defined]
+    assert data["in_sync"] is True and data["advice"] == "in sync" and data["verified"] == 0
+    r = cli("status", str(m.path), "--verify")
+    assert r.code == 0 and "verified 3 of 3 clones in depth" in r.out  # type: ignore[attr-defined]
+    assert json.loads(cli("status", str(m.path), "--verify", "--json").out)["verified"] == 3  # type: ignore[attr-defined]

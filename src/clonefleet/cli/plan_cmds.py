@@ -225,7 +225,7 @@ def reproduce_paper_cmd(
     out: Path = typer.Option(Path("out/paper"), "--out", "-o", help="Folder for fig4.png, fig4.svg, fig4.json."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Reproduce the paper's Fig. 4: capacity of thin and snapshot clones as % of full copies."""
+    """Reproduce the paper's Figure 4: capacity of thin and snapshot clones as % of full copies."""
     from clonefleet.report.fig4 import reproduce_fig4
 
     result = reproduce_fig4(out)

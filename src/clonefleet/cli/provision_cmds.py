@@ -188,7 +188,10 @@ def status_cmd(
         for c in st.clones:
             if show_clones or c.state != "ok":
                 console.print(f"  {c.name}: {c.state}{': ' + c.detail if c.detail else ''}", markup=False)
-        console.print("in sync" if st.in_sync else st.advice)
+        if verify:
+            console.print(f"verified {st.verified} of {st.wanted} clones in depth ({st.backend} check) and "
+                          f"{st.golden_images - 1} GI replica(s) against the GI's SHA-256", markup=False)
+        console.print(st.advice, markup=False)
     if not st.in_sync:
         raise typer.Exit(1)
 

@@ -36,6 +36,7 @@ from clonefleet.provision.plan import CloneTask, provisioned_plan
 from clonefleet.storage.files import open_regular
 from clonefleet.storage.goldimage import GoldenImageInfo
 from clonefleet.storage.goldimage import gi_used_bytes as measure_used_bytes
+from clonefleet.units import format_bytes
 
 ALIGN_BYTES = 64 * 1024
 
@@ -83,10 +84,10 @@ def model_fleet(manifest: Manifest, gi: GoldenImageInfo, gi_used_bytes: int | No
         boot_write_span_bytes=r, boot_read_span_bytes=min(base.boot_read_span_bytes * scale, gi.virtual_bytes),
     )
     given = "manifest" if spec.write_bytes is not None else f"{base.name} x {scale:.4g}"
-    note = (f"model fleet: preset {base.name} scaled to the GI (G = {gi.virtual_bytes} bytes, "
-            f"x{scale:.4g} of {base.gi_virtual_bytes:.0f}); G_used = {used} bytes measured on the GI; "
-            f"boot writes W = {w:.0f} bytes in n = {n} extents over R = {r:.0f} bytes from offset {start} "
-            f"({given})")
+    note = (f"model fleet: preset {base.name} scaled to the GI (G = {format_bytes(gi.virtual_bytes)}, "
+            f"x{scale:.4g} of {format_bytes(base.gi_virtual_bytes)}); G_used = {format_bytes(used)} measured on "
+            f"the GI; boot writes W = {format_bytes(w)} in n = {n} extents over R = {format_bytes(r)} from offset "
+            f"{format_bytes(start)} ({given}; bytes exact in --json)")
     trace = None
     if spec.source != "preset":
         trace = load_trace_writes(Path(spec.source))

@@ -139,8 +139,10 @@ def _capacity(manifest: Manifest, backend: Backend, plan: FleetPlan, work_dir: P
     if first is not None and isinstance(first.get("df_used_bytes"), int):
         st = os.statvfs(manifest.dest)
         delta = (st.f_blocks - st.f_bfree) * st.f_frsize - int(first["df_used_bytes"])
-        notes.append(f"df: the filesystem's used bytes grew by {delta} since the fleet's first run "
-                     "(clones, replicas, filesystem metadata; anything else written there counts too)")
+        change = f"grew by {format_bytes(delta)}" if delta >= 0 else f"shrank by {format_bytes(-delta)}"
+        notes.append(f"df: the filesystem's used space {change} since the fleet's first run (clones, replicas, "
+                     "filesystem metadata, and anything else written to or deleted from that filesystem meanwhile: "
+                     "a rough cross-check only)")
     return CapacityReport(
         fleet=manifest.name, backend=backend.name, method=plan.recipe.method.value, function=function.name,
         unit_bytes=function.unit_bytes, clones=manifest.count, golden_images=g, writes_applied=written,

@@ -43,6 +43,7 @@ class StatusReport:
     unknown: tuple[str, ...]  # entries of the fleet directory clonefleet did not make
     written: int
     locked_by: str | None
+    verified: int = 0  # clones checked in depth (--verify): the backend's own check of each
 
     def count(self, state: str) -> int:
         return sum(1 for c in self.clones if c.state == state)
@@ -53,7 +54,9 @@ class StatusReport:
 
     @property
     def advice(self) -> str:
-        """What to do when the fleet is not in sync: the first cause that provisioning cannot fix comes first."""
+        """"in sync", or what to do: the first cause that provisioning cannot fix comes first."""
+        if self.in_sync:
+            return "in sync"
         if not self.gi_ok:
             return ("NOT in sync: the golden image is not the one the fleet was made from (see above); restore "
                     "it, then rerun status: the clones are kept")
@@ -69,6 +72,7 @@ class StatusReport:
             "gi_detail": self.gi_detail, "wanted": self.wanted, "ok": self.count("ok"),
             "missing": self.count("missing"), "failed": self.count("failed"), "damaged": self.count("damaged"),
             "foreign": self.count("foreign"), "unchecked": self.count("unchecked"), "advice": self.advice,
+            "verified": self.verified,
             "written": self.written, "unwanted": list(self.unwanted), "temporaries": list(self.temporaries),
             "unknown": list(self.unknown), "in_sync": self.in_sync, "locked_by": self.locked_by,
             "clones": [{"name": c.name, "state": c.state, "detail": c.detail} for c in self.clones],
@@ -120,6 +124,7 @@ def status(manifest: Manifest, backend: Backend | None = None, verify: bool = Fa
         unknown=tuple(n for n in unknown if n not in known),
         written=len(plan.journal.written() & {t.name for t in plan.tasks}),
         locked_by=lock_holder(manifest.dest) if manifest.dest.is_dir() else None,
+        verified=sum(1 for c in clones if c.state in ("ok", "damaged")) if verify else 0,
     )
 
 
