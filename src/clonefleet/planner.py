@@ -342,8 +342,21 @@ def _gi_limit(m: MethodPlan) -> str:
             else "the disks under it are the limit")
 
 
+#: A bottleneck this busy (or busier) leaves no room for a boot slower than the preset's: said so.
+NO_HEADROOM = 0.95
+
+
 def explain(m: MethodPlan, vms: int) -> str:
-    """One line on why ``m`` has its GIs and its bottleneck, and whether more GIs would help."""
+    """One line on why ``m`` has its GIs and its bottleneck, whether more GIs would help, and, for a
+    method that holds with its bottleneck at :data:`NO_HEADROOM` or more, that nothing is to spare."""
+    line = _why(m, vms)
+    busiest = m.utilisation[m.bottleneck]
+    if m.meets_requirement and busiest >= NO_HEADROOM:
+        line += "; no headroom: a slower boot or a few more VMs would not fit"
+    return line
+
+
+def _why(m: MethodPlan, vms: int) -> str:
     load = f"{100 * m.utilisation[m.bottleneck]:.0f} %"
     if m.method != Method.SNAPSHOT:
         return (f"{m.function}: 1 GI (a clone never reads its GI once made); "

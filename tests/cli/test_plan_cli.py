@@ -263,3 +263,20 @@ def test_sweep_table_fits_80_columns_and_shows_the_json_figures_when_wide(cli: C
     for m in doc["methods"]:
         cells = rows[m["function"]]
         assert cells[0] == str(m["max_vms"]) and cells[1] == m["bottleneck"] and cells[3] == str(m["fewest_disks"])
+
+
+def test_a_plan_that_holds_at_its_limit_says_it_has_no_headroom(cli: Cli, tmp_path: Path) -> None:
+    array = tmp_path / "a12.toml"
+    assert cli("presets", "copy", "allflash-2024", str(array), "--name", "a12").code == 0
+    text = array.read_text()
+    for key in ("disks", "gi_disks"):  # 12 disks: one GI's volume carries exactly 1000 Linux servers
+        head = f"[{key}]\nvalue = "
+        start = text.index(head) + len(head)
+        text = text[:start] + "12" + text[text.index("\n", start):]
+    array.write_text(text)
+    data = json.loads(cli("plan", "-f", "server-linux", "-a", str(array), "--vms", "2000", "--json").out)
+    snap = next(m for m in data["methods"] if m["method"] == "snapshot")
+    assert snap["meets_requirement"] and max(snap["utilisation"].values()) >= 0.95
+    assert any(n.startswith("snapshot") and "no headroom" in n for n in data["notes"])
+    thin = json.loads(cli("plan", "-f", "server-linux", "-a", str(array), "--vms", "1000", "--json").out)
+    assert not any("no headroom" in n for n in thin["notes"] if n.startswith("thin"))
