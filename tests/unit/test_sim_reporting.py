@@ -119,3 +119,21 @@ def test_write_plots_saves_both_figures(tmp_path: object) -> None:
     paths = sim.write_plots(_small(5, 60), Path(str(tmp_path)))
     assert [p.name for p in paths] == ["boot_times.png", "utilisation.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+
+
+def test_the_runs_of_one_comparison_share_one_time_axis() -> None:
+    from clonefleet.sim.plots import shared_time_range
+
+    four, five = _allflash_storm()
+    shared = shared_time_range([four, five])
+    assert shared is not None
+    first = min(float(np.min(r.boot_s)) for r in (four, five))
+    last = max(max(float(np.max(r.boot_s)), r.makespan_s) for r in (four, five))
+    assert shared == (first, last)
+    for run in (four, five):  # the faster storm's figures reach as far as the slower one's
+        boot_ax = sim.boot_times_figure(run, shared).axes[0]
+        util_ax = sim.utilisation_figure(run, shared).axes[0]
+        assert boot_ax.get_xlim()[0] <= first and boot_ax.get_xlim()[1] >= last and util_ax.get_xlim()[1] >= last
+        assert "one time axis" in boot_ax.get_xlabel() and "one time axis" in util_ax.get_xlabel()
+    alone = sim.boot_times_figure(four).axes[0]
+    assert "one time axis" not in alone.get_xlabel()

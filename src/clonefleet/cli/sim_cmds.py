@@ -137,7 +137,8 @@ def simulate_cmd(
     files: list[Path] = []
     if plots is not None:
         for r in results:
-            files += sim.write_plots(r, plots if len(results) == 1 else plots / f"g{r.scenario.golden_images}")
+            files += sim.write_plots(r, plots if len(results) == 1 else plots / f"g{r.scenario.golden_images}",
+                                     compared_with=[o for o in results if o is not r])
     if write_iolog is not None:
         files += sim.write_fio_iologs(storm.trace, write_iolog)[:1]
     if as_json:

@@ -7,6 +7,7 @@ figure state, no GUI backend.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,10 +35,15 @@ def _subtitle(result: SimResult, gis: bool = True) -> str:
             + f"; {sc.arrivals.value} loop, seed {result.seed}")
 
 
-def boot_times_figure(result: SimResult) -> Figure:
+#: Said on the x-axis of each run of a comparison: the runs share one time axis.
+SHARED_NOTE = " (one time axis for every run compared)"
+
+
+def boot_times_figure(result: SimResult, shared_range_s: tuple[float, float] | None = None) -> Figure:
     """The share of VMs booted against time since power-on (an empirical CDF: one step per VM, no
     bins to choose), the x-axis fitted to the boot times, the median, the p95 and the nominal window
-    (boot IOs / A, a boot at the fleet's own IO rate with no queueing) marked."""
+    (boot IOs / A, a boot at the fleet's own IO rate with no queueing) marked. ``shared_range_s``:
+    boot times the axis must also hold, so that the runs of one comparison share one time axis."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
@@ -48,6 +54,8 @@ def boot_times_figure(result: SimResult) -> Figure:
     share = 100 * np.arange(1, len(boot) + 1) / max(len(boot), 1)
     ax.step(boot, share, where="post", color="tab:blue", label=f"VMs booted ({len(boot):,} VMs)")
     lo, hi = (float(boot[0]), float(boot[-1])) if len(boot) else (0.0, 1.0)
+    if shared_range_s is not None:
+        lo, hi = min(lo, shared_range_s[0]), max(hi, shared_range_s[1])
     span = max(hi - lo, 0.01 * hi, 1e-3)
     if lo - WINDOW_REACH_SPANS * span <= window <= hi + WINDOW_REACH_SPANS * span:
         lo, hi = min(lo, window), max(hi, window)
@@ -74,7 +82,7 @@ def boot_times_figure(result: SimResult) -> Figure:
     else:
         ax.legend(loc="upper left", fontsize=8)
     ax.set_ylim(0, 102)
-    ax.set_xlabel("boot time, power-on to last IO [s]")
+    ax.set_xlabel("boot time, power-on to last IO [s]" + (SHARED_NOTE if shared_range_s else ""))
     ax.set_ylabel("VMs booted [%]")
     ax.grid(alpha=0.3)
     ax.set_title(f"When the VMs finish booting, {_gis(result)}\n{_subtitle(result, gis=False)}", fontsize=9)
@@ -82,7 +90,7 @@ def boot_times_figure(result: SimResult) -> Figure:
     return fig
 
 
-def utilisation_figure(result: SimResult) -> Figure:
+def utilisation_figure(result: SimResult, shared_range_s: tuple[float, float] | None = None) -> Figure:
     """Each resource class's busy share over time, in percent as in the tables (per time bin of
     ``util_bin_s``: busy server-seconds over servers x bin width), the legend beside the axes."""
     from matplotlib.figure import Figure
@@ -95,9 +103,9 @@ def utilisation_figure(result: SimResult) -> Figure:
         t = (np.arange(len(u.series)) + 0.5) * result.util_bin_s
         t[-1] = ((len(u.series) - 1) * result.util_bin_s + result.makespan_s) / 2  # the last bin ends the run
         ax.plot(t, 100 * u.series, label=f"{u.resource} ({u.servers:,} server{'s' if u.servers != 1 else ''})")
-    ax.set_xlim(0, max(result.makespan_s, 1e-9))
+    ax.set_xlim(0, max(result.makespan_s, shared_range_s[1] if shared_range_s else 0.0, 1e-9))
     ax.set_ylim(0, 105)
-    ax.set_xlabel("time since the storm began [s]")
+    ax.set_xlabel("time since the storm began [s]" + (SHARED_NOTE if shared_range_s else ""))
     ax.set_ylabel("busy share of the resource [%]")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, title="resource (servers)",
@@ -107,12 +115,26 @@ def utilisation_figure(result: SimResult) -> Figure:
     return fig
 
 
-def write_plots(result: SimResult, folder: str | Path) -> list[Path]:
-    """Write ``boot_times.png`` and ``utilisation.png`` into ``folder``; return their paths."""
+def shared_time_range(runs: Sequence[SimResult]) -> tuple[float, float] | None:
+    """The first boot and the last moment of any of ``runs`` [s]: one time axis for them all."""
+    booted = [r for r in runs if len(r.boot_s)]
+    if not booted:
+        return None
+    return (min(float(np.min(r.boot_s)) for r in booted),
+            max(max(float(np.max(r.boot_s)), r.makespan_s) for r in booted))
+
+
+def write_plots(result: SimResult, folder: str | Path, compared_with: Sequence[SimResult] = ()) -> list[Path]:
+    """Write ``boot_times.png`` and ``utilisation.png`` into ``folder``; return their paths.
+
+    ``compared_with``: the other runs of one comparison (``--golden-images 1,2,3``): every run's
+    figures then share one time axis, so a shorter storm looks shorter.
+    """
     out = output_folder(folder, "--plots")
+    shared = shared_time_range([result, *compared_with]) if compared_with else None
     paths = []
     for name, build in (("boot_times.png", boot_times_figure), ("utilisation.png", utilisation_figure)):
-        fig = build(result)
+        fig = build(result, shared)
         fig.savefig(out / name, dpi=110)
         paths.append(out / name)
     return paths
