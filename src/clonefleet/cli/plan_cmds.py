@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import typer
@@ -21,7 +23,8 @@ from clonefleet.presets import (
     load_preset,
     preset_label,
 )
-from clonefleet.units import format_bytes
+from clonefleet.presets.derive import DerivedFleet, derive_fleet, trace_sha256
+from clonefleet.units import format_bytes, parse_bytes, parse_seconds
 
 FLEET_OPTION = typer.Option(..., "--fleet", "-f", help="Fleet preset name or path to a fleet TOML file.")
 ARRAY_OPTION = typer.Option(..., "--array", "-a", help="Array preset name or path to an array TOML file.")
@@ -124,6 +127,81 @@ def presets_copy_cmd(
                   f"then pass the path, e.g. --{info.kind} {dest}", markup=False)
 
 
+TRACE_FORMAT_HELP = "Trace format: auto (from the first line), fio, blkparse or csv."
+
+
+def _derive(trace: Path, trace_format: str, name: str | None, gi_size: str | None, gi_used: str | None,
+            boot_window: str | None = None) -> DerivedFleet:
+    """Read the trace (one line for a bad one) and derive its fleet."""
+    from clonefleet.sim.traceio import read_trace
+
+    sizes: dict[str, float | None] = {}
+    for flag, text in (("--gi-size", gi_size), ("--gi-used", gi_used)):
+        try:
+            sizes[flag] = None if text is None else float(parse_bytes(text))
+        except ValueError as exc:
+            raise UsageError(f"{flag} = {text!r}: {exc}") from None
+        if sizes[flag] is not None and not sizes[flag] > 0:  # type: ignore[operator]
+            raise UsageError(f"{flag} = {text!r}: a size greater than 0, e.g. 20GiB")
+    window = None
+    if boot_window is not None:
+        try:
+            window = parse_seconds(boot_window)
+        except ValueError as exc:
+            raise UsageError(f"--boot-window = {boot_window!r}: {exc}") from None
+        if not window > 0:
+            raise UsageError(f"--boot-window = {boot_window!r}: a duration greater than 0, e.g. 30s")
+    parsed = read_trace(trace, trace_format)
+    label = str(trace)
+    return derive_fleet(parsed, name=name or (trace.stem or "derived"), source_label=label,
+                        sha256=trace_sha256(trace), gi_virtual_bytes=sizes["--gi-size"],
+                        gi_used_bytes=sizes["--gi-used"], boot_window_s=window, date=date.today().isoformat())
+
+
+@presets_app.command("derive")
+def presets_derive_cmd(
+    trace: Path = typer.Argument(..., help="The boot trace: a fio iolog, a folder of iologs (one per VM), "
+                                 "blkparse text or CSV."),
+    out: Path = typer.Option(..., "--out", "-o", help="The fleet TOML file to write, e.g. my-fleet.toml."),
+    name: str = typer.Option(None, "--name", help="The preset's name (default: the output file's name)."),
+    gi_size: str = typer.Option(None, "--gi-size", help="G: the GI's virtual size, e.g. 20GiB (a trace cannot "
+                                "tell it; default: its highest byte, rounded up to a GiB)."),
+    gi_used: str = typer.Option(None, "--gi-used", help="G_used: data the GI really holds, e.g. 2GiB "
+                                "(default: what one boot touches)."),
+    boot_window: str = typer.Option(None, "--boot-window", help="How long one boot lasts, e.g. 30s, for a "
+                                    "trace without times (a trace with times gives A itself)."),
+    trace_format: str = typer.Option("auto", "--trace-format", help=TRACE_FORMAT_HELP),
+    force: bool = typer.Option(False, "--force", help="Overwrite the output file if it exists."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Derive a fleet preset from a boot trace: each figure per VM, averaged, with the trace as its source."""
+    if out.suffix != ".toml":
+        raise UsageError(f"--out = {out}: a .toml file, e.g. my-fleet.toml")
+    if out.is_dir():
+        raise UsageError(f"--out = {out}: a folder; give a file name such as {out / 'my-fleet.toml'}")
+    if (out.exists() or out.is_symlink()) and not force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it")
+    derived = _derive(trace, trace_format, name or out.stem, gi_size, gi_used, boot_window)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(derived.toml, encoding="utf-8")
+        temporary.replace(out)
+    finally:
+        temporary.unlink(missing_ok=True)
+    info = load_preset(out)
+    if as_json:
+        emit_json({"wrote": str(out), "vms": derived.vms, "timed": derived.timed, **_info_json(info)})
+        return
+    print_table(f"fleet {info.name}: {info.description}",
+                [Col("figure"), Col("value", right=True), Col("source or assumption", wrap=True)],
+                _figure_rows(info))
+    if not derived.timed:
+        console.print("the trace has no times: A (boot_window) is an assumption; give --boot-window or edit it",
+                      markup=False)
+    console.print(f"wrote {out}: pass it to plan, sweep or simulate with --fleet {out}", markup=False)
+
+
 def _maybe(value: float | None, fmt: Callable[[float], str]) -> str:
     return "-" if value is None else fmt(value)
 
@@ -189,7 +267,11 @@ def print_plan(result: Plan, array: ArrayPreset, fleet_label: str, array_label: 
 
 @app.command("plan")
 def plan_cmd(
-    fleet: str = FLEET_OPTION,
+    fleet: str = typer.Option(None, "--fleet", "-f",
+                              help="Fleet preset name or path to a fleet TOML file (or give --trace)."),
+    trace: Path = typer.Option(None, "--trace", help="Plan from a boot trace (fio iolog or folder, blkparse, "
+                               "CSV): its fleet is derived in memory, as 'presets derive' would write it."),
+    trace_format: str = typer.Option("auto", "--trace-format", help=TRACE_FORMAT_HELP),
     array: str = ARRAY_OPTION,
     vms: int = typer.Option(1000, "--vms", "-t", click_type=VMS, help="Number of VMs (clones) T."),
     functions: str = FUNCTIONS_OPTION,
@@ -207,13 +289,20 @@ def plan_cmd(
     holds = yes when T <= T_max. Last come the figures the plan assumed: measure those first.
     Every term: docs/background.md, Glossary.
     """
-    fleet_preset, array_preset = load_fleet(fleet), load_array(array)
+    if (fleet is None) == (trace is None):
+        raise UsageError("give exactly one of --fleet (a preset) or --trace (a boot trace)")
+    if trace is not None:
+        fleet_preset = _derive(trace, trace_format, None, None, None).fleet
+        fleet_label = f"{fleet_preset.name} (derived from trace {trace})"
+    else:
+        fleet_preset = load_fleet(fleet)
+        fleet_label = preset_label("fleet", fleet, fleet_preset.name)
+    array_preset = load_array(array)
     result = plan(fleet_preset, array_preset, vms, parse_functions(functions))
     if as_json:
         emit_json(result.to_dict())
         return
-    print_plan(result, array_preset, preset_label("fleet", fleet, fleet_preset.name),
-               preset_label("array", array, array_preset.name))
+    print_plan(result, array_preset, fleet_label, preset_label("array", array, array_preset.name))
 
 
 reproduce_app = typer.Typer(help="Reproduce a published result.", no_args_is_help=True)
