@@ -102,3 +102,11 @@ def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "clonefleet", "presets", "derive", str(fifo), "-o",
                            str(tmp_path / "o.toml")], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2 and "FIFO" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_preset_written_where_nothing_can_be_written_is_one_line_and_exit_2() -> None:
+    # /proc refuses new files even to root: the copy cannot be written, and says so in one line.
+    r = subprocess.run([sys.executable, "-m", "clonefleet", "presets", "copy", "allflash-2024",
+                        "/proc/clonefleet-test.toml"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "/proc/clonefleet-test.toml: cannot be written" in r.stderr and "Traceback" not in r.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -24,6 +23,7 @@ from clonefleet.presets import (
     preset_label,
 )
 from clonefleet.presets.derive import DerivedFleet, derive_fleet, trace_sha256
+from clonefleet.storage.files import write_text_whole
 from clonefleet.units import format_bytes, parse_bytes, parse_seconds
 
 FLEET_OPTION = typer.Option(..., "--fleet", "-f", help="Fleet preset name or path to a fleet TOML file.")
@@ -182,13 +182,7 @@ def presets_derive_cmd(
     if (out.exists() or out.is_symlink()) and not force:
         raise UsageError(f"{out} exists; pass --force to overwrite it")
     derived = _derive(trace, trace_format, name or out.stem, gi_size, gi_used, boot_window)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(derived.toml, encoding="utf-8")
-        temporary.replace(out)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_text_whole(out, derived.toml, "--out", force=force)
     info = load_preset(out)
     if as_json:
         emit_json({"wrote": str(out), "vms": derived.vms, "timed": derived.timed, **_info_json(info)})

@@ -5,7 +5,6 @@ Wherever a preset name is accepted, a path to the user's own TOML file is too.
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from clonefleet.presets.schema import (
     build_fleet,
     build_function,
 )
-from clonefleet.storage.files import read_regular_text
+from clonefleet.storage.files import read_regular_text, write_text_whole
 
 __all__ = [
     "ArrayPreset",
@@ -195,11 +194,5 @@ def copy_preset(source: str, dest: Path, name: str | None = None, force: bool = 
         builders[kind](f"{kind} file '{dest}'", tomllib.loads(copied))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{source}: the copy is not valid TOML ({exc})") from None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    temporary = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(copied, encoding="utf-8")
-        temporary.replace(dest)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_text_whole(dest, copied, "the copy", force=force)
     return load_preset(dest)

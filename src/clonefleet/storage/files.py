@@ -9,6 +9,7 @@ out. The check is made on the descriptor that is then read (``fstat`` after an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -85,3 +86,25 @@ def existing_file(path: str | Path, what: str) -> Path:
     if not p.is_file():
         raise UsageError(f"{what} '{p}' is not an existing regular file")
     return p
+
+
+def write_text_whole(path: Path, text: str, what: str, *, force: bool = False) -> None:
+    """Write ``text`` to ``path`` through a temporary beside it, renamed: the file appears whole or
+    not at all. An existing file is replaced only with ``force``; a folder, an unwritable place or a
+    full disk is one line (:class:`UsageError`) naming ``what`` and the reason, and no temporary is
+    left behind."""
+    if path.is_dir():
+        raise UsageError(f"{what} {path}: is a folder; give a file name inside it")
+    if (path.exists() or path.is_symlink()) and not force:
+        raise UsageError(f"{what} {path}: exists; pass --force to overwrite it")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot be written ({exc.strerror or exc}); give a writable place") \
+            from None
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
