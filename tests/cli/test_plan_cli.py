@@ -280,3 +280,11 @@ def test_a_plan_that_holds_at_its_limit_says_it_has_no_headroom(cli: Cli, tmp_pa
     assert any(n.startswith("snapshot") and "no headroom" in n for n in data["notes"])
     thin = json.loads(cli("plan", "-f", "server-linux", "-a", str(array), "--vms", "1000", "--json").out)
     assert not any("no headroom" in n for n in thin["notes"] if n.startswith("thin"))
+
+
+def test_presets_show_gives_a_fleets_load_a_even_when_its_file_gives_the_boot_window(cli: Cli) -> None:
+    data = json.loads(cli("presets", "show", "desktop-win11", "--json").out)
+    figures = {f["key"]: f for f in data["figures"]}
+    assert "host_iops" in figures and "boot_window" in figures
+    assert figures["host_iops"]["value"] == pytest.approx(70_000 / 150)  # boot_ios / boot_window
+    assert figures["host_iops"]["source"].startswith("derived: boot_ios / boot_window")

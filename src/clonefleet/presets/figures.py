@@ -99,4 +99,10 @@ def figures_of(record: Preset) -> list[FigureView]:
         value = figure_value(record, spec.key)
         views.append(FigureView(record.name, kind, spec.key, value, UNITS.get(spec.key, ""),
                                 format_figure(spec.key, value), figure.source, figure.date, figure.assumption))
+    if isinstance(record, FleetPreset) and "host_iops" not in record.sources:
+        # The file gives the boot window; the model is built on A, the load it implies: shown beside it.
+        a = float(record.host_iops)
+        views.append(FigureView(record.name, kind, "host_iops", a, UNITS["host_iops"], format_figure("host_iops", a),
+                                "derived: boot_ios / boot_window, the load A one booting VM puts on the array",
+                                None, None))
     return views
