@@ -12,8 +12,12 @@ from matplotlib.lines import Line2D
 from clonefleet.planner import evaluate
 from clonefleet.presets import load_array, load_fleet, load_function
 from clonefleet.report.fig4 import compute_fig4, fig4_figure
-from clonefleet.report.sweepfig import MAX_STEP_MARKS, sweep_figure
-from clonefleet.sweep import parse_param, parse_range, run_sweep
+from clonefleet.report.sweepfig import FAINT_ALPHA, MAX_STEP_MARKS, sweep_figure
+from clonefleet.sweep import SweepResult, parse_param, parse_range, run_sweep
+
+LARGEST_T_ENTRY = ("largest T of each method (dotted, its colour)\n"
+                   "full and thin share T = 1,189 (alternating dots)")
+FAINT_STEPS = "_snapshot: one GI more (g + 1), requirement fails"
 
 
 def legend_texts(ax: Axes) -> list[str]:
@@ -37,9 +41,12 @@ def test_sweep_figure_titles_units_legend_target_steps_and_integer_ticks() -> No
     assert right.get_title().startswith("largest T against disks")
     assert left.get_xlabel() == "VMs T [count]" and left.get_ylabel() == "consumed capacity S [TiB] (log)"
     assert right.get_xlabel() == "disks [count]" and right.get_ylabel() == "largest T the array carries [VMs]"
-    assert legend_texts(left) == ["full", "thin", "snapshot", "snapshot: one GI more (g + 1)", "target T = 1,000"]
+    assert legend_texts(left) == ["full", "thin", "snapshot", "snapshot: one GI more (g + 1)", LARGEST_T_ENTRY,
+                                  "target T = 1,000"]
     # full and thin carry the same largest T at every disk count: said, and drawn in distinct styles
-    assert legend_texts(right) == ["full", "thin (coincides with full)", "snapshot", "target T = 1,000"]
+    assert legend_texts(right) == ["full", "thin (coincides with full)", "snapshot", "target T = 1,000",
+                                   "full, thin: fewest disks for T = 1,000: 404",
+                                   "snapshot: fewest disks for T = 1,000: 179"]
     full, thin = labelled(right, "full"), labelled(right, "thin (coincides with full)")
     assert (full.get_linestyle(), full.get_linewidth()) != (thin.get_linestyle(), thin.get_linewidth())
     assert list(labelled(left, "target T = 1,000").get_xdata()) == [1000, 1000]
@@ -47,10 +54,69 @@ def test_sweep_figure_titles_units_legend_target_steps_and_integer_ticks() -> No
     # one mark per T where the snapshot fleet needs one GI more: T = k + 1, 2k + 1, ... (g = ceil(T/k))
     k = int(evaluate(fleet, array, load_function("snapshot"), 1).clones_per_gi)
     marks = labelled(left, "snapshot: one GI more (g + 1)").get_xdata()
-    assert list(marks) == list(range(k + 1, 5001, k))
+    faint_marks = labelled(left, FAINT_STEPS).get_xdata()
+    assert [*marks, *faint_marks] == list(range(k + 1, 5001, k))
     for ax, axis in ((left, "x"), (right, "x"), (right, "y")):
         ticks = ax.get_xticks() if axis == "x" else ax.get_yticks()
         assert all(float(t).is_integer() for t in ticks), (axis, ticks)
+
+
+def disk_sweep() -> SweepResult:
+    fleet, array = load_fleet("desktop-win7"), load_array("midrange-2012")
+    return run_sweep(fleet, array, parse_range("1:5000"), param=parse_param("disks=100:1000:10"), target=1000)
+
+
+def test_sweep_figure_largest_t_lines_have_one_legend_entry_and_shared_ones_name_both() -> None:
+    result = disk_sweep()
+    assert result.largest["full"] == result.largest["thin"] == 1189 != result.largest["snapshot"]
+    left = sweep_figure(result).axes[0]
+    texts = legend_texts(left)
+    assert sum(t.startswith("largest T of each method") for t in texts) == 1
+    assert "full and thin share T = 1,189" in next(t for t in texts if t.startswith("largest T"))
+    # one dotted line per method at its own largest T, in its own colour; full's is not hidden under thin's
+    for f in result.functions:
+        line = labelled(left, f"_largest T of {f.name}")
+        assert list(line.get_xdata()) == [result.largest[f.name]] * 2
+        assert line.get_color() == labelled(left, f.name).get_color()
+    full, thin = labelled(left, "_largest T of full"), labelled(left, "_largest T of thin")
+    # (offset, on-off) as given: matplotlib has no public getter for a line's dash pattern
+    full_dash, thin_dash = vars(full)["_unscaled_dash_pattern"], vars(thin)["_unscaled_dash_pattern"]
+    assert full_dash[1] == thin_dash[1] and full_dash[0] != thin_dash[0]  # same dots, shifted: they alternate
+    assert any("full = thin" in t.get_text() and "1,189" in t.get_text() for t in left.texts)
+
+
+def test_sweep_figure_new_gi_ticks_are_faint_past_the_largest_t_like_the_curve() -> None:
+    result = disk_sweep()
+    left = sweep_figure(result).axes[0]
+    largest = result.largest["snapshot"]
+    bold, faint = labelled(left, "snapshot: one GI more (g + 1)"), labelled(left, FAINT_STEPS)
+    assert len(bold.get_xdata()) and all(t <= largest for t in bold.get_xdata())
+    assert len(faint.get_xdata()) and all(t > largest for t in faint.get_xdata())
+    curve = labelled(left, "snapshot")
+    faint_curve = next(line for line in left.get_lines()
+                       if line.get_color() == curve.get_color() and line.get_alpha() is not None
+                       and line.get_linestyle() == curve.get_linestyle() and line is not curve
+                       and not line.get_label().startswith("_largest"))
+    assert bold.get_alpha() == curve.get_alpha() and faint.get_alpha() == faint_curve.get_alpha() == FAINT_ALPHA
+    assert faint.get_color() == bold.get_color() == curve.get_color()
+
+
+def test_sweep_figure_marks_where_each_method_crosses_the_target() -> None:
+    result = disk_sweep()
+    right = sweep_figure(result).axes[1]
+    assert {name: x for name, (x, _) in result.fewest.items()} == {"full": 404, "thin": 404, "snapshot": 179}
+    texts = legend_texts(right)
+    for names, x in ((("full", "thin"), 404), (("snapshot",), 179)):
+        label = f"{', '.join(names)}: fewest disks for T = 1,000: {x}"
+        assert label in texts
+        marks = [line for line in right.get_lines() if line.get_label().lstrip("_").startswith(label)]
+        assert len(marks) == len(names)  # a ring per method sharing the mark
+        for mark, name in zip(marks, names, strict=True):
+            assert (list(mark.get_xdata()), list(mark.get_ydata())) == ([result.fewest[name][0]], [result.target])
+            assert mark.get_marker() == "o"
+            assert mark.get_markeredgecolor() == labelled(right, name if name != "thin" else
+                                                          "thin (coincides with full)").get_color()
+        assert any(t.get_text() == f"{x} ({', '.join(names)})" for t in right.texts)
 
 
 def test_sweep_figure_without_a_swept_field_has_one_titled_panel() -> None:

@@ -6,10 +6,13 @@ with sweep.csv and sweep.json. What it shows, panel by panel:
 
 - left: consumed capacity S [TiB] against T at the presets' own values (the array's disk count
   stated in the title); thick where the requirement holds, thin and faint where it fails; the
-  largest T of each method dotted; the target T; the T where snapshot clones need one GI more.
+  largest T of each method dotted in its colour (one legend entry; methods sharing one largest T
+  alternate their dots on one line, and the legend and a note name them); the target T; the T
+  where snapshot clones need one GI more (faint past the largest T, like the curve).
 - right (with ``--param``): the largest T each method carries against the swept field; methods
   whose curves coincide say so in the legend, and are drawn in styles that stay visible on top
-  of each other.
+  of each other. Sweeping ``disks`` with a target, each method's crossing of the target is
+  marked at its fewest disks (``SweepResult.fewest``), labelled and in the legend.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from clonefleet.report.outputs import staged_outputs
 from clonefleet.sweep import SweepResult, SweptParam, exact_text, json_numbers
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 #: Rows of sweep.csv written between two progress reports (about 0.1 s of writing).
@@ -40,6 +44,8 @@ _STYLES: dict[str, dict[str, object]] = {
 }
 #: More "new GI" steps than this are left unmarked (the title says so): markers would merge.
 MAX_STEP_MARKS = 300
+#: Opacity of what is drawn where the requirement fails (past the largest T).
+FAINT_ALPHA = 0.35
 _INTEGER_PARAMS = ("disks", "gi_disks", "processors", "queue_depth", "boot_write_extents")
 
 
@@ -60,6 +66,58 @@ def _style(method: str) -> dict[str, object]:
     return dict(_STYLES.get(method, {"ls": "-", "lw": 1.5}))
 
 
+def _groups(values: dict[str, int | None]) -> dict[int, list[str]]:
+    """Methods by shared value, in the order first met (None left out)."""
+    groups: dict[int, list[str]] = {}
+    for name, value in values.items():
+        if value is not None:
+            groups.setdefault(value, []).append(name)
+    return groups
+
+
+def _draw_largest(ax: Axes, result: SweepResult) -> str:
+    """The largest T of each method as a dotted line in its colour; the legend text for them ("" if none).
+
+    Methods sharing one largest T draw alternating dashes on one line, so each colour shows, and the
+    legend and a note at the top of the line name them all.
+    """
+    colours = {f.name: str(_style(f.method.value).get("color", "k")) for f in result.functions}
+    shown = {name: t for name, t in result.largest.items() if 0 < t <= result.vms[-1]}
+    groups = _groups(dict(shown))
+    shared = []
+    for t, names in groups.items():
+        n = len(names)
+        for i, name in enumerate(names):
+            ls: object = ":" if n == 1 else (2.0 * i, (2.0, 2.0 * (n - 1)))
+            ax.axvline(t, color=colours[name], ls=ls, lw=1 if n == 1 else 1.4, label=f"_largest T of {name}")
+        if n > 1:
+            together = " and ".join(names)
+            shared.append(f"{together} share T = {t:,}")
+            ax.annotate(f"{' = '.join(names)}\nT = {t:,}", xy=(t, 1.0), xycoords=("data", "axes fraction"),
+                        xytext=(3, -3), textcoords="offset points", ha="left", va="top", fontsize=7)
+    if not groups:
+        return ""
+    return "largest T of each method (dotted, its colour)" + "".join(f"\n{s} (alternating dots)" for s in shared)
+
+
+def _mark_fewest(ax: Axes, result: SweepResult, xs: npt.NDArray[np.float64]) -> None:
+    """Where each method's line crosses the target: the fewest disks carrying it (``result.fewest``).
+
+    Methods with the same answer share one mark (rings of their colours) and one legend entry.
+    """
+    assert result.target is not None
+    colours = {f.name: str(_style(f.method.value).get("color", "k")) for f in result.functions}
+    fewest = {name: x for name, (x, _) in result.fewest.items() if x is not None and xs[0] <= x <= xs[-1]}
+    for x, names in _groups(dict(fewest)).items():
+        label = f"{', '.join(names)}: fewest disks for T = {result.target:,}: {x:,}"
+        for i, name in enumerate(names):  # the first ring largest, so every colour shows
+            ax.plot([x], [result.target], ls="none", marker="o", ms=11 - 4 * i, mfc="none" if i < len(names) - 1
+                    else colours[name], mec=colours[name], mew=2, zorder=5,
+                    label=label if i == 0 else f"_{label} ({name})")
+        ax.annotate(f"{x:,} ({', '.join(names)})", xy=(x, result.target), xytext=(6, -12),
+                    textcoords="offset points", fontsize=7)
+
+
 def sweep_figure(result: SweepResult) -> Figure:
     """The figure of ``result`` (one panel, or two with a swept field); the caller saves or closes it."""
     from matplotlib.figure import Figure
@@ -74,22 +132,25 @@ def sweep_figure(result: SweepResult) -> Figure:
     for f in result.functions:
         ev = result.baseline[f.name]
         style = _style(f.method.value)
+        colour = str(style.get("color", "k"))
         tib = ev.consumed_bytes / 2**40
         holds = np.asarray(ev.meets_requirement)
         ax.plot(result.vms, np.where(holds, tib, np.nan), label=f"{f.name}", **style)
-        faint = {**style, "lw": 1.0, "alpha": 0.35}
+        faint = {**style, "lw": 1.0, "alpha": FAINT_ALPHA}
         ax.plot(result.vms, np.where(holds, np.nan, tib), **faint)
-        largest = result.largest[f.name]
-        if 0 < largest <= result.vms[-1]:
-            ax.axvline(largest, color=str(style.get("color", "k")), ls=":", lw=1)
         if f.method.value == "snapshot" and len(result.vms) > 1:
             g = np.asarray(ev.golden_images)
             steps = np.flatnonzero(np.isfinite(g[1:]) & (g[1:] > g[:-1])) + 1
             if 0 < steps.size <= MAX_STEP_MARKS:
-                ax.plot(result.vms[steps], tib[steps], ls="none", marker="|", ms=9, mew=1.2,
-                        color=str(style.get("color", "k")), label=f"{f.name}: one GI more (g + 1)")
+                # bold where the requirement holds, faint past the largest T, as the curve is
+                bold, past = steps[holds[steps]], steps[~holds[steps]]
+                ax.plot(result.vms[bold], tib[bold], ls="none", marker="|", ms=9, mew=1.2,
+                        color=colour, label=f"{f.name}: one GI more (g + 1)")
+                ax.plot(result.vms[past], tib[past], ls="none", marker="|", ms=9, mew=1.0,
+                        color=colour, alpha=FAINT_ALPHA, label=f"_{f.name}: one GI more (g + 1), requirement fails")
             elif steps.size > MAX_STEP_MARKS:
                 step_note = f"; {steps.size:,} new-GI steps, too many to mark"
+    largest_note = _draw_largest(ax, result)
     if result.target is not None:
         ax.axvline(result.target, color="black", lw=1.2, ls="-.", label=f"target T = {result.target:,}")
     ax.set_yscale("log")
@@ -97,7 +158,14 @@ def sweep_figure(result: SweepResult) -> Figure:
     ax.set_xlabel("VMs T [count]")
     ax.set_ylabel("consumed capacity S [TiB] (log)")
     ax.set_title(f"S against T at {disks}\nfaint: requirement fails; dotted: largest T{step_note}", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    handles, labels = ax.get_legend_handles_labels()
+    if largest_note:  # one entry for the dotted lines, before the target's
+        from matplotlib.lines import Line2D
+
+        at = len(labels) - (result.target is not None)
+        handles.insert(at, Line2D([], [], color="0.3", ls=":", lw=1))
+        labels.insert(at, largest_note)
+    ax.legend(handles, labels, fontsize=8, loc="lower right")
     if result.param is not None:
         ax2 = axes[1]
         seen: list[tuple[str, npt.NDArray[np.float64]]] = []
@@ -110,6 +178,8 @@ def sweep_figure(result: SweepResult) -> Figure:
             seen.append((f.name, largest_t))
         if result.target is not None:
             ax2.axhline(result.target, color="black", lw=1.2, ls="-.", label=f"target T = {result.target:,}")
+            if result.param.key == "disks":
+                _mark_fewest(ax2, result, xs)
         ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
         if result.param.key in _INTEGER_PARAMS:
             ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
