@@ -23,7 +23,7 @@ from clonefleet.presets import (
     preset_label,
 )
 from clonefleet.presets.derive import DerivedFleet, derive_fleet, trace_sha256
-from clonefleet.storage.files import write_text_whole
+from clonefleet.storage.files import refuse_to_replace, write_text_whole
 from clonefleet.units import format_bytes, parse_bytes, parse_seconds
 
 FLEET_OPTION = typer.Option(..., "--fleet", "-f", help="Fleet preset name or path to a fleet TOML file.")
@@ -177,10 +177,7 @@ def presets_derive_cmd(
     """Derive a fleet preset from a boot trace: each figure per VM, averaged, with the trace as its source."""
     if out.suffix != ".toml":
         raise UsageError(f"--out = {out}: a .toml file, e.g. my-fleet.toml")
-    if out.is_dir():
-        raise UsageError(f"--out = {out}: a folder; give a file name such as {out / 'my-fleet.toml'}")
-    if (out.exists() or out.is_symlink()) and not force:
-        raise UsageError(f"{out} exists; pass --force to overwrite it")
+    refuse_to_replace(out, "--out", force=force)  # before the trace is read and derived
     derived = _derive(trace, trace_format, name or out.stem, gi_size, gi_used, boot_window)
     write_text_whole(out, derived.toml, "--out", force=force)
     info = load_preset(out)

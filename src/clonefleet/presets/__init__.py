@@ -26,7 +26,7 @@ from clonefleet.presets.schema import (
     build_fleet,
     build_function,
 )
-from clonefleet.storage.files import read_regular_text, write_text_whole
+from clonefleet.storage.files import read_regular_text, refuse_to_replace, write_text_whole
 
 __all__ = [
     "ArrayPreset",
@@ -171,10 +171,7 @@ def copy_preset(source: str, dest: Path, name: str | None = None, force: bool = 
         raise UsageError(f"--name = {new_name!r}: a non-empty name without quotes, backslashes or newlines")
     if dest.suffix != ".toml":
         raise UsageError(f"{dest}: the copy must be a .toml file (e.g. my-array.toml)")
-    if (dest.exists() or dest.is_symlink()) and not force:
-        raise UsageError(f"{dest} exists; pass --force to overwrite it")
-    if dest.is_dir():
-        raise UsageError(f"{dest} is a folder; give a file name such as {dest / 'my-preset.toml'}")
+    refuse_to_replace(dest, "the copy", force=force)
     shipped = _shipped(kind)
     text = shipped[source].read_text(encoding="utf-8") if source in shipped else \
         read_regular_text(Path(source), f"{kind} file")

@@ -88,15 +88,21 @@ def existing_file(path: str | Path, what: str) -> Path:
     return p
 
 
+def refuse_to_replace(path: Path, what: str, *, force: bool = False) -> None:
+    """Refuse, in one line, a file to write that is a folder, or that exists and ``force`` is not given:
+    called by :func:`write_text_whole`, and by a command first, before any work that would be lost."""
+    if path.is_dir():
+        raise UsageError(f"{what} {path}: is a folder; give a file name inside it")
+    if (path.exists() or path.is_symlink()) and not force:
+        raise UsageError(f"{what} {path}: exists; pass --force to overwrite it")
+
+
 def write_text_whole(path: Path, text: str, what: str, *, force: bool = False) -> None:
     """Write ``text`` to ``path`` through a temporary beside it, renamed: the file appears whole or
     not at all. An existing file is replaced only with ``force``; a folder, an unwritable place or a
     full disk is one line (:class:`UsageError`) naming ``what`` and the reason, and no temporary is
     left behind."""
-    if path.is_dir():
-        raise UsageError(f"{what} {path}: is a folder; give a file name inside it")
-    if (path.exists() or path.is_symlink()) and not force:
-        raise UsageError(f"{what} {path}: exists; pass --force to overwrite it")
+    refuse_to_replace(path, what, force=force)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
