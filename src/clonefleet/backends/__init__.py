@@ -24,6 +24,7 @@ from clonefleet.errors import UsageError
 
 __all__ = [
     "DEFAULT_BACKEND",
+    "IMAGE_BACKENDS",
     "Backend",
     "BackendUnavailable",
     "CloneUsage",
@@ -37,6 +38,9 @@ __all__ = [
 ]
 
 DEFAULT_BACKEND = "qcow2"
+#: Backends whose clones are images in a cluster, not files in the fleet directory: their fleets are
+#: provisioned by :mod:`clonefleet.provision.rbdfleet` with :mod:`clonefleet.backends.rbd`.
+IMAGE_BACKENDS = ("rbd",)
 
 # name -> "module:Class" (imported on first use) or a factory registered at run time
 _BUILTIN: dict[str, str] = {
@@ -64,6 +68,9 @@ def get_backend(name: str) -> Backend:
     """A new backend by name; an unknown name is a one-line usage error."""
     if name in _FACTORIES:
         return _FACTORIES[name]()
+    if name in IMAGE_BACKENDS:
+        raise UsageError(f"backend {name!r}: its clones are images in a cluster, provisioned by "
+                         "clonefleet.provision.rbdfleet, not files")
     if name not in _BUILTIN:
         raise UsageError(f"backend {name!r}: unknown; one of {', '.join(backend_names())}")
     module_name, _, class_name = _BUILTIN[name].partition(":")

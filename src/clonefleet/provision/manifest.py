@@ -46,7 +46,8 @@ from typing import Annotated, Any, Self
 from pydantic import AfterValidator, PlainValidator, model_validator
 from pydantic.dataclasses import dataclass as record_dataclass
 
-from clonefleet.backends import DEFAULT_BACKEND, backend_names
+from clonefleet.backends import DEFAULT_BACKEND, IMAGE_BACKENDS, backend_names
+from clonefleet.backends.rbd import RBD_KEYS, RbdConfig, rbd_config_from
 from clonefleet.errors import FieldError, UsageError
 from clonefleet.presets import Method
 from clonefleet.presets.schema import enum_check
@@ -65,6 +66,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "golden_image": ("path", "sha256", "bytes", "max_chain_depth"),
     "clones": ("backend", "method", "golden_images", "cluster_size", "workers"),
     "writes": ("source", "seed", "bytes", "extents", "span", "span_start"),
+    "rbd": RBD_KEYS,
 }
 
 # --- field types: each check raises ValueError with what is allowed ----------------------------
@@ -120,8 +122,9 @@ def _golden_images(value: object) -> int | None:
 
 
 def _backend(value: str) -> str:
-    if value not in backend_names():
-        raise ValueError(f"one of {', '.join(backend_names())}")
+    names = sorted([*backend_names(), *IMAGE_BACKENDS])
+    if value not in names:
+        raise ValueError(f"one of {', '.join(names)}")
     return value
 
 
@@ -191,9 +194,13 @@ class Manifest:
     preset: Text = "server-linux"
     array: Text = "midrange-2012"
     writes: WritesSpec = field(default_factory=WritesSpec)
+    rbd: RbdConfig | None = None  # the cluster and pools of backend rbd ([rbd] table)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if (self.backend == "rbd") != (self.rbd is not None):
+            raise cross_field("clones.backend", self.backend,
+                              "'rbd' with an [rbd] table (conf, pool, ...), or another backend without one")
         g = self.golden_images
         if self.method is not Method.SNAPSHOT and g not in (1, None):  # auto: the planner's g is 1 for them
             raise cross_field("clones.golden_images", g,
@@ -216,6 +223,7 @@ class Manifest:
             "golden_images": "auto" if self.golden_images is None else self.golden_images,
             "cluster_bytes": self.cluster_bytes, "workers": self.workers, "preset": self.preset,
             "array": self.array, "writes_source": self.writes.source, "writes_seed": self.writes.seed,
+            **({"rbd": self.rbd.to_dict()} if self.rbd is not None else {}),
         }
 
 
@@ -295,6 +303,8 @@ def build_manifest(path: Path, data: Mapping[str, Any]) -> Manifest:
     values.setdefault("gi_sha256", None)
     values.setdefault("gi_bytes", None)
     values.setdefault("max_chain_depth", 1)
+    if sections["rbd"]:
+        values["rbd"] = rbd_config_from(sections["rbd"], base, where)
     try:
         return Manifest(**values)
     except FieldError as exc:
@@ -337,6 +347,8 @@ def resolve_golden_images(manifest: Manifest) -> int:
 
 
 def _toml(value: object) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -349,6 +361,8 @@ def manifest_text(values: Mapping[str, Mapping[str, object]]) -> str:
     lines = ["# clonefleet fleet manifest: the desired state of one fleet (see docs/provisioning.md)."]
     for section in _SECTIONS:
         table = values.get(section, {})
+        if section == "rbd" and not any(v is not None for v in table.values()):
+            continue  # only fleets on backend rbd have the table
         lines.append("")
         lines.append(f"[{section}]")
         for key in _SECTIONS[section]:

@@ -1,0 +1,431 @@
+"""Ceph RBD images through the Python bindings ``rados`` and ``rbd`` (Debian's python3-rados, python3-rbd).
+
+- ``snapshot``: a layering clone (clone format 2) of a protected snapshot of the GI image;
+- ``thin``: a sparse full copy of that snapshot (``Image.copy``: holes and zero blocks not written);
+- ``full``: a thick-provisioned copy (the whole size written with zeros, ``write_zeroes`` with the
+  thick-provision flag, then the GI's data extents copied over them).
+
+The GI is imported from a qcow2 or raw file with ``qemu-img convert -O raw ... rbd:POOL/NAME``
+(the rbd block driver of qemu-block-extra), which writes only the data, never the holes; GI
+replicas are copies of the GI's snapshot, each with its own protected snapshot, in the same pool
+or in pools of their own.
+
+The bindings are imported here only, when a cluster is first connected to, and can be given
+instead (``modules``: tests pass fakes). Every cluster operation has a bound: the monitor must
+answer within ``connect_timeout_s``, every OSD operation within ``op_timeout_s``
+(``rados_osd_op_timeout``, ``rados_mon_op_timeout``, ``client_mount_timeout``), so a stopped OSD
+fails a run with one line instead of hanging it. Nothing here is tied to a local cluster: the
+configuration is a ``ceph.conf`` path, a client name, an optional keyring and a pool.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from clonefleet.backends.base import BackendUnavailable
+from clonefleet.errors import ClonefleetError, FieldError, UsageError
+from clonefleet.presets import FunctionPreset, Method, load_function
+from clonefleet.storage.tools import run_tool
+
+#: The snapshot of a GI (or replica) image that clones are made from.
+GI_SNAPSHOT = "clonefleet-gi"
+COPY_CHUNK_BYTES = 4 << 20
+BINDINGS_HINT = ("the Python bindings rados and rbd: apt-get install --no-install-recommends python3-rados "
+                 "python3-rbd, then 'make setup' (it makes them importable in the project's venv)")
+
+
+class RbdError(ClonefleetError):
+    """A cluster operation failed (a timeout, an OSD down, an image in the way)."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class RbdConfig:
+    """How to reach a cluster and where the fleet's images go."""
+
+    conf: Path
+    pool: str = "rbd"
+    client: str = "client.admin"
+    keyring: Path | None = None
+    replica_pools: tuple[str, ...] = ()  # GI replica i goes to replica_pools[(i - 1) % len] (default: pool)
+    connect_timeout_s: float = 5.0
+    op_timeout_s: float = 10.0
+    max_clone_depth: int = 5  # a clone's ancestors and itself: the GI image alone is 1, its clone 2
+
+    def to_dict(self) -> dict[str, object]:
+        return {"conf": str(self.conf), "pool": self.pool, "client": self.client,
+                "keyring": None if self.keyring is None else str(self.keyring),
+                "replica_pools": list(self.replica_pools), "connect_timeout_s": self.connect_timeout_s,
+                "op_timeout_s": self.op_timeout_s, "max_clone_depth": self.max_clone_depth}
+
+    def replica_pool(self, replica: int) -> str:
+        if replica == 0 or not self.replica_pools:
+            return self.pool
+        return self.replica_pools[(replica - 1) % len(self.replica_pools)]
+
+    def qemu_target(self, pool: str, image: str) -> str:
+        """The image as qemu's rbd driver names it."""
+        spec = f"rbd:{pool}/{image}:conf={self.conf}:id={self.client.removeprefix('client.')}"
+        if self.keyring is not None:
+            spec += f":keyring={self.keyring}"
+        return spec
+
+
+#: Keys of a manifest's [rbd] table.
+RBD_KEYS = ("conf", "pool", "client", "keyring", "replica_pools", "op_timeout", "connect_timeout",
+            "max_clone_depth")
+_POOL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def _pool_name(where: str, key: str, value: object) -> str:
+    if not isinstance(value, str) or not _POOL.match(value):
+        raise FieldError(where, key, value, "a Ceph pool name: letters, digits, '_', '.', '-' (at most 128)")
+    return value
+
+
+def rbd_config_from(table: Mapping[str, Any], base: Path, where: str) -> RbdConfig:
+    """The [rbd] table of a manifest, validated; paths relative to ``base`` (the manifest's folder)."""
+    def path(key: str) -> Path | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value or "\x00" in value:
+            raise FieldError(where, f"rbd.{key}", value, "a file path")
+        p = Path(value)
+        return p if p.is_absolute() else base / p
+
+    def seconds(key: str, default: float) -> float:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 3600:
+            raise FieldError(where, f"rbd.{key}", value, "seconds, from 1 to 3600")
+        return float(value)
+
+    conf = path("conf")
+    if conf is None:
+        raise FieldError(where, "rbd.conf", None, "missing; the path of the cluster's ceph.conf")
+    pools = table.get("replica_pools", [])
+    if not isinstance(pools, list):
+        raise FieldError(where, "rbd.replica_pools", pools, "a list of pool names")
+    client = table.get("client", "client.admin")
+    if not isinstance(client, str) or not re.match(r"^client\.[A-Za-z0-9_.-]{1,64}$", client):
+        raise FieldError(where, "rbd.client", client, "a Ceph client name such as 'client.admin'")
+    depth = table.get("max_clone_depth", 5)
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 16:
+        raise FieldError(where, "rbd.max_clone_depth", depth,
+                         "a whole number from 1 to 16 (the kernel client reads at most 16 ancestors)")
+    return RbdConfig(conf=conf, pool=_pool_name(where, "rbd.pool", table.get("pool", "rbd")), client=client,
+                     keyring=path("keyring"),
+                     replica_pools=tuple(_pool_name(where, "rbd.replica_pools", p) for p in pools),
+                     connect_timeout_s=seconds("connect_timeout", 5.0), op_timeout_s=seconds("op_timeout", 10.0),
+                     max_clone_depth=depth)
+
+
+def model_function(method: Method) -> FunctionPreset:
+    """The model's storage function for an RBD clone made by ``method`` (4 MiB objects)."""
+    return load_function({Method.SNAPSHOT: "rbd-clone", Method.THIN: "rbd-copy", Method.FULL: "full"}[method])
+
+
+def load_bindings() -> tuple[ModuleType, ModuleType]:
+    try:
+        import rados
+        import rbd
+    except ImportError:
+        raise BackendUnavailable(f"backend rbd needs {BINDINGS_HINT}") from None
+    return rados, rbd
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    name: str
+    id: str
+
+
+@dataclass
+class Cluster:
+    """One connection to a cluster (thread-safe: librados serves every thread of the process)."""
+
+    config: RbdConfig
+    rados: Any  # the module
+    rbd: Any  # the module
+    handle: Any  # rados.Rados, connected
+    _ioctx: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- errors -------------------------------------------------------------------------------
+    @contextmanager
+    def op(self, what: str) -> Iterator[None]:
+        """Turn a binding's exception into one line naming the operation."""
+        try:
+            yield
+        except ClonefleetError:
+            raise
+        except (self.rados.Error, self.rbd.Error) as exc:
+            raise self._error(what, exc) from None
+
+    def _error(self, what: str, exc: BaseException) -> ClonefleetError:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, self.rados.TimedOut | getattr(self.rbd, "Timeout", self.rados.TimedOut)) \
+                or "timed out" in text.lower() or "110" in text.split("]")[0]:
+            return RbdError(f"{what}: the cluster did not answer within {self.config.op_timeout_s:g} s "
+                            f"(an OSD down or unreachable?); check 'ceph -c {self.config.conf} -s', then rerun")
+        return RbdError(f"{what}: {text}")
+
+    # --- pools and images ---------------------------------------------------------------------
+    def ioctx(self, pool: str) -> Any:
+        with self._lock:
+            if pool not in self._ioctx:
+                try:
+                    self._ioctx[pool] = self.handle.open_ioctx(pool)
+                except self.rados.ObjectNotFound:
+                    try:
+                        pools = ", ".join(sorted(self.handle.list_pools())) or "none"
+                    except self.rados.Error:
+                        pools = "unknown"
+                    raise UsageError(f"rbd pool {pool!r}: no such pool in the cluster of {self.config.conf} "
+                                     f"(pools: {pools}); create it ('ceph osd pool create {pool}; rbd pool init "
+                                     f"{pool}') or name an existing one") from None
+                except self.rados.Error as exc:
+                    raise self._error(f"opening pool {pool!r}", exc) from None
+            return self._ioctx[pool]
+
+    def images(self, pool: str) -> dict[str, str]:
+        """name -> image id of every image in ``pool``."""
+        with self.op(f"listing images of pool {pool!r}"):
+            return {str(i["name"]): str(i["id"]) for i in self.rbd.RBD().list2(self.ioctx(pool))}
+
+    def image(self, pool: str, name: str, snapshot: str | None = None, read_only: bool = False) -> Any:
+        return self.rbd.Image(self.ioctx(pool), name, snapshot=snapshot, read_only=read_only)
+
+    def image_id(self, pool: str, name: str) -> str | None:
+        with self.op(f"reading image {pool}/{name}"):
+            try:
+                with self.image(pool, name, read_only=True) as im:
+                    return str(im.id())
+            except self.rbd.ImageNotFound:
+                return None
+
+    def remove(self, pool: str, name: str) -> bool:
+        """Remove one image; False when it was not there."""
+        with self.op(f"removing image {pool}/{name}"):
+            try:
+                self.rbd.RBD().remove(self.ioctx(pool), name)
+            except self.rbd.ImageNotFound:
+                return False
+            return True
+
+    # --- the GI ------------------------------------------------------------------------------
+    def import_image(self, path: Path, fmt: str, pool: str, name: str, timeout_s: float) -> None:
+        """Import a qcow2 or raw file as a new image: only its data is written (qemu-img convert
+        skips holes and zero blocks; the image starts zeroed)."""
+        self.ioctx(pool)  # a wrong pool is refused before the tool runs
+        run_tool(["qemu-img", "convert", "-U", "-f", fmt, "-O", "raw", str(path),
+                  self.config.qemu_target(pool, name)], timeout_s=timeout_s)
+
+    def protected_snapshot(self, pool: str, name: str) -> int:
+        """Create (if absent) and protect the GI snapshot of an image; its snapshot id."""
+        with self.op(f"snapshot {pool}/{name}@{GI_SNAPSHOT}"), self.image(pool, name) as im:
+            snaps = {s["name"]: int(s["id"]) for s in im.list_snaps()}
+            if GI_SNAPSHOT not in snaps:
+                im.create_snap(GI_SNAPSHOT)
+                snaps = {s["name"]: int(s["id"]) for s in im.list_snaps()}
+            if not im.is_protected_snap(GI_SNAPSHOT):
+                im.protect_snap(GI_SNAPSHOT)
+            return snaps[GI_SNAPSHOT]
+
+    def snapshot_id(self, pool: str, name: str) -> int | None:
+        with self.op(f"reading snapshots of {pool}/{name}"):
+            try:
+                with self.image(pool, name, read_only=True) as im:
+                    snaps = {s["name"]: int(s["id"]) for s in im.list_snaps()}
+            except self.rbd.ImageNotFound:
+                return None
+            return snaps.get(GI_SNAPSHOT)
+
+    def release_snapshot(self, pool: str, name: str, remove: bool) -> None:
+        """Unprotect the GI snapshot (refused by Ceph while clones exist) and, if ``remove``, delete it."""
+        with self.op(f"unprotecting {pool}/{name}@{GI_SNAPSHOT}"):
+            try:
+                im = self.image(pool, name)
+            except self.rbd.ImageNotFound:
+                return
+            with im:
+                if GI_SNAPSHOT not in {s["name"] for s in im.list_snaps()}:
+                    return
+                if im.is_protected_snap(GI_SNAPSHOT):
+                    im.unprotect_snap(GI_SNAPSHOT)
+                if remove:
+                    im.remove_snap(GI_SNAPSHOT)
+
+    def children(self, pool: str, name: str) -> list[tuple[str, str, str]]:
+        """(pool, image name, image id) of every clone of the GI snapshot of ``pool/name``."""
+        with self.op(f"listing clones of {pool}/{name}@{GI_SNAPSHOT}"), \
+                self.image(pool, name, snapshot=GI_SNAPSHOT, read_only=True) as im:
+            return [(str(c["pool"]), str(c["image"]), str(c["id"])) for c in im.list_children2()
+                    if not c.get("trash")]
+
+    def depth(self, pool: str, name: str) -> int:
+        """1 for an image without parent, 2 for a clone of one, ..."""
+        depth = 1
+        with self.op(f"reading the parents of {pool}/{name}"):
+            while True:
+                with self.image(pool, name, read_only=True) as im:
+                    try:
+                        spec = im.get_parent_image_spec()
+                    except self.rbd.ImageNotFound:
+                        return depth
+                pool, name = str(spec["pool_name"]), str(spec["image_name"])
+                depth += 1
+
+    # --- clones ------------------------------------------------------------------------------
+    def clone(self, parent_pool: str, parent: str, pool: str, name: str) -> None:
+        self.rbd.RBD().clone(self.ioctx(parent_pool), parent, GI_SNAPSHOT, self.ioctx(pool), name)
+
+    def copy_sparse(self, src_pool: str, src: str, pool: str, name: str) -> None:
+        with self.image(src_pool, src, snapshot=GI_SNAPSHOT, read_only=True) as im:
+            im.copy(self.ioctx(pool), name)
+
+    def data_extents(self, im: Any, size: int) -> list[tuple[int, int]]:
+        """(offset, length) of the data the image holds itself (not its parent's)."""
+        extents: list[tuple[int, int]] = []
+
+        def seen(offset: int, length: int, exists: bool) -> None:
+            if exists:
+                extents.append((offset, length))
+
+        im.diff_iterate(0, size, None, seen, include_parent=False, whole_object=False)
+        return extents
+
+    def copy_thick(self, src_pool: str, src: str, pool: str, name: str) -> None:
+        with self.image(src_pool, src, snapshot=GI_SNAPSHOT, read_only=True) as source:
+            size = int(source.size())
+            self.rbd.RBD().create(self.ioctx(pool), name, size)
+            with self.image(pool, name) as dest:
+                dest.write_zeroes(0, size, zero_flags=self.rbd.RBD_WRITE_ZEROES_FLAG_THICK_PROVISION)
+                for offset, length in self.data_extents(source, size):
+                    end = offset + length
+                    while offset < end:
+                        chunk = source.read(offset, min(COPY_CHUNK_BYTES, end - offset))
+                        dest.write(chunk, offset)
+                        offset += len(chunk)
+                dest.flush()
+
+    def parent_of(self, pool: str, name: str) -> tuple[str, str, str] | None:
+        """(pool, image, snapshot) of an image's parent, None without one."""
+        with self.image(pool, name, read_only=True) as im:
+            try:
+                spec = im.get_parent_image_spec()
+            except self.rbd.ImageNotFound:
+                return None
+        return str(spec["pool_name"]), str(spec["image_name"]), str(spec["snap_name"])
+
+    def flatten(self, pool: str, name: str) -> None:
+        with self.op(f"flattening {pool}/{name}"), self.image(pool, name) as im:
+            im.flatten()
+
+    def write_extents(self, pool: str, name: str, extents: Sequence[tuple[int, bytes]]) -> int:
+        with self.op(f"writing into {pool}/{name}"), self.image(pool, name) as im:
+            for offset, data in extents:
+                im.write(data, offset)
+            im.flush()
+        return sum(len(d) for _, d in extents)
+
+    # --- capacity ----------------------------------------------------------------------------
+    def stored_bytes(self, pool: str, name: str) -> int:
+        """Bytes of data the image holds itself ('rbd diff' extents without the parent's), exact to
+        the extent, not rounded to whole objects as 'rbd du' is."""
+        with self.op(f"measuring {pool}/{name}"), self.image(pool, name, read_only=True) as im:
+            return sum(length for _, length in self.data_extents(im, int(im.size())))
+
+    def pool_stored_bytes(self, pool: str) -> int:
+        with self.op(f"reading the statistics of pool {pool!r}"):
+            return int(self.ioctx(pool).get_stats()["num_bytes"])
+
+    def close(self) -> None:
+        with self._lock:
+            for io in self._ioctx.values():
+                io.close()
+            self._ioctx.clear()
+        self.handle.shutdown()
+
+
+def connect(config: RbdConfig, modules: tuple[ModuleType, ModuleType] | None = None) -> Cluster:
+    """Connect to the cluster; every configuration error is one line (exit 2), within the timeouts."""
+    if not config.conf.is_file():
+        raise UsageError(f"rbd.conf {config.conf}: no such file; give the path of the cluster's ceph.conf "
+                         "(e.g. /etc/ceph/ceph.conf, or the one 'clonefleet dev-ceph start' prints)")
+    if config.keyring is not None and not config.keyring.is_file():
+        raise UsageError(f"rbd.keyring {config.keyring}: no such file; give the keyring of "
+                         f"{config.client} (e.g. /etc/ceph/ceph.{config.client}.keyring) or leave it out")
+    if not config.client.startswith("client.") or len(config.client) <= len("client."):
+        raise UsageError(f"rbd.client {config.client!r}: a Ceph client name such as 'client.admin'")
+    rados_mod, rbd_mod = modules or load_bindings()
+    try:
+        handle = rados_mod.Rados(conffile=str(config.conf), name=config.client)
+    except rados_mod.Error as exc:
+        raise UsageError(f"rbd.conf {config.conf}: Ceph cannot read it ({' '.join(str(exc).split())})") from None
+    timeouts: dict[str, str] = {
+        "client_mount_timeout": f"{config.connect_timeout_s:g}",
+        "rados_mon_op_timeout": f"{config.op_timeout_s:g}",
+        "rados_osd_op_timeout": f"{config.op_timeout_s:g}",
+        "rbd_default_clone_format": "2",
+        "log_to_stderr": "false",
+        "err_to_stderr": "false",
+    }
+    if config.keyring is not None:
+        timeouts["keyring"] = str(config.keyring)
+    for key, value in timeouts.items():
+        handle.conf_set(key, value)
+    try:
+        handle.connect(timeout=max(1, round(config.connect_timeout_s)))
+    except rados_mod.Error as exc:
+        text = " ".join(str(exc).split())
+        try:
+            mon = handle.conf_get("mon_host")
+        except rados_mod.Error:
+            mon = "?"
+        handle.shutdown()
+        if "auth" in text.lower() or "permission" in text.lower() or isinstance(exc, rados_mod.PermissionDeniedError):
+            raise UsageError(f"rbd: {config.client} was refused by the cluster of {config.conf} ({text}); check "
+                             "rbd.client and rbd.keyring") from None
+        raise UsageError(f"rbd: cannot reach the Ceph monitors of {config.conf} (mon host = {mon}) within "
+                         f"{config.connect_timeout_s:g} s ({text}); is the cluster running and reachable?") from None
+    cluster = Cluster(config, rados_mod, rbd_mod, handle)
+    try:
+        cluster.ioctx(config.pool)
+        for pool in config.replica_pools:
+            cluster.ioctx(pool)
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster
+
+
+@contextmanager
+def connected(config: RbdConfig, modules: tuple[ModuleType, ModuleType] | None = None) -> Iterator[Cluster]:
+    cluster = connect(config, modules)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def run_parallel(cluster: Cluster, jobs: Sequence[Callable[[], Any]], workers: int) -> None:
+    """Run ``jobs`` on ``workers`` threads of one connection (librbd calls release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(j) for j in jobs]:
+            future.result()
+
+
+def default_workers() -> int:
+    return max(16, 8 * (os.cpu_count() or 1))
