@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from clonefleet.cli import rbd_cmds
 from clonefleet.cli.app import (
     JSON_OPTION,
     Col,
@@ -38,7 +39,7 @@ def init_cmd(
     count: int = typer.Option(..., "--count", "-n", click_type=Whole(1, MAX_CLONES, "N"), help="Number of clones.",
                               show_default=False),
     method: str = typer.Option("snapshot", "--method", "-m", help="full, thin or snapshot."),
-    backend: str = typer.Option("qcow2", "--backend", "-b", help="qcow2 (default) or reflink."),
+    backend: str = typer.Option("qcow2", "--backend", "-b", help="qcow2 (default), reflink or rbd."),
     golden_images: str = typer.Option("1", "--golden-images", "-g",
                                       help="GI replicas g for snapshot clones, or 'auto' (the planner's g)."),
     clone_name: str = typer.Option("vm-{index:04d}", "--clone-name", help="Clone name template with {index}."),
@@ -60,6 +61,12 @@ def init_cmd(
                              help="Seed of the boot write footprints."),
     out_text: str = typer.Option("fleet.toml", "--out", "-o", help="Manifest file to write."),
     force: bool = typer.Option(False, "--force", help="Replace an existing manifest."),
+    rbd_conf: str = typer.Option(None, "--rbd-conf", help="Backend rbd: the cluster's ceph.conf.",
+                                 show_default=False),
+    rbd_pool: str = typer.Option("rbd", "--rbd-pool", help="Backend rbd: the pool of the images."),
+    rbd_client: str = typer.Option("client.admin", "--rbd-client", help="Backend rbd: the Ceph client name."),
+    rbd_keyring: str = typer.Option(None, "--rbd-keyring", help="Backend rbd: the client's keyring.",
+                                    show_default=False),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Write a fleet manifest from flags (the GI's checksum recorded), so no TOML is written by hand."""
@@ -102,6 +109,9 @@ def init_cmd(
                    "cluster_size": cluster_size, "workers": workers},
         "writes": {"source": "preset", "seed": seed, "bytes": write_bytes, "extents": write_extents,
                    "span": write_span},
+        "rbd": {"conf": rel(Path(rbd_conf)) if rbd_conf else None, "pool": rbd_pool, "client": rbd_client,
+                "keyring": rel(Path(rbd_keyring)) if rbd_keyring else None}
+        if backend == "rbd" else {},
     }, force=force)
     choice = explain_golden_images(manifest)
     if as_json:
@@ -134,6 +144,9 @@ def provision_cmd(
     from clonefleet import provision
 
     m = provision.load_manifest(manifest)
+    if m.rbd is not None:
+        rbd_cmds.provision(m, workers, dry_run, as_json)
+        return
     if dry_run:
         plan = provision.make_plan(m)
         if as_json:
@@ -171,6 +184,10 @@ def status_cmd(
     from clonefleet import provision
 
     m = provision.load_manifest(manifest)
+    if m.rbd is not None:
+        if not rbd_cmds.status(m, verify, show_clones, as_json):
+            raise typer.Exit(1)
+        return
     with progress_display(verify and not as_json) as report:
         st = provision.status(m, verify=verify, progress=report)
     if as_json:
@@ -208,6 +225,9 @@ def destroy_cmd(
     m = provision.load_manifest(manifest)
     if not yes:
         raise UsageError(f"destroy removes the clones of fleet {m.name} in {m.dest}: pass --yes to confirm")
+    if m.rbd is not None:
+        rbd_cmds.destroy(m, as_json)
+        return
     with progress_display(not as_json) as report:
         result = provision.destroy(m, progress=report)
     if as_json:
@@ -229,6 +249,9 @@ def writes_cmd(
     from clonefleet import provision
 
     m = provision.load_manifest(manifest)
+    if m.rbd is not None:
+        rbd_cmds.writes(m, workers, as_json)
+        return
     with progress_display(not as_json) as report:
         result = provision.apply_writes(m, progress=report, workers=workers)
     if as_json:

@@ -194,6 +194,11 @@ class RbdProvisionResult:
                 "pool": config_of(self.manifest).pool}
 
 
+def _fields(record: dict[str, Any], **changes: object) -> dict[str, Any]:
+    """A record's fields (without ``op`` and ``t``) with ``changes``, to append it again."""
+    return {**{k: v for k, v in record.items() if k not in ("op", "t")}, **changes}
+
+
 def _check_gi(manifest: Manifest, journal: RbdJournal) -> GoldenImageInfo:
     return check_golden_image(manifest.gi, manifest.gi_sha256 or journal.gi_sha256, manifest.max_chain_depth,
                               manifest.gi_bytes, not_same_as=manifest.path)
@@ -221,7 +226,7 @@ def _ensure_sources(manifest: Manifest, cluster: Cluster, journal: Journal, stat
             snap = cluster.snapshot_id(src.pool, src.image)
             if snap is None or snap != rec.get("snap_id"):  # destroyed earlier (the snapshot released): make it again
                 snap = cluster.protected_snapshot(src.pool, src.image)
-                journal.append("rbd-source", **{**rec, "snap_id": snap})
+                journal.append("rbd-source", **_fields(rec, snap_id=snap))
                 journal.sync()
             continue
         if current is not None:
@@ -289,7 +294,7 @@ def provision(manifest: Manifest, progress: Progress = no_progress, workers: int
     config = config_of(manifest)
     method = manifest.method
     sources = sources_of(manifest)
-    if method is Method.SNAPSHOT and 2 > config.max_clone_depth:
+    if method is Method.SNAPSHOT and config.max_clone_depth < 2:
         raise UsageError(f"rbd.max_clone_depth = {config.max_clone_depth}: a clone of the GI image is 2 deep "
                          "(the GI, then the clone); allow at least 2, or use method thin or full")
     tasks = tasks_of(manifest, sources)
@@ -320,8 +325,8 @@ def provision(manifest: Manifest, progress: Progress = no_progress, workers: int
             for task in tasks:
                 key = f"{task.source.pool}/{task.image}"
                 current = existing[task.source.pool].get(task.image)
-                rec = state.clones.get(task.name)
-                if rec is not None and current is not None and rec.get("id") == current:
+                made = state.clones.get(task.name)
+                if made is not None and current is not None and made.get("id") == current:
                     continue  # present, ours
                 if current is None:
                     create.append(task)
@@ -385,7 +390,7 @@ def _create(cluster: Cluster, journal: Journal, state: RbdJournal, tasks: list[T
             if failure is not None:
                 break
     if failure is not None:
-        task, exc = failure
+        _task, exc = failure
         text = exc.message if isinstance(exc, ClonefleetError) else f"{type(exc).__name__}: {exc}"
         raise RbdProvisionFailed(f"{text}; {done} of {total} clones made in this run, the rest not; fix the cause, "
                                  f"then rerun 'clonefleet provision {manifest.path}' (it finishes the job)")
@@ -447,7 +452,7 @@ def status(manifest: Manifest, verify: bool = False) -> RbdStatus:
                 rec = state.sources.get(s.replica)
                 if rec is None or existing[s.pool].get(s.image) != rec.get("id"):
                     gi_problems.append(f"{s.pool}/{s.image} not made yet")
-                elif cluster.snapshot_id(s.pool, s.image) != rec.get("snap_id"):
+                elif rec.get("snap_id") is None or cluster.snapshot_id(s.pool, s.image) != rec.get("snap_id"):
                     gi_problems.append(f"{s.pool}/{s.image}@{GI_SNAPSHOT} missing")
                 else:
                     with cluster.op("reading the GI snapshot"), cluster.image(s.pool, s.image) as im:
@@ -611,7 +616,7 @@ def capacity(manifest: Manifest, workers: int | None = None) -> CapacityReport:
     total_model = float(fleet_consumed_bytes(fleet, function, g, manifest.count, ev.per_vm_new_bytes))
     gi_bytes = sum(gis)
     measured_total = sum(per) + (0 if is_full else gi_bytes)
-    notes = [f"pool statistics (num_bytes, every image and object in the pool, this fleet's and others'): "
+    notes = ["pool statistics (num_bytes, every image and object in the pool, this fleet's and others'): "
              + ", ".join(f"{p} {n} bytes" for p, n in sorted(pool_bytes.items())),
              "a clone's header and id objects hold no data (omap in the OSD's database): not counted here; the "
              f"model counts {function.clone_overhead_bytes:.0f} bytes each"]
@@ -705,6 +710,6 @@ def destroy(manifest: Manifest, workers: int | None = None, progress: Progress =
                 journal.append("rbd-source-removed", replica=replica)
                 replicas_removed += 1
             else:
-                journal.append("rbd-source", **{**rec, "snap_id": None})  # the GI image stays, ours, unprotected
+                journal.append("rbd-source", **_fields(rec, snap_id=None))  # the GI image stays, ours, unprotected
         journal.sync()
     return RbdDestroyResult(len(ours), replicas_removed, tuple(kept))

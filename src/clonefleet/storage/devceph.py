@@ -14,6 +14,7 @@ ready for images. Clients use its ``ceph.conf``; nothing else here is special to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -194,10 +195,8 @@ def _reap(pid: int | None) -> None:
     """Reap a daemon this very process started (a child), so no zombie stays behind."""
     if pid is None:
         return
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def stop(directory: Path) -> list[str]:
