@@ -13,13 +13,17 @@ the tests it runs.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import settings
 
 from helpers import storage_tool_guard
+
+if TYPE_CHECKING:
+    from ceph_cluster import CephCluster
 
 settings.register_profile("ci", max_examples=200, deadline=None)
 settings.register_profile("dev", max_examples=60, deadline=None)
@@ -49,6 +53,15 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         return CliResult(code, out, err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def ceph_cluster() -> Iterator[CephCluster]:
+    """A single-node Ceph cluster for the session's RBD tests, started on first use and stopped (by pid)
+    when the session ends, whatever way it ends (tests/ceph_cluster.py)."""
+    from ceph_cluster import session_cluster
+
+    yield from session_cluster()
 
 
 def _guarded(item: pytest.Item) -> Generator[None, object, object]:

@@ -47,7 +47,8 @@ def require_tool(*names: str) -> None:
 #: Programs that touch real storage: a test that runs one carries ``@pytest.mark.backend``.
 STORAGE_TOOL = re.compile(
     r"(qemu-img|qemu-io|qemu-nbd|qemu-storage-daemon|qemu-system-.+|fio|mkfs|mkfs\..+|mke2fs|mount|umount"
-    r"|losetup|xfs_.+|debugfs|dumpe2fs|e2fsck|fsck|fsck\..+|tune2fs|resize2fs|btrfs)"
+    r"|losetup|xfs_.+|debugfs|dumpe2fs|e2fsck|fsck|fsck\..+|tune2fs|resize2fs|btrfs"
+    r"|rbd|rados|ceph|ceph-.+|monmaptool)"
 )
 #: Programs that run the next word as a command (``sudo qemu-img ...``, ``sh -c "mount ..."``).
 _LAUNCHERS = frozenset({"sudo", "env", "timeout", "nice", "ionice", "taskset", "setsid", "stdbuf", "nohup",

@@ -40,7 +40,7 @@ from clonefleet.presets import Method, load_array
 from clonefleet.progress import Progress, no_progress
 from clonefleet.provision.bootwrites import footprint_for, model_fleet
 from clonefleet.provision.capacity import CapacityReport
-from clonefleet.provision.fleetdir import fleet_dir_of, fleet_lock
+from clonefleet.provision.fleetdir import LOCK_NAME, fleet_dir_of, fleet_lock, rmdir_quietly
 from clonefleet.provision.journal import STATE_DIR, Journal, decode
 from clonefleet.provision.manifest import Manifest, resolve_golden_images
 from clonefleet.storage.goldimage import GoldenImageInfo, check_golden_image, gi_used_bytes
@@ -158,13 +158,21 @@ def read_journal(fleet_dir: Path) -> RbdJournal:
 def _session(manifest: Manifest, what: str, create_dir: bool = False) -> Iterator[tuple[Path, Cluster]]:
     """The fleet directory locked for ``what``, signals handled, and a connection to the cluster."""
     fleet_dir = fleet_dir_of(manifest.dest)
+    made_dirs = [d for d in (fleet_dir / STATE_DIR, fleet_dir, *fleet_dir.parents) if not d.exists()]
     if create_dir:
         (fleet_dir / STATE_DIR).mkdir(parents=True, exist_ok=True)
     elif not fleet_dir.is_dir():
         raise UsageError(f"fleet {fleet_dir}: not provisioned yet (no such directory); run 'clonefleet provision "
                          f"{manifest.path}' first")
     with stop_on_signals(), fleet_lock(fleet_dir, what):
-        cluster = connect(config_of(manifest))
+        try:
+            cluster = connect(config_of(manifest))
+        except ClonefleetError:
+            if create_dir and made_dirs:  # refused before anything was made: leave no trace (lock held)
+                (fleet_dir / STATE_DIR / LOCK_NAME).unlink(missing_ok=True)
+                for made in made_dirs:
+                    rmdir_quietly(made)
+            raise
         try:
             yield fleet_dir, cluster
         finally:

@@ -151,16 +151,25 @@ def _ceph(conf: Path, *args: str, timeout_s: float = 30.0) -> str:
     return run_tool(["ceph", "-c", str(conf), "--connect-timeout", "10", *args], timeout_s=timeout_s)
 
 
-def start_daemon(directory: Path, name: str) -> int:
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started it dies (Linux prctl)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def start_daemon(directory: Path, name: str, die_with_parent: bool = False) -> int:
     """Start one daemon (``mon.a``, ``mgr.x``, ``osd.0``) in the foreground of its own session; record
-    its pid; return it."""
+    its pid; return it. ``die_with_parent`` (tests): the kernel stops it if this process dies, even by
+    SIGKILL, so a killed test run leaves no daemon behind."""
     directory = directory.absolute()
     conf = _conf(directory)
     kind, _, ident = name.partition(".")
     log = open(directory / "log" / f"{name}.out", "ab")  # noqa: SIM115  (handed to the daemon)
     try:
         proc = subprocess.Popen([f"ceph-{kind}", "-f", "-c", str(conf), "-i", ident], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_die_with_parent if die_with_parent else None)
     finally:
         log.close()
     daemons = _read_daemons(directory)
@@ -226,8 +235,9 @@ def wait_osd_up(conf: Path, timeout_s: float = START_TIMEOUT_S) -> None:
 
 
 def start(directory: Path, port: int | None = None, block_bytes: int = 20 << 30,
-          pool: str = DEFAULT_POOL) -> ClusterStatus:
-    """Create (first time) and start the cluster in ``directory``; a running one is left as it is."""
+          pool: str = DEFAULT_POOL, die_with_parent: bool = False) -> ClusterStatus:
+    """Create (first time) and start the cluster in ``directory``; a running one is left as it is.
+    ``die_with_parent``: see :func:`start_daemon`."""
     missing = [t for t in _TOOLS if shutil.which(t) is None]
     if missing:
         raise UsageError(f"dev-ceph needs {', '.join(missing)}: apt-get install --no-install-recommends "
@@ -253,8 +263,8 @@ def start(directory: Path, port: int | None = None, block_bytes: int = 20 << 30,
                       f"[v2:127.0.0.1:{port}]", str(monmap)])
             run_tool(["ceph-mon", "-c", str(conf), "--mkfs", "-i", "a", "--monmap", str(monmap)])
             (directory / "mgr" / "mgr.x").mkdir(exist_ok=True)
-        start_daemon(directory, "mon.a")
-        start_daemon(directory, "mgr.x")
+        start_daemon(directory, "mon.a", die_with_parent)
+        start_daemon(directory, "mgr.x", die_with_parent)
         if fresh:
             osd_uuid = str(uuid.uuid4())
             osd_id = _ceph(conf, "osd", "new", osd_uuid).strip()
@@ -265,7 +275,7 @@ def start(directory: Path, port: int | None = None, block_bytes: int = 20 << 30,
             _ceph(conf, "osd", "crush", "add-bucket", "localhost", "host")
             _ceph(conf, "osd", "crush", "move", "localhost", "root=default")
             _ceph(conf, "osd", "crush", "add", "osd.0", "1.0", "host=localhost")
-        start_daemon(directory, "osd.0")
+        start_daemon(directory, "osd.0", die_with_parent)
         wait_osd_up(conf)
         if fresh:
             _ceph(conf, "osd", "pool", "create", pool, "16")
