@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ceph_cluster import CephCluster
 
+from ceph_cluster import CephCluster
 from clonefleet.provision.manifest import Manifest, write_manifest
 from clonefleet.storage.data import sha256_file
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import rbd_fixtures as rf
-from ceph_cluster import CephCluster
 
+from ceph_cluster import CephCluster
 from clonefleet.provision import rbdfleet
 from clonefleet.storage import devceph
 

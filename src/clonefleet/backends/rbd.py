@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,14 +214,54 @@ class Cluster:
             except self.rbd.ImageNotFound:
                 return None
 
-    def remove(self, pool: str, name: str) -> bool:
-        """Remove one image; False when it was not there."""
-        with self.op(f"removing image {pool}/{name}"):
+    def address(self) -> str:
+        """This connection's client address (what watches and the blocklist name)."""
+        return str(self.handle.get_addrs())
+
+    def remove(self, pool: str, name: str, dead_clients: Collection[str] = ()) -> bool:
+        """Remove one image; False when it was not there. Its watchers are cleared first
+        (:meth:`clear_watchers`): an image open by a live client is refused in one line."""
+        what = f"removing image {pool}/{name}"
+        self.clear_watchers(pool, name, dead_clients, what)
+        with self.op(what):
             try:
                 self.rbd.RBD().remove(self.ioctx(pool), name)
             except self.rbd.ImageNotFound:
                 return False
             return True
+
+    def clear_watchers(self, pool: str, name: str, dead_clients: Collection[str], what: str) -> None:
+        """Make sure no client has the image open before it is changed or removed.
+
+        An image a killed process had open keeps that process's watch (and exclusive lock) for about
+        30 s (``osd_client_watch_timeout``); Ceph blocks a removal or a snapshot meanwhile. Watchers
+        among ``dead_clients`` (addresses of runs known to have ended: they held the fleet's lock,
+        which this run holds now) are blocklisted, which drops their watches at once. Any other
+        watcher is a live client using the image: refused, never blocklisted.
+        """
+        with self.op(what):
+            watchers = self.watchers(pool, name)
+            if not watchers:
+                return
+            alive = [w for w in watchers if w not in dead_clients]
+            if alive:
+                raise RbdError(f"{what}: the image is open by client {alive[0]} (not a run of this fleet known to "
+                               "have ended); close it there, then rerun")
+            for addr in set(watchers):
+                self.handle.blocklist_add(addr, 3600)
+            deadline = time.monotonic() + self.config.op_timeout_s
+            while self.watchers(pool, name):
+                if time.monotonic() > deadline:
+                    raise RbdError(f"{what}: still watched {self.config.op_timeout_s:g} s after the ended clients "
+                                   f"{sorted(set(watchers))} were blocklisted")
+                time.sleep(0.05)
+
+    def watchers(self, pool: str, name: str) -> list[str]:
+        try:
+            with self.image(pool, name, read_only=True) as im:
+                return [str(w["addr"]) for w in im.watchers_list()]
+        except self.rbd.ImageNotFound:
+            return []
 
     # --- the GI ------------------------------------------------------------------------------
     def import_image(self, path: Path, fmt: str, pool: str, name: str, timeout_s: float) -> None:

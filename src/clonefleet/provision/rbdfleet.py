@@ -109,6 +109,7 @@ class RbdJournal:
     written: set[str] = field(default_factory=set)
     flattened: set[str] = field(default_factory=set)
     gi_sha256: str | None = None
+    clients: set[str] = field(default_factory=set)  # client addresses of the runs that used the cluster
     records: int = 0
 
 
@@ -151,6 +152,8 @@ def read_journal(fleet_dir: Path) -> RbdJournal:
             state.written.add(str(r["name"]))
         elif op == "rbd-flattened":
             state.flattened.add(str(r["name"]))
+        elif op == "rbd-client" and isinstance(r.get("addr"), str):
+            state.clients.add(str(r["addr"]))
     return state
 
 
@@ -174,6 +177,8 @@ def _session(manifest: Manifest, what: str, create_dir: bool = False) -> Iterato
                     rmdir_quietly(made)
             raise
         try:
+            with Journal(fleet_dir) as journal:  # who this run is, for a later run to recognise its watches
+                journal.append("rbd-client", pid=os.getpid(), addr=cluster.address(), what=what)
             yield fleet_dir, cluster
         finally:
             cluster.close()
@@ -231,6 +236,7 @@ def _ensure_sources(manifest: Manifest, cluster: Cluster, journal: Journal, stat
                 raise UsageError(f"rbd image {key}: holds an older GI (SHA-256 {str(rec.get('sha256'))[:16]}...); "
                                  f"destroy the fleet ('clonefleet destroy {manifest.path} --yes'), remove the image "
                                  f"('rbd rm {key}'), then provision again")
+            cluster.clear_watchers(src.pool, src.image, ended(cluster, state), f"checking GI image {key}")
             snap = cluster.snapshot_id(src.pool, src.image)
             if snap is None or snap != rec.get("snap_id"):  # destroyed earlier (the snapshot released): make it again
                 snap = cluster.protected_snapshot(src.pool, src.image)
@@ -240,7 +246,7 @@ def _ensure_sources(manifest: Manifest, cluster: Cluster, journal: Journal, stat
         if current is not None:
             if key not in state.intents:
                 raise _foreign(src.pool, src.image, "the GI or a replica's name")
-            cluster.remove(src.pool, src.image)  # ours, half-made by a killed run
+            cluster.remove(src.pool, src.image, ended(cluster, state))  # ours, half-made by a killed run
         journal.append("rbd-intent", images=[key])
         journal.sync()
         if src.replica == 0:
@@ -327,7 +333,7 @@ def provision(manifest: Manifest, progress: Progress = no_progress, workers: int
             wanted = {t.name for t in tasks}
             for name, rec in sorted(state.clones.items()):  # ours, no longer wanted
                 if name not in wanted and existing.get(rec["pool"], {}).get(rec["image"]) == rec["id"]:
-                    cluster.remove(rec["pool"], rec["image"])
+                    cluster.remove(rec["pool"], rec["image"], ended(cluster, state))
                     journal.append("rbd-removed", name=name, pool=rec["pool"], image=rec["image"])
                     removed += 1
             for task in tasks:
@@ -347,7 +353,7 @@ def provision(manifest: Manifest, progress: Progress = no_progress, workers: int
                                    image=task.image, id=current, replica=task.source.replica)
                     adopted += 1
                     continue
-                cluster.remove(task.source.pool, task.image)  # ours, half-made: made again
+                cluster.remove(task.source.pool, task.image, ended(cluster, state))  # ours, half-made: made again
                 remade += 1
                 create.append(task)
             journal.sync()
@@ -405,6 +411,11 @@ def _create(cluster: Cluster, journal: Journal, state: RbdJournal, tasks: list[T
     return done
 
 
+def ended(cluster: Cluster, state: RbdJournal) -> set[str]:
+    """Clients of the runs before this one: ended, since this run holds the fleet's lock they held."""
+    return state.clients - {cluster.address()}
+
+
 def _make_retrying(cluster: Cluster, task: Task, method: Method, state: RbdJournal) -> None:
     """Make one image; a name blocked by a half-made image of ours (an id object a killed run left,
     invisible to 'rbd ls') is cleared once and the image made again."""
@@ -413,7 +424,7 @@ def _make_retrying(cluster: Cluster, task: Task, method: Method, state: RbdJourn
     except RbdError as exc:
         if "exists" not in exc.message.lower() or f"{task.source.pool}/{task.image}" not in state.intents:
             raise
-        cluster.remove(task.source.pool, task.image)
+        cluster.remove(task.source.pool, task.image, ended(cluster, state))
         _make(cluster, task, method)
 
 
@@ -673,6 +684,7 @@ def destroy(manifest: Manifest, workers: int | None = None, progress: Progress =
         return RbdDestroyResult(0, 0, ())
     with _session(manifest, "destroy") as (fleet_dir, cluster), Journal(fleet_dir) as journal:
         state = read_journal(fleet_dir)
+        dead = ended(cluster, state)
         pools = {s.pool for s in sources} | {str(r["pool"]) for r in state.clones.values()} | \
             {str(r["pool"]) for r in state.sources.values()}
         existing = {p: cluster.images(p) for p in pools}
@@ -689,11 +701,11 @@ def destroy(manifest: Manifest, workers: int | None = None, progress: Progress =
             if image in existing.get(pool, {}) and not any(r["image"] == image for _, r in ours) \
                     and image not in {str(r["image"]) for r in state.sources.values()} \
                     and _made_after(cluster, pool, image, t):
-                cluster.remove(pool, image)
+                cluster.remove(pool, image, dead)
             journal.append("rbd-intent-cleared", image=key)
         progress("remove", 0, len(ours))
         with ThreadPoolExecutor(max_workers=workers or max(manifest.workers, 16)) as pool_:
-            futures = {pool_.submit(cluster.remove, r["pool"], r["image"]): (n, r) for n, r in ours}
+            futures = {pool_.submit(cluster.remove, r["pool"], r["image"], dead): (n, r) for n, r in ours}
             for i, future in enumerate(_completed(futures), 1):  # type: ignore[arg-type]
                 future.result()
                 n, r = futures[future]
@@ -714,7 +726,7 @@ def destroy(manifest: Manifest, workers: int | None = None, progress: Progress =
                 continue
             cluster.release_snapshot(pool, image, remove=True)
             if replica:
-                cluster.remove(pool, image)
+                cluster.remove(pool, image, dead)
                 journal.append("rbd-source-removed", replica=replica)
                 replicas_removed += 1
             else:
