@@ -285,9 +285,15 @@ def _children_of(cluster: Cluster, sources: Iterable[Source]) -> dict[tuple[str,
 
 
 def _made_after(cluster: Cluster, pool: str, image: str, since: float) -> bool:
-    """The image was created after ``since`` (its intent record): made by that run, not before it."""
-    with cluster.op(f"reading image {pool}/{image}"), cluster.image(pool, image, read_only=True) as im:
-        created = im.create_timestamp()
+    """The image was created after ``since`` (its intent record): made by that run, not before it. An
+    image listed but without a header to open is one a killed run left half-made (the name was free when
+    the intent was recorded): made after it too."""
+    with cluster.op(f"reading image {pool}/{image}"):
+        try:
+            with cluster.image(pool, image, read_only=True) as im:
+                created = im.create_timestamp()
+        except cluster.rbd.ImageNotFound:
+            return True
     return bool(created.timestamp() >= since - CLOCK_SLACK_S)
 
 
