@@ -8,6 +8,8 @@ OUT ?= out
 setup:
 	@./scripts/setup.sh
 
+# make demo RBD=1 also runs the demo on a single-node Ceph cluster (scripts/demo-rbd.sh), started and stopped
+# for it; make test starts one for the RBD tests and stops it after them (tests/ceph_cluster.py).
 demo: setup
 	@./scripts/demo.sh "$(OUT)"
 

@@ -25,5 +25,9 @@ if [ -x scripts/demo-provision.sh ]; then
   echo
   scripts/demo-provision.sh "$OUT"
 fi
+if [ "${RBD:-0}" = 1 ]; then  # make demo RBD=1: the same on a Ceph RBD development cluster
+  echo
+  scripts/demo-rbd.sh "$OUT"
+fi
 echo
 echo "The paper's figure: $OUT/paper/fig4.png (also fig4.svg, fig4.json)"

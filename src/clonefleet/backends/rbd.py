@@ -39,6 +39,8 @@ from clonefleet.storage.tools import run_tool
 #: The snapshot of a GI (or replica) image that clones are made from.
 GI_SNAPSHOT = "clonefleet-gi"
 COPY_CHUNK_BYTES = 4 << 20
+#: Longest a dead client's watch can outlive it: Ceph's osd_client_watch_timeout (30 s) and a margin.
+STALE_WATCH_S = 45.0
 BINDINGS_HINT = ("the Python bindings rados and rbd: apt-get install --no-install-recommends python3-rados "
                  "python3-rbd, then 'make setup' (it makes them importable in the project's venv)")
 
@@ -249,12 +251,14 @@ class Cluster:
                                "have ended); close it there, then rerun")
             for addr in set(watchers):
                 self.handle.blocklist_add(addr, 3600)
-            deadline = time.monotonic() + self.config.op_timeout_s
+            # the OSD drops a blocklisted client's watch at once, or at the latest when the watch times out
+            deadline = time.monotonic() + STALE_WATCH_S
             while self.watchers(pool, name):
                 if time.monotonic() > deadline:
-                    raise RbdError(f"{what}: still watched {self.config.op_timeout_s:g} s after the ended clients "
-                                   f"{sorted(set(watchers))} were blocklisted")
-                time.sleep(0.05)
+                    raise RbdError(f"{what}: still watched {STALE_WATCH_S:g} s after the ended clients "
+                                   f"{sorted(set(watchers))} were blocklisted (watchers now: "
+                                   f"{self.watchers(pool, name)}, this client {self.address()})")
+                time.sleep(0.1)
 
     def watchers(self, pool: str, name: str) -> list[str]:
         try:
