@@ -83,6 +83,7 @@ def test_sigkill_at_random_moments_then_rerun_finishes_exactly(tmp_path: Path, c
 
     kills = rounds = completed = 0
     progress_at_kill: list[int] = []
+    outcomes: list[str] = []
     while kills < KILLS and rounds < MAX_ROUNDS:
         rounds += 1
         before = records(m)
@@ -98,9 +99,11 @@ def test_sigkill_at_random_moments_then_rerun_finishes_exactly(tmp_path: Path, c
         if alive:
             proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
+        err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
         if proc.stderr:
             proc.stderr.close()
         made, stray = made_and_recorded(m)
+        outcomes.append("killed" if alive else f"exit {proc.returncode}: {err[:160]}")
         # the invariant after any kill: every image of the fleet is recorded by its id, or was intended
         assert stray == [], stray
         if alive and made < CLONES:
@@ -109,7 +112,7 @@ def test_sigkill_at_random_moments_then_rerun_finishes_exactly(tmp_path: Path, c
         if made == CLONES:
             completed += 1
             rbdfleet.destroy(m)  # start over, so later kills land in an unfinished provision
-    assert kills >= KILLS, f"only {kills} kills landed mid-provision in {rounds} rounds"
+    assert kills >= KILLS, f"only {kills} kills landed mid-provision in {rounds} rounds: {outcomes}"
 
     result = subprocess.run([sys.executable, "-m", "clonefleet", "provision", str(m.path)], capture_output=True,
                             text=True, timeout=300)

@@ -29,21 +29,21 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from clonefleet.backends.rbd import GI_SNAPSHOT, Cluster, RbdConfig, RbdError, connect, model_function
 from clonefleet.errors import ClonefleetError, UsageError
-from clonefleet.planner import evaluate, fleet_consumed_bytes, golden_image_bytes
-from clonefleet.presets import Method, load_array
+from clonefleet.presets import Method
 from clonefleet.progress import Progress, no_progress
-from clonefleet.provision.bootwrites import footprint_for, model_fleet
-from clonefleet.provision.capacity import CapacityReport
 from clonefleet.provision.fleetdir import LOCK_NAME, fleet_dir_of, fleet_lock, rmdir_quietly
 from clonefleet.provision.journal import STATE_DIR, Journal, decode
 from clonefleet.provision.manifest import Manifest, resolve_golden_images
 from clonefleet.storage.goldimage import GoldenImageInfo, check_golden_image, gi_used_bytes
+
+if TYPE_CHECKING:
+    from clonefleet.provision.capacity import CapacityReport
 from clonefleet.storage.tools import copy_timeout_s, stop_on_signals
 
 #: Images made per group: one synced intent record before, one sync of their ids after.
@@ -578,6 +578,8 @@ class RbdWritesResult:
 
 def apply_writes(manifest: Manifest, workers: int | None = None, progress: Progress = no_progress) -> RbdWritesResult:
     """Write each clone's boot footprint into its image (seeded random bytes, as for file clones)."""
+    from clonefleet.provision.bootwrites import footprint_for, model_fleet  # the model: imported when used
+
     sources = sources_of(manifest)
     tasks = tasks_of(manifest, sources)
     with _session(manifest, "writes") as (fleet_dir, cluster), Journal(fleet_dir) as journal:
@@ -618,6 +620,11 @@ def _require_provisioned(manifest: Manifest, cluster: Cluster, state: RbdJournal
 def capacity(manifest: Manifest, workers: int | None = None) -> CapacityReport:
     """Bytes the images really store ('rbd diff' extents of each image, its parent's not counted) beside
     the model's S with the backend's storage function (rbd-clone: 4 MiB objects)."""
+    from clonefleet.planner import evaluate, fleet_consumed_bytes, golden_image_bytes
+    from clonefleet.presets import load_array
+    from clonefleet.provision.bootwrites import model_fleet
+    from clonefleet.provision.capacity import CapacityReport
+
     sources = sources_of(manifest)
     tasks = tasks_of(manifest, sources)
     method = manifest.method
