@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from clonefleet.errors import UsageError
 from clonefleet.model import (
+    allocated_bytes_in_regions,
     allocated_bytes_per_clone,
     array_performance_iops,
     backend_iops_private,
@@ -93,9 +94,7 @@ def evaluate(
     a = np.asarray(fleet.host_iops, float)
     full_copy = np.multiply(t, fleet.gi_virtual_bytes, dtype=float)
     gi_load = gi_backend_iops(a, fleet.read_fraction, array.cache_hit_shared, array.cow_read_fraction)
-    new_bytes = allocated_bytes_per_clone(
-        fleet.boot_write_bytes, fleet.boot_write_extents, fleet.boot_write_span_bytes, function.unit_bytes
-    )
+    new_bytes = boot_allocated_bytes(fleet, function.unit_bytes)
     if function.method is Method.SNAPSHOT:
         b = backend_iops_snapshot(a, fleet.read_fraction, array.cache_hit_shared,
                                   array.raid_write_penalty, array.cow_read_fraction)
@@ -135,13 +134,29 @@ def evaluate(
     )
 
 
+def boot_allocated_bytes(fleet: FleetPreset, unit_bytes: npt.ArrayLike) -> FloatArray:
+    """C(u): what one clone's boot writes allocate in units of ``unit_bytes`` [bytes]. The one place
+    the planner takes C from: per write region when the fleet gives them (derived from a real trace,
+    :func:`~clonefleet.model.allocation.allocated_bytes_in_regions`), else the paper's occupancy of
+    W, n and R (:func:`~clonefleet.model.allocation.allocated_bytes_per_clone`)."""
+    if fleet.boot_write_regions:
+        return allocated_bytes_in_regions(fleet.boot_write_regions, unit_bytes)
+    return allocated_bytes_per_clone(fleet.boot_write_bytes, fleet.boot_write_extents, fleet.boot_write_span_bytes,
+                                     unit_bytes)
+
+
 def clone_metadata_bytes(fleet: FleetPreset, function: FunctionPreset) -> FloatArray:
     """What one clone holds besides data: its fixed overhead plus the mapping tables its boot writes
     fill (qcow2 L2 tables) [bytes]. Zero for full copies, which carry no metadata of their own."""
     if function.method is Method.FULL:
         return np.zeros(())
-    tables = table_bytes_per_clone(fleet.boot_write_bytes, fleet.boot_write_extents, fleet.boot_write_span_bytes,
-                                   function.table_coverage_bytes, function.table_bytes)
+    coverage = np.asarray(function.table_coverage_bytes, dtype=np.float64)
+    if fleet.boot_write_regions and bool(np.all(coverage > 0)):
+        # Tables touched = the occupancy at u = one table's coverage, counted per region too.
+        tables = boot_allocated_bytes(fleet, coverage) / coverage * function.table_bytes
+    else:
+        tables = table_bytes_per_clone(fleet.boot_write_bytes, fleet.boot_write_extents, fleet.boot_write_span_bytes,
+                                       function.table_coverage_bytes, function.table_bytes)
     return np.asarray(function.clone_overhead_bytes + tables, dtype=np.float64)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import gzip
 import os
 import subprocess
 import sys
@@ -74,6 +75,10 @@ def _bad(tmp_path: Path, kind: str) -> str:
         path.write_bytes(b"")
     elif kind == "random":
         path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif kind == "gzip-damaged":
+        path.write_bytes(gzip.compress(b"fio version 2 iolog\n" * 1000)[:60])
+    elif kind == "gzip-binary":
+        path.write_bytes(gzip.compress(np.random.default_rng(0).bytes(4096)))
     elif kind == "folder":
         path.mkdir()
     elif kind == "device":
@@ -81,7 +86,9 @@ def _bad(tmp_path: Path, kind: str) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize(("kind", "expected"), [("empty", "unknown format"), ("random", "unknown format"),
+@pytest.mark.parametrize(("kind", "expected"), [("empty", "is empty"), ("random", "not a text file"),
+                                                ("gzip-damaged", "damaged or truncated gzip"),
+                                                ("gzip-binary", "not a text file"),
                                                 ("folder", "no *.iolog"), ("device", "device")])
 def test_a_bad_trace_is_one_line_and_exit_2(cli: Cli, tmp_path: Path, kind: str, expected: str) -> None:
     r = cli("presets", "derive", _bad(tmp_path, kind), "-o", str(tmp_path / "o.toml"))

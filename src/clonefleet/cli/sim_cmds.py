@@ -93,6 +93,9 @@ def simulate_cmd(
     queue_depth: int | None = typer.Option(None, "--queue-depth", "-q", click_type=Whole(1, 1_000_000),
                                            help="IOs a VM keeps outstanding (closed loop)."),
     start_spread: float = typer.Option(0.0, "--start-spread", help="VMs power on uniformly within this many s."),
+    order_jitter: float = typer.Option(0.0, "--order-jitter",
+                                       help="With --trace: each VM shuffles its IOs within phases of this many s "
+                                            "of its boot (0: the captured order)."),
     trace: Path = typer.Option(None, "--trace", help="Replay a real trace (fio iolog, folder of iologs, "
                                                      "blkparse text or CSV) instead of a synthetic one."),
     trace_format: str = typer.Option("auto", "--trace-format", help="auto, fio, blkparse or csv."),
@@ -128,7 +131,14 @@ def simulate_cmd(
     tr = None
     if trace is not None:
         _choice("--trace-format", trace_format, sim.TRACE_FORMATS)
-        tr = sim.read_trace(trace, trace_format, closed=arr is sim.Arrivals.CLOSED)
+        closed = arr is sim.Arrivals.CLOSED
+        tr = sim.read_trace(trace, trace_format, closed=closed and not order_jitter)
+        if tr.vms < t or start_spread > 0 or order_jitter > 0:
+            # Fewer boots than VMs: every VM replays one of the trace's boots, with its own jitter.
+            tr = sim.replay_boots(tr, t, np.random.default_rng(s), start_spread_s=start_spread,
+                                  order_window_s=order_jitter, closed=closed)
+    elif order_jitter:
+        raise UsageError("--order-jitter: only with --trace (a synthetic trace has no captured order)")
     with progress_display(not (as_json or quiet)) as report:
         storm = sim.run_storm(fleet_p, array_p, function_p, t, golden_images=gs, seed=s, arrivals=arr,
                               ios_per_vm=ios if tr is None else None, queue_depth=q, start_spread_s=start_spread,

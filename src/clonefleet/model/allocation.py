@@ -52,6 +52,42 @@ def allocated_bytes_per_clone(
     return np.where((w > 0) & (n > 0), c, 0.0)
 
 
+def allocated_bytes_in_regions(regions: npt.ArrayLike, unit_bytes: npt.ArrayLike) -> FloatArray:
+    """C(u) for boot writes that fall into separate regions of the disk [bytes].
+
+    ``regions``: rows of (start, end, bytes written, extents), sorted and apart, as
+    :func:`clonefleet.presets.derive.write_regions` finds them in a trace. A real boot does not
+    spread its writes over one span: it writes filesystem metadata near the start, new files'
+    data in one place, its journal in another. So, for each unit u:
+
+    - regions less than u apart may share a unit: they count as one (start of the first, end of
+      the last, their bytes and extents summed);
+    - in each region, the occupancy of :func:`allocated_bytes_per_clone` with the region's own
+      W_i, n_i, and its span R_i = end - start; a region starts anywhere relative to the unit
+      boundaries, so its span covers ``R_i/u + 1`` units on average, not ``ceil(R_i/u)``;
+    - each region allocates at least one unit (a share of one when it holds a mean of fewer than one
+      extent per VM); C is the sum over the regions.
+    """
+    table = np.asarray(regions, dtype=np.float64).reshape(-1, 4)
+    units = np.asarray(unit_bytes, dtype=np.float64)
+    if table.shape[0] == 0:
+        return np.zeros_like(units)
+    out = np.empty(units.size)
+    for i, u in enumerate(units.ravel()):
+        start, end, w, n = table.T
+        first = np.r_[True, start[1:] - end[:-1] >= u]
+        at = np.flatnonzero(first)
+        span = np.maximum.reduceat(end, at) - start[at]
+        w_sum, n_sum = np.add.reduceat(w, at), np.add.reduceat(n, at)
+        covered = span / u + 1.0
+        touches = n_sum * (1.0 + w_sum / np.maximum(n_sum, 1.0) / u)
+        c = u * covered * (1.0 - np.exp(touches * np.log1p(-1.0 / covered)))
+        # At least one unit where a region holds at least one extent; a region that holds a mean of
+        # fewer (VMs writing in different places) allocates that share of one.
+        out[i] = float(np.sum(np.clip(c, u * np.minimum(n_sum, 1.0), u * np.ceil(covered))))
+    return out.reshape(units.shape)
+
+
 def table_bytes_per_clone(
     write_bytes: npt.ArrayLike,
     write_extents: npt.ArrayLike,

@@ -21,6 +21,7 @@ UNITS: dict[str, str] = {
     "host_iops": "IOPS", "boot_window": "s", "boot_ios": "IOs", "read_fraction": "fraction",
     "gi_size": "bytes", "gi_used": "bytes", "boot_write_bytes": "bytes", "boot_write_extents": "extents",
     "boot_write_span": "bytes", "boot_read_span": "bytes", "read_io_size": "bytes", "queue_depth": "IOs",
+    "boot_write_regions": "regions",
     # array
     "processor_iops": "IOPS", "processors": "processors", "volume_iops_limit": "IOPS", "disk_iops": "IOPS",
     "disks": "disks", "gi_disks": "disks", "raid_write_penalty": "disk IOs per write",
@@ -41,6 +42,8 @@ def figure_value(record: Preset, key: str) -> float:
     """The value of figure ``key`` in the record's units (bytes, s, IOPS, a fraction, a count)."""
     if key == "boot_window" and isinstance(record, FleetPreset):
         return record.boot_window_s
+    if key == "boot_write_regions" and isinstance(record, FleetPreset):
+        return float(len(record.boot_write_regions))
     attr = next(s.attr for s in SPECS[kind_of(record)] if s.key == key)
     return float(getattr(record, attr))
 

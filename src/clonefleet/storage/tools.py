@@ -13,11 +13,13 @@ Every tool clonefleet starts goes through :func:`run_tool_result`:
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from types import FrameType
 
@@ -35,7 +37,11 @@ _INSTALL_HINT = {
     "debugfs": "e2fsprogs",
     "dumpe2fs": "e2fsprogs",
     "xfs_spaceman": "xfsprogs",
+    "debootstrap": "debootstrap",
+    "qemu-system-x86_64": "qemu-system-x86",
 }
+#: prctl option: the child gets this signal when the thread that started it dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
 
 _lock = threading.Lock()
 _running: dict[int, subprocess.Popen[str]] = {}
@@ -140,6 +146,71 @@ def run_tool_result(
             raise OSError(28, "No space left on device", args[-1])
         raise ToolError(f"{tool} {_subcommand(args)}failed (exit {proc.returncode}): {line}")
     return result
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL it if clonefleet dies, even by SIGKILL (Linux)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def run_tool_until(
+    args: Sequence[str],
+    *,
+    until: Callable[[], bool] | None = None,
+    output: str | os.PathLike[str] | None = None,
+    timeout_s: float,
+    poll_s: float = 0.2,
+    stop_grace_s: float = 10.0,
+) -> tuple[int, bool]:
+    """Run a long-lived tool (a VM) until it exits by itself or ``until()`` turns true.
+
+    Its stdout and stderr go to the file ``output`` (discarded without one). In the
+    second case the tool is asked to stop (SIGTERM, which QEMU answers by closing its images
+    cleanly), then killed after ``stop_grace_s``. It is registered like every tool (killed by
+    pid on SIGINT/SIGTERM) and dies with clonefleet even if clonefleet is killed (SIGKILL), so
+    nothing is left running. Returns (exit code, whether ``until`` stopped it); past
+    ``timeout_s`` the tool is killed and the run fails with one :class:`ToolError` line.
+    """
+    tool = args[0]
+    if _stopping.is_set():
+        raise Stopped(f"stopped by a signal: {tool} not started")
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("run_tool_until runs long-lived tools from the main thread only")
+    try:
+        with open(output if output is not None else os.devnull, "w") as sink:
+            proc = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                                    text=True, preexec_fn=_die_with_parent)
+    except FileNotFoundError:
+        raise ToolError(f"{tool} not found on PATH: install {_INSTALL_HINT.get(tool, 'its package')} "
+                        "(scripts/setup.sh does)") from None
+    with _lock:
+        _running[proc.pid] = proc
+    stopped_by_us = False
+    try:
+        deadline = time.monotonic() + timeout_s
+        while proc.poll() is None:
+            if until is not None and until():
+                stopped_by_us = True
+                proc.terminate()
+                try:
+                    proc.wait(stop_grace_s)
+                except subprocess.TimeoutExpired:
+                    _kill(proc)
+                break
+            if time.monotonic() > deadline:
+                _kill(proc)
+                raise ToolError(f"{tool} did not finish within {timeout_s:g} s and was killed (pid {proc.pid})")
+            time.sleep(poll_s)
+    except BaseException:
+        _kill(proc)
+        raise
+    finally:
+        with _lock:
+            _running.pop(proc.pid, None)
+    if _stopping.is_set():
+        raise Stopped(f"stopped by a signal: {tool} killed (pid {proc.pid})")
+    return int(proc.returncode), stopped_by_us
 
 
 def run_tool(args: Sequence[str], *, stdin_text: str | None = None, env: dict[str, str] | None = None,
