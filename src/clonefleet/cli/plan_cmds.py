@@ -21,6 +21,7 @@ from clonefleet.presets import (
     load_fleet,
     load_preset,
     preset_label,
+    resolve_trace,
 )
 from clonefleet.presets.derive import DerivedFleet, derive_fleet, trace_sha256
 from clonefleet.storage.files import refuse_to_replace, write_text_whole
@@ -151,11 +152,16 @@ def _derive(trace: Path, trace_format: str, name: str | None, gi_size: str | Non
             raise UsageError(f"--boot-window = {boot_window!r}: {exc}") from None
         if not window > 0:
             raise UsageError(f"--boot-window = {boot_window!r}: a duration greater than 0, e.g. 30s")
+    from clonefleet.guest.capture import capture_note
+
+    trace = resolve_trace(trace)
     parsed = read_trace(trace, trace_format)
     label = str(trace)
+    sha256 = trace_sha256(trace)
     return derive_fleet(parsed, name=name or (trace.stem or "derived"), source_label=label,
-                        sha256=trace_sha256(trace), gi_virtual_bytes=sizes["--gi-size"],
-                        gi_used_bytes=sizes["--gi-used"], boot_window_s=window, date=date.today().isoformat())
+                        sha256=sha256, gi_virtual_bytes=sizes["--gi-size"],
+                        gi_used_bytes=sizes["--gi-used"], boot_window_s=window, date=date.today().isoformat(),
+                        rate_note=capture_note(trace, sha256) if trace.is_file() else "")
 
 
 @presets_app.command("derive")

@@ -115,6 +115,7 @@ def simulate_cmd(
     loaded server; peak bin: its busy share in its busiest time slice.
     """
     from clonefleet import sim
+    from clonefleet.presets import resolve_trace
 
     fleet_p, array_p, function_p = load_fleet(fleet), load_array(array), load_function(method)
     t, s = vms, seed
@@ -132,7 +133,7 @@ def simulate_cmd(
     if trace is not None:
         _choice("--trace-format", trace_format, sim.TRACE_FORMATS)
         closed = arr is sim.Arrivals.CLOSED
-        tr = sim.read_trace(trace, trace_format, closed=closed and not order_jitter)
+        tr = sim.read_trace(resolve_trace(trace), trace_format, closed=closed and not order_jitter)
         if tr.vms < t or start_spread > 0 or order_jitter > 0:
             # Fewer boots than VMs: every VM replays one of the trace's boots, with its own jitter.
             tr = sim.replay_boots(tr, t, np.random.default_rng(s), start_spread_s=start_spread,

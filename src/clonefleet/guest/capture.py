@@ -41,7 +41,7 @@ from clonefleet import __version__
 from clonefleet.errors import ClonefleetError, UsageError
 from clonefleet.progress import Progress, no_progress
 from clonefleet.sim.trace import READ, WRITE
-from clonefleet.sim.traceio import read_trace, write_csv, write_fio_iologs
+from clonefleet.sim.traceio import qemu_zero_writes, read_trace, write_csv, write_fio_iologs
 from clonefleet.storage.data import sha256_file
 from clonefleet.storage.ext4 import dump_file, list_dir
 from clonefleet.storage.files import existing_file, publish_new, refuse_to_replace
@@ -79,6 +79,8 @@ class Capture:
     trace_s: float  # first to last IO
     growth_bytes: int  # data clusters the boot allocated in the clone (qemu-img map, depth 0)
     growth_actual_bytes: int  # growth of the clone file on the host (actual-size after - before)
+    zero_writes: int  # write-zeroes requests (no data; left out of the trace)
+    zero_write_bytes: int
     ended_by: str  # "power-off" or "marker"
 
 
@@ -250,6 +252,7 @@ def capture_boot(gi: Path, out: Path, *, accel: str = "auto", memory_mib: int = 
         trace = read_trace(qtrace, "qemu")
         if trace.vms != 1:
             raise ClonefleetError(f"the QEMU trace shows {trace.vms} disks; a capture boots one")
+        zero_writes, zero_bytes = qemu_zero_writes(qtrace)
         growth = qcow2_allocation(clone).own_data_bytes
         growth_actual = qcow2_actual_bytes(clone) - actual_before
         reads, writes = trace.op == READ, trace.op == WRITE
@@ -266,7 +269,8 @@ def capture_boot(gi: Path, out: Path, *, accel: str = "auto", memory_mib: int = 
                          writes=int(writes.sum()), read_bytes=int(trace.length_bytes[reads].sum()),
                          write_bytes=int(trace.length_bytes[writes].sum()), boot_s=round(boot_s, 3),
                          trace_s=round(float(trace.issue_s.max()), 6), growth_bytes=growth,
-                         growth_actual_bytes=growth_actual, ended_by="marker" if by_marker else "power-off")
+                         growth_actual_bytes=growth_actual, zero_writes=zero_writes, zero_write_bytes=zero_bytes,
+                         ended_by="marker" if by_marker else "power-off")
         doc = {
             "clonefleet": __version__,
             "captured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -300,3 +304,20 @@ def _publish_outputs(staged: Path, out: Path, force: bool) -> None:
             os.replace(src, dest)
         else:
             publish_new(src, dest, "capture output")
+
+
+def capture_note(trace: Path, sha256: str) -> str:
+    """How the boot in ``trace`` ran, from the capture's provenance beside it (``capture.json``, or
+    ``NAME.capture.json`` for ``NAME.csv[.gz]``) when that provenance names this very file (its
+    SHA-256); empty otherwise. Goes into the source of the IO rate A a trace gives."""
+    base = trace.name.removesuffix(".gz").removesuffix(".csv")
+    for candidate in (trace.parent / "capture.json", trace.parent / f"{base}.capture.json"):
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            doc = json.loads(candidate.read_text(encoding="utf-8"))
+            if sha256 not in doc.get("files", {}).values():
+                continue
+            accel = str(doc["accelerator"])
+            slow = " (software emulation: a boot runs several times slower than on a host with KVM, so A is " \
+                   "low)" if accel == "tcg" else ""
+            return f"captured under {accel.upper()}{slow}, {doc.get('qemu', 'QEMU')}, {candidate.name}"
+    return ""

@@ -52,6 +52,10 @@ def allocated_bytes_per_clone(
     return np.where((w > 0) & (n > 0), c, 0.0)
 
 
+#: Write regions start and end on these boundaries (the 4 KiB block every backend writes) [bytes].
+REGION_ALIGN_BYTES = 4096
+
+
 def allocated_bytes_in_regions(regions: npt.ArrayLike, unit_bytes: npt.ArrayLike) -> FloatArray:
     """C(u) for boot writes that fall into separate regions of the disk [bytes].
 
@@ -63,8 +67,9 @@ def allocated_bytes_in_regions(regions: npt.ArrayLike, unit_bytes: npt.ArrayLike
     - regions less than u apart may share a unit: they count as one (start of the first, end of
       the last, their bytes and extents summed);
     - in each region, the occupancy of :func:`allocated_bytes_per_clone` with the region's own
-      W_i, n_i, and its span R_i = end - start; a region starts anywhere relative to the unit
-      boundaries, so its span covers ``R_i/u + 1`` units on average, not ``ceil(R_i/u)``;
+      W_i, n_i, and its span R_i = end - start; a region starts at a 4 KiB block boundary
+      anywhere relative to the unit boundaries, so its span covers ``R_i/u + 1 - b/u`` units on
+      average (b = min(4 KiB, u); exact for whole blocks), not ``ceil(R_i/u)``;
     - each region allocates at least one unit (a share of one when it holds a mean of fewer than one
       extent per VM); C is the sum over the regions.
     """
@@ -79,12 +84,16 @@ def allocated_bytes_in_regions(regions: npt.ArrayLike, unit_bytes: npt.ArrayLike
         at = np.flatnonzero(first)
         span = np.maximum.reduceat(end, at) - start[at]
         w_sum, n_sum = np.add.reduceat(w, at), np.add.reduceat(n, at)
-        covered = span / u + 1.0
+        # Units the span covers on average when it starts at a block boundary anywhere relative to the
+        # units (exact for spans of whole blocks): R/u + 1 - b/u, b = min(block, u).
+        covered = span / u + 1.0 - min(REGION_ALIGN_BYTES, u) / u
         touches = n_sum * (1.0 + w_sum / np.maximum(n_sum, 1.0) / u)
-        c = u * covered * (1.0 - np.exp(touches * np.log1p(-1.0 / covered)))
+        with np.errstate(divide="ignore"):  # covered = 1: log1p(-1) = -inf, every unit touched
+            c = u * covered * (1.0 - np.exp(touches * np.log1p(-1.0 / covered)))
         # At least one unit where a region holds at least one extent; a region that holds a mean of
         # fewer (VMs writing in different places) allocates that share of one.
-        out[i] = float(np.sum(np.clip(c, u * np.minimum(n_sum, 1.0), u * np.ceil(covered))))
+        # and never more units than touches (a mean below one touch is a share of one unit).
+        out[i] = float(np.sum(np.clip(c, u * np.minimum(n_sum, 1.0), u * np.minimum(np.ceil(covered), touches))))
     return out.reshape(units.shape)
 
 

@@ -216,12 +216,13 @@ def _toml_number(value: float) -> str:
 def derive_fleet(trace: Trace, *, name: str, source_label: str, sha256: str,
                  gi_virtual_bytes: float | None = None, gi_used_bytes: float | None = None,
                  boot_window_s: float | None = None, queue_depth: int | None = None,
-                 date: str = "", rate_note: str = "") -> DerivedFleet:
+                 date: str = "", rate_note: str = "", gi_source: str = "") -> DerivedFleet:
     """Derive a fleet preset from ``trace``: each figure per VM, the mean over the VMs with IOs.
 
     ``source_label`` names the trace (its path) and ``sha256`` its contents in every derived figure's
     source; ``date`` is the derivation's (ISO); ``rate_note`` is added to A's source (how the boot ran,
-    e.g. under software emulation). The GI's size and used data, the boot window of a
+    e.g. under software emulation); ``gi_source`` says where the GI's sizes come from (default: the
+    user's flags). The GI's size and used data, the boot window of a
     trace without times and the queue depth are the caller's; left out, they get a default with
     an ``assumption`` that says how to supply them. A trace without IOs, without reads, or that
     reaches beyond ``gi_virtual_bytes`` is refused with one line.
@@ -292,7 +293,7 @@ def derive_fleet(trace: Trace, *, name: str, source_label: str, sha256: str,
             "the highest byte the trace touches, rounded up to a GiB; a trace cannot tell the GI's size: "
             "give --gi-size or set it here")))
     else:
-        table["gi_size"] = (gi_virtual_bytes, Figure(source="given by the user (--gi-size)", date=date))
+        table["gi_size"] = (gi_virtual_bytes, Figure(source=gi_source or "given by the user (--gi-size)", date=date))
     if gi_used_bytes is None:
         touched = mean([float(f.read_set_bytes) for f in figures])
         used = min(max(touched, values["boot_write_span"], BLOCK_BYTES), table["gi_size"][0])
@@ -300,7 +301,7 @@ def derive_fleet(trace: Trace, *, name: str, source_label: str, sha256: str,
             "at least what one boot touches (its read set or write span); a trace cannot tell the GI's "
             "used data: give --gi-used or set it here (qemu-img info: disk size)")))
     else:
-        table["gi_used"] = (gi_used_bytes, Figure(source="given by the user (--gi-used)", date=date))
+        table["gi_used"] = (gi_used_bytes, Figure(source=gi_source or "given by the user (--gi-used)", date=date))
     if queue_depth is None:
         table["queue_depth"] = (float(DEFAULT_QUEUE_DEPTH), Figure(assumption=(
             "a trace of issues has no completions to tell the queue depth; 8, a virtio-blk boot "
