@@ -210,6 +210,8 @@ def _print_result(result: SimResult) -> None:
     console.print(f"{sc.vms} x {sc.fleet} on {sc.array} with {sc.function} ({sc.method.value}, "
                   f"{sc.golden_images} GI), {sc.arrivals.value} loop ({loop}), {result.ios:,} IOs, seed {result.seed}, "
                   f"{result.engine} engine {result.wall_s:.2f} s")
+    if sc.trace != "synthetic":
+        console.print(f"trace: {sc.trace}", markup=False, soft_wrap=True)
     b, lat, c = result.boot, result.latency, result.per_clone_new_bytes
     print_table("boot storm", [Col("figure"), *(Col(q, right=True) for q in ("min", "median", "p95", "max"))],
                 [["boot time (s)", f"{b.min:.1f}", f"{b.median:.1f}", f"{b.p95:.1f}", f"{b.max:.1f}"],

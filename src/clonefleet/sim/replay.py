@@ -58,5 +58,6 @@ def replay_boots(trace: Trace, vms: int, rng: np.random.Generator, *, start_spre
             issue = since_boot + np.repeat(starts, counts)
     jitter = (f", start spread {start_spread_s:g} s" if start_spread_s > 0 else "") + \
              (f", order shuffled within {order_window_s:g} s phases" if order_window_s > 0 else "")
+    which = "its boot" if trace.vms == 1 else f"one of its {trace.vms:,} boots"
     return Trace(vm_start, op, offset, length, issue, np.asarray(starts, float) + np.zeros(vms), None,
-                 f"{trace.source} (each of {vms:,} VMs replays one of its {trace.vms:,} boots{jitter})")
+                 f"{trace.source} (each of {vms:,} VMs replays {which}{jitter})")
