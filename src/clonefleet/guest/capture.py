@@ -31,6 +31,7 @@ import gzip
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -136,7 +137,8 @@ def probe_kvm(kernel: Path, work: Path) -> tuple[bool, str]:
     if stopped or printed():
         return True, "KVM probe booted the kernel"
     lines = [ln.strip() for ln in out.read_text(errors="replace").splitlines() if ln.strip()]
-    return False, f"KVM probe: QEMU exited {code}: {lines[-1] if lines else 'no message'}"
+    how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited {code}"
+    return False, f"KVM probe: QEMU {how}: {lines[-1] if lines else 'no message'}"
 
 
 def _kernel_from_gi(gi: Path, fmt: str, work: Path) -> tuple[Path, Path, str]:
