@@ -17,7 +17,13 @@ from clonefleet.guest.capture import capture_note
 from clonefleet.model import allocated_bytes_in_regions, allocated_bytes_per_clone
 from clonefleet.planner import boot_allocated_bytes
 from clonefleet.presets import load_fleet, resolve_trace, trace_names
-from clonefleet.presets.derive import allocated_bytes_from_trace, derive_fleet, trace_sha256, write_regions
+from clonefleet.presets.derive import (
+    REGION_GAP_BYTES,
+    allocated_bytes_from_trace,
+    derive_fleet,
+    trace_sha256,
+    write_regions,
+)
 from clonefleet.presets.schema import build_fleet
 from clonefleet.sim.replay import replay_boots
 from clonefleet.sim.trace import READ, WRITE, Trace
@@ -89,7 +95,7 @@ def test_write_regions_split_at_gaps_and_sum_to_w_and_n(boot: Trace) -> None:
     assert sum(r[2] for r in regions) == fleet.boot_write_bytes
     assert sum(r[3] for r in regions) == fleet.boot_write_extents
     starts, ends = np.array([r[0] for r in regions]), np.array([r[1] for r in regions])
-    assert np.all(starts[1:] - ends[:-1] >= 2**20 - 4096)  # apart (bounds rounded out to 4 KiB)
+    assert np.all(starts[1:] - ends[:-1] >= REGION_GAP_BYTES - 4096)  # apart (bounds rounded out to 4 KiB)
     w = boot.op == WRITE
     for off, ln in zip(boot.offset_bytes[w], boot.length_bytes[w], strict=True):
         assert any(s <= off and off + ln <= e for s, e in zip(starts, ends, strict=True))

@@ -124,10 +124,11 @@ def capture_cmd(
             doc[key] = str(doc[key])
         emit_json(doc)
         return
-    console.print(f"captured {c.ios} IOs in {c.trace_s:.1f} s of boot ({c.boot_s:.0f} s under {c.accelerator.upper()}, "
-                  f"until {c.ended_by}): {c.reads} reads ({format_bytes(c.read_bytes)}), {c.writes} writes "
-                  f"({format_bytes(c.write_bytes)}); the clone grew by {format_bytes(c.growth_bytes)} of data",
-                  markup=False, soft_wrap=True)
+    console.print(f"captured a boot under {c.accelerator.upper()}, until {c.ended_by}: {c.ios} IOs over "
+                  f"{c.trace_s:.1f} s (QEMU ran {c.boot_s:.0f} s), {c.reads} reads ({format_bytes(c.read_bytes)}), "
+                  f"{c.writes} writes ({format_bytes(c.write_bytes)}); the clone grew by "
+                  f"{format_bytes(c.growth_bytes)} of data", markup=False, soft_wrap=True)
     console.print(f"accelerator: {c.accelerator} ({c.accelerator_reason})", markup=False, soft_wrap=True)
     console.print(f"wrote {c.trace} (and fio/, qemu-trace.log.gz, console.log) and {c.provenance}; next: "
-                  f"clonefleet presets derive {c.trace} -o my-fleet.toml", markup=False, soft_wrap=True)
+                  f"clonefleet presets derive {c.trace} -o my-fleet.toml --gi-size {c.gi_virtual_bytes} "
+                  f"--gi-used {c.gi_used_bytes}", markup=False, soft_wrap=True)

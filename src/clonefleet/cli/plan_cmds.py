@@ -9,7 +9,18 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from clonefleet.cli.app import JSON_OPTION, Col, Whole, app, console, emit_json, print_table, progress_display
+from clonefleet.cli.app import (
+    JSON_OPTION,
+    TRACE_FORMAT_HELP,
+    TRACE_KINDS,
+    Col,
+    Whole,
+    app,
+    console,
+    emit_json,
+    print_table,
+    progress_display,
+)
 from clonefleet.errors import UsageError
 from clonefleet.planner import DEFAULT_FUNCTIONS, MAX_VMS, RESOURCES, MethodPlan, Plan, plan
 from clonefleet.presets import (
@@ -128,7 +139,6 @@ def presets_copy_cmd(
                   f"then pass the path, e.g. --{info.kind} {dest}", markup=False)
 
 
-TRACE_FORMAT_HELP = "Trace format: auto (from the first line), fio, blkparse or csv."
 
 
 def _derive(trace: Path, trace_format: str, name: str | None, gi_size: str | None, gi_used: str | None,
@@ -158,7 +168,8 @@ def _derive(trace: Path, trace_format: str, name: str | None, gi_size: str | Non
     parsed = read_trace(trace, trace_format)
     label = str(trace)
     sha256 = trace_sha256(trace)
-    return derive_fleet(parsed, name=name or (trace.stem or "derived"), source_label=label,
+    stem = trace.name.removesuffix(".gz").rsplit(".", 1)[0] if "." in trace.name.removesuffix(".gz") else trace.name
+    return derive_fleet(parsed, name=name or (stem or "derived"), source_label=label,
                         sha256=sha256, gi_virtual_bytes=sizes["--gi-size"],
                         gi_used_bytes=sizes["--gi-used"], boot_window_s=window, date=date.today().isoformat(),
                         rate_note=capture_note(trace, sha256) if trace.is_file() else "")
@@ -166,8 +177,7 @@ def _derive(trace: Path, trace_format: str, name: str | None, gi_size: str | Non
 
 @presets_app.command("derive")
 def presets_derive_cmd(
-    trace: Path = typer.Argument(..., help="The boot trace: a fio iolog, a folder of iologs (one per VM), "
-                                 "blkparse text or CSV."),
+    trace: Path = typer.Argument(..., help="The boot trace: " + TRACE_KINDS + "."),
     out: Path = typer.Option(..., "--out", "-o", help="The fleet TOML file to write, e.g. my-fleet.toml."),
     name: str = typer.Option(None, "--name", help="The preset's name (default: the output file's name)."),
     gi_size: str = typer.Option(None, "--gi-size", help="G: the GI's virtual size, e.g. 20GiB (a trace cannot "
@@ -266,8 +276,8 @@ def print_plan(result: Plan, array: ArrayPreset, fleet_label: str, array_label: 
 def plan_cmd(
     fleet: str = typer.Option(None, "--fleet", "-f",
                               help="Fleet preset name or path to a fleet TOML file (or give --trace)."),
-    trace: Path = typer.Option(None, "--trace", help="Plan from a boot trace (fio iolog or folder, blkparse, "
-                               "CSV): its fleet is derived in memory, as 'presets derive' would write it."),
+    trace: Path = typer.Option(None, "--trace", help="Plan from a boot trace (" + TRACE_KINDS + "): its fleet is "
+                               "derived in memory, as 'presets derive' would write it."),
     trace_format: str = typer.Option("auto", "--trace-format", help=TRACE_FORMAT_HELP),
     array: str = ARRAY_OPTION,
     vms: int = typer.Option(1000, "--vms", "-t", click_type=VMS, help="Number of VMs (clones) T."),

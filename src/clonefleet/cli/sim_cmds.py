@@ -11,6 +11,8 @@ import typer
 from clonefleet.cli.app import (
     JSON_OPTION,
     QUIET_OPTION,
+    TRACE_FORMAT_HELP,
+    TRACE_KINDS,
     Col,
     Whole,
     app,
@@ -96,9 +98,10 @@ def simulate_cmd(
     order_jitter: float = typer.Option(0.0, "--order-jitter",
                                        help="With --trace: each VM shuffles its IOs within phases of this many s "
                                             "of its boot (0: the captured order)."),
-    trace: Path = typer.Option(None, "--trace", help="Replay a real trace (fio iolog, folder of iologs, "
-                                                     "blkparse text or CSV) instead of a synthetic one."),
-    trace_format: str = typer.Option("auto", "--trace-format", help="auto, fio, blkparse or csv."),
+    trace: Path = typer.Option(None, "--trace", help="Replay a real trace (" + TRACE_KINDS + ") instead of a "
+                                                     "synthetic one; with fewer VMs than --vms, each VM replays "
+                                                     "one of its boots."),
+    trace_format: str = typer.Option("auto", "--trace-format", help=TRACE_FORMAT_HELP),
     plots: Path = typer.Option(None, "--plots", help="Folder for boot_times.png and utilisation.png."),
     write_iolog: Path = typer.Option(None, "--write-iolog", help="Also write the trace as fio iologs (one per VM)."),
     as_json: bool = JSON_OPTION,
@@ -205,10 +208,14 @@ def _print_result(result: SimResult) -> None:
     from clonefleet import sim
 
     sc = result.scenario
-    loop = f"each VM keeps {sc.queue_depth} IOs outstanding" if sc.arrivals.value == "closed" else \
-        "each VM issues IOs at its rate A"
+    if sc.arrivals.value == "closed":
+        loop = f"each VM keeps {sc.queue_depth} IOs outstanding"
+    else:
+        loop = "each VM issues IOs at its rate A" if sc.trace == "synthetic" else \
+            "each VM issues IOs at the trace's times"
+    gis = f"{sc.golden_images} GI{'s' if sc.golden_images != 1 else ''}"
     console.print(f"{sc.vms} x {sc.fleet} on {sc.array} with {sc.function} ({sc.method.value}, "
-                  f"{sc.golden_images} GI), {sc.arrivals.value} loop ({loop}), {result.ios:,} IOs, seed {result.seed}, "
+                  f"{gis}), {sc.arrivals.value} loop ({loop}), {result.ios:,} IOs, seed {result.seed}, "
                   f"{result.engine} engine {result.wall_s:.2f} s")
     if sc.trace != "synthetic":
         console.print(f"trace: {sc.trace}", markup=False, soft_wrap=True)

@@ -40,10 +40,11 @@ from pathlib import Path
 
 from clonefleet import __version__
 from clonefleet.errors import ClonefleetError, UsageError
+from clonefleet.presets.derive import trace_sha256
 from clonefleet.progress import Progress, no_progress
 from clonefleet.sim.trace import READ, WRITE
 from clonefleet.sim.traceio import qemu_zero_writes, read_trace, write_csv, write_fio_iologs
-from clonefleet.storage.data import sha256_file
+from clonefleet.storage.data import nonzero_data_bytes, sha256_file
 from clonefleet.storage.ext4 import dump_file, list_dir
 from clonefleet.storage.files import existing_file, publish_new, refuse_to_replace
 from clonefleet.storage.qcow2 import create_overlay, qcow2_actual_bytes, qcow2_allocation, qcow2_info
@@ -80,6 +81,8 @@ class Capture:
     trace_s: float  # first to last IO
     growth_bytes: int  # data clusters the boot allocated in the clone (qemu-img map, depth 0)
     growth_actual_bytes: int  # growth of the clone file on the host (actual-size after - before)
+    gi_virtual_bytes: int
+    gi_used_bytes: int  # G_used: the GI's data (qcow2 data clusters, or a raw image's non-zero bytes)
     zero_writes: int  # write-zeroes requests (no data; left out of the trace)
     zero_write_bytes: int
     ended_by: str  # "power-off" or "marker"
@@ -188,6 +191,7 @@ def capture_boot(gi: Path, out: Path, *, accel: str = "auto", memory_mib: int = 
     if (kernel is None) != (initrd is None):
         raise UsageError("--kernel and --initrd go together: give both, or neither to use the GI's own /boot")
     gi = existing_file(gi, "GI").resolve()
+    out = out.resolve()
     try:
         info = qcow2_info(gi)
     except ToolError as exc:
@@ -203,6 +207,7 @@ def capture_boot(gi: Path, out: Path, *, accel: str = "auto", memory_mib: int = 
         (work / "pid").write_text(str(os.getpid()))
         progress("read the GI", 0, 4)
         gi_sha256 = sha256_file(gi)
+        gi_used = qcow2_allocation(gi).own_data_bytes if info.format == "qcow2" else nonzero_data_bytes(gi)
         if kernel is None or initrd is None:
             kernel_file, initrd_file, kernel_version = _kernel_from_gi(gi, info.format, work)
         else:
@@ -271,7 +276,8 @@ def capture_boot(gi: Path, out: Path, *, accel: str = "auto", memory_mib: int = 
                          writes=int(writes.sum()), read_bytes=int(trace.length_bytes[reads].sum()),
                          write_bytes=int(trace.length_bytes[writes].sum()), boot_s=round(boot_s, 3),
                          trace_s=round(float(trace.issue_s.max()), 6), growth_bytes=growth,
-                         growth_actual_bytes=growth_actual, zero_writes=zero_writes, zero_write_bytes=zero_bytes,
+                         growth_actual_bytes=growth_actual, gi_virtual_bytes=info.virtual_bytes,
+                         gi_used_bytes=gi_used, zero_writes=zero_writes, zero_write_bytes=zero_bytes,
                          ended_by="marker" if by_marker else "power-off")
         doc = {
             "clonefleet": __version__,
@@ -279,13 +285,16 @@ def capture_boot(gi: Path, out: Path, *, accel: str = "auto", memory_mib: int = 
             **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()},
             "qemu": qemu_version(),
             "gi": {"path": str(gi), "format": info.format, "virtual_bytes": info.virtual_bytes,
-                   "sha256": gi_sha256},
+                   "used_bytes": gi_used, "sha256": gi_sha256},
             "kernel": {"version": kernel_version, "from": "the GI's /boot" if kernel is None else str(kernel_file)},
             "kernel_append": append,
             "memory_mib": memory_mib,
             "clone_cluster_bytes": CLUSTER_BYTES,
             "command_line": [a.replace(str(work), "<work>") for a in args],
-            "files": {name: sha256_file(staged / name) for name in ("boot.csv", "qemu-trace.log.gz")},
+            "files": {"boot.csv": trace_sha256(staged / "boot.csv"),
+                      "qemu-trace.log.gz": trace_sha256(staged / "qemu-trace.log.gz"),
+                      "fio/vm-00000.iolog": trace_sha256(staged / "fio" / "vm-00000.iolog"),
+                      "fio": trace_sha256(staged / "fio")},
         }
         (staged / "capture.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         _publish_outputs(staged, out, force)
@@ -309,11 +318,13 @@ def _publish_outputs(staged: Path, out: Path, force: bool) -> None:
 
 
 def capture_note(trace: Path, sha256: str) -> str:
-    """How the boot in ``trace`` ran, from the capture's provenance beside it (``capture.json``, or
-    ``NAME.capture.json`` for ``NAME.csv[.gz]``) when that provenance names this very file (its
-    SHA-256); empty otherwise. Goes into the source of the IO rate A a trace gives."""
+    """How the boot in ``trace`` ran, from the capture's provenance beside it (``capture.json`` in its
+    folder or the folder above, for ``fio/``, or ``NAME.capture.json`` for ``NAME.csv[.gz]``) when that
+    provenance names this very trace (its SHA-256); empty otherwise. Goes into the source of the IO
+    rate A a trace gives."""
     base = trace.name.removesuffix(".gz").removesuffix(".csv")
-    for candidate in (trace.parent / "capture.json", trace.parent / f"{base}.capture.json"):
+    for candidate in (trace.parent / "capture.json", trace.parent.parent / "capture.json",
+                      trace.parent / f"{base}.capture.json"):
         with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
             doc = json.loads(candidate.read_text(encoding="utf-8"))
             if sha256 not in doc.get("files", {}).values():
