@@ -9,6 +9,7 @@ import typer
 
 from clonefleet.cli.app import JSON_OPTION, QUIET_OPTION, app, console, emit_json, progress_display
 from clonefleet.errors import UsageError
+from clonefleet.guest import capture
 from clonefleet.units import UnitError, format_bytes, parse_bytes
 
 gi_app = typer.Typer(help="Golden images: build a synthetic one for demos and tests, or a bootable Debian one.",
@@ -102,22 +103,23 @@ def capture_cmd(
                                                       "kvm or tcg."),
     marker: str = typer.Option(None, "--marker", help="Stop when this text appears on the serial console "
                                                       "(default: when the guest powers off)."),
-    timeout: float = typer.Option(900.0, "--timeout", min=1.0, max=86400.0, help="Give up after this many s."),
-    memory: int = typer.Option(1024, "--memory", min=128, max=1024 * 1024, help="Guest memory [MiB]."),
+    timeout: float = typer.Option(capture.TIMEOUT_S, "--timeout", help="Give up after this many s."),
+    memory: int = typer.Option(capture.MEMORY_MIB, "--memory", help="Guest memory [MiB]."),
     kernel: Path = typer.Option(None, "--kernel", help="Boot this kernel instead of the GI's own (with --initrd)."),
     initrd: Path = typer.Option(None, "--initrd", help="The initramfs that goes with --kernel."),
-    append: str = typer.Option(None, "--append", help="Kernel command line (default: power off once booted)."),
+    append: str = typer.Option(None, "--append", help="The whole kernel command line, replacing the default: keep "
+                                                      "console=ttyS0 and root=/dev/vda, and a way to end the boot "
+                                                      "(power-off, or --marker)."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier capture's files in --out."),
     as_json: bool = JSON_OPTION,
     quiet: bool = QUIET_OPTION,
 ) -> None:
     """Boot a linked clone of a GI under QEMU and record every block IO of its boot: the trace (CSV,
     fio iolog, QEMU's log), the console, the clone's growth and the provenance. The GI is only read."""
-    from clonefleet.guest.capture import BOOT_APPEND, capture_boot
-
     with progress_display(not (as_json or quiet)) as report:
-        c = capture_boot(gi, out, accel=accel, memory_mib=memory, timeout_s=timeout, marker=marker, kernel=kernel,
-                         initrd=initrd, append=append or BOOT_APPEND, force=force, progress=report)
+        c = capture.capture_boot(gi, out, accel=accel, memory_mib=memory, timeout_s=timeout, marker=marker,
+                                 kernel=kernel, initrd=initrd, append=append or capture.BOOT_APPEND, force=force,
+                                 progress=report)
     if as_json:
         doc = dataclasses.asdict(c)
         for key in ("folder", "trace", "provenance"):

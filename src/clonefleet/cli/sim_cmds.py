@@ -129,6 +129,8 @@ def simulate_cmd(
         parse_whole(part.strip(), "--golden-images", 1, MAX_VMS) for part in golden_images.split(",")]
     if not (np.isfinite(start_spread) and start_spread >= 0):
         raise UsageError(f"--start-spread = {start_spread!r}: a time of 0 s or more")
+    if not (np.isfinite(order_jitter) and order_jitter >= 0):
+        raise UsageError(f"--order-jitter = {order_jitter!r}: a phase length of 0 s or more")
     for flag, folder in (("--plots", plots), ("--write-iolog", write_iolog)):
         if folder is not None:
             output_folder(folder, flag)  # before the run, not after it
@@ -136,12 +138,12 @@ def simulate_cmd(
     if trace is not None:
         _choice("--trace-format", trace_format, sim.TRACE_FORMATS)
         closed = arr is sim.Arrivals.CLOSED
-        tr = sim.read_trace(resolve_trace(trace), trace_format, closed=closed and not order_jitter)
+        tr = sim.read_trace(resolve_trace(trace), trace_format, closed=closed and order_jitter == 0)
         if tr.vms < t or start_spread > 0 or order_jitter > 0:
             # Fewer boots than VMs: every VM replays one of the trace's boots, with its own jitter.
             tr = sim.replay_boots(tr, t, np.random.default_rng(s), start_spread_s=start_spread,
                                   order_window_s=order_jitter, closed=closed)
-    elif order_jitter:
+    elif order_jitter > 0:
         raise UsageError("--order-jitter: only with --trace (a synthetic trace has no captured order)")
     with progress_display(not (as_json or quiet)) as report:
         storm = sim.run_storm(fleet_p, array_p, function_p, t, golden_images=gs, seed=s, arrivals=arr,
