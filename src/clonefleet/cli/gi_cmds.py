@@ -128,8 +128,9 @@ def capture_cmd(
         return
     console.print(f"captured a boot under {c.accelerator.upper()}, until {c.ended_by}: {c.ios} IOs over "
                   f"{c.trace_s:.1f} s (QEMU ran {c.boot_s:.0f} s), {c.reads} reads ({format_bytes(c.read_bytes)}), "
-                  f"{c.writes} writes ({format_bytes(c.write_bytes)}); the clone grew by "
-                  f"{format_bytes(c.growth_bytes)} of data", markup=False, soft_wrap=True)
+                  f"{c.writes} writes ({format_bytes(c.write_bytes)}, {format_bytes(c.write_distinct_bytes)} of them "
+                  f"distinct); the clone grew by {format_bytes(c.growth_bytes)} of data (whole 64 KiB clusters)",
+                  markup=False, soft_wrap=True)
     console.print(f"accelerator: {c.accelerator} ({c.accelerator_reason})", markup=False, soft_wrap=True)
     console.print(f"wrote {c.trace} (and fio/, qemu-trace.log.gz, console.log) and {c.provenance}; next: "
                   f"clonefleet presets derive {c.trace} -o my-fleet.toml --gi-size {c.gi_virtual_bytes} "

@@ -41,7 +41,7 @@ from pathlib import Path
 from clonefleet import __version__
 from clonefleet.errors import ClonefleetError, UsageError
 from clonefleet.guest.bootfiles import newest_kernel
-from clonefleet.presets.derive import trace_sha256
+from clonefleet.presets.derive import merged_runs, trace_sha256
 from clonefleet.progress import Progress, no_progress
 from clonefleet.sim.trace import READ, WRITE
 from clonefleet.sim.traceio import qemu_zero_writes, read_trace, write_csv, write_fio_iologs
@@ -78,7 +78,8 @@ class Capture:
     reads: int
     writes: int
     read_bytes: int
-    write_bytes: int
+    write_bytes: int  # every byte of every write, rewrites counted again
+    write_distinct_bytes: int  # the bytes written at least once (what a clone must hold: W)
     boot_s: float  # QEMU's wall time, start to power-off (or marker)
     trace_s: float  # first to last IO
     growth_bytes: int  # data clusters the boot allocated in the clone (qemu-img map, depth 0)
@@ -249,6 +250,7 @@ def capture_boot(gi: Path, out: Path, *, accel: str = "auto", memory_mib: int = 
         growth = qcow2_allocation(clone).own_data_bytes
         growth_actual = qcow2_actual_bytes(clone) - actual_before
         reads, writes = trace.op == READ, trace.op == WRITE
+        run_starts, run_ends = merged_runs(trace.offset_bytes[writes], trace.length_bytes[writes])
         staged = work / "out"
         staged.mkdir()
         write_csv(trace, staged / "boot.csv")
@@ -260,7 +262,9 @@ def capture_boot(gi: Path, out: Path, *, accel: str = "auto", memory_mib: int = 
         result = Capture(folder=out, trace=out / "boot.csv", provenance=out / "capture.json", accelerator=chosen,
                          accelerator_reason=reason, ios=trace.ios, reads=int(reads.sum()),
                          writes=int(writes.sum()), read_bytes=int(trace.length_bytes[reads].sum()),
-                         write_bytes=int(trace.length_bytes[writes].sum()), boot_s=round(boot_s, 3),
+                         write_bytes=int(trace.length_bytes[writes].sum()),
+                         write_distinct_bytes=int((run_ends - run_starts).sum()),
+                         boot_s=round(boot_s, 3),
                          trace_s=round(float(trace.issue_s.max()), 6), growth_bytes=growth,
                          growth_actual_bytes=growth_actual, gi_virtual_bytes=info.virtual_bytes,
                          gi_used_bytes=gi_used, zero_writes=zero_writes, zero_write_bytes=zero_bytes,
