@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 
 import typer
@@ -21,6 +20,7 @@ from clonefleet.cli.app import (
     print_table,
     progress_display,
 )
+from clonefleet.cli.traces import derive_from_trace
 from clonefleet.errors import UsageError
 from clonefleet.planner import DEFAULT_FUNCTIONS, MAX_VMS, RESOURCES, MethodPlan, Plan, plan
 from clonefleet.presets import (
@@ -32,11 +32,9 @@ from clonefleet.presets import (
     load_fleet,
     load_preset,
     preset_label,
-    resolve_trace,
 )
-from clonefleet.presets.derive import DerivedFleet, derive_fleet, trace_sha256
 from clonefleet.storage.files import refuse_to_replace, write_text_whole
-from clonefleet.units import format_bytes, parse_bytes, parse_seconds
+from clonefleet.units import format_bytes
 
 FLEET_OPTION = typer.Option(..., "--fleet", "-f", help="Fleet preset name or path to a fleet TOML file.")
 ARRAY_OPTION = typer.Option(..., "--array", "-a", help="Array preset name or path to an array TOML file.")
@@ -141,40 +139,6 @@ def presets_copy_cmd(
 
 
 
-def _derive(trace: Path, trace_format: str, name: str | None, gi_size: str | None, gi_used: str | None,
-            boot_window: str | None = None) -> DerivedFleet:
-    """Read the trace (one line for a bad one) and derive its fleet."""
-    from clonefleet.sim.traceio import read_trace
-
-    sizes: dict[str, float | None] = {}
-    for flag, text in (("--gi-size", gi_size), ("--gi-used", gi_used)):
-        try:
-            sizes[flag] = None if text is None else float(parse_bytes(text))
-        except ValueError as exc:
-            raise UsageError(f"{flag} = {text!r}: {exc}") from None
-        if sizes[flag] is not None and not sizes[flag] > 0:  # type: ignore[operator]
-            raise UsageError(f"{flag} = {text!r}: a size greater than 0, e.g. 20GiB")
-    window = None
-    if boot_window is not None:
-        try:
-            window = parse_seconds(boot_window)
-        except ValueError as exc:
-            raise UsageError(f"--boot-window = {boot_window!r}: {exc}") from None
-        if not window > 0:
-            raise UsageError(f"--boot-window = {boot_window!r}: a duration greater than 0, e.g. 30s")
-    from clonefleet.guest.capture import capture_note
-
-    trace = resolve_trace(trace)
-    parsed = read_trace(trace, trace_format)
-    label = str(trace)
-    sha256 = trace_sha256(trace)
-    stem = trace.name.removesuffix(".gz").rsplit(".", 1)[0] if "." in trace.name.removesuffix(".gz") else trace.name
-    return derive_fleet(parsed, name=name or (stem or "derived"), source_label=label,
-                        sha256=sha256, gi_virtual_bytes=sizes["--gi-size"],
-                        gi_used_bytes=sizes["--gi-used"], boot_window_s=window, date=date.today().isoformat(),
-                        rate_note=capture_note(trace, sha256) if trace.is_file() else "")
-
-
 @presets_app.command("derive")
 def presets_derive_cmd(
     trace: Path = typer.Argument(..., help="The boot trace: " + TRACE_KINDS + "."),
@@ -194,7 +158,7 @@ def presets_derive_cmd(
     if out.suffix != ".toml":
         raise UsageError(f"--out = {out}: a .toml file, e.g. my-fleet.toml")
     refuse_to_replace(out, "--out", force=force)  # before the trace is read and derived
-    derived = _derive(trace, trace_format, name or out.stem, gi_size, gi_used, boot_window)
+    derived = derive_from_trace(trace, trace_format, name or out.stem, gi_size, gi_used, boot_window)
     write_text_whole(out, derived.toml, "--out", force=force)
     info = load_preset(out)
     if as_json:
@@ -299,7 +263,7 @@ def plan_cmd(
     if (fleet is None) == (trace is None):
         raise UsageError("give exactly one of --fleet (a preset) or --trace (a boot trace)")
     if trace is not None:
-        fleet_preset = _derive(trace, trace_format, None, None, None).fleet
+        fleet_preset = derive_from_trace(trace, trace_format, None, None, None).fleet
         fleet_label = f"{fleet_preset.name} (derived from trace {trace})"
     else:
         fleet_preset = load_fleet(fleet)

@@ -78,7 +78,8 @@ def _choice(flag: str, text: str, allowed: tuple[str, ...]) -> str:
 
 @app.command("simulate")
 def simulate_cmd(
-    fleet: str = FLEET_OPTION,
+    fleet: str = typer.Option(None, "--fleet", "-f", help="Fleet preset name or path to a fleet TOML file "
+                                                          "(with --trace: default, the fleet the trace gives)."),
     array: str = ARRAY_OPTION,
     vms: int = typer.Option(..., "--vms", "-t", click_type=Whole(1, MAX_VMS, "VMS"),
                             help="Number of VMs T booting together."),
@@ -120,7 +121,15 @@ def simulate_cmd(
     from clonefleet import sim
     from clonefleet.presets import resolve_trace
 
-    fleet_p, array_p, function_p = load_fleet(fleet), load_array(array), load_function(method)
+    if fleet is None and trace is None:
+        raise UsageError("give --fleet (a preset name or TOML file), or --trace to derive the fleet from a trace")
+    if fleet is None:
+        from clonefleet.cli.traces import derive_from_trace
+
+        fleet_p = derive_from_trace(trace, trace_format, None, None, None).fleet
+    else:
+        fleet_p = load_fleet(fleet)
+    array_p, function_p = load_array(array), load_function(method)
     t, s = vms, seed
     eng = sim.Engine(_choice("--engine", engine, tuple(e.value for e in sim.Engine)))
     arr = sim.Arrivals(_choice("--arrivals", arrivals, tuple(a.value for a in sim.Arrivals)))
