@@ -81,10 +81,7 @@ def _build_debian(out: Path, name: str, mirror: str | None, cache: Path | None, 
     with progress_display(not (as_json or quiet)) as report:
         gi = build_debian_gi(out, name, mirror=mirror, cache_dir=cache, progress=report)
     if as_json:
-        doc = dataclasses.asdict(gi)
-        for key in ("raw", "qcow2", "manifest"):
-            doc[key] = str(doc[key])
-        emit_json(doc)
+        emit_json(dataclasses.asdict(gi))  # paths as text
         return
     how = "copied from the cache" if gi.from_cache else "built"
     console.print(f"{how}: {gi.qcow2} (and {gi.raw.name}): Debian bookworm, kernel {gi.kernel_version}, "
@@ -121,10 +118,7 @@ def capture_cmd(
                                  kernel=kernel, initrd=initrd, append=append or capture.BOOT_APPEND, force=force,
                                  progress=report)
     if as_json:
-        doc = dataclasses.asdict(c)
-        for key in ("folder", "trace", "provenance"):
-            doc[key] = str(doc[key])
-        emit_json(doc)
+        emit_json(dataclasses.asdict(c))  # paths as text
         return
     console.print(f"captured a boot under {c.accelerator.upper()}, until {c.ended_by}: {c.ios} IOs over "
                   f"{c.trace_s:.1f} s (QEMU ran {c.boot_s:.0f} s), {c.reads} reads ({format_bytes(c.read_bytes)}), "
