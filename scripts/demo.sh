@@ -21,6 +21,10 @@ if [ -x scripts/demo-simulate.sh ]; then
   echo
   scripts/demo-simulate.sh "$OUT"
 fi
+if [ -x scripts/demo-boot.sh ]; then
+  echo
+  scripts/demo-boot.sh "$OUT"
+fi
 if [ -x scripts/demo-provision.sh ]; then
   echo
   scripts/demo-provision.sh "$OUT"

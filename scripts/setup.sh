@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
-APT_PACKAGES=(qemu-utils qemu-system-common fio xfsprogs btrfs-progs e2fsprogs util-linux python3-venv
+APT_PACKAGES=(qemu-utils qemu-system-common qemu-system-x86 debootstrap fio xfsprogs btrfs-progs e2fsprogs util-linux python3-venv
               ceph-mon ceph-mgr ceph-osd ceph-common python3-rados python3-rbd qemu-block-extra)
 
 missing=()

@@ -46,7 +46,7 @@ def require_tool(*names: str) -> None:
 
 #: Programs that touch real storage: a test that runs one carries ``@pytest.mark.backend``.
 STORAGE_TOOL = re.compile(
-    r"(qemu-img|qemu-io|qemu-nbd|qemu-storage-daemon|qemu-system-.+|fio|mkfs|mkfs\..+|mke2fs|mount|umount"
+    r"(qemu-img|qemu-io|qemu-nbd|qemu-storage-daemon|qemu-system-.+|fio|mkfs|mkfs\..+|mke2fs|mount|umount|debootstrap"
     r"|losetup|xfs_.+|debugfs|dumpe2fs|e2fsck|fsck|fsck\..+|tune2fs|resize2fs|btrfs"
     r"|rbd|rados|ceph|ceph-.+|monmaptool)"
 )

@@ -269,6 +269,10 @@ def check_param(fleet: FleetPreset, array: ArrayPreset, param: SweptParam) -> No
             show = format_bytes if param.attr.endswith("_bytes") else (lambda v: f"{v:.6g}")
             raise UsageError(f"--param {param.key} = {show(float(bad[0]))}: {relation} {other} of the {kind} "
                              f"({show(fixed)}); narrow the range")
+    if fleet.boot_write_regions and param.key in ("boot_write_bytes", "boot_write_extents", "boot_write_span"):
+        raise UsageError(f"--param {param.key}: fleet '{fleet.name}' gives its writes per region (derived from a "
+                         "trace), so W, n and R are its regions' sums; sweep another figure, or a fleet without "
+                         "boot_write_regions")
     if param.key in ("boot_write_bytes", "boot_write_extents"):
         w = param.values if param.key == "boot_write_bytes" else np.asarray(fleet.boot_write_bytes)
         n = param.values if param.key == "boot_write_extents" else np.asarray(fleet.boot_write_extents)

@@ -122,6 +122,7 @@ def format_bytes(n_bytes: float) -> str:
         if abs(value) < 1024 or unit == "PiB":
             if unit == "B":
                 return f"{int(value)} B"
-            return f"{value:.3g} {unit}"
+            text = f"{value:.3g}"
+            return f"{value:.0f} {unit}" if "e" in text else f"{text} {unit}"  # 1000 GiB, not 1e+03 GiB
         value /= 1024
     raise AssertionError("unreachable")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -74,6 +75,10 @@ def _bad(tmp_path: Path, kind: str) -> str:
         path.write_bytes(b"")
     elif kind == "random":
         path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif kind == "gzip-damaged":
+        path.write_bytes(gzip.compress(b"fio version 2 iolog\n" * 1000)[:60])
+    elif kind == "gzip-binary":
+        path.write_bytes(gzip.compress(np.random.default_rng(0).bytes(4096)))
     elif kind == "folder":
         path.mkdir()
     elif kind == "device":
@@ -81,7 +86,9 @@ def _bad(tmp_path: Path, kind: str) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize(("kind", "expected"), [("empty", "unknown format"), ("random", "unknown format"),
+@pytest.mark.parametrize(("kind", "expected"), [("empty", "is empty"), ("random", "not a text file"),
+                                                ("gzip-damaged", "damaged or truncated gzip"),
+                                                ("gzip-binary", "not a text file"),
                                                 ("folder", "no *.iolog"), ("device", "device")])
 def test_a_bad_trace_is_one_line_and_exit_2(cli: Cli, tmp_path: Path, kind: str, expected: str) -> None:
     r = cli("presets", "derive", _bad(tmp_path, kind), "-o", str(tmp_path / "o.toml"))
@@ -110,3 +117,23 @@ def test_a_preset_written_where_nothing_can_be_written_is_one_line_and_exit_2() 
                         "/proc/clonefleet-test.toml"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "/proc/clonefleet-test.toml: cannot be written" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_simulate_replays_the_shipped_boot_for_a_fleet_and_derives_the_fleet_when_none_is_given(cli: Cli) -> None:
+    r = cli("simulate", "--trace", "debian-boot", "-a", "midrange-2012", "-m", "snapshot", "-t", "300",
+            "--start-spread", "10", "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    run = doc["runs"][0] if "runs" in doc else doc
+    assert run["scenario"]["fleet"] == "debian-boot" and run["scenario"]["vms"] == 300
+    assert "each of 300 VMs replays its boot, start spread 10 s" in run["scenario"]["trace"]
+    assert run["ios"] == 300 * load_fleet("debian-boot").boot_ios
+    neither = cli("simulate", "-a", "midrange-2012", "-m", "snapshot", "-t", "10")
+    assert neither.code == 2 and "give --fleet" in neither.err
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_a_bad_order_jitter_is_one_line(cli: Cli, value: str) -> None:
+    r = cli("simulate", "--trace", "debian-boot", "-a", "midrange-2012", "-m", "snapshot", "-t", "1",
+            "--order-jitter", value)
+    assert r.code == 2 and "--order-jitter" in r.err and len(r.err.strip().splitlines()) == 1

@@ -63,8 +63,11 @@ def test_derived_figures_agree_with_the_preset_drawn_from(drawn: tuple[FleetPres
     assert got.boot_ios == fleet.boot_ios
     assert got.read_fraction == pytest.approx(fleet.read_fraction, abs=1e-9)
     # Extent lengths are floor/ceil of W/n blocks mixed to mean W/n, drawn per VM: 400 draws of
-    # a 0/1 block difference move W by well under 0.5 %.
-    assert got.boot_write_bytes == pytest.approx(fleet.boot_write_bytes, rel=0.005)
+    # a 0/1 block difference move W by well under 0.5 %. The derived W counts distinct bytes, and
+    # extents drawn at random in R overlap: a byte is covered again with probability about W/(2R)
+    # (48 MiB / 4 GiB, 1.2 %), so W comes back that much low.
+    overlap = fleet.boot_write_bytes / (2 * fleet.boot_write_span_bytes)
+    assert got.boot_write_bytes == pytest.approx(fleet.boot_write_bytes * (1 - overlap), rel=0.005)
     # Extents fall at random in R, so some overlap or touch and merge into one run: about n^2 e / R
     # = 400^2 x 120 KiB / 2 GiB ~ 9 of 400 per VM, so n comes back a few % low, never high.
     assert 0.95 * fleet.boot_write_extents <= got.boot_write_extents <= fleet.boot_write_extents

@@ -11,6 +11,8 @@ import typer
 from clonefleet.cli.app import (
     JSON_OPTION,
     QUIET_OPTION,
+    TRACE_FORMAT_HELP,
+    TRACE_KINDS,
     Col,
     Whole,
     app,
@@ -76,7 +78,8 @@ def _choice(flag: str, text: str, allowed: tuple[str, ...]) -> str:
 
 @app.command("simulate")
 def simulate_cmd(
-    fleet: str = FLEET_OPTION,
+    fleet: str = typer.Option(None, "--fleet", "-f", help="Fleet preset name or path to a fleet TOML file "
+                                                          "(with --trace: default, the fleet the trace gives)."),
     array: str = ARRAY_OPTION,
     vms: int = typer.Option(..., "--vms", "-t", click_type=Whole(1, MAX_VMS, "VMS"),
                             help="Number of VMs T booting together."),
@@ -93,9 +96,13 @@ def simulate_cmd(
     queue_depth: int | None = typer.Option(None, "--queue-depth", "-q", click_type=Whole(1, 1_000_000),
                                            help="IOs a VM keeps outstanding (closed loop)."),
     start_spread: float = typer.Option(0.0, "--start-spread", help="VMs power on uniformly within this many s."),
-    trace: Path = typer.Option(None, "--trace", help="Replay a real trace (fio iolog, folder of iologs, "
-                                                     "blkparse text or CSV) instead of a synthetic one."),
-    trace_format: str = typer.Option("auto", "--trace-format", help="auto, fio, blkparse or csv."),
+    order_jitter: float = typer.Option(0.0, "--order-jitter",
+                                       help="With --trace: each VM shuffles its IOs within phases of this many s "
+                                            "of its boot (0: the captured order)."),
+    trace: Path = typer.Option(None, "--trace", help="Replay a real trace (" + TRACE_KINDS + ") instead of a "
+                                                     "synthetic one; with fewer VMs than --vms, each VM replays "
+                                                     "one of its boots."),
+    trace_format: str = typer.Option("auto", "--trace-format", help=TRACE_FORMAT_HELP),
     plots: Path = typer.Option(None, "--plots", help="Folder for boot_times.png and utilisation.png."),
     write_iolog: Path = typer.Option(None, "--write-iolog", help="Also write the trace as fio iologs (one per VM)."),
     as_json: bool = JSON_OPTION,
@@ -112,8 +119,17 @@ def simulate_cmd(
     loaded server; peak bin: its busy share in its busiest time slice.
     """
     from clonefleet import sim
+    from clonefleet.presets import resolve_trace
 
-    fleet_p, array_p, function_p = load_fleet(fleet), load_array(array), load_function(method)
+    if fleet is None and trace is None:
+        raise UsageError("give --fleet (a preset name or TOML file), or --trace to derive the fleet from a trace")
+    if fleet is None:
+        from clonefleet.cli.traces import derive_from_trace
+
+        fleet_p = derive_from_trace(trace, trace_format, None, None, None).fleet
+    else:
+        fleet_p = load_fleet(fleet)
+    array_p, function_p = load_array(array), load_function(method)
     t, s = vms, seed
     eng = sim.Engine(_choice("--engine", engine, tuple(e.value for e in sim.Engine)))
     arr = sim.Arrivals(_choice("--arrivals", arrivals, tuple(a.value for a in sim.Arrivals)))
@@ -122,13 +138,22 @@ def simulate_cmd(
         parse_whole(part.strip(), "--golden-images", 1, MAX_VMS) for part in golden_images.split(",")]
     if not (np.isfinite(start_spread) and start_spread >= 0):
         raise UsageError(f"--start-spread = {start_spread!r}: a time of 0 s or more")
+    if not (np.isfinite(order_jitter) and order_jitter >= 0):
+        raise UsageError(f"--order-jitter = {order_jitter!r}: a phase length of 0 s or more")
     for flag, folder in (("--plots", plots), ("--write-iolog", write_iolog)):
         if folder is not None:
             output_folder(folder, flag)  # before the run, not after it
     tr = None
     if trace is not None:
         _choice("--trace-format", trace_format, sim.TRACE_FORMATS)
-        tr = sim.read_trace(trace, trace_format, closed=arr is sim.Arrivals.CLOSED)
+        closed = arr is sim.Arrivals.CLOSED
+        tr = sim.read_trace(resolve_trace(trace), trace_format, closed=closed and order_jitter == 0)
+        if tr.vms < t or start_spread > 0 or order_jitter > 0:
+            # Fewer boots than VMs: every VM replays one of the trace's boots, with its own jitter.
+            tr = sim.replay_boots(tr, t, np.random.default_rng(s), start_spread_s=start_spread,
+                                  order_window_s=order_jitter, closed=closed)
+    elif order_jitter > 0:
+        raise UsageError("--order-jitter: only with --trace (a synthetic trace has no captured order)")
     with progress_display(not (as_json or quiet)) as report:
         storm = sim.run_storm(fleet_p, array_p, function_p, t, golden_images=gs, seed=s, arrivals=arr,
                               ios_per_vm=ios if tr is None else None, queue_depth=q, start_spread_s=start_spread,
@@ -194,11 +219,17 @@ def _print_result(result: SimResult) -> None:
     from clonefleet import sim
 
     sc = result.scenario
-    loop = f"each VM keeps {sc.queue_depth} IOs outstanding" if sc.arrivals.value == "closed" else \
-        "each VM issues IOs at its rate A"
+    if sc.arrivals.value == "closed":
+        loop = f"each VM keeps {sc.queue_depth} IOs outstanding"
+    else:
+        loop = "each VM issues IOs at its rate A" if sc.trace == "synthetic" else \
+            "each VM issues IOs at the trace's times"
+    gis = f"{sc.golden_images} GI{'s' if sc.golden_images != 1 else ''}"
     console.print(f"{sc.vms} x {sc.fleet} on {sc.array} with {sc.function} ({sc.method.value}, "
-                  f"{sc.golden_images} GI), {sc.arrivals.value} loop ({loop}), {result.ios:,} IOs, seed {result.seed}, "
+                  f"{gis}), {sc.arrivals.value} loop ({loop}), {result.ios:,} IOs, seed {result.seed}, "
                   f"{result.engine} engine {result.wall_s:.2f} s")
+    if sc.trace != "synthetic":
+        console.print(f"trace: {sc.trace}", markup=False, soft_wrap=True)
     b, lat, c = result.boot, result.latency, result.per_clone_new_bytes
     print_table("boot storm", [Col("figure"), *(Col(q, right=True) for q in ("min", "median", "p95", "max"))],
                 [["boot time (s)", f"{b.min:.1f}", f"{b.median:.1f}", f"{b.p95:.1f}", f"{b.max:.1f}"],

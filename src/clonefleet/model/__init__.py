@@ -5,7 +5,12 @@ same. Symbols follow the paper's Table 1; units are in the argument names. See
 ``docs/background.md`` for the glossary.
 """
 
-from clonefleet.model.allocation import allocated_bytes_per_clone, allocation_units, table_bytes_per_clone
+from clonefleet.model.allocation import (
+    allocated_bytes_in_regions,
+    allocated_bytes_per_clone,
+    allocation_units,
+    table_bytes_per_clone,
+)
 from clonefleet.model.equations import (
     array_performance_iops,
     backend_iops_private,
@@ -18,6 +23,7 @@ from clonefleet.model.equations import (
 )
 
 __all__ = [
+    "allocated_bytes_in_regions",
     "allocated_bytes_per_clone",
     "allocation_units",
     "array_performance_iops",

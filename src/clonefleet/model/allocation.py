@@ -52,6 +52,56 @@ def allocated_bytes_per_clone(
     return np.where((w > 0) & (n > 0), c, 0.0)
 
 
+#: Write regions start and end on these boundaries (the 4 KiB block every backend writes) [bytes].
+REGION_ALIGN_BYTES = 4096
+
+
+def allocated_bytes_in_regions(regions: npt.ArrayLike, unit_bytes: npt.ArrayLike) -> FloatArray:
+    """C(u) for boot writes that fall into separate regions of the disk [bytes].
+
+    ``regions``: rows of (start, end, bytes written, extents), sorted and apart, as
+    :func:`clonefleet.presets.derive.write_regions` finds them in a trace. A real boot does not
+    spread its writes over one span: it writes filesystem metadata near the start, new files'
+    data in one place, its journal in another. So, for each unit u:
+
+    - regions less than u apart may share a unit: they count as one (start of the first, end of
+      the last, their bytes and extents summed);
+    - in each region, the occupancy of :func:`allocated_bytes_per_clone` with the region's own
+      W_i, n_i, and its span R_i = end - start; a region starts at a 4 KiB block boundary
+      anywhere relative to the unit boundaries, so its span covers ``R_i/u + 1 - b/u`` units on
+      average (b = min(4 KiB, u); exact for whole blocks), not ``ceil(R_i/u)``;
+    - each region allocates at least one unit (a share of one when it holds a mean of fewer than one
+      extent per VM) and at least the distinct bytes written in it (W_i: what the region's writes
+      hold, which random touches may under-cover when one long run fills the region); C is the sum
+      over the regions.
+    """
+    table = np.asarray(regions, dtype=np.float64).reshape(-1, 4)
+    units = np.asarray(unit_bytes, dtype=np.float64)
+    if table.shape[0] == 0:
+        return np.zeros_like(units)
+    out = np.empty(units.size)
+    for i, u in enumerate(units.ravel()):
+        start, end, w, n = table.T
+        first = np.r_[True, start[1:] - end[:-1] >= u]
+        at = np.flatnonzero(first)
+        span = np.maximum.reduceat(end, at) - start[at]
+        w_sum, n_sum = np.add.reduceat(w, at), np.add.reduceat(n, at)
+        # Units the span covers on average when it starts at a block boundary anywhere relative to the
+        # units (exact for spans of whole blocks): R/u + 1 - b/u, b = min(block, u).
+        covered = span / u + 1.0 - min(REGION_ALIGN_BYTES, u) / u
+        touches = n_sum * (1.0 + w_sum / np.maximum(n_sum, 1.0) / u)
+        with np.errstate(divide="ignore"):  # covered = 1: log1p(-1) = -inf, every unit touched
+            c = u * covered * (1.0 - np.exp(touches * np.log1p(-1.0 / covered)))
+        # At least one unit where a region holds at least one extent; a region that holds a mean of
+        # fewer (VMs writing in different places) allocates that share of one.
+        # and never more units than touches (a mean below one touch is a share of one unit).
+        # Never less than the distinct bytes the region's writes hold (a long run fills its units, which
+        # random touches would not all cover).
+        low = np.maximum(u * np.minimum(n_sum, 1.0), w_sum)
+        out[i] = float(np.sum(np.clip(c, low, u * np.minimum(np.ceil(covered), touches))))
+    return out.reshape(units.shape)
+
+
 def table_bytes_per_clone(
     write_bytes: npt.ArrayLike,
     write_extents: npt.ArrayLike,

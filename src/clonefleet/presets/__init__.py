@@ -45,6 +45,8 @@ __all__ = [
     "load_function",
     "load_preset",
     "preset_label",
+    "resolve_trace",
+    "trace_names",
 ]
 
 _FOLDERS = {"fleet": "fleets", "array": "arrays", "function": "functions"}
@@ -69,6 +71,25 @@ def _shipped(kind: str) -> dict[str, Any]:
 def preset_names(kind: str) -> list[str]:
     """Names of the presets of one kind shipped with clonefleet."""
     return sorted(_shipped(kind))
+
+
+def _shipped_traces() -> dict[str, Path]:
+    folder = Path(str(resources.files("clonefleet.presets").joinpath("traces")))
+    return {p.name.removesuffix(".csv.gz"): p for p in folder.glob("*.csv.gz")}
+
+
+def trace_names() -> list[str]:
+    """Names of the boot traces shipped with clonefleet (captured boots, with their provenance)."""
+    return sorted(_shipped_traces())
+
+
+def resolve_trace(name_or_path: str | Path) -> Path:
+    """A trace by path or, when no such file or folder exists, by the name of a shipped trace
+    (``debian-boot``); anything else is returned as given, for the reader to refuse in one line."""
+    path = Path(name_or_path)
+    if path.exists() or path.is_symlink():
+        return path
+    return _shipped_traces().get(str(name_or_path), path)
 
 
 def _read(kind: str, name_or_path: str | Path) -> tuple[str, dict[str, Any]]:

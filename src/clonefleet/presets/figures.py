@@ -21,6 +21,7 @@ UNITS: dict[str, str] = {
     "host_iops": "IOPS", "boot_window": "s", "boot_ios": "IOs", "read_fraction": "fraction",
     "gi_size": "bytes", "gi_used": "bytes", "boot_write_bytes": "bytes", "boot_write_extents": "extents",
     "boot_write_span": "bytes", "boot_read_span": "bytes", "read_io_size": "bytes", "queue_depth": "IOs",
+    "boot_write_regions": "regions",
     # array
     "processor_iops": "IOPS", "processors": "processors", "volume_iops_limit": "IOPS", "disk_iops": "IOPS",
     "disks": "disks", "gi_disks": "disks", "raid_write_penalty": "disk IOs per write",
@@ -41,6 +42,8 @@ def figure_value(record: Preset, key: str) -> float:
     """The value of figure ``key`` in the record's units (bytes, s, IOPS, a fraction, a count)."""
     if key == "boot_window" and isinstance(record, FleetPreset):
         return record.boot_window_s
+    if key == "boot_write_regions" and isinstance(record, FleetPreset):
+        return float(len(record.boot_write_regions))
     attr = next(s.attr for s in SPECS[kind_of(record)] if s.key == key)
     return float(getattr(record, attr))
 
@@ -71,6 +74,7 @@ class FigureView:
     source: str | None
     date: str | None
     assumption: str | None
+    rows: tuple[tuple[float, ...], ...] | None = None  # a figure that is a table (boot_write_regions): its rows
 
     @property
     def assumed(self) -> bool:
@@ -85,7 +89,10 @@ class FigureView:
         return f"assumption: {self.assumption}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(self)
+        if doc["rows"] is None:  # only a table figure has rows
+            del doc["rows"]
+        return doc
 
 
 def figures_of(record: Preset) -> list[FigureView]:
@@ -97,8 +104,11 @@ def figures_of(record: Preset) -> list[FigureView]:
         if figure is None:
             continue
         value = figure_value(record, spec.key)
+        rows = record.boot_write_regions if isinstance(record, FleetPreset) and spec.key == "boot_write_regions" \
+            else None
         views.append(FigureView(record.name, kind, spec.key, value, UNITS.get(spec.key, ""),
-                                format_figure(spec.key, value), figure.source, figure.date, figure.assumption))
+                                format_figure(spec.key, value), figure.source, figure.date, figure.assumption,
+                                rows))
     if isinstance(record, FleetPreset) and "host_iops" not in record.sources:
         # The file gives the boot window; the model is built on A, the load it implies: shown beside it.
         a = float(record.host_iops)

@@ -90,6 +90,34 @@ def _text_check(value: object) -> str | None:
 
 
 Text = Annotated[str | None, PlainValidator(_text_check)]
+
+#: Most write regions a fleet may give (a derived boot has a handful).
+MAX_WRITE_REGIONS = 10_000
+_REGIONS_ALLOWED = ("a list of [start, end, bytes, extents] rows: start and end whole byte offsets, sorted and "
+                    "apart (each start after the end before), start < end; bytes in (0, end - start] and "
+                    f"extents > 0 (means per VM, so fractions are allowed); at most {MAX_WRITE_REGIONS:,} rows")
+
+
+def _regions_check(value: object) -> tuple[tuple[int, int, float, float], ...]:
+    """Where a boot's writes fall: rows of (start, end, bytes written, extents), from a trace."""
+    if isinstance(value, str | bytes) or not isinstance(value, list | tuple) or len(value) > MAX_WRITE_REGIONS:
+        raise ValueError(_REGIONS_ALLOWED)
+    rows: list[tuple[int, int, float, float]] = []
+    for row in value:
+        if not isinstance(row, list | tuple) or len(row) != 4 or any(isinstance(x, bool) for x in row) \
+                or not all(isinstance(x, int | np.integer) and 0 <= int(x) <= 2**62 for x in row[:2]) \
+                or not all(isinstance(x, int | float | np.integer | np.floating) and math.isfinite(x)
+                           for x in row[2:]):
+            raise ValueError(_REGIONS_ALLOWED)
+        start, end, nbytes, extents = int(row[0]), int(row[1]), float(row[2]), float(row[3])
+        if not (start < end and 0 < nbytes <= end - start and 0 < extents <= MAX_QUANTITY
+                and (not rows or start > rows[-1][1])):
+            raise ValueError(_REGIONS_ALLOWED)
+        rows.append((start, end, nbytes, extents))
+    return tuple(rows)
+
+
+WriteRegions = Annotated[tuple[tuple[int, int, float, float], ...], PlainValidator(_regions_check)]
 MethodField = Annotated[Method, PlainValidator(enum_check(Method))]
 MirrorField = Annotated[Mirror, PlainValidator(enum_check(Mirror))]
 #: Clones one source may have: whole, 1 or more, or inf (no limit).
@@ -149,6 +177,7 @@ class FleetPreset:
     boot_read_span_bytes: PositiveSize  # part of the GI a boot reads
     read_io_bytes: PositiveSize  # mean size of one read IO
     queue_depth: Count  # IOs one VM keeps outstanding while booting
+    boot_write_regions: WriteRegions = ()  # where W falls, from a trace: (start, end, bytes, extents) rows
     sources: Mapping[str, Figure] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -166,6 +195,14 @@ class FleetPreset:
             raise cross_field("boot_write_bytes", self.boot_write_bytes, "at most boot_write_span")
         if bool(np.any((np.asarray(self.boot_write_bytes) > 0) & (np.asarray(self.boot_write_extents) < 1))):
             raise cross_field("boot_write_extents", self.boot_write_extents, "at least 1 when the boot writes")
+        if self.boot_write_regions:
+            rows = np.asarray(self.boot_write_regions, dtype=np.float64)
+            if not (np.allclose(self.boot_write_bytes, rows[:, 2].sum(), rtol=1e-9, atol=0)
+                    and np.allclose(self.boot_write_extents, rows[:, 3].sum(), rtol=1e-9, atol=0)):
+                raise cross_field("boot_write_regions", len(self.boot_write_regions),
+                                  "regions whose bytes sum to boot_write_bytes and extents to boot_write_extents")
+            if _bigger(rows[-1, 1], self.gi_virtual_bytes):
+                raise cross_field("boot_write_regions", int(rows[-1, 1]), "regions that end within gi_size")
         return self
 
 
@@ -272,7 +309,9 @@ FLEET_SPECS: tuple[Spec, ...] = (
             ("boot_write_span", "R: address span the writes fall in"),
             ("boot_read_span", "part of the GI a boot reads"),
             ("read_io_size", "mean size of one read IO"),
-            ("queue_depth", "IOs one VM keeps outstanding")),
+            ("queue_depth", "IOs one VM keeps outstanding"),
+            ("boot_write_regions", "where the writes fall, from a trace: [start, end, bytes, extents] per "
+                                   "region; C is then counted per region", (), False)),
 )
 
 ARRAY_SPECS: tuple[Spec, ...] = _specs(

@@ -117,7 +117,7 @@ def _capacity(manifest: Manifest, backend: Backend, plan: FleetPlan, work_dir: P
     used = gi_used_bytes(plan.gi)
     model = model_fleet(manifest, plan.gi, used)
     fleet = model.fleet if written else dataclasses.replace(model.fleet, boot_write_bytes=0.0,
-                                                             boot_write_extents=0.0)
+                                                             boot_write_extents=0.0, boot_write_regions=())
     function = plan.recipe.model_function
     ev = evaluate(fleet, load_array(manifest.array), function, manifest.count)
     per_clone_model = float(ev.per_clone_bytes)

@@ -42,6 +42,8 @@ import numpy as np
 
 from clonefleet.errors import ClonefleetError, UsageError
 from clonefleet.storage.data import sha256_file
+from clonefleet.storage.ext4 import FIXED_EPOCH_S, FS_BLOCK_BYTES, ext4_env, ext4_used_bytes, make_ext4
+from clonefleet.storage.files import publish_new
 from clonefleet.storage.measure import allocated_bytes
 from clonefleet.storage.qcow2 import qcow2_allocation
 from clonefleet.storage.tools import copy_timeout_s, run_tool, run_tool_result, stop_on_signals
@@ -54,28 +56,11 @@ MAX_CONTENT_BYTES = 4 * 1024**3
 MAX_CONTENT_FRACTION = 0.6  # of size_bytes: room for the journal, inode tables, slack
 DEFAULT_CONTENT_FRACTION = 0.25
 QCOW2_CLUSTER_BYTES = 65536
-FS_BLOCK_BYTES = 4096
-FIXED_EPOCH_S = 1_700_000_000  # 2023-11-14 22:13:20 UTC: every time in the image
 _CHUNK_BYTES = 8 * MiB
 _MEAN_FILE_BYTES = 1 * MiB  # numbered files are added in /usr down to about this mean size
 _MAX_AREA_FILES = 1000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
-# Our own mke2fs.conf: the features of Debian's ext4 defaults, written out so a host
-# with another /etc/mke2fs.conf builds the same filesystem.
-_MKE2FS_CONF = """[defaults]
-\tbase_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr
-\tdefault_mntopts = acl,user_xattr
-\tenable_periodic_fsck = 0
-\tblocksize = 4096
-\tinode_size = 256
-\tinode_ratio = 16384
-
-[fs_types]
-\text4 = {
-\t\tfeatures = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize
-\t}
-"""
 
 
 class ImageFormat(enum.StrEnum):
@@ -344,31 +329,6 @@ def _fix_owners_and_times(raw: Path, made: list[str], env: dict[str, str]) -> No
         raise ClonefleetError(f"debugfs could not fix owners and times in '{raw}': {errors[0]}")
 
 
-def _fs_used_bytes(raw: Path) -> int:
-    fields: dict[str, int] = {}
-    for line in run_tool(["dumpe2fs", "-h", str(raw)]).splitlines():
-        key, _, value = line.partition(":")
-        if key in ("Block count", "Free blocks", "Block size"):
-            fields[key] = int(value.strip())
-    return (fields["Block count"] - fields["Free blocks"]) * fields["Block size"]
-
-
-def _publish(built: Path, target: Path) -> None:
-    """Move the finished image into place without ever replacing a file that appeared
-    meanwhile: a hard link fails if the name exists (the temporary name goes with its
-    folder); where hard links are not supported, a check and a rename."""
-    try:
-        os.link(built, target)
-    except FileExistsError:
-        raise UsageError(f"GI '{target}' appeared while it was being built: not replaced") from None
-    except OSError:
-        if target.exists() or target.is_symlink():
-            raise UsageError(
-                f"GI '{target}' appeared while it was being built: not replaced"
-            ) from None
-        os.rename(built, target)
-
-
 def build_golden_image(
     dest_dir: Path,
     name: str = "gi",
@@ -395,42 +355,24 @@ def _build(target: Path, image_format: ImageFormat, size_bytes: int, content: in
     name = target.stem
     rng = np.random.default_rng(seed)
     fs_uuid = _seed_uuid(seed, "uuid")
-    env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix=f".{name}-build-", dir=target.parent) as tmp:
         work = Path(tmp)
-        conf = work / "mke2fs.conf"
-        conf.write_text(_MKE2FS_CONF)
-        env.update(
-            MKE2FS_CONFIG=str(conf),
-            E2FSPROGS_FAKE_TIME=str(FIXED_EPOCH_S),
-            SOURCE_DATE_EPOCH=str(FIXED_EPOCH_S),
-            TZ="UTC",
-            LC_ALL="C",
-        )
+        env = ext4_env(work)
         staging = work / "root"
         staging.mkdir()
         total, files, made = _stage_tree(staging, content, rng, seed, fs_uuid)
         raw = work / "fs.img"
-        with open(raw, "wb") as f:
-            f.truncate(size_bytes)
-        run_tool(
-            [
-                "mkfs.ext4", "-q", "-F", "-t", "ext4", "-b", str(FS_BLOCK_BYTES),
-                "-L", "clonefleet-gi", "-U", fs_uuid,
-                "-E", f"hash_seed={_seed_uuid(seed, 'hash')},root_owner=0:0,nodiscard",
-                "-d", str(staging), str(raw),
-            ],
-            env=env,
-        )
+        make_ext4(raw, staging, size_bytes=size_bytes, label="clonefleet-gi", fs_uuid=fs_uuid,
+                  hash_seed=_seed_uuid(seed, "hash"), env=env)
         _fix_owners_and_times(raw, made, env)
-        fs_used = _fs_used_bytes(raw)
+        fs_used = ext4_used_bytes(raw)
         out = work / f"out.{image_format.value}"
         convert = ["qemu-img", "convert", "-f", "raw", "-O", image_format.value]
         if image_format is ImageFormat.QCOW2:
             convert += ["-o", f"cluster_size={QCOW2_CLUSTER_BYTES}"]
         run_tool([*convert, str(raw), str(out)], env=env, timeout_s=copy_timeout_s(size_bytes))
         os.chmod(out, 0o444)
-        _publish(out, target)
+        publish_new(out, target, "GI")
     digest, nonzero_bytes = _digest_and_nonzero_bytes(target)
     if image_format is ImageFormat.QCOW2:
         used = qcow2_allocation(target).own_data_bytes

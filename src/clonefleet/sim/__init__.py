@@ -10,7 +10,8 @@ numba, which takes a second: a caller that only reads a trace does not pay it):
   (each with its :class:`ScenarioRecord`), on an :class:`Engine`, reporting to a
   :data:`Progress` callback;
 - traces: :class:`Trace`, :class:`Arrivals`, :func:`generate_trace`,
-  :func:`read_trace` (of :data:`TRACE_FORMATS`), :func:`write_fio_iologs`;
+  :func:`read_trace` (of :data:`TRACE_FORMATS`), :func:`write_fio_iologs`, :func:`write_csv`,
+  :func:`replay_boots` (a captured boot for a whole fleet);
 - figures: :func:`write_plots` (each built by :func:`boot_times_figure`, :func:`utilisation_figure`);
 - why: :func:`explain_bottleneck`, :func:`explain_replicas`;
 - the model against the simulation: :class:`TracePool`, :func:`check_method`,
@@ -27,11 +28,12 @@ if TYPE_CHECKING:
     from clonefleet.sim.compare import MethodCheck, TracePool, check_method
     from clonefleet.sim.explain import explain_bottleneck, explain_replicas
     from clonefleet.sim.plots import boot_times_figure, utilisation_figure, write_plots
+    from clonefleet.sim.replay import replay_boots
     from clonefleet.sim.results import Engine, ScenarioRecord, SimResult
     from clonefleet.sim.storm import Storm, model_golden_images, run_storm
     from clonefleet.sim.trace import Arrivals, Trace, generate_trace
     from clonefleet.sim.traceio import FORMATS as TRACE_FORMATS
-    from clonefleet.sim.traceio import read_trace, write_fio_iologs
+    from clonefleet.sim.traceio import read_trace, write_csv, write_fio_iologs
 
 _WHERE = {
     "MethodCheck": "compare", "TracePool": "compare", "check_method": "compare",
@@ -40,15 +42,16 @@ _WHERE = {
     "Engine": "results", "ScenarioRecord": "results", "SimResult": "results",
     "Storm": "storm", "model_golden_images": "storm", "run_storm": "storm",
     "Arrivals": "trace", "Trace": "trace", "generate_trace": "trace",
-    "TRACE_FORMATS": "traceio", "read_trace": "traceio", "write_fio_iologs": "traceio",
+    "TRACE_FORMATS": "traceio", "read_trace": "traceio", "write_fio_iologs": "traceio", "write_csv": "traceio",
+    "replay_boots": "replay",
 }
 _RENAMED = {"TRACE_FORMATS": "FORMATS"}
 
 __all__ = [
     "TRACE_FORMATS", "Arrivals", "Engine", "MethodCheck", "Progress", "ScenarioRecord", "SimResult", "Storm",
     "Trace", "TracePool", "boot_times_figure", "check_method", "explain_bottleneck", "explain_replicas",
-    "generate_trace", "model_golden_images", "no_progress", "read_trace", "run_storm", "utilisation_figure",
-    "write_fio_iologs", "write_plots",
+    "generate_trace", "model_golden_images", "no_progress", "read_trace", "replay_boots", "run_storm",
+    "utilisation_figure", "write_csv", "write_fio_iologs", "write_plots",
 ]
 
 

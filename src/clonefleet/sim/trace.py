@@ -147,9 +147,15 @@ def _read_template(fleet: FleetPreset, reads: int, rng: np.random.Generator,
 
 def _write_ios(fleet: FleetPreset, write_ios: int, scale: float, rng: np.random.Generator,
                span_start: int, align: int) -> tuple[IntArray, Int32Array]:
-    """One VM's write IOs: the boot's extents, each cut into IOs, extents in random order."""
-    offsets, lengths = write_extents(fleet.boot_write_bytes * scale, fleet.boot_write_extents * scale,
-                                     fleet.boot_write_span_bytes, rng, span_start, align)
+    """One VM's write IOs: the boot's extents, each cut into IOs, extents in random order. A fleet that
+    gives write regions (derived from a real boot) draws each region's extents inside that region."""
+    if fleet.boot_write_regions:
+        drawn = [write_extents(nbytes * scale, extents * scale, end - start, rng, start, align)
+                 for start, end, nbytes, extents in fleet.boot_write_regions]
+        offsets, lengths = np.concatenate([d[0] for d in drawn]), np.concatenate([d[1] for d in drawn])
+    else:
+        offsets, lengths = write_extents(fleet.boot_write_bytes * scale, fleet.boot_write_extents * scale,
+                                         fleet.boot_write_span_bytes, rng, span_start, align)
     n = len(offsets)
     if n == 0 or write_ios == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int32)

@@ -14,7 +14,13 @@ and keeps each VM's first time as its power-on.
   sector + sectors [proc]``; queue events (``Q``) become IOs, each device one VM,
   sectors of 512 bytes.
 - CSV: a header naming ``time, vm, op, offset, length`` (any order; ``time`` in
-  seconds may be omitted); ``op`` is read/write (or r/w, R/W).
+  seconds may be omitted); ``op`` is read/write (or r/w, R/W). This is the project's own format
+  (:func:`write_csv` writes it).
+- QEMU block trace (``-trace 'blk_co_p*,file=LOG'``, the ``log`` trace backend):
+  ``<pid>@<epoch s>:blk_co_preadv blk <ptr> bs <ptr> offset <bytes> bytes <bytes> flags <hex>``
+  (and ``blk_co_pwritev``); each block backend (``blk`` pointer) is one VM disk.
+
+Any of them may be gzip-compressed (read by its magic bytes, whatever the name).
 
 Write: :func:`write_fio_iologs` writes one iolog per VM into a folder (v3 with
 the open-loop times, v2 without), for fio's ``read_iolog`` on each clone.
@@ -23,7 +29,11 @@ the open-loop times, v2 without), for fio's ``read_iolog`` on each clone.
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import os
+import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +45,7 @@ from clonefleet.errors import UsageError, output_folder
 from clonefleet.sim.trace import READ, WRITE, Trace
 from clonefleet.storage.files import open_regular
 
-FORMATS: tuple[str, ...] = ("auto", "fio", "blkparse", "csv")
+FORMATS: tuple[str, ...] = ("auto", "fio", "blkparse", "csv", "qemu")
 SECTOR_BYTES = 512
 _OPS = {"read": READ, "r": READ, "write": WRITE, "w": WRITE}
 
@@ -65,19 +75,41 @@ def _int(path: Path, line: int, name: str, text: str) -> int:
     return value
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+_KINDS = "a fio iolog, blkparse text, CSV or a QEMU block trace (optionally gzip-compressed)"
+
+
+class _GzipOwning(gzip.GzipFile):
+    """A gzip reader that closes the file it reads when it is closed."""
+
+    def __init__(self, raw: io.BufferedReader) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+
+
 def _open(path: Path, errors: str = "strict", newline: str | None = None) -> TextIO:
-    """A trace file for reading, if it is a regular file: a FIFO, a device or a directory is
-    refused before a byte is read (:func:`clonefleet.storage.files.open_regular`)."""
-    return os.fdopen(open_regular(path, "trace"), encoding="utf-8", errors=errors, newline=newline)
+    """A trace file for reading as text, if it is a regular file: a FIFO, a device or a directory is
+    refused before a byte is read (:func:`clonefleet.storage.files.open_regular`). A gzip file is
+    decompressed on the fly."""
+    raw = os.fdopen(open_regular(path, "trace"), "rb")
+    if raw.peek(2)[:2] == _GZIP_MAGIC:
+        return io.TextIOWrapper(_GzipOwning(raw), encoding="utf-8", errors=errors, newline=newline)
+    return io.TextIOWrapper(raw, encoding="utf-8", errors=errors, newline=newline)
+
+
+def _not_text(path: Path) -> UsageError:
+    return UsageError(f"trace '{path}': not a text file (UTF-8, or gzip of one); give {_KINDS}")
 
 
 def _lines(path: Path) -> Iterable[tuple[int, str]]:
-    try:
-        with _open(path) as fh:
-            yield from enumerate(fh, start=1)
-    except UnicodeDecodeError:
-        raise UsageError(f"trace '{path}': not a text file (UTF-8); give a fio iolog, blkparse text or CSV") \
-            from None
+    with _open(path) as fh:
+        yield from enumerate(fh, start=1)
 
 
 def _read_fio(path: Path, rows: _Rows, names: dict[str, int], vm: int | None = None) -> None:
@@ -165,18 +197,62 @@ def _read_csv(path: Path, rows: _Rows) -> None:
                 raise _bad(path, no, f"time = {text!r}: seconds") from None
 
 
+_QEMU_LINE = re.compile(r"^\d+@(\d+(?:\.\d+)?):blk_co_p(read|write)v blk (\S+) bs \S+ offset (\S+) bytes (\S+)"
+                        r"(?: flags (0x[0-9a-fA-F]+))?")
+_QEMU_OPS = {"read": READ, "write": WRITE}
+#: QEMU's BDRV_REQ_ZERO_WRITE flag (include/block/block-common.h): a write of zeros that carries no data
+#: (the guest's WRITE ZEROES / discard-zeroing, e.g. ext4's lazy inode table init).
+QEMU_ZERO_WRITE_FLAG = 0x2
+
+
+def qemu_zero_writes(path: str | Path) -> tuple[int, int]:
+    """(requests, bytes) of the zero writes in a QEMU block trace: left out of the trace itself."""
+    count = total = 0
+    for _, raw in _lines(Path(path)):
+        m = _QEMU_LINE.match(raw)
+        if m and m.group(2) == "write" and m.group(6) and int(m.group(6), 16) & QEMU_ZERO_WRITE_FLAG:
+            count, total = count + 1, total + int(m.group(5))
+    return count, total
+
+
+def _read_qemu(path: Path, rows: _Rows) -> None:
+    """A QEMU ``log``-backend trace of ``blk_co_preadv``/``blk_co_pwritev``: other events are skipped,
+    and so are zero writes (:data:`QEMU_ZERO_WRITE_FLAG`): they store no data (qcow2 marks the clusters
+    zero; a thin array unmaps them), so they are not boot writes W (:func:`qemu_zero_writes` counts them)."""
+    disks: dict[str, int] = {}
+    for no, raw in _lines(path):
+        m = _QEMU_LINE.match(raw)
+        if m is None:
+            continue  # other trace events, QEMU's own messages
+        t, action, blk, offset, length, flags = m.groups()
+        if action == "write" and flags and int(flags, 16) & QEMU_ZERO_WRITE_FLAG:
+            continue
+        rows.vm.append(disks.setdefault(blk, len(disks)))
+        rows.op.append(_QEMU_OPS[action])
+        rows.offset.append(_int(path, no, "offset", offset))
+        rows.length.append(_int(path, no, "bytes", length))
+        rows.time_s.append(float(t))
+
+
 def detect_format(path: Path) -> str:
-    """fio, blkparse or csv, from the first line of the file."""
-    with _open(path, errors="replace") as fh:
-        first = fh.readline(4096)
+    """fio, blkparse, csv or qemu, from the first line of the file."""
+    with _open(path) as fh:
+        head = fh.read(4096)  # UnicodeDecodeError: read_trace says "not a text file"
+    if "\x00" in head:
+        raise _not_text(path)
+    first = head.splitlines()[0] if head else ""
+    if not first.strip():
+        raise UsageError(f"trace '{path}': is empty (its first line is blank); give {_KINDS}")
     if first.startswith("fio version"):
         return "fio"
+    if _QEMU_LINE.match(first) or re.match(r"^\d+@\d+(\.\d+)?:\w+ ", first):
+        return "qemu"
     if "," in first and any(k in first.lower() for k in ("offset", "length")):
         return "csv"
     parts = first.split()
     if len(parts) >= 7 and "," in parts[0]:
         return "blkparse"
-    raise UsageError(f"trace '{path}': unknown format; give --trace-format fio, blkparse or csv")
+    raise UsageError(f"trace '{path}': unknown format; give --trace-format fio, blkparse, csv or qemu")
 
 
 def read_trace(path: str | Path, fmt: str = "auto", *, closed: bool = False) -> Trace:
@@ -185,9 +261,20 @@ def read_trace(path: str | Path, fmt: str = "auto", *, closed: bool = False) -> 
     if fmt not in FORMATS:
         raise UsageError(f"--trace-format = {fmt!r}: one of {', '.join(FORMATS)}")
     if not p.exists():
-        raise UsageError(f"trace '{p}' does not exist; give a fio iolog (or a folder of them), "
-                         "blkparse text or CSV file")
+        raise UsageError(f"trace '{p}' does not exist; give {_KINDS}, or a folder of fio iologs")
     rows = _Rows([], [], [], [], [])
+    try:
+        _read_into(p, fmt, rows)
+    except UnicodeDecodeError:
+        raise _not_text(p) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error):
+        raise UsageError(f"trace '{p}': a damaged or truncated gzip file; give {_KINDS}") from None
+    if not rows.vm:
+        raise UsageError(f"trace '{p}': holds no read or write IOs; give {_KINDS}")
+    return _to_trace(rows, str(p), closed)
+
+
+def _read_into(p: Path, fmt: str, rows: _Rows) -> None:
     if p.is_dir():
         files = sorted(p.glob("*.iolog"))
         if not files:
@@ -200,16 +287,14 @@ def read_trace(path: str | Path, fmt: str = "auto", *, closed: bool = False) -> 
             _read_fio(p, rows, {})
         elif kind == "blkparse":
             _read_blkparse(p, rows)
+        elif kind == "qemu":
+            _read_qemu(p, rows)
         else:
             _read_csv(p, rows)
-    return _to_trace(rows, str(p), closed)
 
 
 def _to_trace(rows: _Rows, source: str, closed: bool) -> Trace:
     vm = np.asarray(rows.vm, np.int64)
-    if vm.size == 0:
-        return Trace(np.zeros(1, np.int64), np.zeros(0, np.int8), np.zeros(0, np.int64),
-                     np.zeros(0, np.int32), np.zeros(0), np.zeros(0), None, source)
     order = np.argsort(vm, kind="stable")
     vms = int(vm.max()) + 1
     counts = np.bincount(vm, minlength=vms)
@@ -261,3 +346,19 @@ def write_fio_iologs(trace: Trace, folder: str | Path, device: str = "/dev/clone
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         paths.append(path)
     return paths
+
+
+def write_csv(trace: Trace, path: str | Path) -> Path:
+    """Write ``trace`` in the project's CSV format (``time,vm,op,offset,length``; ``time`` in
+    seconds from the trace's first IO, empty for a closed-loop trace), read back by :func:`read_trace`."""
+    out = Path(path)
+    timed = len(trace.issue_s) > 0
+    vm = np.repeat(np.arange(trace.vms), np.diff(trace.vm_start))
+    ops = np.where(trace.op == WRITE, "write", "read")
+    times = [f"{t:.6f}" for t in trace.issue_s.tolist()] if timed else [""] * trace.ios
+    lines = ["time,vm,op,offset,length"]
+    lines += [f"{t},{v},{o},{off},{ln}" for t, v, o, off, ln in
+              zip(times, vm.tolist(), ops.tolist(), trace.offset_bytes.tolist(), trace.length_bytes.tolist(),
+                  strict=True)]
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out

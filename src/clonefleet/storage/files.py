@@ -114,3 +114,17 @@ def write_text_whole(path: Path, text: str, what: str, *, force: bool = False) -
     finally:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
+
+
+def publish_new(built: Path, target: Path, what: str) -> None:
+    """Give the finished file ``built`` its name ``target`` without ever replacing a file that
+    appeared meanwhile: a hard link fails if the name exists (the caller removes ``built`` with its
+    temporary folder); where hard links are not supported, a check and a rename."""
+    try:
+        os.link(built, target)
+    except FileExistsError:
+        raise UsageError(f"{what} '{target}' appeared while it was being built: not replaced") from None
+    except OSError:
+        if target.exists() or target.is_symlink():
+            raise UsageError(f"{what} '{target}' appeared while it was being built: not replaced") from None
+        os.rename(built, target)
