@@ -251,9 +251,15 @@ class Cluster:
                                "have ended); close it there, then rerun")
             for addr in set(watchers):
                 self.handle.blocklist_add(addr, 3600)
-            # the OSD drops a blocklisted client's watch at once, or at the latest when the watch times out
+            # the OSD drops a blocklisted client's watch when it applies the new OSD map, or at the latest
+            # when the watch times out; a watch seen again later gets the entry renewed (a new map)
             deadline = time.monotonic() + STALE_WATCH_S
+            renew = time.monotonic() + 5
             while self.watchers(pool, name):
+                if time.monotonic() > renew:
+                    for addr in set(watchers):
+                        self.handle.blocklist_add(addr, 3600 + int(time.monotonic() % 600))
+                    renew = time.monotonic() + 5
                 if time.monotonic() > deadline:
                     raise RbdError(f"{what}: still watched {STALE_WATCH_S:g} s after the ended clients "
                                    f"{sorted(set(watchers))} were blocklisted (watchers now: "
