@@ -693,7 +693,8 @@ def destroy(manifest: Manifest, workers: int | None = None, progress: Progress =
     snapshot. Never the GI image, never an image the journal does not name with its id."""
     sources = sources_of(manifest)
     fleet_dir = fleet_dir_of(manifest.dest)
-    if not (fleet_dir / STATE_DIR).is_dir():
+    if not (fleet_dir / STATE_DIR).is_dir():  # nothing made; the configuration is still checked
+        connect(config_of(manifest)).close()
         return RbdDestroyResult(0, 0, ())
     with _session(manifest, "destroy") as (fleet_dir, cluster), Journal(fleet_dir) as journal:
         state = read_journal(fleet_dir)
