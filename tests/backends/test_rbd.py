@@ -5,6 +5,7 @@ under 10 s). Every result is checked with the rbd tool itself, not only through 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -150,3 +151,16 @@ def test_bad_configuration_is_one_line_exit_2_within_10_s(tmp_path: Path, ceph_c
         assert len(lines) == 1 and expected in lines[0] and "Traceback" not in r.stderr, r.stderr
         assert elapsed < 10, f"{case}: {elapsed:.1f} s"
     assert not m.dest.exists()  # refused before anything was made: no trace left
+
+
+def test_dev_ceph_status_names_each_daemon_by_pid(tmp_path: Path, ceph_cluster: CephCluster) -> None:
+    r = cli("dev-ceph", "status", "--dir", str(ceph_cluster.directory), "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["running"] and {d["name"] for d in report["daemons"]} == {"mon.a", "mgr.x", "osd.0"}
+    for d in report["daemons"]:
+        assert Path(f"/proc/{d['pid']}/cmdline").read_bytes().split(b"\0")[0].decode().startswith("ceph-")
+    empty = cli("dev-ceph", "status", "--dir", str(tmp_path / "none"))
+    assert empty.returncode == 1 and "not running" in empty.stdout
+    stopped = cli("dev-ceph", "stop", "--dir", str(tmp_path / "none"))
+    assert stopped.returncode == 0 and "nothing was running" in stopped.stdout

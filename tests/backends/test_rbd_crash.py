@@ -160,7 +160,9 @@ def test_osd_stopped_mid_provision_fails_in_one_line_and_a_rerun_completes(tmp_p
             time.sleep(0.01)
         before = dict(rbdfleet.read_journal(m.dest).clones)
         t_stop = time.monotonic()
+        osd_pid = next(d.pid for d in devceph.status(ceph_cluster.directory).daemons if d.name == "osd.0")
         assert devceph.stop_daemon(ceph_cluster.directory, "osd.0")
+        assert not Path(f"/proc/{osd_pid}").exists()  # stopped by its pid, and reaped
         out, err = proc.communicate(timeout=60)  # bounded: 5 s per operation, then one line
         failed_after = time.monotonic() - t_stop
     finally:
