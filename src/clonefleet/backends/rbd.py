@@ -20,11 +20,10 @@ configuration is a ``ceph.conf`` path, a client name, an optional keyring and a 
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -467,16 +466,3 @@ def connected(config: RbdConfig, modules: tuple[ModuleType, ModuleType] | None =
         yield cluster
     finally:
         cluster.close()
-
-
-def run_parallel(cluster: Cluster, jobs: Sequence[Callable[[], Any]], workers: int) -> None:
-    """Run ``jobs`` on ``workers`` threads of one connection (librbd calls release the GIL)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(j) for j in jobs]:
-            future.result()
-
-
-def default_workers() -> int:
-    return max(16, 8 * (os.cpu_count() or 1))

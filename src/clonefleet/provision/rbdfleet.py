@@ -307,8 +307,7 @@ def _make(cluster: Cluster, task: Task, method: Method) -> None:
             cluster.copy_thick(task.source.pool, task.source.image, task.source.pool, task.image)
 
 
-def provision(manifest: Manifest, progress: Progress = no_progress, workers: int | None = None,
-              cluster_factory: Any = None) -> RbdProvisionResult:
+def provision(manifest: Manifest, progress: Progress = no_progress, workers: int | None = None) -> RbdProvisionResult:
     """Bring the cluster to the manifest's desired state; safe to rerun after any interruption."""
     started = time.perf_counter()
     config = config_of(manifest)
