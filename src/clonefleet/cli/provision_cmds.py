@@ -271,7 +271,12 @@ def capacity_cmd(
     from clonefleet import provision
 
     m = provision.load_manifest(manifest)
-    report = provision.capacity(m)
+    if m.rbd is not None:  # images in a cluster: measured by provision.rbdfleet
+        from clonefleet.provision import rbdfleet
+
+        report = rbdfleet.capacity(m)
+    else:
+        report = provision.capacity(m)
     if as_json:
         emit_json(report.to_dict())
         return

@@ -101,10 +101,6 @@ def fresh_clone_bytes(plan: FleetPlan, work_dir: Path) -> int | None:
 
 def capacity(manifest: Manifest, backend: Backend | None = None) -> CapacityReport:
     """Measure the fleet and evaluate the model for the same method, unit and fleet size."""
-    if manifest.rbd is not None:  # images in a cluster, not files
-        from clonefleet.provision import rbdfleet
-
-        return rbdfleet.capacity(manifest)
     backend = backend or get_backend(manifest.backend)
     with provisioned_plan(manifest, backend, "capacity") as plan:
         with Journal(plan.fleet_dir) as journal:
