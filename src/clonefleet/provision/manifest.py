@@ -17,7 +17,7 @@
     max_chain_depth = 1           # 1: the GI may not itself have a backing file
 
     [clones]
-    backend = "qcow2"             # qcow2 (default) or reflink
+    backend = "qcow2"             # qcow2 (default), reflink, or rbd (then an [rbd] table)
     method = "snapshot"           # full, thin or snapshot
     golden_images = 1             # g, or "auto": the planner's g for this fleet and array
     cluster_size = "64 KiB"       # qcow2 cluster size
@@ -27,6 +27,10 @@
     source = "preset"             # the boot write footprint of the fleet preset, scaled to the GI
     seed = 1
     # optional overrides: bytes = "2 MiB", extents = 20, span = "100 MiB", span_start = "64 MiB"
+
+    [rbd]                         # backend rbd only (docs/howto-rbd.md)
+    conf = "/etc/ceph/ceph.conf"  # the cluster; pool, client, keyring, replica_pools,
+    pool = "rbd"                  # max_clone_depth, op_timeout, connect_timeout optional
 
 Relative paths are taken from the manifest's folder, so a fleet directory moves
 with its manifest. :func:`write_manifest` writes one (``clonefleet init``).
