@@ -223,13 +223,21 @@ class Cluster:
         """Remove one image; False when it was not there. Its watchers are cleared first
         (:meth:`clear_watchers`): an image open by a live client is refused in one line."""
         what = f"removing image {pool}/{name}"
-        self.clear_watchers(pool, name, dead_clients, what)
-        with self.op(what):
-            try:
-                self.rbd.RBD().remove(self.ioctx(pool), name)
-            except self.rbd.ImageNotFound:
-                return False
-            return True
+        deadline = time.monotonic() + STALE_WATCH_S
+        while True:
+            self.clear_watchers(pool, name, dead_clients, what)
+            with self.op(what):
+                try:
+                    self.rbd.RBD().remove(self.ioctx(pool), name)
+                except self.rbd.ImageNotFound:
+                    return False
+                except self.rbd.ImageBusy:
+                    # an ended client's exclusive lock or watch not yet released: bounded by the watch timeout
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(1.0)
+                    continue
+                return True
 
     def clear_watchers(self, pool: str, name: str, dead_clients: Collection[str], what: str) -> None:
         """Make sure no client has the image open before it is changed or removed.
