@@ -123,7 +123,8 @@ MANIFEST_FIELDS = [(section, key) for section, keys in _SECTIONS.items() for key
 
 def _manifest_text(section: str, key: str, value: object) -> str:
     tables: dict[str, dict[str, object]] = {
-        "fleet": {"count": 4, "dest": "clones"}, "golden_image": {"path": "gi.qcow2"}, "clones": {}, "writes": {}}
+        "fleet": {"count": 4, "dest": "clones"}, "golden_image": {"path": "gi.qcow2"}, "clones": {}, "writes": {},
+        "rbd": {}}
     tables[section][key] = value
     return "\n".join(f"[{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items())
                      for name, table in tables.items())

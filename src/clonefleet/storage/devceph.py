@@ -201,11 +201,14 @@ def stop_daemon(directory: Path, name: str, sig: int = signal.SIGTERM) -> bool:
 
 
 def _reap(pid: int | None) -> None:
-    """Reap a daemon this very process started (a child), so no zombie stays behind."""
+    """Reap a daemon this very process started (a child), so no zombie stays behind: its command line
+    empties while it exits, before it can be reaped, so wait for that (bounded)."""
     if pid is None:
         return
+    deadline = time.monotonic() + STOP_GRACE_S
     with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+        while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 def stop(directory: Path) -> list[str]:
