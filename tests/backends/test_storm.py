@@ -137,6 +137,21 @@ def test_storm_refuses_bad_input_in_one_line(qcow2_fleet: Manifest, private_tmp:
     assert_nothing_left(m, private_tmp)
 
 
+def children(parent: int) -> list[tuple[int, str]]:
+    """(pid, command name) of every child process of ``parent``, read from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            close = stat.rindex(")")
+            if int(stat[close + 2:].split()[1]) == parent:
+                found.append((int(entry.name), stat[stat.index("(") + 1: close]))
+    return found
+
+
 def run_and_kill(m: Manifest, tmp: Path, victim: str, ios: int = 200_000) -> subprocess.CompletedProcess[str]:
     """Run ``clonefleet storm`` in its own process and, once its fio is replaying, kill ``victim``
     (``qemu-storage-daemon``, ``fio``: SIGKILL) or send the storm SIGTERM (``storm``)."""
@@ -148,16 +163,8 @@ def run_and_kill(m: Manifest, tmp: Path, victim: str, ios: int = 200_000) -> sub
         deadline = time.monotonic() + 60
         pids: dict[str, int] = {}
         while time.monotonic() < deadline and proc.poll() is None:
-            for entry in Path("/proc").iterdir():
-                if entry.name.isdigit():
-                    try:
-                        stat = (entry / "stat").read_text()
-                    except OSError:
-                        continue
-                    comm, ppid = stat[stat.index("(") + 1: stat.rindex(")")], int(stat[stat.rindex(")") + 2:].split()[1])
-                    if ppid == proc.pid:
-                        pids["fio" if comm == "fio" else "qemu-storage-daemon" if comm.startswith("qemu-sto") else comm] \
-                            = int(entry.name)
+            for pid, comm in children(proc.pid):
+                pids["qemu-storage-daemon" if comm.startswith("qemu-sto") else comm] = pid
             # fio's status output says it runs its jobs; give it a moment past its start-up
             if "fio" in pids and any(p.name == "fio.out" and jobs_done(p.read_text(errors="replace")) is not None
                                      for p in tmp.glob("clonefleet-storm-*/fio.out")):

@@ -51,6 +51,8 @@ ENGINES = {
 #: A storm that runs longer than this is stopped (seconds).
 DEFAULT_TIMEOUT_S = 3600.0
 POLL_S = 0.1
+#: Longest path of a unix socket (sun_path holds 108 bytes with its terminating NUL).
+MAX_SOCKET_PATH_BYTES = 107
 
 
 class StormFailed(ToolError):
@@ -134,6 +136,9 @@ def _run(plan: FleetPlan, workload: Workload, vms: int, nbd: bool, timeout_s: fl
         progress("write the iologs", 0, vms)
         logs = write_fio_iologs(workload.trace, tmp / "iologs", device=iolog_device(tmp, nbd))
         socket, pidfile, daemon_log = tmp / "nbd.sock", tmp / "daemon.pid", tmp / "daemon.log"
+        if nbd and len(os.fsencode(socket)) > MAX_SOCKET_PATH_BYTES:
+            raise UsageError(f"temporary folder {tmp}: too long a path for a unix socket (at most "
+                             f"{MAX_SOCKET_PATH_BYTES} bytes); set TMPDIR to a shorter folder")
         if not nbd:
             for v, task in enumerate(tasks):
                 os.symlink(plan.fleet_dir / task.name, tmp / f"disk-{v}")
