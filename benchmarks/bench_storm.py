@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -63,12 +64,13 @@ def hand_written(manifest_path: Path, gi: Path, work: Path) -> float:
     clones = sorted(m.dest.glob("vm-*.qcow2"))[:COST_VMS]
     args = ["qemu-storage-daemon",
             "--blockdev", f"driver=file,node-name=gif,filename={gi},cache.direct=on,read-only=on",
-            "--blockdev", "driver=qcow2,node-name=gi,file=gif,read-only=on"]
+            "--blockdev", "driver=qcow2,node-name=gi,file=gif,read-only=on",
+            "--nbd-server", f"addr.type=unix,addr.path={sock}"]
     for i, c in enumerate(clones):
         args += ["--blockdev", f"driver=file,node-name=f{i},filename={c},cache.direct=on",
                  "--blockdev", f"driver=qcow2,node-name=n{i},file=f{i},backing=gi",
                  "--export", f"type=nbd,id=e{i},node-name=n{i},name=vm{i},writable=on"]
-    args += ["--nbd-server", f"addr.type=unix,addr.path={sock}", "--pidfile", str(pid)]
+    args += ["--pidfile", str(pid)]
     job = ["[global]", "ioengine=nbd", "thread", "group_reporting", f"iodepth={workload.queue_depth}",
            f"size={info.virtual_bytes}"]
     for i in range(COST_VMS):
@@ -77,11 +79,14 @@ def hand_written(manifest_path: Path, gi: Path, work: Path) -> float:
     daemon = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while not pid.exists():
+            if daemon.poll() is not None:
+                raise RuntimeError(f"qemu-storage-daemon exited with {daemon.returncode}: {' '.join(args)}")
             time.sleep(0.01)
         out = work / "hand.json"
         subprocess.run(["fio", "--output-format=json", f"--output={out}", str(work / "hand.fio")], check=True,
                        stdout=subprocess.DEVNULL)
-        return _iops(json.loads(out.read_text())["jobs"][0])
+        text = out.read_text()  # the nbd engine's "connected" lines come first
+        return _iops(json.loads(text[text.index("{"):])["jobs"][0])
     finally:
         daemon.terminate()
         daemon.wait()
@@ -130,6 +135,7 @@ def scaling(base: Path, gi: Path) -> None:
 
 def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="cf-bench-storm-"))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a SIGTERM still removes the folder
     try:
         gi = build_golden_image(base, "gi", size_bytes=GI_BYTES, fmt="qcow2", seed=3).path
         mach = machine_info()
