@@ -38,13 +38,15 @@ MiB = 1024**2
 GI_BYTES = 256 * MiB
 COST_VMS = 8
 COST_IOS = 6000  # the server-linux preset's whole boot
-COST_ROUNDS = 3
+COST_ROUNDS = 5
 
 
-def fleet(base: Path, gi: Path, count: int, method: str) -> Path:
-    path = base / f"{method}-{count}.toml"
+def fleet(base: Path, gi: Path, count: int, method: str, name: str = "") -> Path:
+    """A fresh fleet of ``count`` clones (``name`` keeps the harness-cost fleet apart from the others)."""
+    name = name or f"{method}-{count}"
+    path = base / f"{name}.toml"
     write_manifest(path, {
-        "fleet": {"name": f"{method}{count}", "count": count, "dest": f"{method}-{count}"},
+        "fleet": {"name": name.replace("-", ""), "count": count, "dest": name},
         "golden_image": {"path": str(gi), "sha256": sha256_file(gi), "bytes": gi.stat().st_size},
         "clones": {"backend": "qcow2", "method": method, "golden_images": 1, "workers": 4},
     }, force=True)
@@ -100,7 +102,7 @@ def _iops(job: dict[str, dict[str, float]]) -> float:
 
 
 def harness_cost(base: Path, gi: Path) -> None:
-    path = fleet(base, gi, COST_VMS, "snapshot")
+    path = fleet(base, gi, COST_VMS, "snapshot", name="cost")
     m = load_manifest(path)
     run_storm(m, StormRequest(seed=1, out=base / "results"))  # warm-up: the boots' clusters get allocated
     ours, anchor = [], []

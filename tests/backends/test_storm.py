@@ -21,7 +21,10 @@ import pytest
 
 import clonefleet.provision as engine
 from clonefleet.errors import UsageError
+from clonefleet.presets import resolve_trace
 from clonefleet.provision.manifest import Manifest
+from clonefleet.sim.trace import WRITE
+from clonefleet.sim.traceio import read_trace
 from clonefleet.storage.qcow2 import check_image
 from clonefleet.storm import StormRequest, run_storm
 from clonefleet.storm.fio import jobs_done
@@ -119,6 +122,21 @@ def test_storm_cli_json_and_table(qcow2_fleet: Manifest, private_tmp: Path,
               str(m.path.parent / "table"))
     assert res.code == 0, res.err  # type: ignore[attr-defined]
     assert "vm-0002.qcow2" in res.out and "IOPS" in res.out and "saved:" in res.out  # type: ignore[attr-defined]
+    assert_nothing_left(m, private_tmp)
+
+
+def test_the_shipped_debian_boot_replayed_by_8_clones_of_a_1_gib_gi(tmp_path: Path, private_tmp: Path) -> None:
+    require_tool("fio", "qemu-storage-daemon")
+    gi = pf.small_gi(tmp_path, size=1024 * pf.MiB, content=4 * pf.MiB)  # the capture's disk was 1 GiB
+    m = pf.fleet_manifest(tmp_path, gi.path, 8, method="snapshot")
+    engine.provision(m)
+    result = run_storm(m, StormRequest(trace="debian-boot", start_spread_s=0.5, seed=2))
+    assert result.workload["source"].endswith("debian-boot.csv.gz")
+    # every VM replays the whole captured boot, as the shipped trace holds it
+    shipped = read_trace(resolve_trace("debian-boot"))
+    writes = int((shipped.op == WRITE).sum())
+    assert {(v.ios, v.writes) for v in result.vms} == {(shipped.ios, writes)} and writes > 0
+    assert all(v.boot_s > 0 for v in result.vms) and result.allocated_bytes and result.allocated_bytes > 0
     assert_nothing_left(m, private_tmp)
 
 
