@@ -16,6 +16,7 @@ the same places (the same seed draws the same boots).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clonefleet.backends import Backend, Usage, get_backend
-from clonefleet.errors import UsageError
+from clonefleet.errors import UsageError, output_folder
 from clonefleet.presets import Method
 from clonefleet.progress import Progress, no_progress
 from clonefleet.provision.manifest import Manifest
@@ -88,6 +89,8 @@ def run_storm(manifest: Manifest, request: StormRequest = StormRequest(), backen
     if not (request.timeout_s > 0):
         raise UsageError(f"--timeout = {request.timeout_s!r}: a time above 0 s")
     started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    if request.out is not None:
+        output_folder(request.out, "--out")
     target = result_path(manifest, request.out, started)
     refuse_to_replace(target, "storm result")
     nbd = backend.name == "qcow2"
@@ -101,7 +104,7 @@ def run_storm(manifest: Manifest, request: StormRequest = StormRequest(), backen
                                   ios_per_vm=request.ios_per_vm, queue_depth=request.queue_depth)
         if not nbd:
             check_direct_aligned(workload.trace, request.trace or "synthetic")
-        tools = tool_versions(["fio", "qemu-storage-daemon"] if nbd else ["fio", "qemu-img"])
+        tools = tool_versions(["fio", "qemu-storage-daemon"] if nbd else ["fio"])
         clones = [plan.fleet_dir / t.name for t in plan.tasks[:vms]]
         sources = [p for p in plan.sources if p.exists()]
         progress("measure the clones before the storm", 0, 0)
@@ -113,8 +116,7 @@ def run_storm(manifest: Manifest, request: StormRequest = StormRequest(), backen
         after = backend.measure(plan.recipe, clones, sources)
     result = _result(manifest, plan, backend, request, workload, jobs, before, after, wall_s, started,
                      tools, nbd)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    saved = StormResult(**{**result.__dict__, "saved_to": str(target)})
+    saved = dataclasses.replace(result, saved_to=str(target))
     write_text_whole(target, json.dumps(saved.to_dict(), indent=2, allow_nan=False) + "\n", "storm result")
     return saved
 
