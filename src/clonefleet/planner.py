@@ -195,6 +195,29 @@ def fleet_consumed_bytes(fleet: FleetPreset, function: FunctionPreset, golden_im
     return consumed_bytes(counted_gis, fleet.gi_used_bytes, per_clone_bytes(fleet, function, new_bytes), vms)
 
 
+#: What can bound k, the clones one GI carries, in the words the plan and the manifest use.
+GI_BOUND_NAMES = {"processor": "GI volume's processor", "disks": "GI's disks",
+                  "function": "storage function's limit of clones per source"}
+
+
+def gi_bound(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset) -> tuple[str, float, str]:
+    """What bounds k (``processor``, ``disks`` or ``function``), the bound (before the floor of
+    :func:`~clonefleet.model.clones_per_gi`) and its figures in words (``N_v / A = ... = ``): the one place
+    both the plan's why-lines and a manifest's ``g = auto`` name the limit."""
+    a = float(fleet.host_iops)
+    b_gi = float(gi_backend_iops(a, fleet.read_fraction, array.cache_hit_shared, array.cow_read_fraction))
+    bounds = {
+        "processor": (float(array.volume_iops_limit) / a,
+                      f"N_v / A = {float(array.volume_iops_limit):,.0f} / {a:g} IOPS = "),
+        "disks": (float(array.disk_iops) * float(array.gi_disks) / b_gi if b_gi > 0 else math.inf,
+                  f"M x X_g / B_gi = {float(array.disk_iops):g} x {float(array.gi_disks):g} / {b_gi:.3g} IOPS = "),
+        "function": (float(function.max_clones_per_gi), "k_max = "),
+    }
+    name = min(bounds, key=lambda key: bounds[key][0])
+    value, figures = bounds[name]
+    return name, value, f"{figures}{value:.4g}"
+
+
 def golden_images_for(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int) -> int | None:
     """g for T = ``vms`` clones: the model's number of GIs (``ceil(T/k)``), 1 for private clones.
 
@@ -227,6 +250,7 @@ class MethodPlan:
     capacity_ratio: float | None  # S / S of full copies; None likewise
     meets_requirement: bool
     gi_clone_limit: int | None = None  # k, the most clones one GI carries (snapshot only; None otherwise)
+    gi_limited_by: str | None = None  # what bounds k: processor, disks or function (snapshot only)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -291,7 +315,8 @@ def resolve_functions(functions: Sequence[FunctionPreset | str] | None) -> list[
     return resolved
 
 
-def _method_plan(fleet: FleetPreset, function: FunctionPreset, ev: Evaluation, vms: int) -> MethodPlan:
+def _method_plan(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, ev: Evaluation,
+                 vms: int) -> MethodPlan:
     util = {name: float(ev.utilisation[i]) for i, name in enumerate(RESOURCES)}
     g = float(ev.golden_images)
     feasible = math.isfinite(g)
@@ -313,6 +338,7 @@ def _method_plan(fleet: FleetPreset, function: FunctionPreset, ev: Evaluation, v
         meets_requirement=bool(ev.meets_requirement),
         gi_clone_limit=int(ev.clones_per_gi) if function.method is Method.SNAPSHOT and
         math.isfinite(float(ev.clones_per_gi)) else None,
+        gi_limited_by=gi_bound(fleet, array, function)[0] if function.method is Method.SNAPSHOT else None,
     )
 
 
@@ -352,9 +378,10 @@ def recommend(methods: Sequence[MethodPlan], vms: int) -> tuple[str | None, str]
 
 
 def _gi_limit(m: MethodPlan) -> str:
-    """What limits one GI, in words: its volume's processor or the disks under it."""
-    return ("its volume's processor is the limit" if m.utilisation["GI processor"] >= m.utilisation["GI disks"]
-            else "the disks under it are the limit")
+    """What limits one GI, in words (:func:`gi_bound`): its volume's processor, the disks under it or
+    the storage function's own limit of clones per source."""
+    return {"processor": "its volume's processor is the limit", "disks": "the disks under it are the limit",
+            "function": f"{m.function}'s own limit of clones per source is the limit"}[m.gi_limited_by or "disks"]
 
 
 #: A bottleneck this busy (or busier) leaves no room for a boot slower than the preset's: said so.
@@ -398,7 +425,7 @@ def plan(
     """Plan T = ``vms`` clones of ``fleet`` on ``array`` with each storage function."""
     vms = check_vms(vms)
     resolved = resolve_functions(functions)
-    methods = tuple(_method_plan(fleet, f, evaluate(fleet, array, f, vms), vms) for f in resolved)
+    methods = tuple(_method_plan(fleet, array, f, evaluate(fleet, array, f, vms), vms) for f in resolved)
     recommended, reason = recommend(methods, vms)
     by_disks = float(array.disk_iops) * float(array.disks)
     # A full copy's figures change nothing it is planned by (it allocates everything up front).

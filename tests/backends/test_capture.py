@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clonefleet.guest.capture import WORK_PREFIX, Capture, capture_boot, remove_stale_work
+from clonefleet.guest.capture import WORK_PREFIX, Capture, capture_boot
 from clonefleet.guest.debian import DebianImage, build_debian_gi, default_cache_dir
 from clonefleet.planner import boot_allocated_bytes
 from clonefleet.presets.derive import allocated_bytes_from_trace, derive_fleet, trace_sha256
@@ -28,6 +28,7 @@ from clonefleet.sim.trace import READ
 from clonefleet.sim.traceio import read_trace
 from clonefleet.storage.data import sha256_file
 from clonefleet.storage.ext4 import files_of_blocks
+from clonefleet.storage.workdirs import MARKER, remove_stale_work_dirs
 from helpers import require_tool, unavailable
 
 pytestmark = [pytest.mark.backend, pytest.mark.slow]
@@ -144,21 +145,22 @@ def test_a_stopped_capture_leaves_nothing(debian_gi: DebianImage, tmp_path: Path
     assert sha256_file(debian_gi.qcow2) == debian_gi.qcow2_sha256
 
 
-def test_a_killed_capture_takes_qemu_with_it_and_the_next_removes_its_folder(debian_gi: DebianImage,
-                                                                             tmp_path: Path) -> None:
+def test_a_killed_capture_takes_qemu_with_it_and_leaves_no_folder(debian_gi: DebianImage, tmp_path: Path) -> None:
     out = tmp_path / "out"
+    out.mkdir()
+    stranger = out / f"{WORK_PREFIX}not-ours"
+    stranger.mkdir()  # named like ours but without our marker: never removed
     proc, work = _start_capture(debian_gi.qcow2, out)
-    proc.kill()  # SIGKILL: no handler runs
+    assert (work / MARKER).read_text() == str(proc.pid)
+    proc.kill()  # SIGKILL: no handler of clonefleet runs
     proc.wait(timeout=30)
     deadline = time.monotonic() + 30
-    while _qemu_pids_for(str(out)) and time.monotonic() < deadline:
+    while (_qemu_pids_for(str(out)) or work.exists()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _qemu_pids_for(str(out))  # QEMU died with it (PR_SET_PDEATHSIG)
-    assert work.exists()  # what only a handler could have removed
-    stranger = out / f"{WORK_PREFIX}not-ours"
-    stranger.mkdir()  # no pid file inside: not clonefleet's, never removed
-    assert remove_stale_work(out) == [work]
+    assert not work.exists()  # the work folder's watchdog removed it
     assert sorted(p.name for p in out.iterdir()) == [stranger.name]
+    assert remove_stale_work_dirs(out, WORK_PREFIX) == [] and stranger.exists()
 
 
 def test_a_capture_that_outlives_its_timeout_fails_in_one_line_and_leaves_nothing(cli, debian_gi: DebianImage,

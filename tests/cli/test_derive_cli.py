@@ -117,3 +117,23 @@ def test_a_preset_written_where_nothing_can_be_written_is_one_line_and_exit_2() 
                         "/proc/clonefleet-test.toml"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "/proc/clonefleet-test.toml: cannot be written" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_simulate_replays_the_shipped_boot_for_a_fleet_and_derives_the_fleet_when_none_is_given(cli: Cli) -> None:
+    r = cli("simulate", "--trace", "debian-boot", "-a", "midrange-2012", "-m", "snapshot", "-t", "300",
+            "--start-spread", "10", "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    run = doc["runs"][0] if "runs" in doc else doc
+    assert run["scenario"]["fleet"] == "debian-boot" and run["scenario"]["vms"] == 300
+    assert "each of 300 VMs replays its boot, start spread 10 s" in run["scenario"]["trace"]
+    assert run["ios"] == 300 * load_fleet("debian-boot").boot_ios
+    neither = cli("simulate", "-a", "midrange-2012", "-m", "snapshot", "-t", "10")
+    assert neither.code == 2 and "give --fleet" in neither.err
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_a_bad_order_jitter_is_one_line(cli: Cli, value: str) -> None:
+    r = cli("simulate", "--trace", "debian-boot", "-a", "midrange-2012", "-m", "snapshot", "-t", "1",
+            "--order-jitter", value)
+    assert r.code == 2 and "--order-jitter" in r.err and len(r.err.strip().splitlines()) == 1

@@ -13,11 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clonefleet.errors import FieldError, UsageError
 from clonefleet.guest.capture import capture_note
 from clonefleet.model import allocated_bytes_in_regions, allocated_bytes_per_clone
 from clonefleet.planner import boot_allocated_bytes
 from clonefleet.presets import load_fleet, resolve_trace, trace_names
-from clonefleet.presets.derive import allocated_bytes_from_trace, derive_fleet, trace_sha256, write_regions
+from clonefleet.presets.derive import (
+    REGION_GAP_BYTES,
+    allocated_bytes_from_trace,
+    derive_fleet,
+    trace_sha256,
+    write_regions,
+)
 from clonefleet.presets.schema import build_fleet
 from clonefleet.sim.replay import replay_boots
 from clonefleet.sim.trace import READ, WRITE, Trace
@@ -59,20 +66,27 @@ def test_the_shipped_preset_is_what_derive_gives_from_the_shipped_trace(boot: Tr
     for field in ("host_iops", "boot_ios", "read_fraction", "boot_write_bytes", "boot_write_extents",
                   "boot_write_span_bytes", "boot_read_span_bytes", "read_io_bytes", "boot_write_regions"):
         assert getattr(again, field) == getattr(shipped, field), field
-    assert "TCG" in shipped.sources["host_iops"].source if PROVENANCE["accelerator"] == "tcg" else True
+    source = shipped.sources["host_iops"].source or ""
+    assert f"captured under {PROVENANCE['accelerator'].upper()}" in source
 
 
-@pytest.mark.parametrize("unit", [64 * 2**10, 4 * 2**20])
-def test_the_model_c_of_the_real_boot_agrees_with_c_counted_from_its_trace(boot: Trace, unit: int) -> None:
+@pytest.mark.parametrize(("unit", "within"), [(4 * 2**10, 0.12), (16 * 2**10, 0.12), (64 * 2**10, 0.10),
+                                              (256 * 2**10, 0.12), (2**20, 0.12), (4 * 2**20, 0.10),
+                                              (42 * 2**20, 0.12)])
+def test_the_model_c_of_the_real_boot_agrees_with_c_counted_from_its_trace(boot: Trace, unit: int,
+                                                                           within: float) -> None:
+    # The floor is 10 % at 64 KiB (qcow2, snapshot) and 4 MiB (RBD objects); from reflink's
+    # 4 KiB blocks to 42 MiB pool pages the model stays within 12 % (1 MiB: +11.8 %, the worst).
     fleet = load_fleet("debian-boot")
     model = float(boot_allocated_bytes(fleet, unit))
     counted = allocated_bytes_from_trace(boot, unit)
-    assert model == pytest.approx(counted, rel=0.10)
+    assert model == pytest.approx(counted, rel=within)
+    assert model >= fleet.boot_write_bytes  # never below the bytes the boot wrote
     # The paper's single-span occupancy does not hold for a real boot, whose writes cluster in a
-    # few regions (metadata, new files, the journal): it is 50 % to 5x off here, and regions fix it.
+    # few regions (metadata, new files, the journal): from 64 KiB up it is 50 % to 5x off here.
     one_span = float(allocated_bytes_per_clone(fleet.boot_write_bytes, fleet.boot_write_extents,
                                                fleet.boot_write_span_bytes, unit))
-    assert one_span > 1.4 * counted
+    assert one_span > 1.4 * counted or unit < 64 * 2**10
 
 
 def test_the_model_c_agrees_with_the_clone_growth_the_capture_measured() -> None:
@@ -89,7 +103,7 @@ def test_write_regions_split_at_gaps_and_sum_to_w_and_n(boot: Trace) -> None:
     assert sum(r[2] for r in regions) == fleet.boot_write_bytes
     assert sum(r[3] for r in regions) == fleet.boot_write_extents
     starts, ends = np.array([r[0] for r in regions]), np.array([r[1] for r in regions])
-    assert np.all(starts[1:] - ends[:-1] >= 2**20 - 4096)  # apart (bounds rounded out to 4 KiB)
+    assert np.all(starts[1:] - ends[:-1] >= REGION_GAP_BYTES - 4096)  # apart (bounds rounded out to 4 KiB)
     w = boot.op == WRITE
     for off, ln in zip(boot.offset_bytes[w], boot.length_bytes[w], strict=True):
         assert any(s <= off and off + ln <= e for s, e in zip(starts, ends, strict=True))
@@ -121,7 +135,7 @@ def test_bad_write_regions_are_one_line(rows: object) -> None:
     doc = tomllib.loads((Path(__file__).parents[2] / "src/clonefleet/presets/fleets/debian-boot.toml")
                         .read_text(encoding="utf-8"))
     doc["boot_write_regions"]["value"] = rows
-    with pytest.raises(Exception, match="boot_write_regions") as info:
+    with pytest.raises(FieldError, match="boot_write_regions") as info:
         build_fleet("fleet file 'x.toml'", doc)
     assert "\n" not in str(info.value)
 
@@ -201,5 +215,5 @@ def test_order_jitter_shuffles_within_phases_only(boot: Trace) -> None:
 
 def test_replay_refuses_order_jitter_without_times(boot: Trace) -> None:
     untimed = Trace(boot.vm_start, boot.op, boot.offset_bytes, boot.length_bytes, np.zeros(0), boot.start_s)
-    with pytest.raises(Exception, match="needs a trace with times"):
+    with pytest.raises(UsageError, match="needs a trace with times"):
         replay_boots(untimed, 5, np.random.default_rng(0), order_window_s=1.0)

@@ -200,6 +200,10 @@ def print_table(title: str, columns: Sequence[Col], rows: Sequence[Sequence[str]
 
 QUIET_HELP = "Draw no progress on stderr (results and errors still print)."
 QUIET_OPTION = typer.Option(False, "--quiet", help=QUIET_HELP)
+#: What a trace may be, wherever a command takes one.
+TRACE_KINDS = ("a fio iolog or a folder of them, blkparse text, CSV, a QEMU block trace (any may be gzipped), "
+               "or a shipped trace by name, e.g. debian-boot")
+TRACE_FORMAT_HELP = "Trace format: auto (from the first line), fio, blkparse, csv or qemu."
 
 #: Set by the global ``clonefleet --quiet``: no progress display for the command that follows.
 _quiet_all = False

@@ -9,6 +9,7 @@ import typer
 
 from clonefleet.cli.app import JSON_OPTION, QUIET_OPTION, app, console, emit_json, progress_display
 from clonefleet.errors import UsageError
+from clonefleet.guest import capture
 from clonefleet.units import UnitError, format_bytes, parse_bytes
 
 gi_app = typer.Typer(help="Golden images: build a synthetic one for demos and tests, or a bootable Debian one.",
@@ -80,10 +81,7 @@ def _build_debian(out: Path, name: str, mirror: str | None, cache: Path | None, 
     with progress_display(not (as_json or quiet)) as report:
         gi = build_debian_gi(out, name, mirror=mirror, cache_dir=cache, progress=report)
     if as_json:
-        doc = dataclasses.asdict(gi)
-        for key in ("raw", "qcow2", "manifest"):
-            doc[key] = str(doc[key])
-        emit_json(doc)
+        emit_json(dataclasses.asdict(gi))  # paths as text
         return
     how = "copied from the cache" if gi.from_cache else "built"
     console.print(f"{how}: {gi.qcow2} (and {gi.raw.name}): Debian bookworm, kernel {gi.kernel_version}, "
@@ -102,32 +100,32 @@ def capture_cmd(
                                                       "kvm or tcg."),
     marker: str = typer.Option(None, "--marker", help="Stop when this text appears on the serial console "
                                                       "(default: when the guest powers off)."),
-    timeout: float = typer.Option(900.0, "--timeout", min=1.0, max=86400.0, help="Give up after this many s."),
-    memory: int = typer.Option(1024, "--memory", min=128, max=1024 * 1024, help="Guest memory [MiB]."),
+    timeout: float = typer.Option(capture.TIMEOUT_S, "--timeout", help="Give up after this many s."),
+    memory: int = typer.Option(capture.MEMORY_MIB, "--memory", help="Guest memory [MiB]."),
     kernel: Path = typer.Option(None, "--kernel", help="Boot this kernel instead of the GI's own (with --initrd)."),
     initrd: Path = typer.Option(None, "--initrd", help="The initramfs that goes with --kernel."),
-    append: str = typer.Option(None, "--append", help="Kernel command line (default: power off once booted)."),
+    append: str = typer.Option(None, "--append", help="The whole kernel command line, replacing the default: keep "
+                                                      "console=ttyS0 and root=/dev/vda, and a way to end the boot "
+                                                      "(power-off, or --marker)."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier capture's files in --out."),
     as_json: bool = JSON_OPTION,
     quiet: bool = QUIET_OPTION,
 ) -> None:
     """Boot a linked clone of a GI under QEMU and record every block IO of its boot: the trace (CSV,
     fio iolog, QEMU's log), the console, the clone's growth and the provenance. The GI is only read."""
-    from clonefleet.guest.capture import BOOT_APPEND, capture_boot
-
     with progress_display(not (as_json or quiet)) as report:
-        c = capture_boot(gi, out, accel=accel, memory_mib=memory, timeout_s=timeout, marker=marker, kernel=kernel,
-                         initrd=initrd, append=append or BOOT_APPEND, force=force, progress=report)
+        c = capture.capture_boot(gi, out, accel=accel, memory_mib=memory, timeout_s=timeout, marker=marker,
+                                 kernel=kernel, initrd=initrd, append=append or capture.BOOT_APPEND, force=force,
+                                 progress=report)
     if as_json:
-        doc = dataclasses.asdict(c)
-        for key in ("folder", "trace", "provenance"):
-            doc[key] = str(doc[key])
-        emit_json(doc)
+        emit_json(dataclasses.asdict(c))  # paths as text
         return
-    console.print(f"captured {c.ios} IOs in {c.trace_s:.1f} s of boot ({c.boot_s:.0f} s under {c.accelerator.upper()}, "
-                  f"until {c.ended_by}): {c.reads} reads ({format_bytes(c.read_bytes)}), {c.writes} writes "
-                  f"({format_bytes(c.write_bytes)}); the clone grew by {format_bytes(c.growth_bytes)} of data",
+    console.print(f"captured a boot under {c.accelerator.upper()}, until {c.ended_by}: {c.ios} IOs over "
+                  f"{c.trace_s:.1f} s (QEMU ran {c.boot_s:.0f} s), {c.reads} reads ({format_bytes(c.read_bytes)}), "
+                  f"{c.writes} writes ({format_bytes(c.write_bytes)}, {format_bytes(c.write_distinct_bytes)} of them "
+                  f"distinct); the clone grew by {format_bytes(c.growth_bytes)} of data (whole 64 KiB clusters)",
                   markup=False, soft_wrap=True)
     console.print(f"accelerator: {c.accelerator} ({c.accelerator_reason})", markup=False, soft_wrap=True)
     console.print(f"wrote {c.trace} (and fio/, qemu-trace.log.gz, console.log) and {c.provenance}; next: "
-                  f"clonefleet presets derive {c.trace} -o my-fleet.toml", markup=False, soft_wrap=True)
+                  f"clonefleet presets derive {c.trace} -o my-fleet.toml --gi-size {c.gi_virtual_bytes} "
+                  f"--gi-used {c.gi_used_bytes}", markup=False, soft_wrap=True)

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 
-from clonefleet.cli.app import JSON_OPTION, Col, Whole, app, console, emit_json, print_table, progress_display
+from clonefleet.cli.app import (
+    JSON_OPTION,
+    TRACE_FORMAT_HELP,
+    TRACE_KINDS,
+    Col,
+    Whole,
+    app,
+    console,
+    emit_json,
+    print_table,
+    progress_display,
+)
+from clonefleet.cli.traces import derive_from_trace
 from clonefleet.errors import UsageError
 from clonefleet.planner import DEFAULT_FUNCTIONS, MAX_VMS, RESOURCES, MethodPlan, Plan, plan
 from clonefleet.presets import (
@@ -21,11 +32,9 @@ from clonefleet.presets import (
     load_fleet,
     load_preset,
     preset_label,
-    resolve_trace,
 )
-from clonefleet.presets.derive import DerivedFleet, derive_fleet, trace_sha256
 from clonefleet.storage.files import refuse_to_replace, write_text_whole
-from clonefleet.units import format_bytes, parse_bytes, parse_seconds
+from clonefleet.units import format_bytes
 
 FLEET_OPTION = typer.Option(..., "--fleet", "-f", help="Fleet preset name or path to a fleet TOML file.")
 ARRAY_OPTION = typer.Option(..., "--array", "-a", help="Array preset name or path to an array TOML file.")
@@ -128,46 +137,11 @@ def presets_copy_cmd(
                   f"then pass the path, e.g. --{info.kind} {dest}", markup=False)
 
 
-TRACE_FORMAT_HELP = "Trace format: auto (from the first line), fio, blkparse or csv."
-
-
-def _derive(trace: Path, trace_format: str, name: str | None, gi_size: str | None, gi_used: str | None,
-            boot_window: str | None = None) -> DerivedFleet:
-    """Read the trace (one line for a bad one) and derive its fleet."""
-    from clonefleet.sim.traceio import read_trace
-
-    sizes: dict[str, float | None] = {}
-    for flag, text in (("--gi-size", gi_size), ("--gi-used", gi_used)):
-        try:
-            sizes[flag] = None if text is None else float(parse_bytes(text))
-        except ValueError as exc:
-            raise UsageError(f"{flag} = {text!r}: {exc}") from None
-        if sizes[flag] is not None and not sizes[flag] > 0:  # type: ignore[operator]
-            raise UsageError(f"{flag} = {text!r}: a size greater than 0, e.g. 20GiB")
-    window = None
-    if boot_window is not None:
-        try:
-            window = parse_seconds(boot_window)
-        except ValueError as exc:
-            raise UsageError(f"--boot-window = {boot_window!r}: {exc}") from None
-        if not window > 0:
-            raise UsageError(f"--boot-window = {boot_window!r}: a duration greater than 0, e.g. 30s")
-    from clonefleet.guest.capture import capture_note
-
-    trace = resolve_trace(trace)
-    parsed = read_trace(trace, trace_format)
-    label = str(trace)
-    sha256 = trace_sha256(trace)
-    return derive_fleet(parsed, name=name or (trace.stem or "derived"), source_label=label,
-                        sha256=sha256, gi_virtual_bytes=sizes["--gi-size"],
-                        gi_used_bytes=sizes["--gi-used"], boot_window_s=window, date=date.today().isoformat(),
-                        rate_note=capture_note(trace, sha256) if trace.is_file() else "")
 
 
 @presets_app.command("derive")
 def presets_derive_cmd(
-    trace: Path = typer.Argument(..., help="The boot trace: a fio iolog, a folder of iologs (one per VM), "
-                                 "blkparse text or CSV."),
+    trace: Path = typer.Argument(..., help="The boot trace: " + TRACE_KINDS + "."),
     out: Path = typer.Option(..., "--out", "-o", help="The fleet TOML file to write, e.g. my-fleet.toml."),
     name: str = typer.Option(None, "--name", help="The preset's name (default: the output file's name)."),
     gi_size: str = typer.Option(None, "--gi-size", help="G: the GI's virtual size, e.g. 20GiB (a trace cannot "
@@ -184,7 +158,7 @@ def presets_derive_cmd(
     if out.suffix != ".toml":
         raise UsageError(f"--out = {out}: a .toml file, e.g. my-fleet.toml")
     refuse_to_replace(out, "--out", force=force)  # before the trace is read and derived
-    derived = _derive(trace, trace_format, name or out.stem, gi_size, gi_used, boot_window)
+    derived = derive_from_trace(trace, trace_format, name or out.stem, gi_size, gi_used, boot_window)
     write_text_whole(out, derived.toml, "--out", force=force)
     info = load_preset(out)
     if as_json:
@@ -266,8 +240,8 @@ def print_plan(result: Plan, array: ArrayPreset, fleet_label: str, array_label: 
 def plan_cmd(
     fleet: str = typer.Option(None, "--fleet", "-f",
                               help="Fleet preset name or path to a fleet TOML file (or give --trace)."),
-    trace: Path = typer.Option(None, "--trace", help="Plan from a boot trace (fio iolog or folder, blkparse, "
-                               "CSV): its fleet is derived in memory, as 'presets derive' would write it."),
+    trace: Path = typer.Option(None, "--trace", help="Plan from a boot trace (" + TRACE_KINDS + "): its fleet is "
+                               "derived in memory, as 'presets derive' would write it."),
     trace_format: str = typer.Option("auto", "--trace-format", help=TRACE_FORMAT_HELP),
     array: str = ARRAY_OPTION,
     vms: int = typer.Option(1000, "--vms", "-t", click_type=VMS, help="Number of VMs (clones) T."),
@@ -289,7 +263,7 @@ def plan_cmd(
     if (fleet is None) == (trace is None):
         raise UsageError("give exactly one of --fleet (a preset) or --trace (a boot trace)")
     if trace is not None:
-        fleet_preset = _derive(trace, trace_format, None, None, None).fleet
+        fleet_preset = derive_from_trace(trace, trace_format, None, None, None).fleet
         fleet_label = f"{fleet_preset.name} (derived from trace {trace})"
     else:
         fleet_preset = load_fleet(fleet)

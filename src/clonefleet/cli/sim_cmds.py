@@ -11,6 +11,8 @@ import typer
 from clonefleet.cli.app import (
     JSON_OPTION,
     QUIET_OPTION,
+    TRACE_FORMAT_HELP,
+    TRACE_KINDS,
     Col,
     Whole,
     app,
@@ -76,7 +78,8 @@ def _choice(flag: str, text: str, allowed: tuple[str, ...]) -> str:
 
 @app.command("simulate")
 def simulate_cmd(
-    fleet: str = FLEET_OPTION,
+    fleet: str = typer.Option(None, "--fleet", "-f", help="Fleet preset name or path to a fleet TOML file "
+                                                          "(with --trace: default, the fleet the trace gives)."),
     array: str = ARRAY_OPTION,
     vms: int = typer.Option(..., "--vms", "-t", click_type=Whole(1, MAX_VMS, "VMS"),
                             help="Number of VMs T booting together."),
@@ -96,9 +99,10 @@ def simulate_cmd(
     order_jitter: float = typer.Option(0.0, "--order-jitter",
                                        help="With --trace: each VM shuffles its IOs within phases of this many s "
                                             "of its boot (0: the captured order)."),
-    trace: Path = typer.Option(None, "--trace", help="Replay a real trace (fio iolog, folder of iologs, "
-                                                     "blkparse text or CSV) instead of a synthetic one."),
-    trace_format: str = typer.Option("auto", "--trace-format", help="auto, fio, blkparse or csv."),
+    trace: Path = typer.Option(None, "--trace", help="Replay a real trace (" + TRACE_KINDS + ") instead of a "
+                                                     "synthetic one; with fewer VMs than --vms, each VM replays "
+                                                     "one of its boots."),
+    trace_format: str = typer.Option("auto", "--trace-format", help=TRACE_FORMAT_HELP),
     plots: Path = typer.Option(None, "--plots", help="Folder for boot_times.png and utilisation.png."),
     write_iolog: Path = typer.Option(None, "--write-iolog", help="Also write the trace as fio iologs (one per VM)."),
     as_json: bool = JSON_OPTION,
@@ -117,7 +121,15 @@ def simulate_cmd(
     from clonefleet import sim
     from clonefleet.presets import resolve_trace
 
-    fleet_p, array_p, function_p = load_fleet(fleet), load_array(array), load_function(method)
+    if fleet is None and trace is None:
+        raise UsageError("give --fleet (a preset name or TOML file), or --trace to derive the fleet from a trace")
+    if fleet is None:
+        from clonefleet.cli.traces import derive_from_trace
+
+        fleet_p = derive_from_trace(trace, trace_format, None, None, None).fleet
+    else:
+        fleet_p = load_fleet(fleet)
+    array_p, function_p = load_array(array), load_function(method)
     t, s = vms, seed
     eng = sim.Engine(_choice("--engine", engine, tuple(e.value for e in sim.Engine)))
     arr = sim.Arrivals(_choice("--arrivals", arrivals, tuple(a.value for a in sim.Arrivals)))
@@ -126,6 +138,8 @@ def simulate_cmd(
         parse_whole(part.strip(), "--golden-images", 1, MAX_VMS) for part in golden_images.split(",")]
     if not (np.isfinite(start_spread) and start_spread >= 0):
         raise UsageError(f"--start-spread = {start_spread!r}: a time of 0 s or more")
+    if not (np.isfinite(order_jitter) and order_jitter >= 0):
+        raise UsageError(f"--order-jitter = {order_jitter!r}: a phase length of 0 s or more")
     for flag, folder in (("--plots", plots), ("--write-iolog", write_iolog)):
         if folder is not None:
             output_folder(folder, flag)  # before the run, not after it
@@ -133,12 +147,12 @@ def simulate_cmd(
     if trace is not None:
         _choice("--trace-format", trace_format, sim.TRACE_FORMATS)
         closed = arr is sim.Arrivals.CLOSED
-        tr = sim.read_trace(resolve_trace(trace), trace_format, closed=closed and not order_jitter)
+        tr = sim.read_trace(resolve_trace(trace), trace_format, closed=closed and order_jitter == 0)
         if tr.vms < t or start_spread > 0 or order_jitter > 0:
             # Fewer boots than VMs: every VM replays one of the trace's boots, with its own jitter.
             tr = sim.replay_boots(tr, t, np.random.default_rng(s), start_spread_s=start_spread,
                                   order_window_s=order_jitter, closed=closed)
-    elif order_jitter:
+    elif order_jitter > 0:
         raise UsageError("--order-jitter: only with --trace (a synthetic trace has no captured order)")
     with progress_display(not (as_json or quiet)) as report:
         storm = sim.run_storm(fleet_p, array_p, function_p, t, golden_images=gs, seed=s, arrivals=arr,
@@ -205,10 +219,14 @@ def _print_result(result: SimResult) -> None:
     from clonefleet import sim
 
     sc = result.scenario
-    loop = f"each VM keeps {sc.queue_depth} IOs outstanding" if sc.arrivals.value == "closed" else \
-        "each VM issues IOs at its rate A"
+    if sc.arrivals.value == "closed":
+        loop = f"each VM keeps {sc.queue_depth} IOs outstanding"
+    else:
+        loop = "each VM issues IOs at its rate A" if sc.trace == "synthetic" else \
+            "each VM issues IOs at the trace's times"
+    gis = f"{sc.golden_images} GI{'s' if sc.golden_images != 1 else ''}"
     console.print(f"{sc.vms} x {sc.fleet} on {sc.array} with {sc.function} ({sc.method.value}, "
-                  f"{sc.golden_images} GI), {sc.arrivals.value} loop ({loop}), {result.ios:,} IOs, seed {result.seed}, "
+                  f"{gis}), {sc.arrivals.value} loop ({loop}), {result.ios:,} IOs, seed {result.seed}, "
                   f"{result.engine} engine {result.wall_s:.2f} s")
     if sc.trace != "synthetic":
         console.print(f"trace: {sc.trace}", markup=False, soft_wrap=True)

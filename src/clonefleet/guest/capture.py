@@ -20,8 +20,8 @@
    command line, the GI's SHA-256, IO counts, the clone's measured growth).
 
 QEMU is tracked by its pid (:func:`clonefleet.storage.tools.run_tool_until`): SIGINT or SIGTERM kill
-it and remove the temporary folder; if clonefleet itself is killed (SIGKILL), QEMU dies with it
-and the next capture into the same folder removes the temporary folder it left.
+it and remove the temporary folder; if clonefleet itself is killed (SIGKILL), QEMU dies with it and
+the temporary folder's watchdog removes the folder (:func:`clonefleet.storage.workdirs.work_dir`).
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import math
 import os
 import shutil
 import signal
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -40,14 +40,17 @@ from pathlib import Path
 
 from clonefleet import __version__
 from clonefleet.errors import ClonefleetError, UsageError
+from clonefleet.guest.bootfiles import newest_kernel
+from clonefleet.presets.derive import merged_runs, trace_sha256
 from clonefleet.progress import Progress, no_progress
 from clonefleet.sim.trace import READ, WRITE
 from clonefleet.sim.traceio import qemu_zero_writes, read_trace, write_csv, write_fio_iologs
-from clonefleet.storage.data import sha256_file
+from clonefleet.storage.data import nonzero_data_bytes, sha256_file
 from clonefleet.storage.ext4 import dump_file, list_dir
 from clonefleet.storage.files import existing_file, publish_new, refuse_to_replace
 from clonefleet.storage.qcow2 import create_overlay, qcow2_actual_bytes, qcow2_allocation, qcow2_info
-from clonefleet.storage.tools import ToolError, run_tool, run_tool_until, stop_on_signals
+from clonefleet.storage.tools import ToolError, copy_timeout_s, run_tool, run_tool_until, stop_on_signals
+from clonefleet.storage.workdirs import work_dir
 
 QEMU = "qemu-system-x86_64"
 CLUSTER_BYTES = 65536
@@ -75,40 +78,26 @@ class Capture:
     reads: int
     writes: int
     read_bytes: int
-    write_bytes: int
+    write_bytes: int  # every byte of every write, rewrites counted again
+    write_distinct_bytes: int  # the bytes written at least once (what a clone must hold: W)
     boot_s: float  # QEMU's wall time, start to power-off (or marker)
     trace_s: float  # first to last IO
     growth_bytes: int  # data clusters the boot allocated in the clone (qemu-img map, depth 0)
     growth_actual_bytes: int  # growth of the clone file on the host (actual-size after - before)
+    gi_virtual_bytes: int
+    gi_used_bytes: int  # G_used: the GI's data (qcow2 data clusters, or a raw image's non-zero bytes)
     zero_writes: int  # write-zeroes requests (no data; left out of the trace)
     zero_write_bytes: int
     ended_by: str  # "power-off" or "marker"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_work(out: Path) -> list[Path]:
-    """Remove the temporary folders of earlier captures into ``out`` whose clonefleet process is gone
-    (killed with SIGKILL): only folders named and marked as ours (a ``pid`` file inside)."""
-    removed = []
-    for work in out.glob(f"{WORK_PREFIX}*"):
-        marker = work / "pid"
-        try:
-            pid = int(marker.read_text().strip())
-        except (OSError, ValueError):
-            continue  # not ours, or not yet marked: leave it
-        if not work.is_symlink() and work.is_dir() and not _pid_alive(pid):
-            shutil.rmtree(work)
-            removed.append(work)
-    return removed
+def _host_memory_mib() -> int:
+    """This machine's memory (MemTotal) [MiB]."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    return 1024 * 1024
 
 
 def qemu_version() -> str:
@@ -131,7 +120,7 @@ def probe_kvm(kernel: Path, work: Path) -> tuple[bool, str]:
     args = [QEMU, "-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults", "-display", "none", "-no-reboot",
             "-serial", f"file:{log}", "-kernel", str(kernel), "-append", "console=ttyS0 panic=-1"]
     try:
-        code, stopped = run_tool_until(args, until=printed, output=out, timeout_s=KVM_PROBE_TIMEOUT_S)
+        code, stopped = run_tool_until(args, until=printed, output=out, cwd=work, timeout_s=KVM_PROBE_TIMEOUT_S)
     except ToolError:
         return False, f"KVM probe: the kernel printed nothing within {KVM_PROBE_TIMEOUT_S:g} s under KVM"
     if stopped or printed():
@@ -146,14 +135,14 @@ def _kernel_from_gi(gi: Path, fmt: str, work: Path) -> tuple[Path, Path, str]:
     raw = gi
     if fmt != "raw":
         raw = work / "gi-view.raw"
-        run_tool(["qemu-img", "convert", "-U", "-f", fmt, "-O", "raw", str(gi), str(raw)])
+        run_tool(["qemu-img", "convert", "-U", "-f", fmt, "-O", "raw", str(gi), str(raw)],
+                 timeout_s=copy_timeout_s(os.stat(gi).st_size))
     try:
         names = list_dir(raw, "/boot")
     except ClonefleetError:
         raise UsageError(f"GI '{gi}': no ext4 filesystem with a /boot folder on the whole disk; give --kernel "
                          "and --initrd") from None
-    versions = sorted(n.removeprefix("vmlinuz-") for n in names if n.startswith("vmlinuz-"))
-    version = next((v for v in reversed(versions) if f"initrd.img-{v}" in names), None)
+    version = newest_kernel(names)
     if version is None:
         raise UsageError(f"GI '{gi}': /boot holds no vmlinuz-* with its initrd.img-*; give --kernel and --initrd")
     kernel, initrd = work / "vmlinuz", work / "initrd.img"
@@ -185,9 +174,15 @@ def capture_boot(gi: Path, out: Path, *, accel: str = "auto", memory_mib: int = 
     """Boot a linked clone of ``gi`` under QEMU and record its block trace into ``out`` (module docstring)."""
     if accel not in ACCELS:
         raise UsageError(f"--accel = {accel!r}: one of {', '.join(ACCELS)}")
+    if not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise UsageError(f"--timeout = {timeout_s!r}: a time greater than 0 s")
+    host_mib = _host_memory_mib()
+    if not 128 <= memory_mib <= host_mib:
+        raise UsageError(f"--memory = {memory_mib} MiB: from 128 MiB to this machine's {host_mib:,} MiB")
     if (kernel is None) != (initrd is None):
         raise UsageError("--kernel and --initrd go together: give both, or neither to use the GI's own /boot")
     gi = existing_file(gi, "GI").resolve()
+    out = out.resolve()
     try:
         info = qcow2_info(gi)
     except ToolError as exc:
@@ -195,14 +190,11 @@ def capture_boot(gi: Path, out: Path, *, accel: str = "auto", memory_mib: int = 
     if info.format not in ("raw", "qcow2"):
         raise UsageError(f"GI '{gi}': format {info.format}; give a raw or qcow2 image")
     _check_out(out, force)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_work(out)
     stat_before = os.stat(gi)
-    with stop_on_signals(), tempfile.TemporaryDirectory(prefix=WORK_PREFIX, dir=out) as tmp:
-        work = Path(tmp)
-        (work / "pid").write_text(str(os.getpid()))
+    with stop_on_signals(), work_dir(out, WORK_PREFIX) as work:
         progress("read the GI", 0, 4)
         gi_sha256 = sha256_file(gi)
+        gi_used = qcow2_allocation(gi).own_data_bytes if info.format == "qcow2" else nonzero_data_bytes(gi)
         if kernel is None or initrd is None:
             kernel_file, initrd_file, kernel_version = _kernel_from_gi(gi, info.format, work)
         else:
@@ -236,7 +228,7 @@ def capture_boot(gi: Path, out: Path, *, accel: str = "auto", memory_mib: int = 
                  else f"boot under {chosen.upper()} (until '{marker}')", 2, 4)
         started = time.monotonic()
         code, by_marker = run_tool_until(args, until=marker_seen if marker is not None else None, output=qlog,
-                                         timeout_s=timeout_s)
+                                         cwd=work, timeout_s=timeout_s)
         boot_s = time.monotonic() - started
         console_text = console.read_text(errors="replace")
         if not by_marker:
@@ -258,6 +250,7 @@ def capture_boot(gi: Path, out: Path, *, accel: str = "auto", memory_mib: int = 
         growth = qcow2_allocation(clone).own_data_bytes
         growth_actual = qcow2_actual_bytes(clone) - actual_before
         reads, writes = trace.op == READ, trace.op == WRITE
+        run_starts, run_ends = merged_runs(trace.offset_bytes[writes], trace.length_bytes[writes])
         staged = work / "out"
         staged.mkdir()
         write_csv(trace, staged / "boot.csv")
@@ -269,9 +262,12 @@ def capture_boot(gi: Path, out: Path, *, accel: str = "auto", memory_mib: int = 
         result = Capture(folder=out, trace=out / "boot.csv", provenance=out / "capture.json", accelerator=chosen,
                          accelerator_reason=reason, ios=trace.ios, reads=int(reads.sum()),
                          writes=int(writes.sum()), read_bytes=int(trace.length_bytes[reads].sum()),
-                         write_bytes=int(trace.length_bytes[writes].sum()), boot_s=round(boot_s, 3),
+                         write_bytes=int(trace.length_bytes[writes].sum()),
+                         write_distinct_bytes=int((run_ends - run_starts).sum()),
+                         boot_s=round(boot_s, 3),
                          trace_s=round(float(trace.issue_s.max()), 6), growth_bytes=growth,
-                         growth_actual_bytes=growth_actual, zero_writes=zero_writes, zero_write_bytes=zero_bytes,
+                         growth_actual_bytes=growth_actual, gi_virtual_bytes=info.virtual_bytes,
+                         gi_used_bytes=gi_used, zero_writes=zero_writes, zero_write_bytes=zero_bytes,
                          ended_by="marker" if by_marker else "power-off")
         doc = {
             "clonefleet": __version__,
@@ -279,13 +275,16 @@ def capture_boot(gi: Path, out: Path, *, accel: str = "auto", memory_mib: int = 
             **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()},
             "qemu": qemu_version(),
             "gi": {"path": str(gi), "format": info.format, "virtual_bytes": info.virtual_bytes,
-                   "sha256": gi_sha256},
+                   "used_bytes": gi_used, "sha256": gi_sha256},
             "kernel": {"version": kernel_version, "from": "the GI's /boot" if kernel is None else str(kernel_file)},
             "kernel_append": append,
             "memory_mib": memory_mib,
             "clone_cluster_bytes": CLUSTER_BYTES,
             "command_line": [a.replace(str(work), "<work>") for a in args],
-            "files": {name: sha256_file(staged / name) for name in ("boot.csv", "qemu-trace.log.gz")},
+            "files": {"boot.csv": trace_sha256(staged / "boot.csv"),
+                      "qemu-trace.log.gz": trace_sha256(staged / "qemu-trace.log.gz"),
+                      "fio/vm-00000.iolog": trace_sha256(staged / "fio" / "vm-00000.iolog"),
+                      "fio": trace_sha256(staged / "fio")},
         }
         (staged / "capture.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         _publish_outputs(staged, out, force)
@@ -309,11 +308,13 @@ def _publish_outputs(staged: Path, out: Path, force: bool) -> None:
 
 
 def capture_note(trace: Path, sha256: str) -> str:
-    """How the boot in ``trace`` ran, from the capture's provenance beside it (``capture.json``, or
-    ``NAME.capture.json`` for ``NAME.csv[.gz]``) when that provenance names this very file (its
-    SHA-256); empty otherwise. Goes into the source of the IO rate A a trace gives."""
+    """How the boot in ``trace`` ran, from the capture's provenance beside it (``capture.json`` in its
+    folder or the folder above, for ``fio/``, or ``NAME.capture.json`` for ``NAME.csv[.gz]``) when that
+    provenance names this very trace (its SHA-256); empty otherwise. Goes into the source of the IO
+    rate A a trace gives."""
     base = trace.name.removesuffix(".gz").removesuffix(".csv")
-    for candidate in (trace.parent / "capture.json", trace.parent / f"{base}.capture.json"):
+    for candidate in (trace.parent / "capture.json", trace.parent.parent / "capture.json",
+                      trace.parent / f"{base}.capture.json"):
         with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
             doc = json.loads(candidate.read_text(encoding="utf-8"))
             if sha256 not in doc.get("files", {}).values():

@@ -28,20 +28,20 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from clonefleet.errors import ClonefleetError, UsageError
+from clonefleet.guest.bootfiles import newest_kernel
 from clonefleet.progress import Progress, no_progress
 from clonefleet.storage.data import copy_file_private, sha256_file
 from clonefleet.storage.ext4 import FIXED_EPOCH_S, ext4_env, ext4_used_bytes, make_ext4
 from clonefleet.storage.files import publish_new, refuse_to_replace
 from clonefleet.storage.paths import check_name
 from clonefleet.storage.qcow2 import qcow2_allocation
-from clonefleet.storage.tools import copy_timeout_s, run_tool, stop_on_signals
+from clonefleet.storage.tools import copy_timeout_s, run_tool, run_tool_result, stop_on_signals
+from clonefleet.storage.workdirs import remove_work_dir, work_dir
 
 SUITE = "bookworm"
 VARIANT = "minbase"
@@ -55,6 +55,10 @@ HOSTNAME = "clonefleet-gi"
 FS_UUID = "c10efee7-0000-4000-8000-00000000deb1"
 HASH_SEED = "c10efee7-0000-4000-8000-00000000deb2"
 DEBOOTSTRAP_TIMEOUT_S = 3600.0
+#: debootstrap, when it must stop, gets SIGTERM and this long before SIGKILL [s].
+DEBOOTSTRAP_GRACE_S = 20.0
+BUILD_PREFIX = ".debian-build-"
+COPY_PREFIX = ".clonefleet-copy-"
 MANIFEST_SUFFIX = ".gi.json"
 
 
@@ -139,13 +143,10 @@ def _seal(root: Path) -> None:
 
 
 def _boot_files(root: Path) -> tuple[str, str, str]:
-    kernels = sorted((root / "boot").glob("vmlinuz-*"))
-    if not kernels:
-        raise ClonefleetError(f"debootstrap installed no kernel in {root / 'boot'}: is {PACKAGES[-1]} available "
-                              "from the mirror?")
-    version = kernels[-1].name.removeprefix("vmlinuz-")
-    if not (root / "boot" / f"initrd.img-{version}").is_file():
-        raise ClonefleetError(f"the kernel {version} has no initramfs in {root / 'boot'}")
+    version = newest_kernel([p.name for p in (root / "boot").iterdir()])
+    if version is None:
+        raise ClonefleetError(f"debootstrap installed no kernel with its initramfs in {root / 'boot'}: is "
+                              f"{PACKAGES[-1]} available from the mirror?")
     return f"/boot/vmlinuz-{version}", f"/boot/initrd.img-{version}", version
 
 
@@ -154,8 +155,8 @@ def _build_into(entry: Path, mirror: str, progress: Progress) -> None:
     root = entry / "root"
     progress("debootstrap (a minute or two)", 0, 4)
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(FIXED_EPOCH_S), LC_ALL="C", DEBIAN_FRONTEND="noninteractive")
-    run_tool(["debootstrap", f"--variant={VARIANT}", f"--include={','.join(PACKAGES)}", SUITE, str(root), mirror],
-             env=env, timeout_s=DEBOOTSTRAP_TIMEOUT_S)
+    run_tool_result(["debootstrap", f"--variant={VARIANT}", f"--include={','.join(PACKAGES)}", SUITE, str(root),
+                     mirror], env=env, timeout_s=DEBOOTSTRAP_TIMEOUT_S, grace_s=DEBOOTSTRAP_GRACE_S)
     packages = installed_packages(root)
     kernel, initrd, version = _boot_files(root)
     _seal(root)
@@ -163,7 +164,7 @@ def _build_into(entry: Path, mirror: str, progress: Progress) -> None:
     raw = entry / "debian.raw"
     make_ext4(raw, root, size_bytes=IMAGE_BYTES, label="clonefleet-deb", fs_uuid=FS_UUID, hash_seed=HASH_SEED,
               env=ext4_env(entry.parent))
-    shutil.rmtree(root)
+    remove_work_dir(root)  # debootstrap's own mounts (/proc, /sys) are gone by now; never delete through one
     fs_used = ext4_used_bytes(raw)
     progress("qemu-img convert", 2, 4)
     qcow2 = entry / "debian.qcow2"
@@ -195,9 +196,8 @@ def _cached_entry(cache_dir: Path, mirror: str, progress: Progress) -> tuple[Pat
     entry = cache_dir / f"debian-{cache_key(mirror)}"
     if (entry / "debian.gi.json").is_file():
         return entry, True
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".debian-build-", dir=cache_dir) as tmp:
-        work = Path(tmp) / "entry"
+    with work_dir(cache_dir, BUILD_PREFIX) as tmp:
+        work = tmp / "entry"
         work.mkdir()
         _build_into(work, mirror, progress)
         try:
@@ -228,8 +228,7 @@ def build_debian_gi(out_dir: Path, name: str = "debian", *, mirror: str | None =
                              f"(the result is cached in {cache})")
         entry, from_cache = _cached_entry(cache, mirror or apt_mirror(), progress)
         doc = json.loads((entry / "debian.gi.json").read_text(encoding="utf-8"))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{name}-copy-", dir=out_dir) as tmp:
+        with work_dir(out_dir, COPY_PREFIX) as tmp:
             progress("copy the GI from the cache", 0, 1)
             sources = {kind: entry / doc["images"][kind]["file"] for kind in targets}
             for kind, target in targets.items():
@@ -241,8 +240,8 @@ def build_debian_gi(out_dir: Path, name: str = "debian", *, mirror: str | None =
             staged_manifest.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
             for kind in targets:
                 if sha256_file(Path(tmp) / targets[kind].name) != doc["images"][kind]["sha256"]:
-                    raise ClonefleetError(f"the cached GI {entry / doc['images'][kind]['file']} no longer has the "
-                                          f"SHA-256 its manifest records; remove {entry} and build again")
+                    raise ClonefleetError(f"the cached GI {sources[kind]} no longer has the SHA-256 its manifest "
+                                          f"records; remove {entry} and build again")
             published: list[Path] = []
             try:
                 for target in (*targets.values(), manifest):

@@ -71,7 +71,9 @@ def allocated_bytes_in_regions(regions: npt.ArrayLike, unit_bytes: npt.ArrayLike
       anywhere relative to the unit boundaries, so its span covers ``R_i/u + 1 - b/u`` units on
       average (b = min(4 KiB, u); exact for whole blocks), not ``ceil(R_i/u)``;
     - each region allocates at least one unit (a share of one when it holds a mean of fewer than one
-      extent per VM); C is the sum over the regions.
+      extent per VM) and at least the distinct bytes written in it (W_i: what the region's writes
+      hold, which random touches may under-cover when one long run fills the region); C is the sum
+      over the regions.
     """
     table = np.asarray(regions, dtype=np.float64).reshape(-1, 4)
     units = np.asarray(unit_bytes, dtype=np.float64)
@@ -93,7 +95,10 @@ def allocated_bytes_in_regions(regions: npt.ArrayLike, unit_bytes: npt.ArrayLike
         # At least one unit where a region holds at least one extent; a region that holds a mean of
         # fewer (VMs writing in different places) allocates that share of one.
         # and never more units than touches (a mean below one touch is a share of one unit).
-        out[i] = float(np.sum(np.clip(c, u * np.minimum(n_sum, 1.0), u * np.minimum(np.ceil(covered), touches))))
+        # Never less than the distinct bytes the region's writes hold (a long run fills its units, which
+        # random touches would not all cover).
+        low = np.maximum(u * np.minimum(n_sum, 1.0), w_sum)
+        out[i] = float(np.sum(np.clip(c, low, u * np.minimum(np.ceil(covered), touches))))
     return out.reshape(units.shape)
 
 

@@ -40,7 +40,7 @@ from clonefleet.sim.trace import READ, WRITE, Trace
 #: Block of the read working set and the least write span [bytes].
 BLOCK_BYTES = 4096
 #: Writes with a gap of at least this between them fall into separate write regions [bytes].
-REGION_GAP_BYTES = 1024**2
+REGION_GAP_BYTES = 256 * 1024
 #: Queue depth written when the trace cannot tell (no completion times).
 DEFAULT_QUEUE_DEPTH = 8
 #: Boot window written when the trace has no times [s].
@@ -265,7 +265,7 @@ def derive_fleet(trace: Trace, *, name: str, source_label: str, sha256: str,
                             "{vms} VMs, summed over the write regions",
         "boot_write_extents": "write runs per VM after merging touching writes, mean over {vms} VMs, summed over "
                               "the write regions",
-        "boot_write_regions": "stretches of the disk the writes fall in, apart by 1 MiB or more, bounds rounded "
+        "boot_write_regions": "stretches of the disk the writes fall in, apart by 256 KiB or more, bounds rounded "
                               "to 4 KiB; bytes and write runs per VM in each, means over {vms} VMs",
         "boot_write_span": "highest minus lowest byte written per VM, mean over {vms} VMs",
         "boot_read_span": "distinct 4 KiB blocks read per VM, mean over {vms} VMs",

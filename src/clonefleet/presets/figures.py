@@ -74,6 +74,7 @@ class FigureView:
     source: str | None
     date: str | None
     assumption: str | None
+    rows: tuple[tuple[float, ...], ...] | None = None  # a figure that is a table (boot_write_regions): its rows
 
     @property
     def assumed(self) -> bool:
@@ -88,7 +89,10 @@ class FigureView:
         return f"assumption: {self.assumption}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(self)
+        if doc["rows"] is None:  # only a table figure has rows
+            del doc["rows"]
+        return doc
 
 
 def figures_of(record: Preset) -> list[FigureView]:
@@ -100,8 +104,11 @@ def figures_of(record: Preset) -> list[FigureView]:
         if figure is None:
             continue
         value = figure_value(record, spec.key)
+        rows = record.boot_write_regions if isinstance(record, FleetPreset) and spec.key == "boot_write_regions" \
+            else None
         views.append(FigureView(record.name, kind, spec.key, value, UNITS.get(spec.key, ""),
-                                format_figure(spec.key, value), figure.source, figure.date, figure.assumption))
+                                format_figure(spec.key, value), figure.source, figure.date, figure.assumption,
+                                rows))
     if isinstance(record, FleetPreset) and "host_iops" not in record.sources:
         # The file gives the boot window; the model is built on A, the load it implies: shown beside it.
         a = float(record.host_iops)

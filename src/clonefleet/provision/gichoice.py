@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 from clonefleet.backends.reflink import filesystem_of
 from clonefleet.errors import UsageError
-from clonefleet.model import gi_backend_iops
+from clonefleet.planner import GI_BOUND_NAMES, gi_bound
 from clonefleet.presets import Method, load_array, load_fleet, load_function, preset_names
 from clonefleet.provision.manifest import Manifest, resolve_golden_images
 
@@ -45,21 +45,10 @@ class GoldenImageChoice:
 
 
 def _limit(manifest: Manifest) -> tuple[int, str, str]:
-    """k, the resource that bounds it, and the figures behind it (Eq. 1's three bounds)."""
-    fleet, array = load_fleet(manifest.preset), load_array(manifest.array)
-    function = load_function("snapshot")
-    a = float(fleet.host_iops)
-    b_gi = float(gi_backend_iops(a, fleet.read_fraction, array.cache_hit_shared, array.cow_read_fraction))
-    bounds = {
-        "GI volume's processor": (array.volume_iops_limit / a,
-                                  f"N_v / A = {array.volume_iops_limit:,.0f} / {a:g} IOPS = "),
-        "GI's disks": (array.disk_iops * array.gi_disks / b_gi if b_gi > 0 else math.inf,
-                       f"M x X_g / B_gi = {array.disk_iops:g} x {array.gi_disks:g} / {b_gi:.3g} IOPS = "),
-        "storage function's limit of clones per source": (float(function.max_clones_per_gi), "k_max = "),
-    }
-    name = min(bounds, key=lambda key: bounds[key][0])
-    value, figures = bounds[name]
-    return int(math.floor(value)) if math.isfinite(value) else manifest.count, name, f"{figures}{value:.4g}"
+    """k, the resource that bounds it, and the figures behind it (:func:`clonefleet.planner.gi_bound`)."""
+    name, value, figures = gi_bound(load_fleet(manifest.preset), load_array(manifest.array),
+                                    load_function("snapshot"))
+    return int(math.floor(value)) if math.isfinite(value) else manifest.count, GI_BOUND_NAMES[name], figures
 
 
 def explain_golden_images(manifest: Manifest) -> GoldenImageChoice:

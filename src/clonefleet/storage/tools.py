@@ -8,13 +8,21 @@ Every tool clonefleet starts goes through :func:`run_tool_result`:
   first error line (ENOSPC stays an ``OSError`` with its errno, so callers can tell a full disk);
 - while it runs, its ``Popen`` is registered; :func:`kill_running` kills every registered child by
   pid, and :func:`stop_on_signals` makes SIGINT and SIGTERM do that before the process stops, so
-  no tool is left writing after clonefleet has gone. After a stop no new tool is started.
+  no tool is left writing after clonefleet has gone. After a stop no new tool is started;
+- each tool runs in a process group of its own, and stopping it stops the group: the processes a
+  tool starts itself (debootstrap's dpkg and chroot) go with it. A tool given a ``grace_s`` gets
+  SIGTERM first, to clean up.
+
+:func:`run_tool_until` runs a long-lived tool (QEMU) the same way, until it exits or a condition
+holds; it also dies with clonefleet if clonefleet is killed outright (SIGKILL).
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
 import os
+import resource
 import signal
 import subprocess
 import threading
@@ -46,7 +54,7 @@ _INSTALL_HINT = {
 _PR_SET_PDEATHSIG = 1
 
 _lock = threading.Lock()
-_running: dict[int, subprocess.Popen[str]] = {}
+_running: dict[int, tuple[subprocess.Popen[str], float]] = {}  # pid -> (process, grace before SIGKILL)
 _stopping = threading.Event()
 _guarded = threading.Event()
 
@@ -81,11 +89,20 @@ def _subcommand(args: Sequence[str]) -> str:
     return f"{args[1]} " if len(args) > 1 and not args[1].startswith("-") else ""
 
 
-def _kill(proc: subprocess.Popen[str]) -> None:
-    """Kill one child by its pid and reap it (no zombie, nothing left running)."""
-    if proc.poll() is None:
-        with suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
+def _signal_group(proc: subprocess.Popen[str], sig: int) -> None:
+    """Send ``sig`` to the tool and every process it started (its own process group)."""
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _kill(proc: subprocess.Popen[str], grace_s: float = 0.0) -> None:
+    """Stop one tool and its children by its pid (its process group) and reap it: SIGTERM first when it
+    has ``grace_s`` to clean up (debootstrap unmounts what it mounted), then SIGKILL."""
+    if proc.poll() is None and grace_s > 0:
+        _signal_group(proc, signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(grace_s)
+    _signal_group(proc, signal.SIGKILL)  # also children the tool left behind
     proc.wait()
 
 
@@ -96,14 +113,19 @@ def running_pids() -> list[int]:
 
 
 def kill_running() -> int:
-    """Kill every tool this process runs (by pid); returns how many were running."""
+    """Stop every tool this process runs, with its children (by process group): SIGKILL, or SIGTERM for
+    a tool given time to clean up (its caller's ``_kill`` then waits and kills); returns how many."""
     with _lock:
         procs = list(_running.values())
-    for proc in procs:
+    for proc, grace_s in procs:
         if proc.poll() is None:
-            with suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
+            _signal_group(proc, signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
     return len(procs)
+
+
+def _check_timeout(timeout_s: float) -> None:
+    if not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise ValueError(f"timeout_s = {timeout_s!r}: a finite time greater than 0")
 
 
 def run_tool_result(
@@ -113,28 +135,32 @@ def run_tool_result(
     env: dict[str, str] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     check: bool = True,
+    grace_s: float = 0.0,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a storage tool to its end; stdout and stderr as text. See the module docstring."""
+    """Run a storage tool to its end; stdout and stderr as text. See the module docstring. ``grace_s``:
+    when it must be stopped, the tool gets SIGTERM and this long to clean up before SIGKILL."""
     tool = args[0]
+    _check_timeout(timeout_s)
     if _stopping.is_set():
         raise Stopped(f"stopped by a signal: {tool} {_subcommand(args)}not started")
     try:
         proc = subprocess.Popen(list(args), stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                start_new_session=True)  # no preexec_fn: tools also run from worker threads
     except FileNotFoundError:
         raise ToolError(f"{tool} not found on PATH: install {_INSTALL_HINT.get(tool, 'its package')} "
                         "(scripts/setup.sh does)") from None
     with _lock:
-        _running[proc.pid] = proc
+        _running[proc.pid] = (proc, grace_s)
     try:
         try:
             out, err = proc.communicate(stdin_text, timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _kill(proc)
+            _kill(proc, grace_s)
             raise ToolError(f"{tool} {_subcommand(args)}did not finish within {timeout_s:g} s and was killed "
                             f"(pid {proc.pid})") from None
         except BaseException:
-            _kill(proc)
+            _kill(proc, grace_s)
             raise
     finally:
         with _lock:
@@ -151,7 +177,10 @@ def run_tool_result(
 
 
 def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL it if clonefleet dies, even by SIGKILL (Linux)."""
+    """In the child, before exec: SIGKILL it if clonefleet dies, even by SIGKILL (Linux), and no core dump
+    (QEMU aborting in a KVM probe must not drop a core file where it runs). Long-lived tools run from the
+    main thread only, so a preexec function is safe here."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
@@ -161,6 +190,7 @@ def run_tool_until(
     *,
     until: Callable[[], bool] | None = None,
     output: str | os.PathLike[str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
     timeout_s: float,
     poll_s: float = 0.2,
     stop_grace_s: float = 10.0,
@@ -175,6 +205,7 @@ def run_tool_until(
     ``timeout_s`` the tool is killed and the run fails with one :class:`ToolError` line.
     """
     tool = args[0]
+    _check_timeout(timeout_s)
     if _stopping.is_set():
         raise Stopped(f"stopped by a signal: {tool} not started")
     if threading.current_thread() is not threading.main_thread():
@@ -182,12 +213,12 @@ def run_tool_until(
     try:
         with open(output if output is not None else os.devnull, "w") as sink:
             proc = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                                    text=True, preexec_fn=_die_with_parent)
+                                    text=True, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent)
     except FileNotFoundError:
         raise ToolError(f"{tool} not found on PATH: install {_INSTALL_HINT.get(tool, 'its package')} "
                         "(scripts/setup.sh does)") from None
     with _lock:
-        _running[proc.pid] = proc
+        _running[proc.pid] = (proc, 0.0)
     stopped_by_us = False
     try:
         deadline = time.monotonic() + timeout_s
