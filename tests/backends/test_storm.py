@@ -172,7 +172,8 @@ def children(parent: int) -> list[tuple[int, str]]:
 
 def run_and_kill(m: Manifest, tmp: Path, victim: str, ios: int = 200_000) -> subprocess.CompletedProcess[str]:
     """Run ``clonefleet storm`` in its own process and, once its fio is replaying, kill ``victim``
-    (``qemu-storage-daemon``, ``fio``: SIGKILL) or send the storm SIGTERM (``storm``)."""
+    (``qemu-storage-daemon``, ``fio``: SIGKILL), send the storm SIGTERM (``storm``) or SIGKILL
+    clonefleet itself (``clonefleet``)."""
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": f"{SRC}:{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.Popen([sys.executable, "-m", "clonefleet", "storm", str(m.path), "--ios-per-vm", str(ios),
                              "--out", str(m.path.parent / "killed")],
@@ -192,6 +193,8 @@ def run_and_kill(m: Manifest, tmp: Path, victim: str, ios: int = 200_000) -> sub
         time.sleep(0.3)
         if victim == "storm":
             os.kill(proc.pid, signal.SIGTERM)
+        elif victim == "clonefleet":
+            os.kill(proc.pid, signal.SIGKILL)
         else:
             os.kill(pids[victim], signal.SIGKILL)
         out, err = proc.communicate(timeout=60)
@@ -203,7 +206,7 @@ def run_and_kill(m: Manifest, tmp: Path, victim: str, ios: int = 200_000) -> sub
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("victim", ["qemu-storage-daemon", "fio", "storm"])
+@pytest.mark.parametrize("victim", ["qemu-storage-daemon", "fio", "storm", "clonefleet"])
 def test_a_storm_whose_daemon_or_fio_dies_stops_everything_in_one_line(
         tmp_path: Path, qcow2_gi: pf.GoldenImage, victim: str) -> None:
     require_tool("fio", "qemu-storage-daemon")
@@ -216,6 +219,13 @@ def test_a_storm_whose_daemon_or_fio_dies_stops_everything_in_one_line(
         assert "\n" not in err and "Traceback" not in err, err
         if victim == "storm":
             assert done.returncode == 130 and "SIGTERM" in err
+        elif victim == "clonefleet":
+            # no handler runs: the daemon and fio die with it (parent-death signal), the watchdog of its
+            # private folder removes the folder
+            assert done.returncode == -signal.SIGKILL and err == ""
+            deadline = time.monotonic() + 10
+            while (list(tmp.iterdir()) or storm_processes(str(m.dest), str(tmp))) and time.monotonic() < deadline:
+                time.sleep(0.1)
         else:
             assert done.returncode == 1
             assert err.startswith(f"clonefleet: error: {victim} (pid ") and "killed by SIGKILL mid-storm" in err

@@ -252,11 +252,13 @@ def started_tool(args: Sequence[str], *, output: str | os.PathLike[str] | None =
     """Start a long-lived tool (a storage daemon, a load generator) that runs beside others while
     the caller watches them all; yields its ``Popen``.
 
-    Like :func:`run_tool_until`'s tool it is registered (killed by pid on SIGINT/SIGTERM through
-    :func:`stop_on_signals`), dies with clonefleet even if clonefleet is killed (SIGKILL), and its
-    stdout and stderr go to ``output``. Leaving the block stops it if it still runs: SIGTERM, then
-    SIGKILL after ``stop_grace_s``; it is always reaped and unregistered, so no process is left.
-    Start it from the main thread: the kernel's parent-death signal follows the starting thread.
+    Like :func:`run_tool_until`'s tool it runs in a process group of its own, is registered
+    (stopped with its group on SIGINT/SIGTERM through :func:`stop_on_signals`), dies with
+    clonefleet even if clonefleet is killed (SIGKILL), and its stdout and stderr go to ``output``.
+    Leaving the block stops it if it still runs: SIGTERM (a daemon closes its images cleanly),
+    then SIGKILL to its group after ``stop_grace_s``; it is always reaped and unregistered, so no
+    process is left. Start it from the main thread: the parent-death signal follows the starting
+    thread.
     """
     tool = args[0]
     if _stopping.is_set():
@@ -266,23 +268,17 @@ def started_tool(args: Sequence[str], *, output: str | os.PathLike[str] | None =
     try:
         with open(output if output is not None else os.devnull, "w") as sink:
             proc = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                                    text=True, preexec_fn=_die_with_parent)
+                                    text=True, start_new_session=True, preexec_fn=_die_with_parent)
     except FileNotFoundError:
         raise ToolError(f"{tool} not found on PATH: install {_INSTALL_HINT.get(tool, 'its package')} "
                         "(scripts/setup.sh does)") from None
     with _lock:
-        _running[proc.pid] = proc
+        _running[proc.pid] = (proc, stop_grace_s)
     try:
         yield proc
     finally:
         try:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(stop_grace_s)
-                except subprocess.TimeoutExpired:
-                    _kill(proc)
-            proc.wait()
+            _kill(proc, stop_grace_s)
         finally:
             with _lock:
                 _running.pop(proc.pid, None)

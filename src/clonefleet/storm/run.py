@@ -20,13 +20,12 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from clonefleet.provision.plan import FleetPlan, provisioned_plan
 from clonefleet.sim.traceio import write_fio_iologs
 from clonefleet.storage.files import refuse_to_replace, write_text_whole
 from clonefleet.storage.tools import ToolError, first_error_line, started_tool
+from clonefleet.storage.workdirs import work_dir
 from clonefleet.storm import daemon as qsd
 from clonefleet.storm.fio import FioJob, FioJobSpec, fio_args, job_file, jobs_done, merged_percentiles_s, parse_fio_json
 from clonefleet.storm.results import StormResult, VmResult, machine_info, tool_versions
@@ -52,6 +52,8 @@ ENGINES = {
 #: A storm that runs longer than this is stopped (seconds).
 DEFAULT_TIMEOUT_S = 3600.0
 POLL_S = 0.1
+#: Name prefix of a storm's private temporary folder.
+WORK_PREFIX = "clonefleet-storm-"
 #: Longest path of a unix socket (sun_path holds 108 bytes with its terminating NUL).
 MAX_SOCKET_PATH_BYTES = 107
 
@@ -121,20 +123,12 @@ def run_storm(manifest: Manifest, request: StormRequest = StormRequest(), backen
     return saved
 
 
-@contextmanager
-def _private_folder() -> Iterator[Path]:
-    """A private (0700) temporary folder for the iologs, job file, socket and pid file; always removed."""
-    folder = Path(tempfile.mkdtemp(prefix="clonefleet-storm-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def _run(plan: FleetPlan, workload: Workload, vms: int, nbd: bool, timeout_s: float,
          progress: Progress) -> list[FioJob]:
     tasks = plan.tasks[:vms]
-    with _private_folder() as tmp:
+    # A private (0700) folder for the iologs, job file, socket and pid file: removed at the end, and by
+    # its watchdog if clonefleet is killed outright.
+    with work_dir(Path(tempfile.gettempdir()), WORK_PREFIX) as tmp:
         progress("write the iologs", 0, vms)
         logs = write_fio_iologs(workload.trace, tmp / "iologs", device=iolog_device(tmp, nbd))
         socket, pidfile, daemon_log = tmp / "nbd.sock", tmp / "daemon.pid", tmp / "daemon.log"
