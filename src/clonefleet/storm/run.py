@@ -109,13 +109,11 @@ def run_storm(manifest: Manifest, request: StormRequest = StormRequest(), backen
         tools = tool_versions(["fio", "qemu-storage-daemon"] if nbd else ["fio"])
         clones = [plan.fleet_dir / t.name for t in plan.tasks[:vms]]
         sources = [p for p in plan.sources if p.exists()]
-        progress("measure the clones before the storm", 0, 0)
-        before = backend.measure(plan.recipe, clones, sources)
+        before = _measure(backend, plan, clones, sources, "measure the clones before the storm", progress)
         t0 = time.monotonic()
         jobs = _run(plan, workload, vms, nbd, request.timeout_s, progress)
         wall_s = time.monotonic() - t0
-        progress("measure the clones after the storm", 0, 0)
-        after = backend.measure(plan.recipe, clones, sources)
+        after = _measure(backend, plan, clones, sources, "measure the clones after the storm", progress)
     result = _result(manifest, plan, backend, request, workload, jobs, before, after, wall_s, started,
                      tools, nbd)
     saved = dataclasses.replace(result, saved_to=str(target))
@@ -163,6 +161,15 @@ def _run(plan: FleetPlan, workload: Workload, vms: int, nbd: bool, timeout_s: fl
             text = output.read_text(encoding="utf-8", errors="replace") if output.exists() else ""
         _, jobs = parse_fio_json(text)
     return jobs
+
+
+def _measure(backend: Backend, plan: FleetPlan, clones: list[Path], sources: list[Path], stage: str,
+             progress: Progress) -> Usage:
+    """The backend's own measure of the storm's clones (and the GIs they read from)."""
+    progress(stage, 0, len(clones))
+    usage = backend.measure(plan.recipe, clones, sources)
+    progress(stage, len(clones), len(clones))
+    return usage
 
 
 def _how(code: int | None) -> str:
