@@ -47,6 +47,8 @@ _INSTALL_HINT = {
     "xfs_spaceman": "xfsprogs",
     "debootstrap": "debootstrap",
     "qemu-system-x86_64": "qemu-system-x86",
+    "qemu-storage-daemon": "qemu-system-common",
+    "fio": "fio",
 }
 #: prctl option: the child gets this signal when the thread that started it dies (linux/prctl.h).
 _PR_SET_PDEATHSIG = 1
@@ -242,6 +244,44 @@ def run_tool_until(
     if _stopping.is_set():
         raise Stopped(f"stopped by a signal: {tool} killed (pid {proc.pid})")
     return int(proc.returncode), stopped_by_us
+
+
+@contextmanager
+def started_tool(args: Sequence[str], *, output: str | os.PathLike[str] | None = None,
+                 stop_grace_s: float = 5.0) -> Iterator[subprocess.Popen[str]]:
+    """Start a long-lived tool (a storage daemon, a load generator) that runs beside others while
+    the caller watches them all; yields its ``Popen``.
+
+    Like :func:`run_tool_until`'s tool it runs in a process group of its own, is registered
+    (stopped with its group on SIGINT/SIGTERM through :func:`stop_on_signals`), dies with
+    clonefleet even if clonefleet is killed (SIGKILL), and its stdout and stderr go to ``output``.
+    Leaving the block stops it if it still runs: SIGTERM (a daemon closes its images cleanly),
+    then SIGKILL to its group after ``stop_grace_s``; it is always reaped and unregistered, so no
+    process is left. Start it from the main thread: the parent-death signal follows the starting
+    thread.
+    """
+    tool = args[0]
+    if _stopping.is_set():
+        raise Stopped(f"stopped by a signal: {tool} not started")
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("started_tool starts long-lived tools from the main thread only")
+    try:
+        with open(output if output is not None else os.devnull, "w") as sink:
+            proc = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                                    text=True, start_new_session=True, preexec_fn=_die_with_parent)
+    except FileNotFoundError:
+        raise ToolError(f"{tool} not found on PATH: install {_INSTALL_HINT.get(tool, 'its package')} "
+                        "(scripts/setup.sh does)") from None
+    with _lock:
+        _running[proc.pid] = (proc, stop_grace_s)
+    try:
+        yield proc
+    finally:
+        try:
+            _kill(proc, stop_grace_s)
+        finally:
+            with _lock:
+                _running.pop(proc.pid, None)
 
 
 def run_tool(args: Sequence[str], *, stdin_text: str | None = None, env: dict[str, str] | None = None,

@@ -1,0 +1,273 @@
+"""Run a boot storm on a provisioned fleet and measure it (``clonefleet storm``).
+
+Prepare, then apply, cheapest failures first: the manifest and the fleet (every clone made,
+under the fleet's lock), the workload (its offsets inside the clones), the result's file name,
+the tools' versions; then the clones' bytes are measured, the iologs written to a private
+temporary folder, the daemon started (qcow2) and fio run, watched every 0.1 s:
+
+- the daemon dying stops fio, fio dying stops the daemon; either is one line (exit 1);
+- SIGINT/SIGTERM kill both by pid (:func:`clonefleet.storage.tools.stop_on_signals`), and both
+  die with clonefleet even when it is killed (parent-death signal);
+- the temporary folder (iologs, job file, socket, pid file) is removed whatever happens.
+
+The clones keep the storm's writes, as a booted VM's disk would: run it again and it rewrites
+the same places (the same seed draws the same boots).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+from clonefleet.backends import Backend, Usage, get_backend
+from clonefleet.errors import UsageError, output_folder
+from clonefleet.presets import Method
+from clonefleet.progress import Progress, no_progress
+from clonefleet.provision.manifest import Manifest
+from clonefleet.provision.plan import FleetPlan, provisioned_plan
+from clonefleet.sim.traceio import write_fio_iologs
+from clonefleet.storage.files import refuse_to_replace, write_text_whole
+from clonefleet.storage.tools import ToolError, first_error_line, started_tool
+from clonefleet.storage.workdirs import work_dir
+from clonefleet.storm import daemon as qsd
+from clonefleet.storm.fio import FioJob, FioJobSpec, fio_args, job_file, jobs_done, merged_percentiles_s, parse_fio_json
+from clonefleet.storm.results import StormResult, VmResult, machine_info, tool_versions
+from clonefleet.storm.workload import Workload, check_direct_aligned, iolog_device, storm_workload
+
+#: Backends a storm can drive, and how fio reaches their clones.
+ENGINES = {
+    "qcow2": "fio nbd engine -> qemu-storage-daemon NBD exports on a unix socket (cache.direct=on: O_DIRECT)",
+    "reflink": "fio libaio engine on the clone files, direct=1 (O_DIRECT)",
+}
+#: A storm that runs longer than this is stopped (seconds).
+DEFAULT_TIMEOUT_S = 3600.0
+POLL_S = 0.1
+#: Name prefix of a storm's private temporary folder.
+WORK_PREFIX = "clonefleet-storm-"
+#: Longest path of a unix socket (sun_path holds 108 bytes with its terminating NUL).
+MAX_SOCKET_PATH_BYTES = 107
+
+
+class StormFailed(ToolError):
+    """The daemon or fio died, or fio failed, mid-storm; everything of the storm was stopped."""
+
+
+@dataclass(frozen=True)
+class StormRequest:
+    """What the user asked for, validated by :func:`run_storm` before anything runs."""
+
+    vms: int | None = None
+    trace: str | None = None
+    start_spread_s: float = 0.0
+    seed: int = 1
+    ios_per_vm: int | None = None
+    queue_depth: int | None = None
+    out: Path | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+
+def result_path(manifest: Manifest, out: Path | None, started: dt.datetime) -> Path:
+    """Where the storm JSON goes: beside the manifest, or in ``--out``."""
+    folder = out if out is not None else manifest.path.parent
+    return folder / f"storm-{manifest.name}-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+
+
+def run_storm(manifest: Manifest, request: StormRequest = StormRequest(), backend: Backend | None = None,
+              progress: Progress = no_progress) -> StormResult:
+    """Run the storm (module docstring), save its JSON and return its results."""
+    backend = backend or get_backend(manifest.backend)
+    if backend.name not in ENGINES:
+        raise UsageError(f"storm: backend {backend.name!r} is not supported yet; one of {', '.join(ENGINES)}")
+    if not (request.timeout_s > 0):
+        raise UsageError(f"--timeout = {request.timeout_s!r}: a time above 0 s")
+    started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    if request.out is not None:
+        output_folder(request.out, "--out")
+    target = result_path(manifest, request.out, started)
+    refuse_to_replace(target, "storm result")
+    nbd = backend.name == "qcow2"
+    with provisioned_plan(manifest, backend, "storm") as plan:
+        count = len(plan.tasks)
+        vms = request.vms if request.vms is not None else count
+        if not 1 <= vms <= count:
+            raise UsageError(f"--vms = {vms}: from 1 to the fleet's {count} clones")
+        workload = storm_workload(manifest, plan.gi, vms, trace=request.trace,
+                                  start_spread_s=request.start_spread_s, seed=request.seed,
+                                  ios_per_vm=request.ios_per_vm, queue_depth=request.queue_depth)
+        if not nbd:
+            check_direct_aligned(workload.trace, request.trace or "synthetic")
+        tools = tool_versions(["fio", "qemu-storage-daemon"] if nbd else ["fio"])
+        clones = [plan.fleet_dir / t.name for t in plan.tasks[:vms]]
+        sources = [p for p in plan.sources if p.exists()]
+        before = _measure(backend, plan, clones, sources, "measure the clones before the storm", progress)
+        t0 = time.monotonic()
+        jobs = _run(plan, workload, vms, nbd, request.timeout_s, progress)
+        wall_s = time.monotonic() - t0
+        after = _measure(backend, plan, clones, sources, "measure the clones after the storm", progress)
+    result = _result(manifest, plan, backend, request, workload, jobs, before, after, wall_s, started,
+                     tools, nbd)
+    saved = dataclasses.replace(result, saved_to=str(target))
+    write_text_whole(target, json.dumps(saved.to_dict(), indent=2, allow_nan=False) + "\n", "storm result")
+    return saved
+
+
+def _run(plan: FleetPlan, workload: Workload, vms: int, nbd: bool, timeout_s: float,
+         progress: Progress) -> list[FioJob]:
+    tasks = plan.tasks[:vms]
+    # A private (0700) folder for the iologs, job file, socket and pid file: removed at the end, and by
+    # its watchdog if clonefleet is killed outright.
+    with work_dir(Path(tempfile.gettempdir()), WORK_PREFIX) as tmp:
+        progress("write the iologs", 0, vms)
+        logs = write_fio_iologs(workload.trace, tmp / "iologs", device=iolog_device(tmp, nbd))
+        socket, pidfile, daemon_log = tmp / "nbd.sock", tmp / "daemon.pid", tmp / "daemon.log"
+        if nbd and len(os.fsencode(socket)) > MAX_SOCKET_PATH_BYTES:
+            raise UsageError(f"temporary folder {tmp}: too long a path for a unix socket (at most "
+                             f"{MAX_SOCKET_PATH_BYTES} bytes); set TMPDIR to a shorter folder")
+        if not nbd:
+            for v, task in enumerate(tasks):
+                os.symlink(plan.fleet_dir / task.name, tmp / f"disk-{v}")
+        specs = [FioJobSpec(name=task.name, iolog=logs[v], iodepth=workload.queue_depth,
+                            start_s=float(workload.trace.start_s[v]), size_bytes=plan.gi.virtual_bytes,
+                            uri=qsd.nbd_uri(task.name, socket) if nbd else None)
+                 for v, task in enumerate(tasks)]
+        jobfile = tmp / "storm.fio"
+        jobfile.write_text(job_file(specs, nbd=nbd), encoding="utf-8")
+        daemon_cm = nullcontext(None)
+        if nbd:
+            source_of = {p: i for i, p in enumerate(plan.sources)}
+            exports = [qsd.Export(task.name, plan.fleet_dir / task.name,
+                                  source_of[task.source] if plan.recipe.method is Method.SNAPSHOT else None)
+                       for task in tasks]
+            fmt = plan.gi.fmt
+            args = qsd.daemon_args([(p, fmt) for p in plan.sources], exports, socket, pidfile)
+            daemon_cm = started_tool(args, output=daemon_log)  # type: ignore[assignment]
+        with daemon_cm as daemon:
+            if daemon is not None:
+                progress("start qemu-storage-daemon", 0, 0)
+                qsd.wait_ready(daemon, pidfile, daemon_log)
+            output, status = tmp / "fio.json", tmp / "fio.out"
+            with started_tool(fio_args(jobfile, output), output=status) as fio:
+                _watch(fio, daemon, status, vms, timeout_s, progress)
+            text = output.read_text(encoding="utf-8", errors="replace") if output.exists() else ""
+        _, jobs = parse_fio_json(text)
+    return jobs
+
+
+def _measure(backend: Backend, plan: FleetPlan, clones: list[Path], sources: list[Path], stage: str,
+             progress: Progress) -> Usage:
+    """The backend's own measure of the storm's clones (and the GIs they read from)."""
+    progress(stage, 0, len(clones))
+    usage = backend.measure(plan.recipe, clones, sources)
+    progress(stage, len(clones), len(clones))
+    return usage
+
+
+def _how(code: int | None) -> str:
+    if code is None:
+        return "is running"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def _status_tail(path: Path, nbytes: int = 8192) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - nbytes))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _fio_error(path: Path) -> str:
+    """fio's first error line from its status output (its chatter and status lines skipped)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "no error message"
+    lines = [ln.strip() for ln in text.replace("\r", "\n").splitlines()]
+    errors = [ln for ln in lines if ln and not ln.startswith("Jobs:") and "connected to NBD server" not in ln]
+    return first_error_line("\n".join(errors))
+
+
+def _watch(fio: subprocess.Popen[str], daemon: subprocess.Popen[str] | None, status: Path, vms: int,
+           timeout_s: float, progress: Progress) -> None:
+    """Wait for fio to finish; stop the storm in one line when the daemon or fio dies, or it runs too long."""
+    deadline = time.monotonic() + timeout_s
+    progress("storm: VMs booted", 0, vms)
+    while fio.poll() is None:
+        if daemon is not None and daemon.poll() is not None:
+            raise StormFailed(f"qemu-storage-daemon (pid {daemon.pid}) {_how(daemon.returncode)} mid-storm: fio "
+                              f"(pid {fio.pid}) and the storm were stopped; the clones are kept (check them with "
+                              "'qemu-img check')")
+        if time.monotonic() > deadline:
+            raise StormFailed(f"the storm did not finish within {timeout_s:g} s: fio (pid {fio.pid}) and the "
+                              "daemon were stopped")
+        done = jobs_done(_status_tail(status))
+        if done is not None:
+            progress("storm: VMs booted", done, vms)
+        time.sleep(POLL_S)
+    if fio.returncode != 0:
+        if daemon is not None and daemon.poll() is not None:
+            raise StormFailed(f"qemu-storage-daemon (pid {daemon.pid}) {_how(daemon.returncode)} mid-storm: fio "
+                              f"failed ({_fio_error(status)}); the storm was stopped and the clones are kept "
+                              "(check them with 'qemu-img check')")
+        raise StormFailed(f"fio (pid {fio.pid}) {_how(fio.returncode)} mid-storm: {_fio_error(status)}; the "
+                          "storm was stopped" + (" with its daemon" if daemon is not None else ""))
+    progress("storm: VMs booted", vms, vms)
+
+
+def _allocated(before: Usage, after: Usage) -> dict[str, int]:
+    was = {c.name: c.consumed_bytes for c in before.clones}
+    return {c.name: c.consumed_bytes - was.get(c.name, 0) for c in after.clones}
+
+
+def _result(manifest: Manifest, plan: FleetPlan, backend: Backend, request: StormRequest, workload: Workload,
+            jobs: Sequence[FioJob], before: Usage, after: Usage, wall_s: float, started: dt.datetime,
+            tools: dict[str, str], nbd: bool) -> StormResult:
+    by_name = {j.name: j for j in jobs}
+    per_clone = _allocated(before, after)
+    notes = [workload.note]
+    results = []
+    for v, task in enumerate(plan.tasks[: workload.trace.vms]):
+        job = by_name.get(task.name)
+        if job is None:
+            raise StormFailed(f"fio reported no results for VM {task.name}: the storm is incomplete")
+        reads, writes, nbytes = workload.vm_ios(v)
+        if job.error:
+            raise StormFailed(f"fio: VM {task.name} failed with error {job.error} ({os.strerror(job.error)})")
+        if job.issued_ios != reads + writes:
+            notes.append(f"{task.name}: fio issued {job.issued_ios} IOs, the trace holds {reads + writes}")
+        results.append(VmResult(name=task.name, start_s=float(workload.trace.start_s[v]), boot_s=job.runtime_s,
+                                reads=reads, writes=writes, bytes=nbytes, latency_s=dict(job.latency_s),
+                                latency_samples=job.latency_samples, allocated_bytes=per_clone.get(task.name)))
+    samples = sum(r.latency_samples for r in results)
+    total = sum(r.ios for r in results)
+    if samples < total:
+        notes.append(f"latencies rest on {samples:,} of {total:,} IOs: fio leaves the IOs in flight when an "
+                     "iolog ends (at most queue depth - 1 per VM) out of its latency figures; IO counts and "
+                     "bytes come from the trace")
+    notes.append("boot time: from a VM's start to its last IO's completion, as fio times the job "
+                 "(millisecond resolution)")
+    return StormResult(
+        manifest=str(manifest.path), fleet_dir=str(plan.fleet_dir), fleet=manifest.name, backend=backend.name,
+        method=plan.recipe.method.value, engine=ENGINES[backend.name],
+        started_at=started.isoformat().replace("+00:00", "Z"), seed=request.seed,
+        start_spread_s=request.start_spread_s, workload=workload.to_dict(), vms=tuple(results),
+        latency_s=merged_percentiles_s(jobs), wall_s=wall_s,
+        allocated_bytes=after.total_bytes - before.total_bytes, accounting=after.accounting,
+        machine=machine_info(), tools=tools, notes=tuple(notes))
