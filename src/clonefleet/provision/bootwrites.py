@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Collection, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from clonefleet.provision import writes
 from clonefleet.provision.journal import Journal
 from clonefleet.provision.manifest import Manifest
 from clonefleet.provision.plan import CloneTask, provisioned_plan
+from clonefleet.provision.pool import completed_or_cancel
 from clonefleet.storage.files import open_regular
 from clonefleet.storage.goldimage import GoldenImageInfo
 from clonefleet.storage.goldimage import gi_used_bytes as measure_used_bytes
@@ -190,7 +191,7 @@ def apply_writes(manifest: Manifest, backend: Backend | None = None, progress: P
 
             futures = {pool.submit(one, t): t for t in todo}
             progress("writes", 0, len(todo))
-            for n, future in enumerate(_as_completed(futures), 1):
+            for n, future in enumerate(completed_or_cancel(futures), 1):
                 task = futures[future]
                 written = future.result()
                 total_bytes += written
@@ -200,10 +201,3 @@ def apply_writes(manifest: Manifest, backend: Backend | None = None, progress: P
                         bytes_written=total_bytes, footprint=model.footprint_dict(), note=model.note)
 
 
-def _as_completed(futures: dict[Future[int], CloneTask]) -> Iterator[Future[int]]:
-    try:
-        yield from as_completed(futures)
-    except BaseException:
-        for f in futures:
-            f.cancel()
-        raise

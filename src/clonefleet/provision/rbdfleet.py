@@ -40,6 +40,7 @@ from clonefleet.progress import Progress, no_progress
 from clonefleet.provision.fleetdir import LOCK_NAME, fleet_dir_of, fleet_lock, rmdir_quietly
 from clonefleet.provision.journal import STATE_DIR, Journal, decode
 from clonefleet.provision.manifest import Manifest, resolve_golden_images
+from clonefleet.provision.pool import completed_or_cancel
 from clonefleet.storage.goldimage import GoldenImageInfo, check_golden_image, gi_used_bytes
 
 if TYPE_CHECKING:
@@ -543,22 +544,11 @@ def flatten(manifest: Manifest, names: Sequence[str] = (), workers: int | None =
         progress("flatten", 0, len(todo))
         with ThreadPoolExecutor(max_workers=workers or manifest.workers) as pool:
             futures = {pool.submit(cluster.flatten, t.source.pool, t.image): t for t in todo}
-            for n, future in enumerate(_completed(futures), 1):
+            for n, future in enumerate(completed_or_cancel(futures), 1):
                 future.result()
                 journal.append("rbd-flattened", name=futures[future].name)
                 progress("flatten", n, len(todo))
     return FlattenResult(tuple(t.name for t in todo), len(chosen) - len(todo))
-
-
-def _completed(futures: dict[Future[Any], Task]) -> Iterator[Future[Any]]:
-    from concurrent.futures import as_completed
-
-    try:
-        yield from as_completed(futures)
-    except BaseException:
-        for f in futures:
-            f.cancel()
-        raise
 
 
 # --- boot writes --------------------------------------------------------------------------------
@@ -599,7 +589,7 @@ def apply_writes(manifest: Manifest, workers: int | None = None, progress: Progr
         progress("writes", 0, len(todo))
         with ThreadPoolExecutor(max_workers=workers or manifest.workers) as pool:
             futures = {pool.submit(one, t): t for t in todo}
-            for n, future in enumerate(_completed(futures), 1):
+            for n, future in enumerate(completed_or_cancel(futures), 1):
                 total += future.result()
                 journal.append("rbd-written", name=futures[future].name, bytes=future.result())
                 progress("writes", n, len(todo))
@@ -719,7 +709,7 @@ def destroy(manifest: Manifest, workers: int | None = None, progress: Progress =
         progress("remove", 0, len(ours))
         with ThreadPoolExecutor(max_workers=workers or max(manifest.workers, 16)) as pool_:
             futures = {pool_.submit(cluster.remove, r["pool"], r["image"], dead): (n, r) for n, r in ours}
-            for i, future in enumerate(_completed(futures), 1):  # type: ignore[arg-type]
+            for i, future in enumerate(completed_or_cancel(futures), 1):  # type: ignore[arg-type]
                 future.result()
                 n, r = futures[future]
                 journal.append("rbd-removed", name=n, pool=r["pool"], image=r["image"])

@@ -185,6 +185,22 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def _start_long_lived(args: Sequence[str], output: str | os.PathLike[str] | None,
+                      cwd: str | os.PathLike[str] | None) -> subprocess.Popen[str]:
+    """Start a long-lived tool from the main thread: its own process group, dies with clonefleet,
+    stdout and stderr into ``output`` (or nowhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError(f"{args[0]}: long-lived tools start from the main thread only (the parent-death "
+                           "signal follows the starting thread)")
+    try:
+        with open(output if output is not None else os.devnull, "w") as sink:
+            return subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                                    text=True, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent)
+    except FileNotFoundError:
+        raise ToolError(f"{args[0]} not found on PATH: install {_INSTALL_HINT.get(args[0], 'its package')} "
+                        "(scripts/setup.sh does)") from None
+
+
 def run_tool_until(
     args: Sequence[str],
     *,
@@ -208,15 +224,7 @@ def run_tool_until(
     _check_timeout(timeout_s)
     if _stopping.is_set():
         raise Stopped(f"stopped by a signal: {tool} not started")
-    if threading.current_thread() is not threading.main_thread():
-        raise RuntimeError("run_tool_until runs long-lived tools from the main thread only")
-    try:
-        with open(output if output is not None else os.devnull, "w") as sink:
-            proc = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                                    text=True, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent)
-    except FileNotFoundError:
-        raise ToolError(f"{tool} not found on PATH: install {_INSTALL_HINT.get(tool, 'its package')} "
-                        "(scripts/setup.sh does)") from None
+    proc = _start_long_lived(args, output, cwd)
     with _lock:
         _running[proc.pid] = (proc, 0.0)
     stopped_by_us = False
@@ -263,15 +271,7 @@ def started_tool(args: Sequence[str], *, output: str | os.PathLike[str] | None =
     tool = args[0]
     if _stopping.is_set():
         raise Stopped(f"stopped by a signal: {tool} not started")
-    if threading.current_thread() is not threading.main_thread():
-        raise RuntimeError("started_tool starts long-lived tools from the main thread only")
-    try:
-        with open(output if output is not None else os.devnull, "w") as sink:
-            proc = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                                    text=True, start_new_session=True, preexec_fn=_die_with_parent)
-    except FileNotFoundError:
-        raise ToolError(f"{tool} not found on PATH: install {_INSTALL_HINT.get(tool, 'its package')} "
-                        "(scripts/setup.sh does)") from None
+    proc = _start_long_lived(args, output, None)
     with _lock:
         _running[proc.pid] = (proc, stop_grace_s)
     try:
