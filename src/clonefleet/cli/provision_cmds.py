@@ -247,17 +247,20 @@ def writes_cmd(
 ) -> None:
     """Write each clone's boot write footprint into it (qemu-io or pwrite); reruns skip written clones."""
     from clonefleet import provision
+    from clonefleet.provision import bootwrites, rbdfleet
 
     m = provision.load_manifest(manifest)
-    if m.rbd is not None:
-        rbd_cmds.writes(m, workers, as_json)
-        return
+    result: bootwrites.WritesResult | rbdfleet.RbdWritesResult
     with progress_display(not as_json) as report:
-        result = provision.apply_writes(m, progress=report, workers=workers)
+        if m.rbd is not None:  # images in a Ceph pool: the RBD fleet engine
+            result = rbdfleet.apply_writes(m, workers=workers, progress=report)
+        else:
+            result = provision.apply_writes(m, progress=report, workers=workers)
     if as_json:
         emit_json(result.to_dict())
         return
-    console.print(f"{m.dest}: boot writes applied to {result.written_now} clones "
+    where = f"fleet {m.name}" if m.rbd is not None else str(m.dest)
+    console.print(f"{where}: boot writes applied to {result.written_now} clones "
                   f"({format_bytes(result.bytes_written)}), {result.already} already had them", markup=False)
     console.print(result.note, markup=False)
 

@@ -10,7 +10,6 @@ import typer
 from clonefleet.cli.app import JSON_OPTION, Whole, app, console, emit_json, progress_display
 from clonefleet.errors import UsageError
 from clonefleet.provision.manifest import MAX_WORKERS, Manifest
-from clonefleet.units import format_bytes
 
 DEV_CEPH_DIR = "out/dev-ceph"
 
@@ -149,14 +148,3 @@ def destroy(m: Manifest, as_json: bool) -> None:
         console.print(f"  kept (not made by clonefleet, or still in use): {kept}", markup=False)
 
 
-def writes(m: Manifest, workers: int | None, as_json: bool) -> None:
-    from clonefleet.provision import rbdfleet
-
-    with progress_display(not as_json) as report:
-        result = rbdfleet.apply_writes(m, workers=workers, progress=report)
-    if as_json:
-        emit_json(result.to_dict())
-        return
-    console.print(f"fleet {m.name}: boot writes applied to {result.written_now} clones "
-                  f"({format_bytes(result.bytes_written)}), {result.already} already had them", markup=False)
-    console.print(result.note, markup=False)
