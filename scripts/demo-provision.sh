@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real clones on the default backend (qcow2 files, qemu-img): a small fleet from the GI built
 # here, once per method (full, thin, snapshot), the boot writes applied, then the capacity
+# (and, for the snapshot clones, a real boot storm on them)
 # measured beside the model's S. Called by scripts/demo.sh with the output folder as $1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,10 @@ for method in full thin snapshot; do
   "${CF[@]}" writes "$manifest"
   "${CF[@]}" capacity "$manifest"
   "${CF[@]}" capacity "$manifest" --json >"$DIR/$method-capacity.json"
+  if [ "$method" = snapshot ]; then
+    echo "-- storm: the $COUNT snapshot clones boot together on their storage (qemu-storage-daemon + fio)"
+    "${CF[@]}" storm "$manifest" --start-spread 1 --out "$DIR"
+  fi
   "${CF[@]}" destroy "$manifest" --yes
 done
 echo
