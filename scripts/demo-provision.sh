@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Real clones on the default backend (qcow2 files, qemu-img): a small fleet from the GI built
 # here, once per method (full, thin, snapshot), the boot writes applied, then the capacity
-# (and, for the snapshot clones, a real boot storm on them)
-# measured beside the model's S. Called by scripts/demo.sh with the output folder as $1.
+# measured beside the model's S (and, on the snapshot clones, a real boot storm).
+# Called by scripts/demo.sh with the output folder as $1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-out}
