@@ -20,6 +20,7 @@ configuration is a ``ceph.conf`` path, a client name, an optional keyring and a 
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -40,6 +41,8 @@ GI_SNAPSHOT = "clonefleet-gi"
 COPY_CHUNK_BYTES = 4 << 20
 #: Longest a dead client's watch can outlive it: Ceph's osd_client_watch_timeout (30 s) and a margin.
 STALE_WATCH_S = 45.0
+#: A blocklisted watcher still listed after this long was never armed by the OSD (Cluster.clear_watchers).
+UNARMED_WATCH_S = 3.0
 BINDINGS_HINT = ("the Python bindings rados and rbd: apt-get install --no-install-recommends python3-rados "
                  "python3-rbd, then 'make setup' (it makes them importable in the project's venv)")
 
@@ -247,6 +250,14 @@ class Cluster:
         among ``dead_clients`` (addresses of runs known to have ended: they held the fleet's lock,
         which this run holds now) are blocklisted, which drops their watches at once. Any other
         watcher is a live client using the image: refused, never blocklisted.
+
+        One watch survives both: a client killed after the OSD stored its watch but before the OSD
+        armed it (the OSD arms a watch only while the client's session lives) leaves a watch that is
+        listed but never times out and that the OSD's blocklist check does not see, until the OSD
+        reloads the object (a restart, a repeer, its cache emptied). Such a watch, still there
+        :data:`UNARMED_WATCH_S` after the blocklist, gets the image header's primary OSD to drop its
+        object caches (``ceph tell osd.N cache drop``): the reload finds the blocklisted watcher and
+        removes it.
         """
         with self.op(what):
             watchers = self.watchers(pool, name)
@@ -258,20 +269,34 @@ class Cluster:
                                "have ended); close it there, then rerun")
             for addr in set(watchers):
                 self.handle.blocklist_add(addr, 3600)
-            # the OSD drops a blocklisted client's watch when it applies the new OSD map, or at the latest
-            # when the watch times out; a watch seen again later gets the entry renewed (a new map)
-            deadline = time.monotonic() + STALE_WATCH_S
-            renew = time.monotonic() + 5
+            # the OSD drops a blocklisted client's watch when it applies the new OSD map
+            now = time.monotonic()
+            deadline, reload_at = now + STALE_WATCH_S, now + UNARMED_WATCH_S
             while self.watchers(pool, name):
-                if time.monotonic() > renew:
-                    for addr in set(watchers):
-                        self.handle.blocklist_add(addr, 3600 + int(time.monotonic() % 600))
-                    renew = time.monotonic() + 5
+                if time.monotonic() > reload_at:
+                    self._reload_header(pool, name, what)
+                    reload_at = time.monotonic() + 2 * UNARMED_WATCH_S
                 if time.monotonic() > deadline:
                     raise RbdError(f"{what}: still watched {STALE_WATCH_S:g} s after the ended clients "
                                    f"{sorted(set(watchers))} were blocklisted (watchers now: "
                                    f"{self.watchers(pool, name)}, this client {self.address()})")
                 time.sleep(0.1)
+
+    def _reload_header(self, pool: str, name: str, what: str) -> None:
+        """Have the primary OSD of the image's header object drop its object caches (see
+        :meth:`clear_watchers`); refused (no OSD admin rights) is one line saying what to run."""
+        with self.image(pool, name, read_only=True) as im:
+            header = f"rbd_header.{im.id()}"
+        code, out, err = self.handle.mon_command(json.dumps(
+            {"prefix": "osd map", "pool": pool, "object": header, "format": "json"}), b"")
+        if code != 0:
+            raise RbdError(f"{what}: cannot find the OSD of {pool}/{header} ({err.strip() or code})")
+        osd = int(json.loads(out)["acting_primary"])
+        code, _, err = self.handle.osd_command(osd, json.dumps({"prefix": "cache drop"}), b"")
+        if code != 0:
+            raise RbdError(f"{what}: a killed client's watch outlives its blocklisting (an unarmed watch); "
+                           f"osd.{osd} refused to drop its caches ({err.strip() or code}): run 'ceph tell osd.{osd} "
+                           "cache drop' as an admin, then rerun")
 
     def watchers(self, pool: str, name: str) -> list[str]:
         try:
