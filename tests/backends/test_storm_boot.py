@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -106,17 +107,31 @@ def test_the_boot_storm_table_and_its_refusals(debian_fleet: Manifest, private_t
 
 def test_a_fleet_of_a_gi_that_does_not_boot_is_one_line(tmp_path: Path, private_tmp: Path,
                                                         cli: Callable[..., object]) -> None:
-    gi = pf.small_gi(tmp_path)  # an ext4 of random files: no /boot
+    blank = tmp_path / "blank" / "blank.qcow2"  # no filesystem at all: refused before any VM starts
+    blank.parent.mkdir()
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(blank), "64M"], check=True)
+    m = pf.fleet_manifest(blank.parent, blank, 2, method="snapshot")
+    engine.provision(m)
+    res = cli("storm", str(m.path), "--boot", "--accel", "tcg")
+    err = res.err.strip()  # type: ignore[attr-defined]
+    assert res.code == 2 and "does not boot" in err and "\n" not in err, err  # type: ignore[attr-defined]
+    assert_nothing_left(m, private_tmp)
+    # the synthetic GI's /boot holds blobs named like a kernel and an initrd: QEMU refuses them at once
+    gi = pf.small_gi(tmp_path)
     m = pf.fleet_manifest(tmp_path, gi.path, 2, method="snapshot")
     engine.provision(m)
     res = cli("storm", str(m.path), "--boot", "--accel", "tcg")
-    assert res.code == 2 and "does not boot" in res.err and len(res.err.strip().splitlines()) == 1  # type: ignore
+    err = res.err.strip()  # type: ignore[attr-defined]
+    assert res.code == 1 and "\n" not in err and "Traceback" not in err, err  # type: ignore[attr-defined]
+    assert "qemu-system-x86_64 (pid " in err and "exited with status 1" in err and "; QEMU: " in err, err
+    assert "every VM of the storm was stopped" in err
     assert_nothing_left(m, private_tmp)
 
 
-def run_and_stop(m: Manifest, tmp: Path, how: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def run_and_stop(m: Manifest, tmp: Path, how: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], int]:
     """Run ``clonefleet storm --boot`` in its own process; once every VM's guest printed on its console,
-    SIGKILL one QEMU (``qemu``), SIGTERM the storm (``storm``) or SIGKILL clonefleet (``clonefleet``)."""
+    SIGKILL one QEMU (``qemu``), SIGTERM the storm (``storm``) or SIGKILL clonefleet (``clonefleet``).
+    Returns the run and the pid of the process killed or signalled."""
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": f"{SRC}:{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.Popen([sys.executable, "-m", "clonefleet", "storm", str(m.path), "--boot", "--vms", "2",
                              "--accel", "tcg", "--out", str(m.path.parent / "stopped"), *extra],
@@ -131,18 +146,14 @@ def run_and_stop(m: Manifest, tmp: Path, how: str, *extra: str) -> subprocess.Co
                 break
             time.sleep(0.1)
         assert proc.poll() is None and len(qemus) == 2, proc.communicate()
-        if how == "qemu":
-            os.kill(qemus[1], signal.SIGKILL)
-        elif how == "storm":
-            os.kill(proc.pid, signal.SIGTERM)
-        else:
-            os.kill(proc.pid, signal.SIGKILL)
+        victim = qemus[1] if how == "qemu" else proc.pid
+        os.kill(victim, {"qemu": signal.SIGKILL, "storm": signal.SIGTERM}.get(how, signal.SIGKILL))
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), victim
 
 
 @pytest.mark.parametrize("how", ["qemu", "storm", "clonefleet"])
@@ -151,12 +162,12 @@ def test_a_boot_storm_stopped_mid_boot_stops_every_vm_and_leaves_nothing(
     m = debian_fleet
     tmp = Path(tempfile.mkdtemp(prefix="cfsb-"))
     try:
-        done = run_and_stop(m, tmp, how)
+        done, victim = run_and_stop(m, tmp, how)
         err = done.stderr.strip()
         assert "\n" not in err and "Traceback" not in err, err
         if how == "qemu":
             assert done.returncode == 1
-            assert err.startswith("clonefleet: error: VM vm-0002.qcow2: qemu-system-x86_64 (pid "), err
+            assert re.match(rf"clonefleet: error: VM vm-000[12]\.qcow2: qemu-system-x86_64 \(pid {victim}\) ", err), err
             assert "was killed by SIGKILL mid-storm; last console line: " in err and "every VM" in err
         elif how == "storm":
             assert done.returncode == 130 and "SIGTERM" in err
