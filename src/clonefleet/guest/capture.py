@@ -91,11 +91,11 @@ class Capture:
     ended_by: str  # "power-off" or "marker"
 
 
-def _host_memory_mib() -> int:
-    """This machine's memory (MemTotal) [MiB]."""
+def host_memory_mib(field: str = "MemTotal") -> int:
+    """This machine's memory [MiB]: ``MemTotal``, or another field of /proc/meminfo (``MemAvailable``)."""
     with contextlib.suppress(OSError, ValueError, IndexError):
         for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) // 1024
     return 1024 * 1024
 
@@ -130,7 +130,42 @@ def probe_kvm(kernel: Path, work: Path) -> tuple[bool, str]:
     return False, f"KVM probe: QEMU {how}: {lines[-1] if lines else 'no message'}"
 
 
-def _kernel_from_gi(gi: Path, fmt: str, work: Path) -> tuple[Path, Path, str]:
+def choose_accelerator(accel: str, kernel: Path, work: Path) -> tuple[str, str]:
+    """The accelerator (``kvm`` or ``tcg``) and why: ``auto`` asks :func:`probe_kvm` (a short boot of
+    ``kernel`` under KVM, in ``work``) and falls back to TCG; ``kvm``/``tcg`` are the user's choice."""
+    if accel not in ACCELS:
+        raise UsageError(f"--accel = {accel!r}: one of {', '.join(ACCELS)}")
+    if accel != "auto":
+        return accel, f"--accel {accel}"
+    kvm_ok, reason = probe_kvm(kernel, work)
+    return ("kvm", reason) if kvm_ok else ("tcg", f"{reason}; using TCG (software emulation)")
+
+
+def qemu_boot_args(accel: str, memory_mib: int, console: Path, kernel: Path, initrd: Path, drive: str,
+                   append: str, block_trace: Path) -> list[str]:
+    """The QEMU command line of a boot: direct kernel boot, no devices but the serial console (into
+    the file ``console``) and the virtio disk ``drive`` (``-drive`` options), the block trace events
+    (``blk_co_preadv``/``blk_co_pwritev``) into ``block_trace``, no reboot (a guest power-off or panic
+    ends QEMU)."""
+    cpu = ["-cpu", "host"] if accel == "kvm" else []
+    return [QEMU, "-accel", accel, *cpu, "-m", str(memory_mib), "-nodefaults", "-display", "none",
+            "-no-reboot", "-serial", f"file:{console}", "-kernel", str(kernel), "-initrd", str(initrd),
+            "-drive", f"{drive},if=virtio", "-append", append,
+            "-trace", f"enable=blk_co_p*,file={block_trace}", "-msg", "timestamp=on"]
+
+
+def powered_off(console_text: str) -> bool:
+    """Whether the guest's console shows the kernel's power-off line (:data:`POWER_OFF_LINE`)."""
+    return POWER_OFF_LINE in console_text
+
+
+def last_line(text: str) -> str:
+    """The last non-blank line of ``text`` (a console, QEMU's messages), or ``(none)``."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "(none)"
+
+
+def kernel_from_gi(gi: Path, fmt: str, work: Path) -> tuple[Path, Path, str]:
     """The newest /boot/vmlinuz-* and its initrd.img-* copied out of the GI's filesystem."""
     raw = gi
     if fmt != "raw":
@@ -176,7 +211,7 @@ def capture_boot(gi: Path, out: Path, *, accel: str = "auto", memory_mib: int = 
         raise UsageError(f"--accel = {accel!r}: one of {', '.join(ACCELS)}")
     if not (math.isfinite(timeout_s) and timeout_s > 0):
         raise UsageError(f"--timeout = {timeout_s!r}: a time greater than 0 s")
-    host_mib = _host_memory_mib()
+    host_mib = host_memory_mib()
     if not 128 <= memory_mib <= host_mib:
         raise UsageError(f"--memory = {memory_mib} MiB: from 128 MiB to this machine's {host_mib:,} MiB")
     if (kernel is None) != (initrd is None):
@@ -196,28 +231,20 @@ def capture_boot(gi: Path, out: Path, *, accel: str = "auto", memory_mib: int = 
         gi_sha256 = sha256_file(gi)
         gi_used = qcow2_allocation(gi).own_data_bytes if info.format == "qcow2" else nonzero_data_bytes(gi)
         if kernel is None or initrd is None:
-            kernel_file, initrd_file, kernel_version = _kernel_from_gi(gi, info.format, work)
+            kernel_file, initrd_file, kernel_version = kernel_from_gi(gi, info.format, work)
         else:
             kernel_file = existing_file(kernel, "kernel").resolve()
             initrd_file = existing_file(initrd, "initrd").resolve()
             kernel_version = kernel_file.name.removeprefix("vmlinuz-")
         progress("choose the accelerator", 1, 4)
-        if accel == "auto":
-            kvm_ok, reason = probe_kvm(kernel_file, work)
-            chosen = "kvm" if kvm_ok else "tcg"
-            reason = reason if kvm_ok else f"{reason}; using TCG (software emulation)"
-        else:
-            chosen, reason = accel, f"--accel {accel}"
+        chosen, reason = choose_accelerator(accel, kernel_file, work)
         clone = work / "clone.qcow2"
         create_overlay(clone, gi, info.format, CLUSTER_BYTES)
         actual_before = qcow2_actual_bytes(clone)
         console, qtrace, qlog = work / "console.log", work / "qemu-trace.log", work / "qemu.log"
         console.touch()
-        cpu = ["-cpu", "host"] if chosen == "kvm" else []
-        args = [QEMU, "-accel", chosen, *cpu, "-m", str(memory_mib), "-nodefaults", "-display", "none",
-                "-no-reboot", "-serial", f"file:{console}", "-kernel", str(kernel_file), "-initrd", str(initrd_file),
-                "-drive", f"file={clone},if=virtio,format=qcow2", "-append", append,
-                "-trace", f"enable=blk_co_p*,file={qtrace}", "-msg", "timestamp=on"]
+        args = qemu_boot_args(chosen, memory_mib, console, kernel_file, initrd_file, f"file={clone},format=qcow2",
+                              append, qtrace)
 
         def marker_seen() -> bool:
             with contextlib.suppress(OSError):
@@ -233,13 +260,11 @@ def capture_boot(gi: Path, out: Path, *, accel: str = "auto", memory_mib: int = 
         console_text = console.read_text(errors="replace")
         if not by_marker:
             if code != 0:
-                lines = [ln for ln in qlog.read_text(errors="replace").splitlines() if ln.strip()]
-                raise ClonefleetError(f"{QEMU} exited {code}: {lines[-1].strip() if lines else 'no message'}")
-            if marker is not None or POWER_OFF_LINE not in console_text:
-                last = [ln for ln in console_text.splitlines() if ln.strip()]
+                raise ClonefleetError(f"{QEMU} exited {code}: {last_line(qlog.read_text(errors='replace'))}")
+            if marker is not None or not powered_off(console_text):
                 what = f"before '{marker}' appeared" if marker is not None else "without a clean power-off"
                 raise ClonefleetError(f"the guest stopped {what}; last console line: "
-                                      f"{last[-1].strip() if last else '(none)'} (see the console log)")
+                                      f"{last_line(console_text)} (see the console log)")
         progress("write the trace", 3, 4)
         if os.stat(gi).st_mtime_ns != stat_before.st_mtime_ns or sha256_file(gi) != gi_sha256:
             raise ClonefleetError(f"GI '{gi}' changed during the capture: the trace is discarded")

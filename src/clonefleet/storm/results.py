@@ -1,8 +1,9 @@
 """A storm's results: per VM and for the fleet, with the machine and the tools that measured them.
 
 Seconds and bytes throughout. A VM's *boot time* is the time from its power-on (its start delay)
-to its last IO's completion; its *done time* adds the start delay (seconds since the storm began).
-The fleet's IOPS are every IO of every VM over the storm's span (the last VM's done time).
+to its last IO's completion (fio storms) or to its guest's power-off (``--boot`` storms, where real
+VMs boot); its *done time* adds the start delay (seconds since the storm began). The fleet's IOPS
+are every IO of every VM over the storm's span (the last VM's done time).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class VmResult:
     latency_s: Mapping[float, float]
     latency_samples: int
     allocated_bytes: int | None  # the clone's consumed bytes after the storm minus before
+    boot: Mapping[str, object] | None = None  # --boot storms: how the VM's boot ended (console, trace span)
 
     @property
     def ios(self) -> int:
@@ -51,7 +53,8 @@ class VmResult:
         return {"name": self.name, "start_s": self.start_s, "boot_s": self.boot_s, "done_s": self.done_s,
                 "ios": self.ios, "reads": self.reads, "writes": self.writes, "bytes": self.bytes,
                 "iops": _finite(self.iops), "latency_s": {f"p{p:g}": _finite(v) for p, v in self.latency_s.items()},
-                "latency_samples": self.latency_samples, "allocated_bytes": self.allocated_bytes}
+                "latency_samples": self.latency_samples, "allocated_bytes": self.allocated_bytes,
+                **({"boot": dict(self.boot)} if self.boot is not None else {})}
 
 
 def _finite(x: float) -> float | None:
@@ -81,6 +84,9 @@ class StormResult:
     tools: Mapping[str, str]
     notes: tuple[str, ...] = field(default_factory=tuple)
     saved_to: str | None = None
+    mode: str = "fio"  # "fio": fio replays the boots; "boot": real VMs boot under QEMU
+    accelerator: str | None = None  # --boot: "kvm" or "tcg"
+    accelerator_reason: str | None = None
 
     @property
     def ios(self) -> int:
@@ -109,7 +115,8 @@ class StormResult:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "format": STORM_FORMAT, "kind": "clonefleet storm", "manifest": self.manifest,
+            "format": STORM_FORMAT, "kind": "clonefleet storm", "mode": self.mode, "accelerator": self.accelerator,
+            "accelerator_reason": self.accelerator_reason, "manifest": self.manifest,
             "fleet_dir": self.fleet_dir, "fleet": self.fleet, "backend": self.backend, "method": self.method,
             "engine": self.engine, "started_at": self.started_at, "seed": self.seed,
             "start_spread_s": self.start_spread_s, "workload": dict(self.workload),

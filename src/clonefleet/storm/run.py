@@ -74,6 +74,9 @@ class StormRequest:
     queue_depth: int | None = None
     out: Path | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
+    # --boot storms (:mod:`clonefleet.storm.boot`): real VMs under QEMU
+    accel: str = "auto"
+    memory_mib: int | None = None  # per VM; None: :data:`clonefleet.storm.boot.DEFAULT_MEMORY_MIB`
 
 
 def result_path(manifest: Manifest, out: Path | None, started: dt.datetime) -> Path:
@@ -82,12 +85,9 @@ def result_path(manifest: Manifest, out: Path | None, started: dt.datetime) -> P
     return folder / f"storm-{manifest.name}-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
 
 
-def run_storm(manifest: Manifest, request: StormRequest = StormRequest(), backend: Backend | None = None,
-              progress: Progress = no_progress) -> StormResult:
-    """Run the storm (module docstring), save its JSON and return its results."""
-    backend = backend or get_backend(manifest.backend)
-    if backend.name not in ENGINES:
-        raise UsageError(f"storm: backend {backend.name!r} is not supported yet; one of {', '.join(ENGINES)}")
+def result_target(manifest: Manifest, request: StormRequest) -> tuple[dt.datetime, Path]:
+    """The storm's start time and the JSON it will write, refused in one line before any work when
+    ``--timeout`` or ``--out`` is bad or the file exists."""
     if not (request.timeout_s > 0):
         raise UsageError(f"--timeout = {request.timeout_s!r}: a time above 0 s")
     started = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -95,12 +95,35 @@ def run_storm(manifest: Manifest, request: StormRequest = StormRequest(), backen
         output_folder(request.out, "--out")
     target = result_path(manifest, request.out, started)
     refuse_to_replace(target, "storm result")
+    return started, target
+
+
+def save_result(result: StormResult, target: Path) -> StormResult:
+    """Write the storm JSON to ``target`` (never over a file) and return the result that names it."""
+    saved = dataclasses.replace(result, saved_to=str(target))
+    write_text_whole(target, json.dumps(saved.to_dict(), indent=2, allow_nan=False) + "\n", "storm result")
+    return saved
+
+
+def chosen_vms(request: StormRequest, plan: FleetPlan) -> int:
+    """How many clones boot: ``--vms`` (default all), from 1 to the fleet's count."""
+    count = len(plan.tasks)
+    vms = request.vms if request.vms is not None else count
+    if not 1 <= vms <= count:
+        raise UsageError(f"--vms = {vms}: from 1 to the fleet's {count} clones")
+    return vms
+
+
+def run_storm(manifest: Manifest, request: StormRequest = StormRequest(), backend: Backend | None = None,
+              progress: Progress = no_progress) -> StormResult:
+    """Run the storm (module docstring), save its JSON and return its results."""
+    backend = backend or get_backend(manifest.backend)
+    if backend.name not in ENGINES:
+        raise UsageError(f"storm: backend {backend.name!r} is not supported yet; one of {', '.join(ENGINES)}")
+    started, target = result_target(manifest, request)
     nbd = backend.name == "qcow2"
     with provisioned_plan(manifest, backend, "storm") as plan:
-        count = len(plan.tasks)
-        vms = request.vms if request.vms is not None else count
-        if not 1 <= vms <= count:
-            raise UsageError(f"--vms = {vms}: from 1 to the fleet's {count} clones")
+        vms = chosen_vms(request, plan)
         workload = storm_workload(manifest, plan.gi, vms, trace=request.trace,
                                   start_spread_s=request.start_spread_s, seed=request.seed,
                                   ios_per_vm=request.ios_per_vm, queue_depth=request.queue_depth)
@@ -109,16 +132,14 @@ def run_storm(manifest: Manifest, request: StormRequest = StormRequest(), backen
         tools = tool_versions(["fio", "qemu-storage-daemon"] if nbd else ["fio"])
         clones = [plan.fleet_dir / t.name for t in plan.tasks[:vms]]
         sources = [p for p in plan.sources if p.exists()]
-        before = _measure(backend, plan, clones, sources, "measure the clones before the storm", progress)
+        before = measure_clones(backend, plan, clones, sources, "measure the clones before the storm", progress)
         t0 = time.monotonic()
         jobs = _run(plan, workload, vms, nbd, request.timeout_s, progress)
         wall_s = time.monotonic() - t0
-        after = _measure(backend, plan, clones, sources, "measure the clones after the storm", progress)
+        after = measure_clones(backend, plan, clones, sources, "measure the clones after the storm", progress)
     result = _result(manifest, plan, backend, request, workload, jobs, before, after, wall_s, started,
                      tools, nbd)
-    saved = dataclasses.replace(result, saved_to=str(target))
-    write_text_whole(target, json.dumps(saved.to_dict(), indent=2, allow_nan=False) + "\n", "storm result")
-    return saved
+    return save_result(result, target)
 
 
 def _run(plan: FleetPlan, workload: Workload, vms: int, nbd: bool, timeout_s: float,
@@ -163,7 +184,7 @@ def _run(plan: FleetPlan, workload: Workload, vms: int, nbd: bool, timeout_s: fl
     return jobs
 
 
-def _measure(backend: Backend, plan: FleetPlan, clones: list[Path], sources: list[Path], stage: str,
+def measure_clones(backend: Backend, plan: FleetPlan, clones: list[Path], sources: list[Path], stage: str,
              progress: Progress) -> Usage:
     """The backend's own measure of the storm's clones (and the GIs they read from)."""
     progress(stage, 0, len(clones))
@@ -172,7 +193,7 @@ def _measure(backend: Backend, plan: FleetPlan, clones: list[Path], sources: lis
     return usage
 
 
-def _how(code: int | None) -> str:
+def how_ended(code: int | None) -> str:
     if code is None:
         return "is running"
     if code < 0:
@@ -211,7 +232,7 @@ def _watch(fio: subprocess.Popen[str], daemon: subprocess.Popen[str] | None, sta
     progress("storm: VMs booted", 0, vms)
     while fio.poll() is None:
         if daemon is not None and daemon.poll() is not None:
-            raise StormFailed(f"qemu-storage-daemon (pid {daemon.pid}) {_how(daemon.returncode)} mid-storm: fio "
+            raise StormFailed(f"qemu-storage-daemon (pid {daemon.pid}) {how_ended(daemon.returncode)} mid-storm: fio "
                               f"(pid {fio.pid}) and the storm were stopped; the clones are kept (check them with "
                               "'qemu-img check')")
         if time.monotonic() > deadline:
@@ -223,15 +244,15 @@ def _watch(fio: subprocess.Popen[str], daemon: subprocess.Popen[str] | None, sta
         time.sleep(POLL_S)
     if fio.returncode != 0:
         if daemon is not None and daemon.poll() is not None:
-            raise StormFailed(f"qemu-storage-daemon (pid {daemon.pid}) {_how(daemon.returncode)} mid-storm: fio "
+            raise StormFailed(f"qemu-storage-daemon (pid {daemon.pid}) {how_ended(daemon.returncode)} mid-storm: fio "
                               f"failed ({_fio_error(status)}); the storm was stopped and the clones are kept "
                               "(check them with 'qemu-img check')")
-        raise StormFailed(f"fio (pid {fio.pid}) {_how(fio.returncode)} mid-storm: {_fio_error(status)}; the "
+        raise StormFailed(f"fio (pid {fio.pid}) {how_ended(fio.returncode)} mid-storm: {_fio_error(status)}; the "
                           "storm was stopped" + (" with its daemon" if daemon is not None else ""))
     progress("storm: VMs booted", vms, vms)
 
 
-def _allocated(before: Usage, after: Usage) -> dict[str, int]:
+def allocated_per_clone(before: Usage, after: Usage) -> dict[str, int]:
     was = {c.name: c.consumed_bytes for c in before.clones}
     return {c.name: c.consumed_bytes - was.get(c.name, 0) for c in after.clones}
 
@@ -240,7 +261,7 @@ def _result(manifest: Manifest, plan: FleetPlan, backend: Backend, request: Stor
             jobs: Sequence[FioJob], before: Usage, after: Usage, wall_s: float, started: dt.datetime,
             tools: dict[str, str], nbd: bool) -> StormResult:
     by_name = {j.name: j for j in jobs}
-    per_clone = _allocated(before, after)
+    per_clone = allocated_per_clone(before, after)
     notes = [workload.note]
     results = []
     for v, task in enumerate(plan.tasks[: workload.trace.vms]):
