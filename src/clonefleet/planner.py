@@ -231,6 +231,44 @@ def golden_images_for(fleet: FleetPreset, array: ArrayPreset, function: Function
 
 
 @dataclass(frozen=True)
+class StormFigures:
+    """What the model gives a storm of VMs that all boot at once (:func:`storm_figures`)."""
+
+    vms: int
+    carried_vms: float  # VMs the array serves at their full rate A: min(T, T_max, g*k)
+    iops: float  # Y(T) = A * carried
+    boot_s: float  # every VM's boot time: boot_ios * T / Y(T) (each gets an equal share)
+    bound: str  # what holds the storm back: "none", or the resource of RESOURCES that binds
+
+
+def storm_figures(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int,
+                  golden_images: int = 1) -> StormFigures:
+    """The model's storm: ``vms`` clones boot together on ``golden_images`` GIs; IOPS and seconds.
+
+    Eq. 2 read as a throughput: the array carries ``T_max = min(N/A, M*X/B)`` VMs at their full
+    rate A (and one GI ``k`` snapshot clones, so ``g`` GIs ``g*k``); a larger storm shares what they
+    carry, every VM equally, so ``Y = A * min(T, T_max, g*k)`` and each boot of ``boot_ios`` IOs takes
+    ``boot_ios * T / Y``. No queueing below the limit, no spread of boot times: the simulator has those.
+    """
+    ev = evaluate(fleet, array, function, vms)
+    a = float(fleet.host_iops)
+    limits = {"none": float(vms)}
+    t_max = float(ev.max_vms)
+    by_processors = float(array.processor_iops) / a
+    limits[RESOURCES[0] if by_processors <= t_max * (1 + 1e-9) else RESOURCES[1]] = t_max  # a tie: the processors
+    if function.method is Method.SNAPSHOT:  # the GI volumes' processor and disks (k before its floor)
+        b_gi = float(gi_backend_iops(a, fleet.read_fraction, array.cache_hit_shared, array.cow_read_fraction))
+        limits[RESOURCES[2]] = golden_images * float(array.volume_iops_limit) / a
+        limits[RESOURCES[3]] = golden_images * (float(array.disk_iops) * float(array.gi_disks) / b_gi
+                                                if b_gi > 0 else math.inf)
+    bound = min(limits, key=lambda k: limits[k])
+    carried = limits[bound]
+    iops = a * carried
+    return StormFigures(vms=vms, carried_vms=carried, iops=iops, boot_s=float(fleet.boot_ios) * vms / iops,
+                        bound=bound)
+
+
+@dataclass(frozen=True)
 class MethodPlan:
     """The plan for one storage function at one fleet size. Bytes, IOPS, VMs."""
 

@@ -3,7 +3,15 @@
 Each concern registers its commands on the shared :data:`app` from its own module.
 """
 
-from clonefleet.cli import gi_cmds, plan_cmds, provision_cmds, rbd_cmds, sim_cmds, storm_cmds  # noqa: F401  (registers commands)
+from clonefleet.cli import (  # noqa: F401  (registers commands)
+    calibrate_cmds,
+    gi_cmds,
+    plan_cmds,
+    provision_cmds,
+    rbd_cmds,
+    sim_cmds,
+    storm_cmds,
+)
 from clonefleet.cli.app import app, main
 
 __all__ = ["app", "main"]

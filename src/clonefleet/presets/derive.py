@@ -203,11 +203,11 @@ class DerivedFleet:
     timed: bool  # whether the trace had times (A derived) or not (boot_window assumed)
 
 
-def _toml_string(text: str) -> str:
+def toml_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
 
-def _toml_number(value: float) -> str:
+def toml_number(value: float) -> str:
     if float(value).is_integer() and abs(value) < 2**53:
         return str(int(value))
     return repr(float(value))
@@ -216,13 +216,15 @@ def _toml_number(value: float) -> str:
 def derive_fleet(trace: Trace, *, name: str, source_label: str, sha256: str,
                  gi_virtual_bytes: float | None = None, gi_used_bytes: float | None = None,
                  boot_window_s: float | None = None, queue_depth: int | None = None,
-                 date: str = "", rate_note: str = "", gi_source: str = "") -> DerivedFleet:
+                 date: str = "", rate_note: str = "", gi_source: str = "",
+                 host_iops: tuple[float, Figure] | None = None) -> DerivedFleet:
     """Derive a fleet preset from ``trace``: each figure per VM, the mean over the VMs with IOs.
 
     ``source_label`` names the trace (its path) and ``sha256`` its contents in every derived figure's
     source; ``date`` is the derivation's (ISO); ``rate_note`` is added to A's source (how the boot ran,
     e.g. under software emulation); ``gi_source`` says where the GI's sizes come from (default: the
-    user's flags). The GI's size and used data, the boot window of a
+    user's flags); ``host_iops`` gives A with its figure instead of the trace's rate.
+    The GI's size and used data, the boot window of a
     trace without times and the queue depth are the caller's; left out, they get a default with
     an ``assumption`` that says how to supply them. A trace without IOs, without reads, or that
     reaches beyond ``gi_virtual_bytes`` is refused with one line.
@@ -277,7 +279,9 @@ def derive_fleet(trace: Trace, *, name: str, source_label: str, sha256: str,
     for key, value in values.items():
         table[key] = (value, Figure(source=f"{derived}: {how[key].format(vms=len(figures), rewrites=shown_rewrites)}",
                                     date=date))
-    if timed:
+    if host_iops is not None:
+        table["host_iops"] = host_iops
+    elif timed:
         note = f"; {rate_note}" if rate_note else ""
         table["host_iops"] = (mean(rates), Figure(
             source=f"{derived}: {how['host_iops'].format(vms=len(rates))}{note}", date=date))
@@ -313,7 +317,7 @@ def derive_fleet(trace: Trace, *, name: str, source_label: str, sha256: str,
              "boot_write_regions")
     description = f"derived from the boot trace {source_label} ({len(figures)} VMs)"
     lines = [f"# A fleet derived by clonefleet presets derive from {source_label}.", "[preset]", 'kind = "fleet"',
-             f"name = {_toml_string(name)}", f"description = {_toml_string(description)}"]
+             f"name = {toml_string(name)}", f"description = {toml_string(description)}"]
     if regions:
         table["boot_write_regions"] = (float(len(regions)), Figure(
             source=f"{derived}: {how['boot_write_regions'].format(vms=len(figures))}", date=date))
@@ -322,13 +326,13 @@ def derive_fleet(trace: Trace, *, name: str, source_label: str, sha256: str,
             continue
         value, fig = table[key]
         if key == "boot_write_regions":
-            written = "[" + ", ".join("[" + ", ".join(_toml_number(x) for x in row) + "]" for row in regions) + "]"
+            written = "[" + ", ".join("[" + ", ".join(toml_number(x) for x in row) + "]" for row in regions) + "]"
         elif key == "boot_window":
-            written = _toml_string(f"{value!r} s")
+            written = toml_string(f"{value!r} s")
         else:
-            written = _toml_number(value)
+            written = toml_number(value)
         lines += ["", f"[{key}]", f"value = {written}"]
-        lines += [f"{k} = {_toml_string(v)}" for k, v in
+        lines += [f"{k} = {toml_string(v)}" for k, v in
                   (("source", fig.source), ("date", fig.date), ("assumption", fig.assumption)) if v]
     text = "\n".join(lines) + "\n"
     fleet = build_fleet(f"fleet derived from '{source_label}'", tomllib.loads(text))
@@ -336,4 +340,5 @@ def derive_fleet(trace: Trace, *, name: str, source_label: str, sha256: str,
 
 
 __all__ = ["BLOCK_BYTES", "REGION_GAP_BYTES", "DerivedFleet", "allocated_bytes_from_trace", "covered_bytes",
-           "derive_fleet", "merged_runs", "trace_sha256", "vm_figures", "write_regions", "write_runs"]
+           "derive_fleet", "merged_runs", "toml_number", "toml_string", "trace_sha256", "vm_figures", "write_regions",
+           "write_runs"]

@@ -87,6 +87,7 @@ class StormResult:
     mode: str = "fio"  # "fio": fio replays the boots; "boot": real VMs boot under QEMU
     accelerator: str | None = None  # --boot: "kvm" or "tcg"
     accelerator_reason: str | None = None
+    request: Mapping[str, object] = field(default_factory=dict)  # what was asked: the workload is drawn again from it
 
     @property
     def ios(self) -> int:
@@ -119,7 +120,7 @@ class StormResult:
             "accelerator_reason": self.accelerator_reason, "manifest": self.manifest,
             "fleet_dir": self.fleet_dir, "fleet": self.fleet, "backend": self.backend, "method": self.method,
             "engine": self.engine, "started_at": self.started_at, "seed": self.seed,
-            "start_spread_s": self.start_spread_s, "workload": dict(self.workload),
+            "start_spread_s": self.start_spread_s, "request": dict(self.request), "workload": dict(self.workload),
             "fleet_figures": {
                 "vms": len(self.vms), "ios": self.ios, "bytes": self.bytes, "span_s": self.span_s,
                 "wall_s": self.wall_s, "iops": _finite(self.iops),

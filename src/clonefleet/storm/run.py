@@ -42,7 +42,7 @@ from clonefleet.storage.workdirs import work_dir
 from clonefleet.storm import daemon as qsd
 from clonefleet.storm.fio import FioJob, FioJobSpec, fio_args, job_file, jobs_done, merged_percentiles_s, parse_fio_json
 from clonefleet.storm.results import StormResult, VmResult, machine_info, tool_versions
-from clonefleet.storm.workload import Workload, check_direct_aligned, iolog_device, storm_workload
+from clonefleet.storm.workload import Workload, WorkloadSpec, check_direct_aligned, iolog_device
 
 #: Backends a storm can drive, and how fio reaches their clones.
 ENGINES = {
@@ -77,6 +77,11 @@ class StormRequest:
     # --boot storms (:mod:`clonefleet.storm.boot`): real VMs under QEMU
     accel: str = "auto"
     memory_mib: int | None = None  # per VM; None: :data:`clonefleet.storm.boot.DEFAULT_MEMORY_MIB`
+
+    @property
+    def workload(self) -> WorkloadSpec:
+        return WorkloadSpec(trace=self.trace, start_spread_s=self.start_spread_s, seed=self.seed,
+                            ios_per_vm=self.ios_per_vm, queue_depth=self.queue_depth)
 
 
 def result_path(manifest: Manifest, out: Path | None, started: dt.datetime) -> Path:
@@ -124,9 +129,7 @@ def run_storm(manifest: Manifest, request: StormRequest = StormRequest(), backen
     nbd = backend.name == "qcow2"
     with provisioned_plan(manifest, backend, "storm") as plan:
         vms = chosen_vms(request, plan)
-        workload = storm_workload(manifest, plan.gi, vms, trace=request.trace,
-                                  start_spread_s=request.start_spread_s, seed=request.seed,
-                                  ios_per_vm=request.ios_per_vm, queue_depth=request.queue_depth)
+        workload = request.workload.draw(manifest, plan.gi, vms)
         if not nbd:
             check_direct_aligned(workload.trace, request.trace or "synthetic")
         tools = tool_versions(["fio", "qemu-storage-daemon"] if nbd else ["fio"])
@@ -291,4 +294,5 @@ def _result(manifest: Manifest, plan: FleetPlan, backend: Backend, request: Stor
         start_spread_s=request.start_spread_s, workload=workload.to_dict(), vms=tuple(results),
         latency_s=merged_percentiles_s(jobs), wall_s=wall_s,
         allocated_bytes=after.total_bytes - before.total_bytes, accounting=after.accounting,
-        machine=machine_info(), tools=tools, notes=tuple(notes))
+        machine=machine_info(), tools=tools, notes=tuple(notes),
+        request={"vms": workload.trace.vms, **request.workload.to_dict()})

@@ -15,6 +15,7 @@ the clone's virtual size: a trace captured on a larger disk is refused in one li
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,47 @@ class Workload:
                 "bytes": int(t.length_bytes.sum(dtype=np.int64)),
                 "write_ios": int(np.count_nonzero(t.op == WRITE)), "queue_depth": self.queue_depth,
                 "start_s": t.start_s.tolist(), "note": self.note}
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """What draws a storm's workload; saved with the storm's results, so that a comparison or a
+    calibration draws the very same boots again (the same seed draws the same boots)."""
+
+    trace: str | None = None
+    start_spread_s: float = 0.0
+    seed: int = 1
+    ios_per_vm: int | None = None
+    queue_depth: int | None = None
+
+    def draw(self, manifest: Manifest, gi: GoldenImageInfo, vms: int) -> Workload:
+        return storm_workload(manifest, gi, vms, trace=self.trace, start_spread_s=self.start_spread_s,
+                              seed=self.seed, ios_per_vm=self.ios_per_vm, queue_depth=self.queue_depth)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"trace": self.trace, "start_spread_s": self.start_spread_s, "seed": self.seed,
+                "ios_per_vm": self.ios_per_vm, "queue_depth": self.queue_depth}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object], where: str) -> WorkloadSpec:
+        """Read :meth:`to_dict`'s output back; anything else is one line naming ``where``."""
+        def whole(key: str, optional: bool) -> int | None:
+            value = data.get(key)
+            if value is None and optional:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UsageError(f"{where}: request.{key} = {value!r}: a whole number")
+            return value
+
+        trace, spread = data.get("trace"), data.get("start_spread_s")
+        if trace is not None and not isinstance(trace, str):
+            raise UsageError(f"{where}: request.trace = {trace!r}: a trace name or path")
+        if isinstance(spread, bool) or not isinstance(spread, int | float) or not spread >= 0:
+            raise UsageError(f"{where}: request.start_spread_s = {spread!r}: seconds, 0 or more")
+        seed = whole("seed", False)
+        assert seed is not None
+        return cls(trace=trace, start_spread_s=float(spread), seed=seed, ios_per_vm=whole("ios_per_vm", True),
+                   queue_depth=whole("queue_depth", True))
 
 
 def storm_workload(manifest: Manifest, gi: GoldenImageInfo, vms: int, *, trace: str | None = None,
