@@ -76,6 +76,7 @@ from clonefleet.storm.run import (
     measure_clones,
     result_target,
     save_result,
+    started_text,
 )
 
 #: Backends whose clones a boot storm can boot: files QEMU opens itself.
@@ -318,7 +319,7 @@ def run_boot_storm(manifest: Manifest, request: StormRequest = StormRequest(), b
                   "zero_write_bytes": io.zero_write_bytes}))
     result = StormResult(
         manifest=str(manifest.path), fleet_dir=str(plan.fleet_dir), fleet=manifest.name, backend=backend.name,
-        method=plan.recipe.method.value, engine=engine(accel), started_at=started.isoformat().replace("+00:00", "Z"),
+        method=plan.recipe.method.value, engine=engine(accel), started_at=started_text(started),
         seed=request.seed, start_spread_s=spread, workload=_workload(results, starts, memory, version),
         vms=tuple(results), latency_s={}, wall_s=wall_s, allocated_bytes=after.total_bytes - before.total_bytes,
         accounting=after.accounting, machine=machine_info(), tools=tools,

@@ -85,9 +85,15 @@ class StormRequest:
 
 
 def result_path(manifest: Manifest, out: Path | None, started: dt.datetime) -> Path:
-    """Where the storm JSON goes: beside the manifest, or in ``--out``."""
+    """Where the storm JSON goes: beside the manifest, or in ``--out``; named by its start to the
+    millisecond (storms of a few VMs follow each other within a second), so names sort by time."""
     folder = out if out is not None else manifest.path.parent
-    return folder / f"storm-{manifest.name}-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    return folder / f"storm-{manifest.name}-{started.strftime('%Y%m%dT%H%M%S')}.{started.microsecond // 1000:03d}Z.json"
+
+
+def started_text(started: dt.datetime) -> str:
+    """A storm's start as its JSON says it: UTC, ISO 8601, to the millisecond."""
+    return started.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def result_target(manifest: Manifest, request: StormRequest) -> tuple[dt.datetime, Path]:
@@ -95,7 +101,8 @@ def result_target(manifest: Manifest, request: StormRequest) -> tuple[dt.datetim
     ``--timeout`` or ``--out`` is bad or the file exists."""
     if not (request.timeout_s > 0):
         raise UsageError(f"--timeout = {request.timeout_s!r}: a time above 0 s")
-    started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC)
+    started = now.replace(microsecond=now.microsecond // 1000 * 1000)
     if request.out is not None:
         output_folder(request.out, "--out")
     target = result_path(manifest, request.out, started)
@@ -290,7 +297,7 @@ def _result(manifest: Manifest, plan: FleetPlan, backend: Backend, request: Stor
     return StormResult(
         manifest=str(manifest.path), fleet_dir=str(plan.fleet_dir), fleet=manifest.name, backend=backend.name,
         method=plan.recipe.method.value, engine=ENGINES[backend.name],
-        started_at=started.isoformat().replace("+00:00", "Z"), seed=request.seed,
+        started_at=started_text(started), seed=request.seed,
         start_spread_s=request.start_spread_s, workload=workload.to_dict(), vms=tuple(results),
         latency_s=merged_percentiles_s(jobs), wall_s=wall_s,
         allocated_bytes=after.total_bytes - before.total_bytes, accounting=after.accounting,
