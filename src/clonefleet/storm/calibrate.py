@@ -53,7 +53,7 @@ from clonefleet.sim.storm import run_storm as simulate_storm
 from clonefleet.sim.trace import WRITE
 from clonefleet.storage.files import refuse_to_replace, write_text_whole
 from clonefleet.storage.goldimage import gi_used_bytes
-from clonefleet.storage.tools import started_tool
+from clonefleet.storage.tools import started_tool, stop_on_signals
 from clonefleet.storage.workdirs import work_dir
 from clonefleet.storm.results import StormResult, machine_info
 from clonefleet.storm.run import StormRequest, run_storm
@@ -261,7 +261,7 @@ def probe_storage(folder: Path, read_fraction: float, io_bytes: int, progress: P
     """IOPS of the storage under ``folder``: fio, O_DIRECT, random IO of the storm's mix, on a file in a
     private folder there that is removed afterwards (also if clonefleet is killed)."""
     block = max(4096, int(round(io_bytes / 4096)) * 4096)
-    with work_dir(folder, ".clonefleet-probe-") as tmp:
+    with stop_on_signals(), work_dir(folder, ".clonefleet-probe-") as tmp:
         jobfile, output, status = tmp / "probe.fio", tmp / "probe.json", tmp / "probe.out"
         jobfile.write_text("\n".join([
             "[probe]", f"filename={tmp / 'probe.dat'}", f"size={PROBE_FILE_BYTES}", "ioengine=libaio", "direct=1",

@@ -11,6 +11,7 @@ import numpy as np
 
 from clonefleet.storm.calibrate import Calibration
 from clonefleet.storm.compare import METRICS, Comparison
+from clonefleet.storm.results import StormResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -94,6 +95,40 @@ def comparison_figure(cmp: Comparison) -> Figure:
     gis = f"{cmp.golden_images} GI" + ("s" if cmp.golden_images != 1 else "")
     fig.suptitle(f"{cmp.vms} {cmp.method} clones, {gis}: model vs simulation vs measurement "
                  f"(array {Path(cmp.array).name})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def storm_figure(result: StormResult) -> Figure:
+    """Left: the share of VMs booted against time since the storm began (each VM's last IO), with
+    when they powered on. Right: each VM's boot time against its power-on time."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4.2))
+    ax = fig.add_subplot(1, 2, 1)
+    done = np.sort([v.done_s for v in result.vms])
+    starts = np.sort([v.start_s for v in result.vms])
+    share = 100 * np.arange(1, len(done) + 1) / max(len(done), 1)
+    ax.step(starts, share, where="post", color="tab:gray", ls="--", label="VMs powered on")
+    ax.step(done, share, where="post", color="black", label="VMs booted (last IO done)")
+    ax.set_xlabel("time since the storm began [s]")
+    ax.set_ylabel("VMs [%]")
+    ax.set_ylim(0, 102)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax = fig.add_subplot(1, 2, 2)
+    ax.plot([v.start_s for v in result.vms], [v.boot_s for v in result.vms], "o", ms=4, color="tab:blue")
+    for q, style in ((0.5, ":"), (0.95, "--")):
+        ax.axhline(result.boot_s(q), color="tab:red", ls=style, lw=1, label=f"p{q * 100:g} {result.boot_s(q):.2f} s")
+    ax.set_xlabel("power-on time [s]")
+    ax.set_ylabel("boot time [s]")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    what = "real VMs under QEMU" if result.mode == "boot" else "fio replaying each boot"
+    fig.suptitle(f"storm: {len(result.vms)} {result.method} clones on {result.backend} ({what}); "
+                 f"{result.iops:,.0f} IOPS", fontsize=10)
     fig.tight_layout()
     return fig
 
