@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from clonefleet.backends.rbd import RbdConfig, connect, rbd_config_from
+from clonefleet.backends.rbd import RbdConfig, connect, rbd_config_from, tool_conf
 from clonefleet.errors import FieldError, UsageError
 
 
@@ -113,3 +113,14 @@ def test_paths_are_taken_from_the_manifest_folder(tmp_path: Path) -> None:
     assert c.conf == tmp_path / "ceph.conf" and c.keyring == Path("/etc/k")
     assert [c.replica_pool(i) for i in range(4)] == ["rbd", "a", "b", "a"]
     assert c.qemu_target("p", "img").startswith(f"rbd:p/img:conf={tmp_path / 'ceph.conf'}:id=admin:keyring=/etc/k")
+
+
+def test_a_tools_own_client_gets_the_clusters_conf_with_its_bounds_and_keyring(tmp_path: Path) -> None:
+    (tmp_path / "c.conf").write_text("[global]\nmon host = 127.0.0.1:3300\n")
+    config = RbdConfig(conf=tmp_path / "c.conf", client="client.storm", keyring=tmp_path / "k", op_timeout_s=7)
+    text = tool_conf(config)
+    assert text.startswith("[global]\nmon host = 127.0.0.1:3300\n") and config.client_id == "storm"
+    section = text.split("[client.storm]\n")[1]
+    assert "rados_osd_op_timeout = 7" in section and "client_mount_timeout = 5" in section
+    assert f"keyring = {tmp_path / 'k'}" in section
+    assert "keyring" not in tool_conf(RbdConfig(conf=tmp_path / "c.conf"))

@@ -84,3 +84,20 @@ def test_a_trace_past_the_virtual_size_or_unaligned_for_o_direct_is_refused() ->
     check_direct_aligned(trace_of([512], [1024]), "t")
     with pytest.raises(UsageError, match="not aligned to 512"):
         check_direct_aligned(trace_of([100], [512]), "t")
+
+
+def test_rbd_exports_are_rbd_nodes_of_one_client_with_the_cache_off(tmp_path: Path) -> None:
+    from clonefleet.storm.daemon import RbdAccess, RbdExport
+
+    access = RbdAccess(tmp_path / "ceph.conf", "storm")
+    args = daemon_args([], [RbdExport("vm-1", "rbd", "f.vm-1"), RbdExport("vm-2", "fast", "f.vm-2")],
+                       tmp_path / "s.sock", tmp_path / "d.pid", access)
+    nodes = [json.loads(args[i + 1]) for i, a in enumerate(args) if a == "--blockdev"]
+    assert nodes == [{"driver": "rbd", "node-name": "c0", "pool": "rbd", "image": "f.vm-1",
+                      "conf": str(tmp_path / "ceph.conf"), "user": "storm", "cache": {"direct": True}},
+                     {"driver": "rbd", "node-name": "c1", "pool": "fast", "image": "f.vm-2",
+                      "conf": str(tmp_path / "ceph.conf"), "user": "storm", "cache": {"direct": True}}]
+    exports = [json.loads(args[i + 1]) for i, a in enumerate(args) if a == "--export"]
+    assert [(e["node-name"], e["name"], e["writable"]) for e in exports] == [("c0", "vm-1", True), ("c1", "vm-2", True)]
+    with pytest.raises(ValueError):
+        daemon_args([], [RbdExport("vm-1", "rbd", "f.vm-1")], tmp_path / "s.sock", tmp_path / "d.pid")

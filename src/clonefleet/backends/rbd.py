@@ -77,9 +77,14 @@ class RbdConfig:
             return self.pool
         return self.replica_pools[(replica - 1) % len(self.replica_pools)]
 
+    @property
+    def client_id(self) -> str:
+        """The client's id, without its type: ``admin`` for ``client.admin``."""
+        return self.client.removeprefix("client.")
+
     def qemu_target(self, pool: str, image: str) -> str:
         """The image as qemu's rbd driver names it."""
-        spec = f"rbd:{pool}/{image}:conf={self.conf}:id={self.client.removeprefix('client.')}"
+        spec = f"rbd:{pool}/{image}:conf={self.conf}:id={self.client_id}"
         if self.keyring is not None:
             spec += f":keyring={self.keyring}"
         return spec
@@ -440,6 +445,24 @@ class Cluster:
         self.handle.shutdown()
 
 
+def client_bounds(config: RbdConfig) -> dict[str, str]:
+    """The librados options that bound every wait of a client (module docstring): the one place they
+    are set, for this process's connection and for a tool's own client (a storm's qemu-storage-daemon)."""
+    return {"client_mount_timeout": f"{config.connect_timeout_s:g}",
+            "rados_mon_op_timeout": f"{config.op_timeout_s:g}",
+            "rados_osd_op_timeout": f"{config.op_timeout_s:g}"}
+
+
+def tool_conf(config: RbdConfig) -> str:
+    """A ceph.conf for a tool's own librados client: the cluster's, with a section for the client that
+    adds :func:`client_bounds` and the keyring (QEMU's rbd driver takes neither on its command line)."""
+    lines = [f"{k} = {v}" for k, v in client_bounds(config).items()]
+    if config.keyring is not None:
+        lines.append(f"keyring = {config.keyring}")
+    text = config.conf.read_text(encoding="utf-8", errors="replace")
+    return text + f"\n[{config.client}]\n" + "\n".join(lines) + "\n"
+
+
 def connect(config: RbdConfig, modules: tuple[ModuleType, ModuleType] | None = None) -> Cluster:
     """Connect to the cluster; every configuration error is one line (exit 2), within the timeouts."""
     if not config.conf.is_file():
@@ -456,9 +479,7 @@ def connect(config: RbdConfig, modules: tuple[ModuleType, ModuleType] | None = N
     except rados_mod.Error as exc:
         raise UsageError(f"rbd.conf {config.conf}: Ceph cannot read it ({' '.join(str(exc).split())})") from None
     timeouts: dict[str, str] = {
-        "client_mount_timeout": f"{config.connect_timeout_s:g}",
-        "rados_mon_op_timeout": f"{config.op_timeout_s:g}",
-        "rados_osd_op_timeout": f"{config.op_timeout_s:g}",
+        **client_bounds(config),
         "rbd_default_clone_format": "2",
         "log_to_stderr": "false",
         "err_to_stderr": "false",

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clonefleet.backends.base import CloneUsage, Usage
 from clonefleet.backends.rbd import GI_SNAPSHOT, Cluster, RbdConfig, RbdError, connect, model_function
 from clonefleet.errors import ClonefleetError, UsageError
 from clonefleet.presets import Method
@@ -598,13 +599,82 @@ def apply_writes(manifest: Manifest, workers: int | None = None, progress: Progr
 
 def _require_provisioned(manifest: Manifest, cluster: Cluster, state: RbdJournal, tasks: Sequence[Task]) -> None:
     existing = {p: cluster.images(p) for p in {t.source.pool for t in tasks}}
-    missing = [t.name for t in tasks if state.clones.get(t.name, {}).get("id") != existing[t.source.pool].get(t.image)]
+    missing = [t.name for t in tasks if t.name not in state.clones
+               or state.clones[t.name].get("id") != existing[t.source.pool].get(t.image)]
     if missing:
         raise UsageError(f"fleet {manifest.name}: {len(missing)} of {len(tasks)} clones are not provisioned (or not "
                          f"clonefleet's), e.g. {missing[0]}; run 'clonefleet provision {manifest.path}' first")
 
 
+@dataclass(frozen=True)
+class ProvisionedFleet:
+    """A fleet whose every clone is made, with a connection to its cluster (:func:`provisioned`)."""
+
+    fleet_dir: Path
+    cluster: Cluster
+    gi: GoldenImageInfo
+    sources: tuple[Source, ...]
+    tasks: tuple[Task, ...]
+
+
+@contextmanager
+def provisioned(manifest: Manifest, what: str) -> Iterator[ProvisionedFleet]:
+    """The fleet, under its lock, signals handled and connected, for a step that works on its clones
+    (``what``: storm); refused in one line when the GI is not the manifest's or a clone is missing or not
+    clonefleet's (the cluster's configuration is checked first, by :func:`connect`)."""
+    sources = sources_of(manifest)
+    tasks = tasks_of(manifest, sources)
+    with _session(manifest, what) as (fleet_dir, cluster):
+        state = read_journal(fleet_dir)
+        gi = _check_gi(manifest, state)
+        _require_provisioned(manifest, cluster, state, tasks)
+        yield ProvisionedFleet(fleet_dir, cluster, gi, tuple(sources), tuple(tasks))
+
+
+def release_watchers(fleet: ProvisionedFleet, tasks: Sequence[Task], what: str) -> None:
+    """Before a program opens the clones (a storm's fio): no client may have them open but ended runs of
+    this fleet, whose watches are dropped (:meth:`Cluster.clear_watchers`); a live client is refused."""
+    state = read_journal(fleet.fleet_dir)
+    dead = ended(fleet.cluster, state)
+    for t in tasks:
+        fleet.cluster.clear_watchers(t.source.pool, t.image, dead, what)
+
+
+def record_ended_clients(fleet: ProvisionedFleet, tasks: Sequence[Task], pid: int, what: str) -> list[str]:
+    """After a program that had the clones open has ended (reaped; this run holds the fleet's lock): the
+    clients it left watching them (it was killed before it closed them) are recorded as ended, so the next
+    run drops their watches at once instead of waiting for them to time out (about 30 s) or refusing them."""
+    found: set[str] = set()
+    with fleet.cluster.op(f"listing the clients of fleet {fleet.fleet_dir.name}'s clones"):
+        for t in tasks:
+            found.update(fleet.cluster.watchers(t.source.pool, t.image))
+    if found:
+        with Journal(fleet.fleet_dir) as journal:
+            for addr in sorted(found):
+                journal.append("rbd-client", pid=pid, addr=addr, what=what)
+    return sorted(found)
+
+
 # --- capacity -----------------------------------------------------------------------------------
+
+#: How :func:`measure` counts an image's bytes.
+ACCOUNTING = ("'rbd diff' data extents of each image without its parent (diff_iterate, exact to the byte, "
+              "not 'rbd du''s whole objects)")
+
+
+def measure(cluster: Cluster, method: Method, tasks: Sequence[Task], sources: Sequence[Source],
+            workers: int = 8) -> Usage:
+    """Bytes the clones' images and the GI images store themselves (:data:`ACCOUNTING`); the total
+    counts the GIs too, except for full copies (as the model: S = T x G)."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        per = list(pool.map(lambda t: cluster.stored_bytes(t.source.pool, t.image), tasks))
+        gis = list(pool.map(lambda s: cluster.stored_bytes(s.pool, s.image), sources))
+    gi_bytes = sum(gis)
+    return Usage(clones=tuple(CloneUsage(t.name, b, b, 0) for t, b in zip(tasks, per, strict=True)),
+                 gi_bytes=gi_bytes, total_bytes=sum(per) + (0 if method is Method.FULL else gi_bytes),
+                 accounting=ACCOUNTING)
+
+
 
 def capacity(manifest: Manifest, workers: int | None = None) -> CapacityReport:
     """Bytes the images really store ('rbd diff' extents of each image, its parent's not counted) beside
@@ -621,10 +691,9 @@ def capacity(manifest: Manifest, workers: int | None = None) -> CapacityReport:
         state = read_journal(fleet_dir)
         gi = _check_gi(manifest, state)
         _require_provisioned(manifest, cluster, state, tasks)
-        with ThreadPoolExecutor(max_workers=workers or max(manifest.workers, 8)) as pool:
-            per = list(pool.map(lambda t: cluster.stored_bytes(t.source.pool, t.image), tasks))
-            gis = list(pool.map(lambda s: cluster.stored_bytes(s.pool, s.image), sources))
+        usage = measure(cluster, method, tasks, sources, workers or max(manifest.workers, 8))
         pool_bytes = {p: cluster.pool_stored_bytes(p) for p in {s.pool for s in sources}}
+    per = [c.consumed_bytes for c in usage.clones]
     written = state.written >= {t.name for t in tasks}
     used = gi_used_bytes(gi)
     model = model_fleet(manifest, gi, used)
@@ -635,8 +704,8 @@ def capacity(manifest: Manifest, workers: int | None = None) -> CapacityReport:
     is_full = method is Method.FULL
     gi_model = float(golden_image_bytes(fleet, function, g))
     total_model = float(fleet_consumed_bytes(fleet, function, g, manifest.count, ev.per_vm_new_bytes))
-    gi_bytes = sum(gis)
-    measured_total = sum(per) + (0 if is_full else gi_bytes)
+    gi_bytes = usage.gi_bytes
+    measured_total = usage.total_bytes
     notes = ["pool statistics (num_bytes, every image and object in the pool, this fleet's and others'): "
              + ", ".join(f"{p} {n} bytes" for p, n in sorted(pool_bytes.items())),
              "a clone's header and id objects hold no data (omap in the OSD's database): not counted here; the "
@@ -658,8 +727,7 @@ def capacity(manifest: Manifest, workers: int | None = None) -> CapacityReport:
         measured_metadata_per_clone_bytes=0.0, model_total_bytes=total_model, model_gi_bytes=gi_model,
         model_per_clone_bytes=float(ev.per_clone_bytes), model_new_bytes=float(ev.per_vm_new_bytes),
         model_overhead_bytes=function.clone_overhead_bytes, model_metadata_bytes=function.clone_overhead_bytes,
-        accounting="'rbd diff' data extents of each image without its parent (diff_iterate, exact to the byte, "
-                   "not 'rbd du''s whole objects)",
+        accounting=usage.accounting,
         note=model.note, notes=tuple(notes),
         per_clone=tuple({"name": t.name, "consumed_bytes": b, "own_data_bytes": b, "metadata_bytes": 0}
                         for t, b in zip(tasks, per, strict=True)))

@@ -27,7 +27,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from types import FrameType
 
@@ -186,16 +186,18 @@ def _die_with_parent() -> None:
 
 
 def _start_long_lived(args: Sequence[str], output: str | os.PathLike[str] | None,
-                      cwd: str | os.PathLike[str] | None) -> subprocess.Popen[str]:
+                      cwd: str | os.PathLike[str] | None,
+                      env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
     """Start a long-lived tool from the main thread: its own process group, dies with clonefleet,
-    stdout and stderr into ``output`` (or nowhere)."""
+    stdout and stderr into ``output`` (or nowhere); ``env``: its whole environment (default: ours)."""
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError(f"{args[0]}: long-lived tools start from the main thread only (the parent-death "
                            "signal follows the starting thread)")
     try:
         with open(output if output is not None else os.devnull, "w") as sink:
             return subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                                    text=True, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent)
+                                    text=True, cwd=cwd, env=None if env is None else dict(env),
+                                    start_new_session=True, preexec_fn=_die_with_parent)
     except FileNotFoundError:
         raise ToolError(f"{args[0]} not found on PATH: install {_INSTALL_HINT.get(args[0], 'its package')} "
                         "(scripts/setup.sh does)") from None
@@ -256,7 +258,7 @@ def run_tool_until(
 
 @contextmanager
 def started_tool(args: Sequence[str], *, output: str | os.PathLike[str] | None = None,
-                 stop_grace_s: float = 5.0) -> Iterator[subprocess.Popen[str]]:
+                 stop_grace_s: float = 5.0, env: Mapping[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
     """Start a long-lived tool (a storage daemon, a load generator) that runs beside others while
     the caller watches them all; yields its ``Popen``.
 
@@ -266,12 +268,12 @@ def started_tool(args: Sequence[str], *, output: str | os.PathLike[str] | None =
     Leaving the block stops it if it still runs: SIGTERM (a daemon closes its images cleanly),
     then SIGKILL to its group after ``stop_grace_s``; it is always reaped and unregistered, so no
     process is left. Start it from the main thread: the parent-death signal follows the starting
-    thread.
+    thread. ``env``: the tool's whole environment (default: clonefleet's).
     """
     tool = args[0]
     if _stopping.is_set():
         raise Stopped(f"stopped by a signal: {tool} not started")
-    proc = _start_long_lived(args, output, None)
+    proc = _start_long_lived(args, output, None, env)
     with _lock:
         _running[proc.pid] = (proc, stop_grace_s)
     try:

@@ -282,7 +282,7 @@ def run_boot_storm(manifest: Manifest, request: StormRequest = StormRequest(), b
     memory = request.memory_mib if request.memory_mib is not None else DEFAULT_MEMORY_MIB
     started, target = result_target(manifest, request)
     with provisioned_plan(manifest, backend, "storm") as plan:
-        vms = chosen_vms(request, plan)
+        vms = chosen_vms(request, len(plan.tasks))
         memory_budget(vms, memory, host_memory_mib("MemAvailable"))
         # choose_accelerator refuses a bad --accel; check it before any work
         if request.accel not in ("auto", "kvm", "tcg"):

@@ -1,12 +1,15 @@
-"""One qemu-storage-daemon that serves a qcow2 fleet's clones as NBD exports on a unix socket.
+"""One qemu-storage-daemon that serves a fleet's clones as NBD exports on a unix socket.
 
 The whole graph is given on the daemon's command line (no QMP round trips):
 
-- one read-only node per source (the GI, or each GI replica) that the linked clones read from,
-  so all clones of one source share one node (one cache, one open file);
-- per clone a ``file`` node with ``cache.direct=on`` (O_DIRECT: the host page cache does not
-  answer for the storage) and a writable ``qcow2`` node on it, its ``backing`` set to its
-  source's node (snapshot clones) or to null (thin and full copies hold their own data);
+- qcow2 clones (:class:`Export`): one read-only node per source (the GI, or each GI replica)
+  that the linked clones read from, so all clones of one source share one node (one cache, one
+  open file); per clone a ``file`` node with ``cache.direct=on`` (O_DIRECT: the host page cache
+  does not answer for the storage) and a writable ``qcow2`` node on it, its ``backing`` set to
+  its source's node (snapshot clones) or to null (thin and full copies hold their own data);
+- RBD images (:class:`RbdExport`): per clone one node of QEMU's ``rbd`` driver (librbd, which
+  reads a layered clone's parent itself), ``cache.direct=on`` (QEMU then turns librbd's client
+  cache off: every IO reaches the OSDs), all through one librados client of the daemon;
 - one NBD export per clone, named after the clone, on one unix socket.
 
 The daemon writes its pid file once every node, export and the NBD server exist (QEMU documents
@@ -37,21 +40,45 @@ class Export:
     source: int | None  # index into the daemon's sources, None: no backing
 
 
+@dataclass(frozen=True)
+class RbdExport:
+    """One RBD image served over NBD: its export name, pool and image."""
+
+    name: str
+    pool: str
+    image: str
+
+
+@dataclass(frozen=True)
+class RbdAccess:
+    """How the daemon's librados client reaches the cluster: a ceph.conf and the client's id (``admin``)."""
+
+    conf: Path
+    user: str
+
+
 def _blockdev(spec: dict[str, object]) -> list[str]:
     return ["--blockdev", json.dumps(spec, separators=(",", ":"))]
 
 
-def daemon_args(sources: Sequence[tuple[Path, str]], exports: Sequence[Export], socket: Path,
-                pidfile: Path) -> list[str]:
-    """The qemu-storage-daemon command line (module docstring); ``sources`` are (path, format)."""
+def daemon_args(sources: Sequence[tuple[Path, str]], exports: Sequence[Export | RbdExport], socket: Path,
+                pidfile: Path, rbd: RbdAccess | None = None) -> list[str]:
+    """The qemu-storage-daemon command line (module docstring); ``sources`` are (path, format);
+    ``rbd`` is needed by :class:`RbdExport` exports."""
     args = ["qemu-storage-daemon"]
-    used = sorted({e.source for e in exports if e.source is not None})
+    used = sorted({e.source for e in exports if isinstance(e, Export) and e.source is not None})
     for i in used:
         path, fmt = sources[i]
         args += _blockdev({"driver": "file", "node-name": f"src{i}-f", "filename": str(path),
                            "cache": {"direct": True}, "read-only": True})
         args += _blockdev({"driver": fmt, "node-name": f"src{i}", "file": f"src{i}-f", "read-only": True})
     for n, e in enumerate(exports):
+        if isinstance(e, RbdExport):
+            if rbd is None:
+                raise ValueError("daemon_args: RBD exports need the cluster's access (rbd=RbdAccess(...))")
+            args += _blockdev({"driver": "rbd", "node-name": f"c{n}", "pool": e.pool, "image": e.image,
+                               "conf": str(rbd.conf), "user": rbd.user, "cache": {"direct": True}})
+            continue
         args += _blockdev({"driver": "file", "node-name": f"c{n}-f", "filename": str(e.path),
                            "cache": {"direct": True}})
         args += _blockdev({"driver": "qcow2", "node-name": f"c{n}", "file": f"c{n}-f",

@@ -24,19 +24,22 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from clonefleet.backends import Backend, Usage, get_backend
-from clonefleet.errors import UsageError, output_folder
+from clonefleet.backends.rbd import tool_conf
+from clonefleet.errors import ClonefleetError, UsageError, output_folder
 from clonefleet.presets import Method
 from clonefleet.progress import Progress, no_progress
+from clonefleet.provision import rbdfleet
 from clonefleet.provision.manifest import Manifest
 from clonefleet.provision.plan import FleetPlan, provisioned_plan
 from clonefleet.sim.traceio import write_fio_iologs
 from clonefleet.storage.files import refuse_to_replace, write_text_whole
+from clonefleet.storage.goldimage import GoldenImageInfo
 from clonefleet.storage.tools import ToolError, first_error_line, started_tool
 from clonefleet.storage.workdirs import work_dir
 from clonefleet.storm import daemon as qsd
@@ -48,6 +51,8 @@ from clonefleet.storm.workload import Workload, WorkloadSpec, check_direct_align
 ENGINES = {
     "qcow2": "fio nbd engine -> qemu-storage-daemon NBD exports on a unix socket (cache.direct=on: O_DIRECT)",
     "reflink": "fio libaio engine on the clone files, direct=1 (O_DIRECT)",
+    "rbd": "fio nbd engine -> qemu-storage-daemon NBD exports of the images through QEMU's rbd driver (librbd, "
+           "cache.direct=on: librbd's client cache off, every IO reaches the OSDs)",
 }
 #: A storm that runs longer than this is stopped (seconds).
 DEFAULT_TIMEOUT_S = 3600.0
@@ -117,44 +122,102 @@ def save_result(result: StormResult, target: Path) -> StormResult:
     return saved
 
 
-def chosen_vms(request: StormRequest, plan: FleetPlan) -> int:
-    """How many clones boot: ``--vms`` (default all), from 1 to the fleet's count."""
-    count = len(plan.tasks)
+def chosen_vms(request: StormRequest, count: int) -> int:
+    """How many clones boot: ``--vms`` (default all), from 1 to the fleet's ``count``."""
     vms = request.vms if request.vms is not None else count
     if not 1 <= vms <= count:
         raise UsageError(f"--vms = {vms}: from 1 to the fleet's {count} clones")
     return vms
 
 
-def run_storm(manifest: Manifest, request: StormRequest = StormRequest(), backend: Backend | None = None,
-              progress: Progress = no_progress) -> StormResult:
-    """Run the storm (module docstring), save its JSON and return its results."""
+@dataclass(frozen=True)
+class StormFleet:
+    """The provisioned fleet a storm runs on, whatever its backend: its clones (names, in order), its
+    GI, where its state lives, and the backend's own measure of its first ``n`` clones (and their GIs)."""
+
+    backend: str
+    method: Method
+    fleet_dir: Path
+    gi: GoldenImageInfo
+    names: tuple[str, ...]
+    measure: Callable[[int], Usage]
+    plan: FleetPlan | None = None  # a fleet of files (qcow2, reflink)
+    rbd: rbdfleet.ProvisionedFleet | None = None  # images in a Ceph cluster
+
+    @property
+    def nbd(self) -> bool:
+        """Served by qemu-storage-daemon over NBD (qcow2, rbd), else fio opens the files (reflink)."""
+        return self.backend != "reflink"
+
+
+@contextmanager
+def provisioned_fleet(manifest: Manifest, backend: Backend | None) -> Iterator[StormFleet]:
+    """The fleet, every clone made, under its lock: RBD images through :mod:`clonefleet.provision.rbdfleet`,
+    files through their backend; refused in one line otherwise."""
+    if manifest.backend == "rbd":
+        with rbdfleet.provisioned(manifest, "storm") as fleet:
+            def measure_images(n: int) -> Usage:
+                return rbdfleet.measure(fleet.cluster, manifest.method, fleet.tasks[:n], fleet.sources,
+                                        max(manifest.workers, 8))
+
+            yield StormFleet("rbd", manifest.method, fleet.fleet_dir, fleet.gi, tuple(t.name for t in fleet.tasks),
+                             measure_images, rbd=fleet)
+        return
     backend = backend or get_backend(manifest.backend)
     if backend.name not in ENGINES:
         raise UsageError(f"storm: backend {backend.name!r} is not supported yet; one of {', '.join(ENGINES)}")
-    started, target = result_target(manifest, request)
-    nbd = backend.name == "qcow2"
     with provisioned_plan(manifest, backend, "storm") as plan:
-        vms = chosen_vms(request, plan)
-        workload = request.workload.draw(manifest, plan.gi, vms)
-        if not nbd:
-            check_direct_aligned(workload.trace, request.trace or "synthetic")
-        tools = tool_versions(["fio", "qemu-storage-daemon"] if nbd else ["fio"])
-        clones = [plan.fleet_dir / t.name for t in plan.tasks[:vms]]
         sources = [p for p in plan.sources if p.exists()]
-        before = measure_clones(backend, plan, clones, sources, "measure the clones before the storm", progress)
+
+        def measure_files(n: int) -> Usage:
+            return backend.measure(plan.recipe, [plan.fleet_dir / t.name for t in plan.tasks[:n]], sources)
+
+        yield StormFleet(backend.name, plan.recipe.method, plan.fleet_dir, plan.gi, tuple(t.name for t in plan.tasks),
+                         measure_files, plan=plan)
+
+
+def run_storm(manifest: Manifest, request: StormRequest = StormRequest(), backend: Backend | None = None,
+              progress: Progress = no_progress) -> StormResult:
+    """Run the storm (module docstring), save its JSON and return its results."""
+    started, target = result_target(manifest, request)
+    with provisioned_fleet(manifest, backend) as fleet:
+        vms = chosen_vms(request, len(fleet.names))
+        workload = request.workload.draw(manifest, fleet.gi, vms)
+        if not fleet.nbd:
+            check_direct_aligned(workload.trace, request.trace or "synthetic")
+        tools = tool_versions(["fio", "qemu-storage-daemon"] if fleet.nbd else ["fio"])
+        if fleet.rbd is not None:  # a killed earlier run's watches dropped; a live client refused
+            rbdfleet.release_watchers(fleet.rbd, fleet.rbd.tasks[:vms], "storm")
+        before = _measure(fleet, vms, "measure the clones before the storm", progress)
         t0 = time.monotonic()
-        jobs = _run(plan, workload, vms, nbd, request.timeout_s, progress)
+        jobs = _run(fleet, workload, vms, request.timeout_s, progress)
         wall_s = time.monotonic() - t0
-        after = measure_clones(backend, plan, clones, sources, "measure the clones after the storm", progress)
-    result = _result(manifest, plan, backend, request, workload, jobs, before, after, wall_s, started,
-                     tools, nbd)
+        after = _measure(fleet, vms, "measure the clones after the storm", progress)
+    result = _result(manifest, fleet, request, workload, jobs, before, after, wall_s, started, tools)
     return save_result(result, target)
 
 
-def _run(plan: FleetPlan, workload: Workload, vms: int, nbd: bool, timeout_s: float,
-         progress: Progress) -> list[FioJob]:
-    tasks = plan.tasks[:vms]
+def _exports(fleet: StormFleet, vms: int, tmp: Path) -> tuple[list[tuple[Path, str]], list[qsd.Export | qsd.RbdExport],
+                                                                  qsd.RbdAccess | None]:
+    """What the daemon serves: (sources, exports, the cluster's access for RBD)."""
+    if fleet.rbd is not None:
+        config = fleet.rbd.cluster.config
+        conf = tmp / "ceph.conf"  # the cluster's, with the client's bounds and keyring (tool_conf)
+        conf.write_text(tool_conf(config), encoding="utf-8")
+        return [], [qsd.RbdExport(t.name, t.source.pool, t.image) for t in fleet.rbd.tasks[:vms]], \
+            qsd.RbdAccess(conf, config.client_id)
+    plan = fleet.plan
+    assert plan is not None
+    source_of = {p: i for i, p in enumerate(plan.sources)}
+    exports: list[qsd.Export | qsd.RbdExport] = [
+        qsd.Export(t.name, plan.fleet_dir / t.name, source_of[t.source] if plan.recipe.method is Method.SNAPSHOT
+                   else None) for t in plan.tasks[:vms]]
+    return [(p, plan.gi.fmt) for p in plan.sources], exports, None
+
+
+def _run(fleet: StormFleet, workload: Workload, vms: int, timeout_s: float, progress: Progress) -> list[FioJob]:
+    names = fleet.names[:vms]
+    nbd = fleet.nbd
     # A private (0700) folder for the iologs, job file, socket and pid file: removed at the end, and by
     # its watchdog if clonefleet is killed outright.
     with work_dir(Path(tempfile.gettempdir()), WORK_PREFIX) as tmp:
@@ -165,33 +228,46 @@ def _run(plan: FleetPlan, workload: Workload, vms: int, nbd: bool, timeout_s: fl
             raise UsageError(f"temporary folder {tmp}: too long a path for a unix socket (at most "
                              f"{MAX_SOCKET_PATH_BYTES} bytes); set TMPDIR to a shorter folder")
         if not nbd:
-            for v, task in enumerate(tasks):
-                os.symlink(plan.fleet_dir / task.name, tmp / f"disk-{v}")
-        specs = [FioJobSpec(name=task.name, iolog=logs[v], iodepth=workload.queue_depth,
-                            start_s=float(workload.trace.start_s[v]), size_bytes=plan.gi.virtual_bytes,
-                            uri=qsd.nbd_uri(task.name, socket) if nbd else None)
-                 for v, task in enumerate(tasks)]
+            for v, name in enumerate(names):
+                os.symlink(fleet.fleet_dir / name, tmp / f"disk-{v}")
+        specs = [FioJobSpec(name=name, iolog=logs[v], iodepth=workload.queue_depth,
+                            start_s=float(workload.trace.start_s[v]), size_bytes=fleet.gi.virtual_bytes,
+                            uri=qsd.nbd_uri(name, socket) if nbd else None)
+                 for v, name in enumerate(names)]
         jobfile = tmp / "storm.fio"
         jobfile.write_text(job_file(specs, nbd=nbd), encoding="utf-8")
         daemon_cm = nullcontext(None)
         if nbd:
-            source_of = {p: i for i, p in enumerate(plan.sources)}
-            exports = [qsd.Export(task.name, plan.fleet_dir / task.name,
-                                  source_of[task.source] if plan.recipe.method is Method.SNAPSHOT else None)
-                       for task in tasks]
-            fmt = plan.gi.fmt
-            args = qsd.daemon_args([(p, fmt) for p in plan.sources], exports, socket, pidfile)
+            sources, exports, access = _exports(fleet, vms, tmp)
+            args = qsd.daemon_args(sources, exports, socket, pidfile, access)
             daemon_cm = started_tool(args, output=daemon_log)  # type: ignore[assignment]
-        with daemon_cm as daemon:
-            if daemon is not None:
-                progress("start qemu-storage-daemon", 0, 0)
-                qsd.wait_ready(daemon, pidfile, daemon_log)
-            output, status = tmp / "fio.json", tmp / "fio.out"
-            with started_tool(fio_args(jobfile, output), output=status) as fio:
-                _watch(fio, daemon, status, vms, timeout_s, progress)
-            text = output.read_text(encoding="utf-8", errors="replace") if output.exists() else ""
+        daemon_pid = 0
+        try:
+            with daemon_cm as daemon:
+                if daemon is not None:
+                    daemon_pid = daemon.pid
+                    progress("start qemu-storage-daemon", 0, 0)
+                    qsd.wait_ready(daemon, pidfile, daemon_log)
+                output, status = tmp / "fio.json", tmp / "fio.out"
+                with started_tool(fio_args(jobfile, output), output=status) as fio:
+                    _watch(fio, daemon, status, vms, timeout_s, progress)
+                text = output.read_text(encoding="utf-8", errors="replace") if output.exists() else ""
+        finally:
+            if fleet.rbd is not None and daemon_pid:
+                # a daemon killed outright leaves its images watched for about 30 s: recorded as an ended
+                # client of this fleet, so the next run drops the watches at once
+                with suppress(ClonefleetError):
+                    rbdfleet.record_ended_clients(fleet.rbd, fleet.rbd.tasks[:vms], daemon_pid, "storm daemon")
         _, jobs = parse_fio_json(text)
     return jobs
+
+
+def _measure(fleet: StormFleet, vms: int, stage: str, progress: Progress) -> Usage:
+    """The backend's own measure of the storm's first ``vms`` clones (and the GIs they read from)."""
+    progress(stage, 0, vms)
+    usage = fleet.measure(vms)
+    progress(stage, vms, vms)
+    return usage
 
 
 def measure_clones(backend: Backend, plan: FleetPlan, clones: list[Path], sources: list[Path], stage: str,
@@ -267,25 +343,25 @@ def allocated_per_clone(before: Usage, after: Usage) -> dict[str, int]:
     return {c.name: c.consumed_bytes - was.get(c.name, 0) for c in after.clones}
 
 
-def _result(manifest: Manifest, plan: FleetPlan, backend: Backend, request: StormRequest, workload: Workload,
+def _result(manifest: Manifest, fleet: StormFleet, request: StormRequest, workload: Workload,
             jobs: Sequence[FioJob], before: Usage, after: Usage, wall_s: float, started: dt.datetime,
-            tools: dict[str, str], nbd: bool) -> StormResult:
+            tools: dict[str, str]) -> StormResult:
     by_name = {j.name: j for j in jobs}
     per_clone = allocated_per_clone(before, after)
     notes = [workload.note]
     results = []
-    for v, task in enumerate(plan.tasks[: workload.trace.vms]):
-        job = by_name.get(task.name)
+    for v, name in enumerate(fleet.names[: workload.trace.vms]):
+        job = by_name.get(name)
         if job is None:
-            raise StormFailed(f"fio reported no results for VM {task.name}: the storm is incomplete")
+            raise StormFailed(f"fio reported no results for VM {name}: the storm is incomplete")
         reads, writes, nbytes = workload.vm_ios(v)
         if job.error:
-            raise StormFailed(f"fio: VM {task.name} failed with error {job.error} ({os.strerror(job.error)})")
+            raise StormFailed(f"fio: VM {name} failed with error {job.error} ({os.strerror(job.error)})")
         if job.issued_ios != reads + writes:
-            notes.append(f"{task.name}: fio issued {job.issued_ios} IOs, the trace holds {reads + writes}")
-        results.append(VmResult(name=task.name, start_s=float(workload.trace.start_s[v]), boot_s=job.runtime_s,
+            notes.append(f"{name}: fio issued {job.issued_ios} IOs, the trace holds {reads + writes}")
+        results.append(VmResult(name=name, start_s=float(workload.trace.start_s[v]), boot_s=job.runtime_s,
                                 reads=reads, writes=writes, bytes=nbytes, latency_s=dict(job.latency_s),
-                                latency_samples=job.latency_samples, allocated_bytes=per_clone.get(task.name)))
+                                latency_samples=job.latency_samples, allocated_bytes=per_clone.get(name)))
     samples = sum(r.latency_samples for r in results)
     total = sum(r.ios for r in results)
     if samples < total:
@@ -295,8 +371,8 @@ def _result(manifest: Manifest, plan: FleetPlan, backend: Backend, request: Stor
     notes.append("boot time: from a VM's start to its last IO's completion, as fio times the job "
                  "(millisecond resolution)")
     return StormResult(
-        manifest=str(manifest.path), fleet_dir=str(plan.fleet_dir), fleet=manifest.name, backend=backend.name,
-        method=plan.recipe.method.value, engine=ENGINES[backend.name],
+        manifest=str(manifest.path), fleet_dir=str(fleet.fleet_dir), fleet=manifest.name, backend=fleet.backend,
+        method=fleet.method.value, engine=ENGINES[fleet.backend],
         started_at=started_text(started), seed=request.seed,
         start_spread_s=request.start_spread_s, workload=workload.to_dict(), vms=tuple(results),
         latency_s=merged_percentiles_s(jobs), wall_s=wall_s,
