@@ -115,8 +115,11 @@ def signed(x: float | None) -> str:
 
 
 def seconds(x: float | None) -> str:
+    """Seconds to three significant digits (milliseconds below 1 s), or ``-``."""
     if x is None or not math.isfinite(x):
         return "-"
+    if 0 < x < 1:
+        return f"{1000 * x:.3g} ms"
     return f"{x:,.3g} s" if x < 100 else f"{x:,.0f} s"
 
 
