@@ -74,7 +74,7 @@ def capacity_figure(p: Plan) -> Figure:
                         va="bottom", fontsize=8)
             continue
         holds = "" if m.meets_requirement else "\nfails: T > T_max"
-        ax.annotate(f"{share:.3g} %\n{format_bytes(m.consumed_bytes)}{holds}",
+        ax.annotate(f"{share:.2f} %\n{format_bytes(m.consumed_bytes)}{holds}",
                     (bar.get_x() + bar.get_width() / 2, share), ha="center", va="bottom", fontsize=8.5,
                     xytext=(0, 2), textcoords="offset points")
     finite = [s for s in shares if np.isfinite(s) and s > 0]

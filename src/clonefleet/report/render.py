@@ -74,6 +74,10 @@ def figures_of_report(report: Report) -> list[ReportFigure]:
                      "100 % line. The dash-dot line marks the T asked.",
                      cmds["growth"], lambda: growth_figure(report.growth, p.vms)),
     ]
+    # HOOK "S over the fleet's life": when build.lifetime_section() returns a Lifetime (the capacity-over-time
+    # model: plan --days/--refresh, peak_consumed_bytes), append its ReportFigure here with key "lifetime" (S per
+    # function against days, the peak marked; caption with units, command) and the template's lifetime
+    # section shows it in place of its "not modelled" note.
     sim = report.simulation.result
     if sim is not None:
         from clonefleet.sim.plots import boot_times_figure, utilisation_figure
