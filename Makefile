@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out
 
-.PHONY: setup demo test bench lint typecheck clean
+.PHONY: setup demo test bench lint typecheck clean docs
 
 setup:
 	@./scripts/setup.sh
@@ -18,6 +18,10 @@ test: setup
 
 bench: setup
 	@$(PY) -m benchmarks
+
+# docs/cli.md: every command's --help, generated from the code (tests/cli/test_cli_reference.py holds them equal)
+docs: setup
+	$(PY) -m clonefleet.cli.reference docs/cli.md
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

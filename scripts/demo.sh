@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults: reproduce the paper, plan both paper fleets,
-# then (when those parts are present) simulate a boot storm and provision real clones.
+# then (when those parts are present) simulate a boot storm and provision real clones; last, write the
+# report (out/report.html) and print its path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-out}
@@ -35,3 +36,17 @@ if [ "${RBD:-0}" = 1 ]; then  # make demo RBD=1: the same on a Ceph RBD developm
 fi
 echo
 echo "The paper's figure: $OUT/paper/fig4.png (also fig4.svg, fig4.json)"
+echo
+# Last, the report a person reads: from the stormed snapshot fleet when the provisioning part ran (its storm
+# beside the model and the simulation), else from the presets; then the kept clones are destroyed.
+REPORT="$OUT/report.html"
+manifest="$OUT/provision/snapshot.toml"
+if [ -f "$manifest" ] && [ -d "$OUT/provision/snapshot" ]; then
+  echo "== report: 1 page for a person, from the stormed fleet $manifest"
+  "${CF[@]}" report "$manifest" -o "$REPORT" --force
+  "${CF[@]}" destroy "$manifest" --yes >/dev/null
+else
+  echo "== report: 1 page for a person, 1000 desktops (Windows 7) on the paper's array"
+  "${CF[@]}" report --fleet desktop-win7 --array midrange-2012 --vms 1000 -o "$REPORT" --force
+fi
+echo "The report: $(realpath "$REPORT")"

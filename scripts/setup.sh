@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 APT_PACKAGES=(qemu-utils qemu-system-common qemu-system-x86 debootstrap fio xfsprogs btrfs-progs e2fsprogs util-linux python3-venv
-              ceph-mon ceph-mgr ceph-osd ceph-common python3-rados python3-rbd qemu-block-extra)
+              ceph-mon ceph-mgr ceph-osd ceph-common python3-rados python3-rbd qemu-block-extra
+              chromium chromium-driver)  # chromium: the report's browser test (tests/browser)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

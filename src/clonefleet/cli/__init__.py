@@ -9,6 +9,7 @@ from clonefleet.cli import (  # noqa: F401  (registers commands)
     plan_cmds,
     provision_cmds,
     rbd_cmds,
+    report_cmds,
     sim_cmds,
     storm_cmds,
 )
