@@ -3,7 +3,9 @@
 1000 layered clones with ``clonefleet provision`` (end to end: a new Python process, the GI's checksum,
 the journal with its synced intent and id records, one connection shared by a pool of threads) against
 a shell loop of ``rbd clone`` (one process per clone; the loop is timed over ANCHOR_CLONES clones and
-taken per clone). Floor: 3x faster per clone.
+taken per clone). Floor: 3x faster per clone. Then a boot storm of 32 of those clones
+(``clonefleet storm``: qemu-storage-daemon's rbd driver, NBD, fio) beside the same storm on 32 linked
+qcow2 clones of the same GI on this machine's disk.
 
 The cluster: the one ``CLONEFLEET_CEPH_CONF`` names (pool ``CLONEFLEET_CEPH_POOL``, default rbd), else a
 single-node cluster started for the run in a temporary folder and stopped after it
@@ -26,11 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from clonefleet.provision import load_manifest, provision
 from clonefleet.provision.manifest import write_manifest
 from clonefleet.storage import devceph
 from clonefleet.storage.data import sha256_file
+from clonefleet.storm import StormRequest, run_storm
 
 CLONES = 1000
+STORM_VMS = 32
 ANCHOR_CLONES = 100
 FLOOR = 3.0
 MiB = 1024**2
@@ -102,6 +107,32 @@ def main() -> None:
               f"{total_s:.2f} s, {per_s * 1000:.1f} ms per clone")
         print(f"   ratio: {ratio:.1f}x faster than the shell loop (floor {FLOOR:g}x): "
               f"{'ok' if ratio >= FLOOR else 'BELOW THE FLOOR'}")
+        storm_beside_qcow2(work, manifest, gi)
         subprocess.run([sys.executable, "-m", "clonefleet", "destroy", str(manifest), "--yes"], check=True, env=env,
                        capture_output=True)
         rbd(conf, pool, "rm", f"{name}.gi")
+
+
+def storm_beside_qcow2(work: Path, manifest: Path, gi: Path) -> None:
+    """A storm of the fleet's first STORM_VMS clones on RBD, and its anchor: the same boots (same seed)
+    on as many linked qcow2 clones of the same GI on this machine's disk, in the same run."""
+    m = load_manifest(manifest)
+    local = work / "local.toml"
+    write_manifest(local, {
+        "fleet": {"name": "local", "count": STORM_VMS, "dest": "local"},
+        "golden_image": {"path": str(gi), "sha256": m.gi_sha256, "bytes": gi.stat().st_size},
+        "clones": {"backend": "qcow2", "method": "snapshot", "golden_images": 1, "workers": 4},
+    })
+    provision(load_manifest(local))
+    request = StormRequest(vms=STORM_VMS, seed=1, out=work / "results")
+    figures = {}
+    for label, path in (("rbd", manifest), ("qcow2", local)):
+        run_storm(load_manifest(path), request)  # a warm-up: the boots' objects and clusters get allocated
+        figures[label] = run_storm(load_manifest(path), request)
+    r, q = figures["rbd"], figures["qcow2"]
+    for label, f in figures.items():
+        print(f"   storm of {STORM_VMS} snapshot clones on {label}: {f.ios:,} IOs in {f.span_s:.2f} s, "
+              f"{f.iops:,.0f} IOPS, boot p50 {f.boot_s(0.5):.2f} s, p95 {f.boot_s(0.95):.2f} s, latency p50 "
+              f"{f.latency_s[50.0] * 1e3:.2f} ms, p99 {f.latency_s[99.0] * 1e3:.2f} ms")
+    print(f"   ratio RBD / local qcow2: IOPS {r.iops / q.iops:.3f}, boot p95 {r.boot_s(0.95) / q.boot_s(0.95):.3f} "
+          "(one OSD on this machine's disk beside qemu-storage-daemon's qcow2 files on it)")

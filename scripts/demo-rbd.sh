@@ -2,7 +2,7 @@
 # Real clones on Ceph RBD (make demo RBD=1): a single-node development cluster started for the demo
 # and stopped after it (by the pids it recorded, also when a step fails), a small fleet of layered
 # clones of the GI built here, the boot writes applied, the capacity measured beside the model's S
-# (rbd-clone, 4 MiB objects), one clone flattened, the fleet destroyed. Called by scripts/demo.sh.
+# (rbd-clone, 4 MiB objects), a boot storm on the clones, one clone flattened, the fleet destroyed. Called by scripts/demo.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-out}
@@ -25,5 +25,7 @@ manifest="$DIR/fleet.toml"
 "${CF[@]}" status "$manifest" --verify
 "${CF[@]}" writes "$manifest"
 "${CF[@]}" capacity "$manifest"
+echo "-- storm: the clones boot together on Ceph (qemu-storage-daemon's rbd driver, NBD, fio)"
+"${CF[@]}" storm "$manifest" --ios-per-vm 1500
 "${CF[@]}" flatten "$manifest" vm-0001
 "${CF[@]}" destroy "$manifest" --yes
