@@ -11,17 +11,11 @@ listed too, though a fit on larger storms cannot know a VM's rate with the stora
 from __future__ import annotations
 
 import shutil
-import signal
-import tempfile
-from pathlib import Path
 
-from benchmarks.bench_storm import GI_BYTES, fleet
+from benchmarks.bench_storm import bench_folder, fleet
 from clonefleet.provision import load_manifest
-from clonefleet.provision.goldimage import build_golden_image
 from clonefleet.storm import StormRequest
 from clonefleet.storm.calibrate import calibrate
-from clonefleet.storm.results import machine_info
-from clonefleet.units import format_bytes
 
 SIZES = (8, 32, 128)
 FLOOR = 0.20
@@ -32,13 +26,7 @@ def _ok(ratio: float) -> str:
 
 
 def main() -> None:
-    base = Path(tempfile.mkdtemp(prefix="cf-bench-cal-"))
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a SIGTERM still removes the folder
-    try:
-        gi = build_golden_image(base, "gi", size_bytes=GI_BYTES, fmt="qcow2", seed=3).path
-        mach = machine_info()
-        print(f"machine: {mach['cpu_model']}, {mach['cores']} cores, {format_bytes(int(str(mach['memory_bytes'])))}, "
-              f"kernel {mach['kernel']}; GI {format_bytes(GI_BYTES)} qcow2 on {base}", flush=True)
+    with bench_folder("cf-bench-cal-") as (base, gi):
         print("| method | held out | measured IOPS | model / measured | sim / measured | measured p95 s "
               "| model p95 / measured | sim p95 / measured | within 20 % (model, sim) |", flush=True)
         print("|---|---|---|---|---|---|---|---|---|")
@@ -57,8 +45,6 @@ def main() -> None:
             print(f"|   | fit on all | A = {cal.fit.host_iops:,.0f} IOPS/VM, N = {cal.fit.path_iops:,.0f} IOPS, "
                   f"storage probe {disk} | | | | | | |", flush=True)
             shutil.rmtree(load_manifest(path).dest)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

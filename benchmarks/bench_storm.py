@@ -24,6 +24,8 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from clonefleet.provision import load_manifest, provision
@@ -142,18 +144,26 @@ def scaling(base: Path, gi: Path) -> None:
             shutil.rmtree(load_manifest(path).dest)
 
 
-def main() -> None:
-    base = Path(tempfile.mkdtemp(prefix="cf-bench-storm-"))
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a SIGTERM still removes the folder
+@contextmanager
+def bench_folder(prefix: str) -> Iterator[tuple[Path, Path]]:
+    """A temporary folder with the benchmark's GI in it, the machine described; removed at the end (a
+    SIGTERM too)."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         gi = build_golden_image(base, "gi", size_bytes=GI_BYTES, fmt="qcow2", seed=3).path
         mach = machine_info()
         print(f"machine: {mach['cpu_model']}, {mach['cores']} cores, {format_bytes(int(str(mach['memory_bytes'])))}, "
               f"kernel {mach['kernel']}; GI {format_bytes(GI_BYTES)} qcow2 on {base}", flush=True)
-        harness_cost(base, gi)
-        scaling(base, gi)
+        yield base, gi
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> None:
+    with bench_folder("cf-bench-storm-") as (base, gi):
+        harness_cost(base, gi)
+        scaling(base, gi)
 
 
 if __name__ == "__main__":
