@@ -8,8 +8,6 @@ renamed over it: the file appears whole or not at all.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from clonefleet.errors import UsageError
 from clonefleet.report.build import Report
 from clonefleet.report.figures import MARKER, figure_bytes
 from clonefleet.report.render import SUFFIXES, Format, figures_of_report, render
+from clonefleet.storage.files import write_bytes_whole
 
 #: Figures ``--figure`` writes alone (the simulated storm's are drawn by ``clonefleet simulate --plots``).
 FIGURES = ("capacity", "growth", "comparison")
@@ -86,21 +85,10 @@ def check_replaceable(path: Path, force: bool) -> None:
 
 
 def write_whole(path: Path, data: bytes, force: bool) -> None:
-    """``data`` to ``path`` through a temporary beside it, renamed over it (checked again just before)."""
+    """``data`` to ``path`` whole or not at all, replacing only a file the report wrote (checked again
+    just before)."""
     check_replaceable(path, force)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        temporary.replace(path)
-    except OSError as exc:
-        raise UsageError(f"--out {path}: cannot be written ({exc.strerror or exc}); give a writable place") \
-            from None
-    finally:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
+    write_bytes_whole(path, data, "--out", force=True)
 
 
 def write(report: Report, target: Target) -> Path:

@@ -98,15 +98,23 @@ def refuse_to_replace(path: Path, what: str, *, force: bool = False) -> None:
 
 
 def write_text_whole(path: Path, text: str, what: str, *, force: bool = False) -> None:
-    """Write ``text`` to ``path`` through a temporary beside it, renamed: the file appears whole or
-    not at all. An existing file is replaced only with ``force``; a folder, an unwritable place or a
+    """Write ``text`` (UTF-8) to ``path`` whole or not at all (:func:`write_bytes_whole`)."""
+    write_bytes_whole(path, text.encode("utf-8"), what, force=force)
+
+
+def write_bytes_whole(path: Path, data: bytes, what: str, *, force: bool = False) -> None:
+    """Write ``data`` to ``path`` through a temporary beside it, synced, renamed: the file appears whole
+    or not at all. An existing file is replaced only with ``force``; a folder, an unwritable place or a
     full disk is one line (:class:`UsageError`) naming ``what`` and the reason, and no temporary is
     left behind."""
     refuse_to_replace(path, what, force=force)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(text, encoding="utf-8")
+        with open(temporary, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         temporary.replace(path)
     except OSError as exc:
         raise UsageError(f"{what} {path}: cannot be written ({exc.strerror or exc}); give a writable place") \
