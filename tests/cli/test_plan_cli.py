@@ -99,7 +99,7 @@ BAD_INPUT = [
     (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "-5"], WHOLE_VMS),
     (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "lots"], WHOLE_VMS),
     (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--vms", "2.5"], WHOLE_VMS),
-    (["plan", "-f", "desktop-win8", "-a", "midrange-2012"], "known: debian-boot, desktop-win11, desktop-win7"),
+    (["plan", "-f", "desktop-win8", "-a", "midrange-2012"], "known: debian-boot, desktop-linux, desktop-win10, desktop-win11, desktop-win7"),
     (["plan", "-f", "desktop-win7", "-a", "nas"], "unknown array preset 'nas'; known: allflash-2024"),
     (["plan", "-f", "desktop-win7", "-a", "midrange-2012", "--functions", "thin,clone"],
      "unknown function preset 'clone'"),
