@@ -18,14 +18,18 @@ from clonefleet.model.growth import days_since_reset
 FloatArray = npt.NDArray[np.float64]
 
 
-def _touched_units(offsets: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64], unit_bytes: int) -> npt.NDArray[np.int64]:
+IntArray = npt.NDArray[np.int64]
+
+
+def _touched_units(offsets: IntArray, lengths: IntArray, unit_bytes: int) -> IntArray:
     """Every unit index the extents touch (with repeats)."""
     first = offsets // unit_bytes
     last = (offsets + lengths - 1) // unit_bytes
     counts = last - first + 1
     starts = np.repeat(first, counts)
     steps = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-    return starts + steps
+    touched: IntArray = starts + steps
+    return touched
 
 
 def exact_grown_bytes(days: int, daily_write_bytes: float, daily_write_extents: float, daily_span_bytes: float,
