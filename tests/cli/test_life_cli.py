@@ -79,3 +79,25 @@ def test_a_ratio_below_1_in_an_array_is_one_line_and_exit_2(cli: Cli, tmp_path: 
     assert r.code == 2
     assert "field 'dedup_gi' = 0.5: a ratio of raw to stored bytes from 1" in r.err
     assert len(r.err.strip().splitlines()) == 1
+
+
+def test_sweep_takes_days_and_refresh(cli: Cli, tmp_path: Path) -> None:
+    r = cli("sweep", "-f", "desktop-win10", "-a", "allflash-2024", "--vms", "100:1000:300", "--days", "30",
+            "--refresh", "7d", "-p", "daily_write_span=4GiB:20GiB:3", "--functions", "full,snapshot",
+            "--out", str(tmp_path), "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["lifetime"]["days"] == 30 and doc["lifetime"]["refresh_days"] == 7.0
+    snap = next(m for m in doc["methods"] if m["function"] == "snapshot")
+    assert snap["peak_consumed_bytes_at_max"] > snap["consumed_bytes_at_max"]
+    rows = (tmp_path / "sweep.csv").read_text().splitlines()
+    assert rows[0].endswith("peak_consumed_bytes,peak_reduced_consumed_bytes")
+    # a wider daily span lets a clone grow more: the peak rises along the swept field at one T
+    snap_rows = [r.split(",") for r in rows[1:] if r.startswith("snapshot,") and r.split(",")[2] == "1000"]
+    peaks = [float(r[-2]) for r in snap_rows]
+    assert len(peaks) == 3 and peaks[0] < peaks[1] < peaks[2]
+
+
+def test_sweep_refuses_a_refresh_longer_than_its_horizon(cli: Cli) -> None:
+    r = cli("sweep", "-f", "desktop-win10", "-a", "allflash-2024", "--days", "5", "--refresh", "7d")
+    assert r.code == 2 and "--refresh = 7d: longer than the horizon --days 5" in r.err

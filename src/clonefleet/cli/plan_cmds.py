@@ -407,6 +407,9 @@ def sweep_cmd(
     functions: str = FUNCTIONS_OPTION,
     target: int | None = typer.Option(None, "--target", click_type=VMS,
                                       help="Target T for the inverse question: fewest disks X."),
+    days: int = DAYS_OPTION,
+    refresh: str = REFRESH_OPTION,
+    recompose: str = RECOMPOSE_OPTION,
     out: Path = typer.Option(None, "--out", "-o", help="Folder for sweep.csv, sweep.json and sweep.png."),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -416,14 +419,17 @@ def sweep_cmd(
     T = number of VMs; S = consumed capacity (Eq. 3); largest T = T_max, the most VMs the
     array carries (Eq. 2); bottleneck = the busiest of the array's processors, its disks, the
     GI volume's processor, the GI's disks; fewest disks for target = the smallest pool X that
-    carries --target VMs. Every term: docs/background.md, Glossary.
+    carries --target VMs. With --days: S also at its peak over that many days of use (growth,
+    refresh, recompose), in the JSON, the CSV and the table. Every term: docs/background.md, Glossary.
     """
+    life = make_lifetime(days, refresh, recompose, None, "0")
     from clonefleet.report.sweepfig import write_sweep
     from clonefleet.sweep import parse_param, parse_range, run_sweep
 
     with progress_display(not as_json) as report:
         result = run_sweep(load_fleet(fleet), load_array(array), parse_range(vms),
-                           parse_functions(functions), parse_param(param) if param else None, target, report)
+                           parse_functions(functions), parse_param(param) if param else None, target, report,
+                           life)
         files = write_sweep(result, out, report) if out is not None else []
     if as_json:
         emit_json(result.summary(files))
@@ -431,13 +437,15 @@ def sweep_cmd(
     rows = []
     for row in result.method_rows():
         fewest = row["fewest_disks"]
+        peak = [_maybe(row["peak_consumed_bytes_at_max"], format_bytes)] if life.days > 0 else []
         rows.append([row["function"], str(row["max_vms"]), row["bottleneck"],
-                     _maybe(row["consumed_bytes_at_max"], format_bytes),
+                     _maybe(row["consumed_bytes_at_max"], format_bytes), *peak,
                      "-" if row["target_vms"] is None else (escape("impossible: " + row["fewest_disks_reason"])
                                                            if fewest is None else str(fewest))])
     print_table(f"sweep of {result.fleet} on {result.array}: {result.points:,} points",
                 [Col("function"), Col("largest T", "T_max", right=True),
                  Col("bottleneck at largest T", "bottleneck"), Col("S at largest T", "S", right=True),
+                 *([Col(f"peak S over {life.days} days", "peak", right=True)] if life.days > 0 else []),
                  Col("fewest disks for target", "disks", wrap=True)], rows)
     for path in files:
         console.print(f"wrote {path}")
