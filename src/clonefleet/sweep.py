@@ -199,7 +199,8 @@ class SweepResult:
     target: int | None
     array_disks: float | None = None  # X of the array preset: the disks the series over T are drawn at
     life: Lifetime = NO_LIFETIME  # the horizon: S is also given at its peak over it
-    peak_at_largest: dict[str, tuple[float | None, float | None]] = dataclasses.field(default_factory=dict)  # raw, stored
+    # per function, S at its peak over the horizon at the largest T: (raw, stored)
+    peak_at_largest: dict[str, tuple[float | None, float | None]] = dataclasses.field(default_factory=dict)
 
     @property
     def points(self) -> int:
