@@ -8,6 +8,7 @@ bottleneck, the capacity, and whether the requirement holds.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clonefleet.errors import UsageError
+from clonefleet.lifetime import NO_LIFETIME, Lifetime
 from clonefleet.model import (
     allocated_bytes_in_regions,
     allocated_bytes_per_clone,
@@ -29,6 +31,15 @@ from clonefleet.model import (
     operable_vms,
     table_bytes_per_clone,
 )
+from clonefleet.model.growth import (
+    clone_data_bytes,
+    days_since_reset,
+    first_day_over,
+    gi_versions_kept,
+    grown_bytes_per_clone,
+    reduced_bytes,
+    swap_allocated_bytes,
+)
 from clonefleet.presets import (
     ArrayPreset,
     FigureView,
@@ -36,9 +47,11 @@ from clonefleet.presets import (
     FunctionPreset,
     Method,
     Mirror,
+    SwapDisk,
     figures_of,
     load_function,
 )
+from clonefleet.units import format_bytes
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -52,6 +65,13 @@ PLANNER_FIGURES: dict[str, tuple[str, ...]] = {
     "array": ("processor_iops", "volume_iops_limit", "disk_iops", "disks", "gi_disks", "raid_write_penalty",
               "cache_hit_shared", "cache_hit_private", "cow_read_fraction"),
     "function": ("unit", "clone_overhead", "max_clones_per_gi", "table_size", "table_coverage"),
+}
+#: Figures the plan uses beyond the first boot (listed among its assumptions only when it looks past it), and
+#: the array's data reduction (listed when the array declares it).
+LIFE_FIGURES: dict[str, tuple[str, ...]] = {
+    "fleet": ("daily_write_bytes", "daily_write_extents", "daily_write_span", "swap_size"),
+    "array": ("dedup_gi", "dedup_clone", "compression_gi", "compression_clone"),
+    "function": (),
 }
 #: Eq. 2 gives a real number; a ratio like 86400/32.16 that is whole on paper may land a hair below.
 _WHOLE_SLACK = 1e-9
@@ -80,6 +100,9 @@ class Evaluation:
     full_copy_bytes: FloatArray  # S of full copies, the baseline
     utilisation: FloatArray  # stacked along axis 0 in RESOURCES order
     meets_requirement: npt.NDArray[np.bool_]
+    reduced_consumed_bytes: FloatArray  # S at day 0 as the array stores it, after dedup and compression (Eq. G5)
+    peak_consumed_bytes: FloatArray  # the largest raw S over the horizon (S itself when the horizon is day 0)
+    peak_reduced_consumed_bytes: FloatArray  # the largest stored S over the horizon
 
     @property
     def capacity_ratio(self) -> FloatArray:
@@ -87,14 +110,16 @@ class Evaluation:
 
 
 def evaluate(
-    fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: npt.ArrayLike
+    fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: npt.ArrayLike,
+    life: Lifetime = NO_LIFETIME,
 ) -> Evaluation:
-    """The model for T = ``vms`` clones made by ``function``; every input may be an array."""
+    """The model for T = ``vms`` clones made by ``function``; every input may be an array. ``life``: the
+    horizon and its refresh and recompose policies, for the peak over time (Eq. G1-G5)."""
     t = np.asarray(vms, float)
     a = np.asarray(fleet.host_iops, float)
     full_copy = np.multiply(t, fleet.gi_virtual_bytes, dtype=float)
     gi_load = gi_backend_iops(a, fleet.read_fraction, array.cache_hit_shared, array.cow_read_fraction)
-    new_bytes = boot_allocated_bytes(fleet, function.unit_bytes)
+    new_bytes = written_bytes = boot_allocated_bytes(fleet, function.unit_bytes)
     if function.method is Method.SNAPSHOT:
         b = backend_iops_snapshot(a, fleet.read_fraction, array.cache_hit_shared,
                                   array.raid_write_penalty, array.cow_read_fraction)
@@ -120,10 +145,13 @@ def evaluate(
     array_proc_util = t * a / array.processor_iops
     array_disk_util = t * b / np.multiply(array.disk_iops, array.disks, dtype=float)
     meets = (t <= operable_count(t_max)) & np.isfinite(g)
+    peak_raw, peak_stored = _peak(fleet, array, function, g, t, written_bytes, life)
     outputs = {
         "backend_iops_per_vm": b, "max_vms": t_max, "clones_per_gi": k, "golden_images": g,
         "per_vm_new_bytes": new_bytes, "per_clone_bytes": per_clone, "gi_bytes": gi_bytes, "consumed_bytes": s,
         "full_copy_bytes": full_copy, "meets_requirement": meets,
+        "reduced_consumed_bytes": stored_consumed_bytes(fleet, array, function, g, t, written_bytes),
+        "peak_consumed_bytes": peak_raw, "peak_reduced_consumed_bytes": peak_stored,
     }
     loads = (array_proc_util, array_disk_util, gi_proc_util, gi_disk_util)
     # Every field has the shape of all inputs broadcast together, whichever of them it depends on.
@@ -160,19 +188,43 @@ def clone_metadata_bytes(fleet: FleetPreset, function: FunctionPreset) -> FloatA
     return np.asarray(function.clone_overhead_bytes + tables, dtype=np.float64)
 
 
+def swap_bytes_per_clone(fleet: FleetPreset, function: FunctionPreset) -> tuple[FloatArray, FloatArray]:
+    """What one VM's pagefile and temp files (``swap_size`` P) allocate: (in the clone, on a disposable
+    disk) [bytes], whole units of the function's u. In a full copy the pagefile lands in space the thick
+    copy already holds (nothing more); on a disposable disk it costs P for every method."""
+    swap = swap_allocated_bytes(fleet.swap_bytes, function.unit_bytes)
+    zero = np.zeros_like(swap)
+    if fleet.swap_disk is SwapDisk.DISPOSABLE:
+        return zero, swap
+    return (zero if function.method is Method.FULL else swap), zero
+
+
+def gi_data_per_clone_bytes(fleet: FleetPreset, function: FunctionPreset) -> FloatArray:
+    """The part of one clone that is a copy of GI data [bytes]: a full copy's whole virtual size, a
+    physical thin mirror's G_used, nothing for the others. Data reduction treats it as GI data (Eq. G5)."""
+    if function.method is Method.FULL:
+        return np.asarray(fleet.gi_virtual_bytes, dtype=np.float64)
+    if function.method is Method.THIN and function.mirror is Mirror.PHYSICAL:
+        return np.asarray(fleet.gi_used_bytes, dtype=np.float64)
+    return np.zeros(())
+
+
 def per_clone_bytes(fleet: FleetPreset, function: FunctionPreset, new_bytes: npt.ArrayLike) -> FloatArray:
     """What one clone consumes (the C*T term of Eq. 3, per clone) [bytes].
 
     Full copy: the GI's whole virtual size (thick copies allocate everything up front, so the boot's
     writes allocate nothing more). Thin and snapshot: metadata (:func:`clone_metadata_bytes`) plus the
-    boot's newly allocated ``new_bytes`` (C), plus the GI's data for a physical thin mirror.
+    newly allocated ``new_bytes`` (C: the boot's, or the boot's and ``a`` days of use, Eq. G1) and the
+    pagefile when it lands in the clone, together never more than the GI's virtual size (Eq. G2), plus
+    the GI's data for a physical thin mirror. Every method: plus a disposable disk's pagefile.
     """
+    in_clone, disposable = swap_bytes_per_clone(fleet, function)
+    new = np.asarray(new_bytes, dtype=np.float64)
     if function.method is Method.FULL:
-        thick: FloatArray = np.asarray(fleet.gi_virtual_bytes, float) + np.zeros_like(np.asarray(new_bytes, float))
+        thick: FloatArray = gi_data_per_clone_bytes(fleet, function) + disposable + np.zeros_like(new)
         return thick
-    mirror = fleet.gi_used_bytes if (function.method is Method.THIN and function.mirror is Mirror.PHYSICAL) \
-        else 0.0
-    return clone_metadata_bytes(fleet, function) + mirror + np.asarray(new_bytes, dtype=np.float64)
+    data = clone_data_bytes(new, 0.0, in_clone, fleet.gi_virtual_bytes)
+    return clone_metadata_bytes(fleet, function) + gi_data_per_clone_bytes(fleet, function) + data + disposable
 
 
 def golden_image_bytes(fleet: FleetPreset, function: FunctionPreset, golden_images: npt.ArrayLike) -> FloatArray:
@@ -193,6 +245,105 @@ def fleet_consumed_bytes(fleet: FleetPreset, function: FunctionPreset, golden_im
     """
     counted_gis = 0.0 if function.method is Method.FULL else golden_images
     return consumed_bytes(counted_gis, fleet.gi_used_bytes, per_clone_bytes(fleet, function, new_bytes), vms)
+
+
+def stored_consumed_bytes(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset,
+                          golden_images: npt.ArrayLike, vms: npt.ArrayLike, new_bytes: npt.ArrayLike) -> FloatArray:
+    """S as the array stores it (Eq. G5 on Eq. 3) [bytes]: GI data divided by the array's GI ratios, the
+    clones' own data by its clone ratios. Equal to :func:`fleet_consumed_bytes` on an array that declares
+    no reduction.
+
+    GI data: the GIs (D), a physical mirror's copy of G_used, and the part of a full copy its VM has not
+    overwritten. Clone data: what the clones wrote (``new_bytes``, C: boot and growth), their pagefiles and
+    metadata. A full copy is thick, so its raw size stays G whatever it writes, but what it wrote is
+    its own data, no longer a copy of the GI's: pass its written bytes as ``new_bytes`` too.
+    """
+    t = np.asarray(vms, dtype=np.float64)
+    new = np.asarray(new_bytes, dtype=np.float64)
+    raw = fleet_consumed_bytes(fleet, function, golden_images, t, new)
+    gi_per_clone = gi_data_per_clone_bytes(fleet, function)
+    if function.method is Method.FULL:
+        swap = swap_allocated_bytes(fleet.swap_bytes, function.unit_bytes) \
+            if fleet.swap_disk is SwapDisk.CLONE else 0.0
+        gi_per_clone = gi_per_clone - clone_data_bytes(new, 0.0, swap, fleet.gi_virtual_bytes)
+    gi_data = golden_image_bytes(fleet, function, golden_images) + t * gi_per_clone
+    with np.errstate(invalid="ignore"):  # no number of GIs carries a clone (g = inf): S is inf, stored too
+        clone_data = np.where(np.isinf(raw), 0.0, raw - gi_data)
+    return (reduced_bytes(gi_data, array.dedup_ratio_gi, array.compression_ratio_gi)
+            + reduced_bytes(clone_data, array.dedup_ratio_clone, array.compression_ratio_clone))
+
+
+def grown_new_bytes(fleet: FleetPreset, function: FunctionPreset, age_days: npt.ArrayLike,
+                    boot_bytes: npt.ArrayLike) -> FloatArray:
+    """C after ``age_days`` days of use since the last reset: the boot's ``boot_bytes`` plus the daily
+    writes' occupancy (Eq. G1) [bytes]; the cap at G is :func:`per_clone_bytes`'s. For a full copy this
+    is what it overwrote in place (its raw size stays G)."""
+    grown = grown_bytes_per_clone(age_days, fleet.daily_write_bytes, fleet.daily_write_extents,
+                                  np.maximum(fleet.daily_write_span_bytes, 1.0), function.unit_bytes)
+    return np.asarray(boot_bytes, dtype=np.float64) + grown
+
+
+def _day_states(life: Lifetime) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per day 0..days of the horizon: the clones' age (Eq. G3) and the GI versions kept (Eq. G4)."""
+    days = np.arange(life.days + 1, dtype=np.float64)
+    return days, days_since_reset(days, life.refresh_days, life.recompose_days), \
+        gi_versions_kept(days, life.recompose_days)
+
+
+def _peak(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, g: FloatArray, t: FloatArray,
+          boot_bytes: FloatArray, life: Lifetime) -> tuple[FloatArray, FloatArray]:
+    """The peak raw S and the peak stored S over the horizon (any broadcast shape).
+
+    S grows with the clones' age for a given number of GI versions (the occupancy only grows), so the
+    peak is at the oldest age reached with one version kept, or with two (a recompose day): two
+    candidates, whatever the horizon."""
+    days, ages, versions = _day_states(life)
+    finite_g = np.where(np.isfinite(g), g, 1.0)
+    candidates = [(0.0, fleet_consumed_bytes(fleet, function, finite_g, t, boot_bytes),
+                   stored_consumed_bytes(fleet, array, function, finite_g, t, boot_bytes))]
+    for v in np.unique(versions):
+        on = versions == v
+        i = int(np.argmax(ages[on]))  # the first day of the oldest age with v versions kept
+        new = grown_new_bytes(fleet, function, ages[on][i], boot_bytes)
+        candidates.append((float(days[on][i]), fleet_consumed_bytes(fleet, function, finite_g * v, t, new),
+                           stored_consumed_bytes(fleet, array, function, finite_g * v, t, new)))
+    shape = np.broadcast_shapes(*(np.shape(c[2]) for c in candidates))
+    stored = np.stack([np.broadcast_to(c[2], shape) for c in candidates])
+    raw = np.stack([np.broadcast_to(c[1], shape) for c in candidates])
+    return raw.max(axis=0), stored.max(axis=0)
+
+
+#: A day within this share of the peak counts as the peak's day: the occupancy nears its saturation only
+#: asymptotically, and a peak "on day 57" of a curve flat since day 8 would mislead.
+PEAK_TOLERANCE = 1e-3
+
+
+def peak_day_of(stored_bytes: npt.ArrayLike) -> int:
+    """The first day of a curve within :data:`PEAK_TOLERANCE` of its peak."""
+    curve = np.asarray(stored_bytes, dtype=np.float64)
+    return int(np.flatnonzero(curve >= curve.max() * (1.0 - PEAK_TOLERANCE))[0])
+
+
+@dataclass(frozen=True)
+class LifeCurve:
+    """S of one method for each day of the horizon: raw and as stored, with the clones' age. Bytes, days."""
+
+    function: str
+    days: FloatArray
+    age_days: FloatArray
+    consumed_bytes: FloatArray  # raw S per day
+    stored_bytes: FloatArray  # S after data reduction per day
+
+
+def life_curve(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int,
+               life: Lifetime) -> LifeCurve:
+    """S(t) of ``vms`` clones for every day 0..``life.days`` (Eq. G1-G5 on Eq. 3)."""
+    ev = evaluate(fleet, array, function, vms)
+    g = float(ev.golden_images) if np.isfinite(ev.golden_images) else 1.0
+    days, ages, versions = _day_states(life)
+    new = grown_new_bytes(fleet, function, ages, boot_allocated_bytes(fleet, function.unit_bytes))
+    return LifeCurve(function.name, days, ages, fleet_consumed_bytes(fleet, function, g * versions, vms, new),
+                     stored_consumed_bytes(fleet, array, function, g * versions, vms, new))
 
 
 #: What can bound k, the clones one GI carries, in the words the plan and the manifest use.
@@ -289,6 +440,13 @@ class MethodPlan:
     meets_requirement: bool
     gi_clone_limit: int | None = None  # k, the most clones one GI carries (snapshot only; None otherwise)
     gi_limited_by: str | None = None  # what bounds k: processor, disks or function (snapshot only)
+    reduced_consumed_bytes: float | None = None  # S at day 0 as stored, after dedup and compression (Eq. G5)
+    peak_consumed_bytes: float | None = None  # largest raw S over the horizon (Eq. G1-G4)
+    peak_reduced_consumed_bytes: float | None = None  # largest stored S over the horizon
+    peak_day: int | None = None  # first day the stored S is within 0.1 % of its peak (PEAK_TOLERANCE)
+    outgrows_day: int | None = None  # first day the stored S passes the datastore's target; None: never (or none given)
+    fits_capacity: bool | None = None  # the stored peak within the datastore's target; None: no datastore given
+    boot_holds: bool = True  # T <= T_max and, with a headroom, every resource within its target at boot
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -308,6 +466,7 @@ class Plan:
     array_bound: str = ""  # what bounds Y: "processors" (N) or "disks" (M*X)
     notes: tuple[str, ...] = ()  # per method, why its GIs and its bottleneck are what they are
     assumptions: tuple[FigureView, ...] = field(default=(), compare=False)  # figures used without a source
+    life: Lifetime = NO_LIFETIME  # the horizon, refresh and recompose policies, datastore and headroom
 
     def method(self, name: str) -> MethodPlan:
         for m in self.methods:
@@ -327,6 +486,7 @@ class Plan:
             "array_bound": self.array_bound,
             "notes": list(self.notes),
             "assumptions": [a.to_dict() for a in self.assumptions],
+            "lifetime": self.life.to_dict(),
         }
 
 
@@ -354,10 +514,19 @@ def resolve_functions(functions: Sequence[FunctionPreset | str] | None) -> list[
 
 
 def _method_plan(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, ev: Evaluation,
-                 vms: int) -> MethodPlan:
+                 vms: int, life: Lifetime = NO_LIFETIME) -> MethodPlan:
     util = {name: float(ev.utilisation[i]) for i, name in enumerate(RESOURCES)}
     g = float(ev.golden_images)
     feasible = math.isfinite(g)
+    boot_holds = bool(ev.meets_requirement) and (life.headroom == 0 or max(util.values()) <= life.target_utilisation)
+    limit = life.capacity_limit_bytes
+    outgrows = fits = peak_day = None
+    if feasible:
+        curve = life_curve(fleet, array, function, vms, life)
+        peak_day = peak_day_of(curve.stored_bytes)
+        if limit is not None:
+            outgrows = first_day_over(curve.stored_bytes, limit)
+            fits = outgrows is None
     return MethodPlan(
         method=function.method.value,
         function=function.name,
@@ -373,10 +542,17 @@ def _method_plan(fleet: FleetPreset, array: ArrayPreset, function: FunctionPrese
         gi_bytes=float(ev.gi_bytes) if feasible else None,
         consumed_bytes=float(ev.consumed_bytes) if feasible else None,
         capacity_ratio=float(ev.capacity_ratio) if feasible else None,
-        meets_requirement=bool(ev.meets_requirement),
+        meets_requirement=boot_holds and fits is not False,
         gi_clone_limit=int(ev.clones_per_gi) if function.method is Method.SNAPSHOT and
         math.isfinite(float(ev.clones_per_gi)) else None,
         gi_limited_by=gi_bound(fleet, array, function)[0] if function.method is Method.SNAPSHOT else None,
+        reduced_consumed_bytes=float(ev.reduced_consumed_bytes) if feasible else None,
+        peak_consumed_bytes=float(ev.peak_consumed_bytes) if feasible else None,
+        peak_reduced_consumed_bytes=float(ev.peak_reduced_consumed_bytes) if feasible else None,
+        peak_day=peak_day,
+        outgrows_day=outgrows,
+        fits_capacity=fits,
+        boot_holds=boot_holds,
     )
 
 
@@ -390,26 +566,56 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f} %"
 
 
-def recommend(methods: Sequence[MethodPlan], vms: int) -> tuple[str | None, str]:
-    """The least consumed capacity among the methods that meet the requirement, with the reason."""
+def _stored_peak(m: MethodPlan) -> float:
+    """What a method is recommended by: its stored S at its peak over the horizon (S itself at day 0 on an
+    array without data reduction)."""
+    return _bytes(m.peak_reduced_consumed_bytes if m.peak_reduced_consumed_bytes is not None else m.consumed_bytes)
+
+
+def recommend(methods: Sequence[MethodPlan], vms: int, life: Lifetime = NO_LIFETIME,
+              reduces: bool = False) -> tuple[str | None, str]:
+    """The least capacity among the methods that meet the requirement, with the reason: S at the first
+    boot, or, over a horizon or on an array that reduces data, the stored S at its peak."""
     holding = [m for m in methods if m.meets_requirement]
     if not holding:
         best = max(methods, key=lambda m: m.max_vms)
+        if any(m.boot_holds for m in methods):
+            target = life.capacity_limit_bytes
+            return None, (f"no storage function fits {vms} VMs in the datastore's target of "
+                          f"{format_bytes(_bytes(target))} over {life.days} days; the least at its peak is "
+                          f"{min((m for m in methods if m.boot_holds), key=_stored_peak).function}: "
+                          "a larger datastore, a shorter refresh period or fewer VMs")
+        if life.headroom > 0 and any(m.max_vms >= vms for m in methods):
+            return None, (f"no storage function carries {vms} VMs with {100 * life.headroom:.0f} % headroom on "
+                          "this array: every one has a resource busier than its target at boot; add disks or "
+                          "split the fleet")
         return None, (f"no storage function carries {vms} VMs on this array: the most is {best.max_vms} "
                       f"with {best.function}, limited by {best.bottleneck}; add disks or split the fleet")
-    best = min(holding, key=lambda m: _bytes(m.consumed_bytes))
+    over_time = life.days > 0 or reduces
+    key = _stored_peak if over_time else (lambda m: _bytes(m.consumed_bytes))
+    best = min(holding, key=key)
     others = [m for m in holding if m is not best]
-    parts = [f"{best.function} uses the least capacity, {_pct(_bytes(best.capacity_ratio))} of full copies"]
+    if over_time:
+        stored = " stored" if reduces else ""
+        when = f" at its peak (day {best.peak_day} of {life.days})" if life.days > 0 else ""
+        parts = [f"{best.function} uses the least capacity, {format_bytes(key(best))}{stored}{when}"]
+    else:
+        parts = [f"{best.function} uses the least capacity, {_pct(_bytes(best.capacity_ratio))} of full copies"]
     for m in others:
-        if m.method != Method.FULL:
-            parts.append(f"{_bytes(best.consumed_bytes) / _bytes(m.consumed_bytes):.2f}x of {m.function}")
+        if m.method != Method.FULL or over_time:
+            parts.append(f"{key(best) / key(m):.2f}x of {m.function}")
     gis = f" with {best.golden_images} GI{'s' if best.golden_images != 1 else ''}"
     parts.append(f"and carries up to {best.max_vms} VMs (>= {vms}){gis}")
-    failing = [m.function for m in methods if not m.meets_requirement]
+    failing = [m.function for m in methods if not m.boot_holds]
+    outgrowing = [m for m in methods if m.boot_holds and m.fits_capacity is False]
     infeasible = [m.function for m in methods if m.consumed_bytes is None]
     text = ", ".join(parts)
     if failing:
-        text += f"; {', '.join(failing)} cannot carry {vms} VMs"
+        headroom = f" with {100 * life.headroom:.0f} % headroom" if life.headroom else ""
+        text += f"; {', '.join(failing)} cannot carry {vms} VMs{headroom}"
+    if outgrowing:
+        text += "; " + ", ".join(f"{m.function} outgrows the datastore's target on day {m.outgrows_day}"
+                                 for m in outgrowing)
     if infeasible:
         text += f" ({', '.join(infeasible)}: one GI cannot serve even one clone)"
     return best.function, text
@@ -454,25 +660,77 @@ def _why(m: MethodPlan, vms: int) -> str:
             f"({_gi_limit(m)}); the busiest GI is {load} busy")
 
 
+def reduces_data(array: ArrayPreset) -> bool:
+    """Whether the array declares any data reduction (a dedup or compression ratio above 1)."""
+    return any(float(np.max(r)) > 1.0 for r in (array.dedup_ratio_gi, array.dedup_ratio_clone,
+                                               array.compression_ratio_gi, array.compression_ratio_clone))
+
+
+def reduction_notes(fleet: FleetPreset, array: ArrayPreset, functions: Sequence[FunctionPreset],
+                    methods: Sequence[MethodPlan], vms: int, recommended: str | None, life: Lifetime) -> list[str]:
+    """What data reduction does to the answer, said plainly: full copies' stored size beside the best's,
+    the GI-data ratio at which they would match it, and whether reduction changed the recommendation."""
+    notes: list[str] = []
+    gi_ratio = float(array.dedup_ratio_gi) * float(array.compression_ratio_gi)
+    if not reduces_data(array):
+        return notes
+    clone_ratio = float(array.dedup_ratio_clone) * float(array.compression_ratio_clone)
+    notes.append(f"data reduction on {array.name}: GI data {float(array.dedup_ratio_gi):g}:1 dedup x "
+                 f"{float(array.compression_ratio_gi):g}:1 compression = {gi_ratio:.3g}:1, clone data "
+                 f"{float(array.dedup_ratio_clone):g}:1 x {float(array.compression_ratio_clone):g}:1 = "
+                 f"{clone_ratio:.3g}:1 (Eq. G5; declared by the array preset: measure them on your own data)")
+    holding = [m for m in methods if m.meets_requirement and m.peak_reduced_consumed_bytes is not None]
+    full = next((m for m in methods if m.method == Method.FULL and m.peak_reduced_consumed_bytes is not None), None)
+    best = next((m for m in methods if m.function == recommended), None)
+    if full is not None and best is not None and best is not full:
+        # Stored S is linear in 1/r, r the GI-data ratio: S_r = A/r + B. A and B from the array as it is
+        # and without GI-data reduction; full copies match the best at r* = A / (best - B).
+        plain = dataclasses.replace(array, dedup_ratio_gi=1.0, compression_ratio_gi=1.0)
+        full_fn = next(f for f in functions if f.name == full.function)
+        s_plain = float(evaluate(fleet, plain, full_fn, vms, life).peak_reduced_consumed_bytes)
+        s_here = _stored_peak(full)
+        a = (s_plain - s_here) / (1.0 - 1.0 / gi_ratio) if gi_ratio > 1 else 0.0
+        room = _stored_peak(best) - (s_here - a / gi_ratio)
+        match = f"they would match it at a GI-data reduction of {a / room:,.1f}:1" if room > 0 and a > 0 else \
+            "no GI-data ratio makes them match it: their own writes alone, reduced at the clone ratio, store more"
+        notes.append(f"full copies store {format_bytes(s_here)} of {format_bytes(_bytes(full.peak_consumed_bytes))} "
+                     f"raw: {s_here / _stored_peak(best):.3g}x the stored peak of {best.function}; {match} "
+                     "(identical copies of one GI can deduplicate better than a fleet-wide ratio says)")
+    if holding:
+        raw_best = min(holding, key=lambda m: _bytes(m.peak_consumed_bytes))
+        if recommended is not None and raw_best.function != recommended:
+            notes.append(f"data reduction changes the recommendation: by raw capacity it would be "
+                         f"{raw_best.function}, by what {array.name} stores it is {recommended}")
+    return notes
+
+
 def plan(
     fleet: FleetPreset,
     array: ArrayPreset,
     vms: int,
     functions: Sequence[FunctionPreset | str] | None = None,
+    life: Lifetime = NO_LIFETIME,
 ) -> Plan:
-    """Plan T = ``vms`` clones of ``fleet`` on ``array`` with each storage function."""
+    """Plan T = ``vms`` clones of ``fleet`` on ``array`` with each storage function; ``life``: over a
+    horizon of days with refresh and recompose policies, against a datastore and a headroom."""
     vms = check_vms(vms)
     resolved = resolve_functions(functions)
-    methods = tuple(_method_plan(fleet, array, f, evaluate(fleet, array, f, vms), vms) for f in resolved)
-    recommended, reason = recommend(methods, vms)
+    methods = tuple(_method_plan(fleet, array, f, evaluate(fleet, array, f, vms, life), vms, life)
+                    for f in resolved)
+    reduces = reduces_data(array)
+    recommended, reason = recommend(methods, vms, life, reduces)
     by_disks = float(array.disk_iops) * float(array.disks)
     # A full copy's figures change nothing it is planned by (it allocates everything up front).
     used: list[tuple[FleetPreset | ArrayPreset | FunctionPreset, str]] = [
         (fleet, "fleet"), (array, "array"), *((f, "function") for f in resolved if f.method is not Method.FULL)]
+    figures = {kind: PLANNER_FIGURES[kind] + (LIFE_FIGURES[kind] if life.days > 0 or reduces else ())
+               for kind in PLANNER_FIGURES}
     assumptions = tuple(view for record, kind in used for view in figures_of(record)
-                        if view.assumed and view.key in PLANNER_FIGURES[kind])
+                        if view.assumed and view.key in figures[kind])
+    notes = [explain(m, vms) for m in methods]
+    if reduces:
+        notes += reduction_notes(fleet, array, resolved, methods, vms, recommended, life)
     return Plan(fleet.name, array.name, vms, methods, recommended, reason,
                 array_iops=float(array_performance_iops(array.processor_iops, array.disk_iops, array.disks)),
                 array_bound="processors" if float(array.processor_iops) <= by_disks else "disks",
-                notes=tuple(explain(m, vms) for m in methods),
-                assumptions=tuple(dict.fromkeys(assumptions)))
+                notes=tuple(notes), assumptions=tuple(dict.fromkeys(assumptions)), life=life)

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clonefleet.errors import UsageError
+from clonefleet.lifetime import NO_LIFETIME, Lifetime
 from clonefleet.planner import MAX_VMS, Evaluation, evaluate, operable_count, plan, resolve_functions
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.presets.schema import ARRAY_SPECS, FLEET_SPECS, Spec
@@ -197,6 +198,9 @@ class SweepResult:
     fewest: dict[str, tuple[int | None, str]]
     target: int | None
     array_disks: float | None = None  # X of the array preset: the disks the series over T are drawn at
+    life: Lifetime = NO_LIFETIME  # the horizon: S is also given at its peak over it
+    # per function, S at its peak over the horizon at the largest T: (raw, stored)
+    peak_at_largest: dict[str, tuple[float | None, float | None]] = dataclasses.field(default_factory=dict)
 
     @property
     def points(self) -> int:
@@ -217,6 +221,9 @@ class SweepResult:
                 "fewest_disks": self.fewest[f.name][0] if self.target else None,
                 "fewest_disks_reason": self.fewest[f.name][1] if self.target else None,
             }
+            if self.life.days > 0:
+                row["peak_consumed_bytes_at_max"], row["peak_reduced_consumed_bytes_at_max"] = \
+                    self.peak_at_largest[f.name]
             if self.param is not None:
                 grid = self.grids[f.name]
                 row["max_vms_by_param"] = operable_count(grid.max_vms[0]).astype(int).tolist()
@@ -224,7 +231,7 @@ class SweepResult:
         return methods
 
     def summary(self, files: Sequence[Path] = ()) -> dict[str, object]:
-        return {
+        doc: dict[str, object] = {
             "fleet": self.fleet,
             "array": self.array,
             "vms": {"start": int(self.vms[0]), "stop": int(self.vms[-1]), "count": len(self.vms)},
@@ -234,6 +241,9 @@ class SweepResult:
             "methods": self.method_rows(),
             "files": [str(p) for p in files],
         }
+        if self.life.days > 0:
+            doc["lifetime"] = self.life.to_dict()
+        return doc
 
 
 #: Fields that must stay at most another field of the same record: (kind, smaller, larger).
@@ -242,6 +252,9 @@ _AT_MOST: tuple[tuple[str, str, str], ...] = (
     ("fleet", "boot_write_span", "gi_size"),
     ("fleet", "boot_read_span", "gi_size"),
     ("fleet", "boot_write_bytes", "boot_write_span"),
+    ("fleet", "daily_write_span", "gi_size"),
+    ("fleet", "swap_size", "gi_size"),
+    ("fleet", "daily_write_bytes", "daily_write_span"),
     ("array", "gi_disks", "disks"),
     ("array", "volume_iops_limit", "processor_iops"),
 )
@@ -283,7 +296,7 @@ def check_param(fleet: FleetPreset, array: ArrayPreset, param: SweptParam) -> No
 
 def sweep_grids(
     fleet: FleetPreset, array: ArrayPreset, functions: Sequence[FunctionPreset],
-    vms: npt.ArrayLike, param: SweptParam | None = None,
+    vms: npt.ArrayLike, param: SweptParam | None = None, life: Lifetime = NO_LIFETIME,
 ) -> dict[str, Evaluation]:
     """Evaluate each function over T (rows) x the swept field's values (columns), in one pass each.
 
@@ -292,7 +305,7 @@ def sweep_grids(
     """
     t = np.asarray(vms, float)
     if param is None:
-        return {f.name: evaluate(fleet, array, f, t) for f in functions}
+        return {f.name: evaluate(fleet, array, f, t, life) for f in functions}
     check_param(fleet, array, param)
     shape = (t.size, param.values.size)
     t = t[:, None]
@@ -305,7 +318,7 @@ def sweep_grids(
         fleet = dataclasses.replace(fleet, **changes)
     else:
         array = dataclasses.replace(array, **changes)
-    return {f.name: _whole(evaluate(fleet, array, f, t), shape) for f in functions}
+    return {f.name: _whole(evaluate(fleet, array, f, t, life), shape) for f in functions}
 
 
 def _whole(ev: Evaluation, shape: tuple[int, ...]) -> Evaluation:
@@ -326,6 +339,7 @@ def run_sweep(
     param: SweptParam | None = None,
     target: int | None = None,
     progress: Progress = no_progress,
+    life: Lifetime = NO_LIFETIME,
 ) -> SweepResult:
     """Sweep S and the requirement; answer the inverse questions at the presets' own values.
 
@@ -341,19 +355,20 @@ def run_sweep(
     grids: dict[str, Evaluation] = {}
     baseline: dict[str, Evaluation] = {}
     for i, f in enumerate(resolved):
-        grids.update(sweep_grids(fleet, array, [f], vms, param))
-        baseline.update(grids if param is None else sweep_grids(fleet, array, [f], vms))
+        grids.update(sweep_grids(fleet, array, [f], vms, param, life))
+        baseline.update(grids if param is None else sweep_grids(fleet, array, [f], vms, life=life))
         progress("sweep: evaluate the grid", i + 1, n)
-    largest, bottleneck, consumed = {}, {}, {}
+    largest, bottleneck, consumed, peak = {}, {}, {}, {}
     fewest: dict[str, tuple[int | None, str]] = {}
     for i, f in enumerate(resolved):
         largest[f.name] = largest_vms(fleet, array, f)
-        mp = plan(fleet, array, max(1, largest[f.name]), [f]).methods[0]
+        mp = plan(fleet, array, max(1, largest[f.name]), [f], life).methods[0]
         bottleneck[f.name], consumed[f.name] = mp.bottleneck, mp.consumed_bytes
+        peak[f.name] = (mp.peak_consumed_bytes, mp.peak_reduced_consumed_bytes)
         fewest[f.name] = fewest_disks(fleet, array, f, target) if target else (None, "")
         progress("sweep: largest T and fewest disks", i + 1, n)
     return SweepResult(fleet.name, array.name, vms, param, resolved, grids, baseline, largest,
-                       bottleneck, consumed, fewest, target, float(array.disks))
+                       bottleneck, consumed, fewest, target, float(array.disks), life, peak)
 
 
 __all__ = [

@@ -110,7 +110,8 @@ def test_not_toml_and_unknown_names(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not valid TOML"):
         load_fleet(junk)
     with pytest.raises(UsageError,
-                       match="unknown fleet preset 'desktop-win8'; known: debian-boot, desktop-win11, desktop-win7"):
+                       match="unknown fleet preset .desktop-win8.; known: debian-boot, desktop-linux, "
+                             "desktop-win10, desktop-win11, desktop-win7"):
         load_fleet("desktop-win8")
     with pytest.raises(UsageError, match="does not exist"):
         load_array(tmp_path / "nowhere.toml")

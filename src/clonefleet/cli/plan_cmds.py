@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from clonefleet.cli.app import (
 )
 from clonefleet.cli.traces import derive_from_trace
 from clonefleet.errors import UsageError
-from clonefleet.planner import DEFAULT_FUNCTIONS, MAX_VMS, RESOURCES, MethodPlan, Plan, plan
+from clonefleet.lifetime import MAX_DAYS, Lifetime, parse_capacity, parse_period_days, period_text
+from clonefleet.planner import DEFAULT_FUNCTIONS, MAX_VMS, RESOURCES, MethodPlan, Plan, plan, reduces_data
 from clonefleet.presets import (
     ArrayPreset,
     PresetInfo,
@@ -46,6 +48,37 @@ FUNCTIONS_OPTION = typer.Option(
 
 #: A fleet size: ``1000``, ``1e3`` or ``1_000``, from 1 to MAX_VMS.
 VMS = Whole(1, MAX_VMS, "VMS")
+DAYS_OPTION = typer.Option(0, "--days", click_type=Whole(0, MAX_DAYS, "DAYS"),
+                           help="Look this many days past the first boot: clones grow with daily use "
+                                "(the fleet's daily_write_* figures) until refreshed.")
+REFRESH_OPTION = typer.Option("never", "--refresh", help="When clones are reset to their boot footprint: never, "
+                              "logoff (non-persistent pools: every day) or every N days, e.g. 7d.")
+RECOMPOSE_OPTION = typer.Option("never", "--recompose", help="A new GI version every N days (e.g. 30d): every clone "
+                                "rebuilt, both GI versions kept that day; or never.")
+CAPACITY_OPTION = typer.Option(None, "--capacity", help="The datastore the fleet must fit in, e.g. 20TiB: the plan "
+                               "says on which day, if any, the stored S passes it (less the headroom).")
+HEADROOM_OPTION = typer.Option("0", "--headroom", help="Share of capacity and of every resource to keep free, "
+                               "e.g. 0.2: a method holds only if its peak and its boot-time load stay under 1 - it.")
+
+
+def parse_headroom(text: str) -> float:
+    """``--headroom 0.2`` (or ``20%``) as a share in [0, 1)."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value < 1):
+        raise UsageError(f"--headroom = {text!r}: a share of capacity to keep free, from 0 up to (not including) "
+                         "1, e.g. 0.2 or 20%")
+    return value
+
+
+def make_lifetime(days: int, refresh: str, recompose: str, capacity: str | None, headroom: str) -> Lifetime:
+    """The plan's horizon from its flags, validated whole (one line naming the flag on bad input)."""
+    return Lifetime(days=days, refresh_days=parse_period_days(refresh, "--refresh"),
+                    recompose_days=parse_period_days(recompose, "--recompose"),
+                    capacity_bytes=parse_capacity(capacity), headroom=parse_headroom(headroom))
 
 
 def parse_functions(text: str) -> list[str]:
@@ -214,11 +247,53 @@ def array_line(result: Plan, array: ArrayPreset) -> str:
             f"{array.disks:,.0f}) = {result.array_iops:,.0f} IOPS (Eq. 1): its {result.array_bound} bound it")
 
 
+def life_columns(result: Plan, reduces: bool) -> list[Col]:
+    """The columns of the table over time: raw S at day 0 and at its peak, stored S when the array reduces
+    data, the peak's day, and against a datastore the day it is outgrown."""
+    cols = [Col("function"), Col("S day 0", "S(0)", right=True)]
+    if reduces:
+        cols.append(Col("stored day 0", "st(0)", right=True))
+    cols.append(Col("peak S", "peak", right=True))
+    if reduces:
+        cols.append(Col("peak stored", "st peak", right=True))
+    cols.append(Col("peak day", "day", right=True))
+    if result.life.capacity_bytes is not None:
+        cols += [Col("outgrows on day", "out day", right=True), Col("fits", right=True)]
+    return cols
+
+
+def life_rows(result: Plan, reduces: bool) -> list[list[str]]:
+    rows = []
+    for m in result.methods:
+        row = [_function_label(m), _maybe(m.consumed_bytes, format_bytes)]
+        if reduces:
+            row.append(_maybe(m.reduced_consumed_bytes, format_bytes))
+        row.append(_maybe(m.peak_consumed_bytes, format_bytes))
+        if reduces:
+            row.append(_maybe(m.peak_reduced_consumed_bytes, format_bytes))
+        row.append("-" if m.peak_day is None else str(m.peak_day))
+        if result.life.capacity_bytes is not None:
+            row.append("never" if m.outgrows_day is None else str(m.outgrows_day))
+            row.append("-" if m.fits_capacity is None else ("yes" if m.fits_capacity else "[red]no[/red]"))
+        rows.append(row)
+    return rows
+
+
 def print_plan(result: Plan, array: ArrayPreset, fleet_label: str, array_label: str) -> None:
     """The plan as a person reads it: the array's Eq. 1, capacity, load, the answer, why, what to measure."""
     console.print(array_line(result, array), markup=False)
     where = f"{result.vms:,} VMs of {fleet_label} on {array_label}"
     print_table(f"Capacity: {where}", CAPACITY_COLUMNS, capacity_rows(result))
+    reduces = reduces_data(array)
+    if result.life.asks_over_time or reduces:
+        life = result.life
+        target = "" if life.capacity_bytes is None else \
+            f"; datastore {format_bytes(life.capacity_bytes)}" + \
+            (f", target {format_bytes(life.capacity_limit_bytes or 0)} ({100 * life.target_utilisation:.0f} %)"
+             if life.headroom else "")
+        stored = "; stored = after the array's data reduction" if reduces else ""
+        print_table(f"Over {life.days} days, refresh {period_text(life.refresh_days)}{target}{stored}",
+                    life_columns(result, reduces), life_rows(result, reduces))
     print_table(f"Load: busy share while {result.vms:,} VMs boot, * the bottleneck",
                 LOAD_COLUMNS, load_rows(result))
     verdict = f"recommended: [bold]{result.recommended}[/bold]" if result.recommended else "[red]no method holds[/red]"
@@ -246,6 +321,13 @@ def plan_cmd(
     array: str = ARRAY_OPTION,
     vms: int = typer.Option(1000, "--vms", "-t", click_type=VMS, help="Number of VMs (clones) T."),
     functions: str = FUNCTIONS_OPTION,
+    days: int = DAYS_OPTION,
+    refresh: str = REFRESH_OPTION,
+    recompose: str = RECOMPOSE_OPTION,
+    capacity: str = CAPACITY_OPTION,
+    headroom: str = HEADROOM_OPTION,
+    plot: Path = typer.Option(None, "--plot", help="Draw S(t) per method over the horizon (with the datastore's "
+                              "line) to this PNG or SVG file."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Plan T clones per storage function: GIs, largest fleet, bottleneck, capacity, recommendation.
@@ -258,8 +340,13 @@ def plan_cmd(
     its pool disks, the GI volume's processor and the GI's disks while all T VMs boot; * marks
     the bottleneck, the busiest; max VMs = T_max, the most VMs the array carries (Eq. 2);
     holds = yes when T <= T_max. Last come the figures the plan assumed: measure those first.
-    Every term: docs/background.md, Glossary.
+    Over time (--days, --refresh, --capacity, --headroom): S at day 0 and at its peak as the
+    clones grow with use, stored = after the array's dedup and compression, the day the
+    datastore is outgrown. Every term: docs/background.md, Glossary.
     """
+    life = make_lifetime(days, refresh, recompose, capacity, headroom)
+    if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
+        raise UsageError(f"--plot = {str(plot)!r}: a .png or .svg file, e.g. growth.png")
     if (fleet is None) == (trace is None):
         raise UsageError("give exactly one of --fleet (a preset) or --trace (a boot trace)")
     if trace is not None:
@@ -269,11 +356,18 @@ def plan_cmd(
         fleet_preset = load_fleet(fleet)
         fleet_label = preset_label("fleet", fleet, fleet_preset.name)
     array_preset = load_array(array)
-    result = plan(fleet_preset, array_preset, vms, parse_functions(functions))
+    result = plan(fleet_preset, array_preset, vms, parse_functions(functions), life)
+    written = []
+    if plot is not None:
+        from clonefleet.report.lifefig import write_life_figure
+
+        written.append(write_life_figure(fleet_preset, array_preset, result, plot))
     if as_json:
-        emit_json(result.to_dict())
+        emit_json(result.to_dict() | ({"files": [str(p) for p in written]} if written else {}))
         return
     print_plan(result, array_preset, fleet_label, preset_label("array", array, array_preset.name))
+    for path in written:
+        console.print(f"wrote {path}", markup=False)
 
 
 reproduce_app = typer.Typer(help="Reproduce a published result.", no_args_is_help=True)
@@ -313,6 +407,9 @@ def sweep_cmd(
     functions: str = FUNCTIONS_OPTION,
     target: int | None = typer.Option(None, "--target", click_type=VMS,
                                       help="Target T for the inverse question: fewest disks X."),
+    days: int = DAYS_OPTION,
+    refresh: str = REFRESH_OPTION,
+    recompose: str = RECOMPOSE_OPTION,
     out: Path = typer.Option(None, "--out", "-o", help="Folder for sweep.csv, sweep.json and sweep.png."),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -322,14 +419,17 @@ def sweep_cmd(
     T = number of VMs; S = consumed capacity (Eq. 3); largest T = T_max, the most VMs the
     array carries (Eq. 2); bottleneck = the busiest of the array's processors, its disks, the
     GI volume's processor, the GI's disks; fewest disks for target = the smallest pool X that
-    carries --target VMs. Every term: docs/background.md, Glossary.
+    carries --target VMs. With --days: S also at its peak over that many days of use (growth,
+    refresh, recompose), in the JSON, the CSV and the table. Every term: docs/background.md, Glossary.
     """
+    life = make_lifetime(days, refresh, recompose, None, "0")
     from clonefleet.report.sweepfig import write_sweep
     from clonefleet.sweep import parse_param, parse_range, run_sweep
 
     with progress_display(not as_json) as report:
         result = run_sweep(load_fleet(fleet), load_array(array), parse_range(vms),
-                           parse_functions(functions), parse_param(param) if param else None, target, report)
+                           parse_functions(functions), parse_param(param) if param else None, target, report,
+                           life)
         files = write_sweep(result, out, report) if out is not None else []
     if as_json:
         emit_json(result.summary(files))
@@ -337,13 +437,15 @@ def sweep_cmd(
     rows = []
     for row in result.method_rows():
         fewest = row["fewest_disks"]
+        peak = [_maybe(row["peak_consumed_bytes_at_max"], format_bytes)] if life.days > 0 else []
         rows.append([row["function"], str(row["max_vms"]), row["bottleneck"],
-                     _maybe(row["consumed_bytes_at_max"], format_bytes),
+                     _maybe(row["consumed_bytes_at_max"], format_bytes), *peak,
                      "-" if row["target_vms"] is None else (escape("impossible: " + row["fewest_disks_reason"])
                                                            if fewest is None else str(fewest))])
     print_table(f"sweep of {result.fleet} on {result.array}: {result.points:,} points",
                 [Col("function"), Col("largest T", "T_max", right=True),
                  Col("bottleneck at largest T", "bottleneck"), Col("S at largest T", "S", right=True),
+                 *([Col(f"peak S over {life.days} days", "peak", right=True)] if life.days > 0 else []),
                  Col("fewest disks for target", "disks", wrap=True)], rows)
     for path in files:
         console.print(f"wrote {path}")

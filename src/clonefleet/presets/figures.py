@@ -21,12 +21,14 @@ UNITS: dict[str, str] = {
     "host_iops": "IOPS", "boot_window": "s", "boot_ios": "IOs", "read_fraction": "fraction",
     "gi_size": "bytes", "gi_used": "bytes", "boot_write_bytes": "bytes", "boot_write_extents": "extents",
     "boot_write_span": "bytes", "boot_read_span": "bytes", "read_io_size": "bytes", "queue_depth": "IOs",
-    "boot_write_regions": "regions",
+    "boot_write_regions": "regions", "daily_write_bytes": "bytes", "daily_write_extents": "extents",
+    "daily_write_span": "bytes", "swap_size": "bytes",
     # array
     "processor_iops": "IOPS", "processors": "processors", "volume_iops_limit": "IOPS", "disk_iops": "IOPS",
     "disks": "disks", "gi_disks": "disks", "raid_write_penalty": "disk IOs per write",
     "cache_hit_shared": "fraction", "cache_hit_private": "fraction", "cow_read_fraction": "fraction",
-    "cache_size": "bytes",
+    "cache_size": "bytes", "dedup_gi": "ratio", "dedup_clone": "ratio", "compression_gi": "ratio",
+    "compression_clone": "ratio",
     # function
     "unit": "bytes", "clone_overhead": "bytes", "max_clones_per_gi": "clones", "table_size": "bytes",
     "table_coverage": "bytes",
@@ -57,6 +59,8 @@ def format_figure(key: str, value: float) -> str:
         return format_bytes(value)
     if unit == "fraction":
         return f"{100 * value:.4g} %"
+    if unit == "ratio":
+        return f"{value:.4g}:1"
     number = f"{value:,.0f}" if value >= 100 or value == int(value) else f"{value:.3g}"
     return f"{number} {unit}"
 

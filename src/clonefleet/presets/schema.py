@@ -62,6 +62,13 @@ class Method(enum.StrEnum):
     SNAPSHOT = "snapshot"
 
 
+class SwapDisk(enum.StrEnum):
+    """Where a VM's pagefile (swap) and temp files land."""
+
+    CLONE = "clone"  # in the clone: allocated by it, reset by a refresh
+    DISPOSABLE = "disposable"  # on a separate disposable disk per VM (Horizon's disposable-file disk)
+
+
 class Mirror(enum.StrEnum):
     """What a thin (capacity-virtualization) mirror holds."""
 
@@ -120,6 +127,12 @@ def _regions_check(value: object) -> tuple[tuple[int, int, float, float], ...]:
 WriteRegions = Annotated[tuple[tuple[int, int, float, float], ...], PlainValidator(_regions_check)]
 MethodField = Annotated[Method, PlainValidator(enum_check(Method))]
 MirrorField = Annotated[Mirror, PlainValidator(enum_check(Mirror))]
+SwapDiskField = Annotated[SwapDisk, PlainValidator(enum_check(SwapDisk))]
+#: Most a data-reduction ratio may be (a 1e6:1 ratio stores a TiB in a MiB: far beyond any array).
+MAX_REDUCTION_RATIO = 1e6
+#: A data-reduction ratio (dedup or compression): raw bytes per stored byte, 1 (none) or more.
+Ratio = Annotated[float, PlainValidator(quantity(
+    1, MAX_REDUCTION_RATIO, "a ratio of raw to stored bytes from 1 (no reduction) to 1e6, e.g. 5 for 5:1"))]
 #: Clones one source may have: whole, 1 or more, or inf (no limit).
 MaxClones = Annotated[float, PlainValidator(quantity(
     1, MAX_QUANTITY, "a whole number greater than 0, at most 1e12, or inf for no limit", whole=True, inf_ok=True))]
@@ -153,8 +166,10 @@ class Figure:
 
 
 FLEET_NAMES = {"gi_virtual_bytes": "gi_size", "gi_used_bytes": "gi_used", "boot_write_span_bytes": "boot_write_span",
-               "boot_read_span_bytes": "boot_read_span", "read_io_bytes": "read_io_size"}
-ARRAY_NAMES = {"cache_bytes": "cache_size"}
+               "boot_read_span_bytes": "boot_read_span", "read_io_bytes": "read_io_size",
+               "daily_write_span_bytes": "daily_write_span", "swap_bytes": "swap_size"}
+ARRAY_NAMES = {"cache_bytes": "cache_size", "dedup_ratio_gi": "dedup_gi", "dedup_ratio_clone": "dedup_clone",
+               "compression_ratio_gi": "compression_gi", "compression_ratio_clone": "compression_clone"}
 FUNCTION_NAMES = {"unit_bytes": "unit", "clone_overhead_bytes": "clone_overhead", "table_bytes": "table_size",
                   "table_coverage_bytes": "table_coverage"}
 
@@ -178,6 +193,11 @@ class FleetPreset:
     read_io_bytes: PositiveSize  # mean size of one read IO
     queue_depth: Count  # IOs one VM keeps outstanding while booting
     boot_write_regions: WriteRegions = ()  # where W falls, from a trace: (start, end, bytes, extents) rows
+    daily_write_bytes: Size = 0.0  # W_day, bytes one clone writes a day in use (growth model, Eq. G1)
+    daily_write_extents: NonNegative = 0.0  # n_day, extents of those writes
+    daily_write_span_bytes: Size = 0.0  # R_day, the span daily use rewrites
+    swap_bytes: Size = 0.0  # P, pagefile (swap) and temp files of one VM
+    swap_disk: SwapDiskField = SwapDisk.CLONE  # where P lands
     sources: Mapping[str, Figure] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -195,6 +215,15 @@ class FleetPreset:
             raise cross_field("boot_write_bytes", self.boot_write_bytes, "at most boot_write_span")
         if bool(np.any((np.asarray(self.boot_write_bytes) > 0) & (np.asarray(self.boot_write_extents) < 1))):
             raise cross_field("boot_write_extents", self.boot_write_extents, "at least 1 when the boot writes")
+        if _bigger(self.daily_write_span_bytes, self.gi_virtual_bytes):
+            raise cross_field("daily_write_span", self.daily_write_span_bytes, "at most gi_size")
+        if _bigger(self.swap_bytes, self.gi_virtual_bytes):
+            raise cross_field("swap_size", self.swap_bytes, "at most gi_size")
+        if _bigger(self.daily_write_bytes, self.daily_write_span_bytes):
+            raise cross_field("daily_write_bytes", self.daily_write_bytes,
+                              "at most daily_write_span (give the span daily use rewrites)")
+        if bool(np.any((np.asarray(self.daily_write_bytes) > 0) & (np.asarray(self.daily_write_extents) < 1))):
+            raise cross_field("daily_write_extents", self.daily_write_extents, "at least 1 when a clone writes daily")
         if self.boot_write_regions:
             rows = np.asarray(self.boot_write_regions, dtype=np.float64)
             if not (np.allclose(self.boot_write_bytes, rows[:, 2].sum(), rtol=1e-9, atol=0)
@@ -224,6 +253,10 @@ class ArrayPreset:
     cache_hit_private: Fraction  # h_p
     cow_read_fraction: Fraction  # phi
     cache_bytes: Size  # array cache (for the simulator)
+    dedup_ratio_gi: Ratio = 1.0  # deduplication of GI data (the GIs, full copies, physical mirrors), Eq. G5
+    dedup_ratio_clone: Ratio = 1.0  # deduplication of the clones' own data (their writes, swap, metadata)
+    compression_ratio_gi: Ratio = 1.0  # compression of GI data
+    compression_ratio_clone: Ratio = 1.0  # compression of the clones' own data
     sources: Mapping[str, Figure] = field(default_factory=dict, compare=False, repr=False)
     # No checks across fields here: a sweep or a simulation may take the pool below the GI's
     # parity group (X < X_g) or the processors below one volume's limit, and the model answers.
@@ -311,7 +344,13 @@ FLEET_SPECS: tuple[Spec, ...] = (
             ("read_io_size", "mean size of one read IO"),
             ("queue_depth", "IOs one VM keeps outstanding"),
             ("boot_write_regions", "where the writes fall, from a trace: [start, end, bytes, extents] per "
-                                   "region; C is then counted per region", (), False)),
+                                   "region; C is then counted per region", (), False),
+            ("daily_write_bytes", "W_day: bytes one clone writes a day in use (growth after boot)", 0.0, False),
+            ("daily_write_extents", "n_day: extents one clone writes a day", 0.0, False),
+            ("daily_write_span", "R_day: the span daily use rewrites (growth saturates at it)", 0.0, False),
+            ("swap_size", "P: pagefile (swap) and temp files of one VM", 0.0, False),
+            ("swap_disk", "where the pagefile lands: clone or disposable (a separate disk per VM)",
+             SwapDisk.CLONE, False, False)),
 )
 
 ARRAY_SPECS: tuple[Spec, ...] = _specs(
@@ -327,6 +366,10 @@ ARRAY_SPECS: tuple[Spec, ...] = _specs(
     ("cache_hit_private", "h_p: read hit ratio on private data"),
     ("cow_read_fraction", "phi: share of snapshot writes that read old GI data first"),
     ("cache_size", "array cache size"),
+    ("dedup_gi", "deduplication ratio on GI data (GIs, full copies, mirrors), raw:stored", 1.0, False),
+    ("dedup_clone", "deduplication ratio on the clones' own data, raw:stored", 1.0, False),
+    ("compression_gi", "compression ratio on GI data, raw:stored", 1.0, False),
+    ("compression_clone", "compression ratio on the clones' own data, raw:stored", 1.0, False),
 )
 
 FUNCTION_SPECS: tuple[Spec, ...] = _specs(

@@ -234,6 +234,9 @@ def _write_csv(result: SweepResult, path: Path, progress: Progress = no_progress
         if result.param is not None:
             header.append(result.param.key)
         header += ["golden_images", "consumed_bytes", "capacity_ratio", "meets_requirement"]
+        over_time = result.life.days > 0
+        if over_time:  # the peak over the horizon, raw and as the array stores it
+            header += ["peak_consumed_bytes", "peak_reduced_consumed_bytes"]
         writer.writerow(header)
         for f in result.functions:
             grid = result.grids[f.name]
@@ -241,12 +244,15 @@ def _write_csv(result: SweepResult, path: Path, progress: Progress = no_progress
                 column = (slice(None), j) if grid.consumed_bytes.ndim == 2 else (slice(None),)
                 g, s = grid.golden_images[column], grid.consumed_bytes[column]
                 r, ok = grid.capacity_ratio[column], grid.meets_requirement[column]
+                peak, stored = grid.peak_consumed_bytes[column], grid.peak_reduced_consumed_bytes[column]
                 prefix = [f.name, f.method.value]
                 for i, t in enumerate(result.vms.tolist()):
                     row = [*prefix, t]
                     if result.param is not None:
                         row.append(exact_text(value))
                     row += [f"{g[i]:.0f}", f"{s[i]:.0f}", f"{r[i]:.6g}", int(ok[i])]
+                    if over_time:
+                        row += [f"{peak[i]:.0f}", f"{stored[i]:.0f}"]
                     writer.writerow(row)
                     done += 1
                     if done % CSV_ROWS_PER_REPORT == 0:
