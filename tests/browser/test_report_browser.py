@@ -132,9 +132,9 @@ def test_the_report_opens_with_no_error_no_request_and_the_plans_numbers(browser
     assert csp == "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
     # every figure drew: an image the browser decoded, with a caption saying its units and its command
     sizes = browser.js("return [...document.images].map(i => [i.complete, i.naturalWidth])")
-    assert len(sizes) == 4 and all(done and width > 0 for done, width in sizes)
+    assert len(sizes) == 5 and all(done and width > 0 for done, width in sizes)
     captions = browser.js("return [...document.querySelectorAll('figure figcaption')].map(c => c.innerText)")
-    assert len(captions) == 4
+    assert len(captions) == 5
     for caption in captions:
         assert re.search(r"\[(%|s|TiB|VMs|bytes)[^\]]*\]", caption) and "Reproduce: clonefleet " in caption
     # the key numbers: what plan --json says, as values and as the text a person reads

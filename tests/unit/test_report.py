@@ -60,7 +60,7 @@ def test_the_page_loads_nothing_and_runs_nothing(desktop_report: str) -> None:
                 assert value.startswith(("data:image/svg+xml;base64,", "#")), (tag, name, value[:60])
     assert not re.search(r"url\(", desktop_report)  # no CSS that fetches
     images = [a["src"] for t, a in page.tags if t == "img"]
-    assert len(images) == 2  # capacity and growth (no simulation asked)
+    assert len(images) == 3  # capacity, growth and S over the fleet's life (no simulation asked)
     for src in images:
         svg = base64.b64decode(str(src).split(",", 1)[1]).decode()
         assert "<svg" in svg and "http://www.w3.org" in svg  # namespaces only, never fetched
@@ -83,16 +83,19 @@ def test_the_key_numbers_are_the_plans(desktop_report: str) -> None:
     assert 'id="recommended" data-value="snapshot"' in desktop_report
 
 
-def test_every_section_is_there_with_the_lifetime_hook_saying_it_is_not_modelled(desktop_report: str) -> None:
+def test_every_section_is_there_and_the_life_of_a_fleet_without_daily_writes_says_why_it_is_flat(
+        desktop_report: str) -> None:
     for section in ("answer", "verify", "capacity", "growth", "lifetime", "simulation", "measured", "presets",
                     "reproduce"):
         assert f'id="{section}"' in desktop_report
     lifetime = desktop_report.split('id="lifetime"')[1].split("</section>")[0]
-    assert "Not modelled in this version" in lifetime and "<img" not in lifetime
+    # desktop-win7 declares no daily writes: S stays at its first-boot value, and the page says why
+    assert "declares no daily writes" in lifetime and "<img" in lifetime and "90 days" in lifetime
+    assert "clonefleet plan --fleet desktop-win7 --array midrange-2012 --vms" in lifetime and "--days 90" in lifetime
     assert "not simulated (--no-simulate)" in desktop_report
     # every figure: a caption with units and the command that draws it again
     captions = re.findall(r"<figcaption>(.*?)</figcaption>", desktop_report, re.S)
-    assert len(captions) == 2
+    assert len(captions) == 3
     for caption in captions:
         assert re.search(r"\[(%|bytes|TiB|VMs|s)[^\]]*\]", caption) and "Reproduce: <code>clonefleet " in caption
 
@@ -149,7 +152,7 @@ def test_a_report_with_a_simulated_storm_draws_and_names_it() -> None:
     assert sim.function == report.plan.recommended
     assert "--ios-per-vm 400 --plots sim" in report.commands["simulation"]
     html = render(report, Format.HTML)
-    assert html.count("<figure ") == 4 and 'data-field="boot_p95_s"' in html
+    assert html.count("<figure ") == 5 and 'data-field="boot_p95_s"' in html
 
 
 @pytest.mark.parametrize(("name", "fmt", "figure", "message"), [

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clonefleet.errors import UsageError
+from clonefleet.lifetime import Lifetime as LifeHorizon
 from clonefleet.planner import DEFAULT_FUNCTIONS, PLANNER_FIGURES, RESOURCES, Plan, evaluate, plan, resolve_functions
 from clonefleet.presets import (
     ArrayPreset,
@@ -120,16 +121,33 @@ class FleetSection:
     comparison_note: str | None  # why there is no comparison
 
 
+#: The horizon a report draws S over (``plan --days``): a quarter of use, clones never refreshed.
+LIFE_DAYS = 90
+
+
 @dataclass(frozen=True)
 class Lifetime:
-    """S over the fleet's life: HOOK for the capacity-over-time model (``plan --days/--refresh``,
-    ``peak_consumed_bytes``). Nothing fills it yet: :func:`lifetime_section` returns None and the report
-    says the model is not part of this version. Give it the days, S per day per function and the peak
-    when that model lands, and the templates' ``lifetime`` block draws it."""
+    """S over the fleet's life: the plan over :data:`LIFE_DAYS` days of use (the capacity-over-time model,
+    ``plan --days``), with the presets it is drawn from; per method S at day 0 and at its peak."""
 
-    days: FloatArray
-    consumed_bytes: dict[str, FloatArray]
-    peak_consumed_bytes: dict[str, float]
+    plan: Plan
+    fleet: FleetPreset
+    array: ArrayPreset
+
+    @property
+    def note(self) -> str | None:
+        """Why the curves are flat, when the fleet declares no daily writes."""
+        if float(self.fleet.daily_write_bytes) > 0 or float(self.fleet.swap_bytes) > 0:
+            return None
+        return (f"fleet {self.fleet.name} declares no daily writes (daily_write_bytes = 0): by the model its clones "
+                "do not grow after the first boot; give the daily_write_* figures of your desktops in the preset "
+                "(desktop-win10 and desktop-linux carry sourced examples)")
+
+    def rows(self) -> list[tuple[str, float | None, float | None, int | None]]:
+        """(function, S stored at day 0, S stored at its peak, the day of the peak) per method: after the array's
+        data reduction (Eq. G5), S itself on an array that reduces nothing."""
+        return [(m.function, m.reduced_consumed_bytes, m.peak_reduced_consumed_bytes, m.peak_day)
+                for m in self.plan.methods]
 
 
 @dataclass(frozen=True)
@@ -211,10 +229,10 @@ def simulate_for(fleet: FleetPreset, array: ArrayPreset, function: FunctionPrese
     return Simulation(function.name, ios, boot_ios, storm.runs[0], None)
 
 
-def lifetime_section() -> Lifetime | None:
-    """HOOK: S over the fleet's life. None until the capacity-over-time model is part of clonefleet; the
-    report then says so rather than drawing anything (see :class:`Lifetime`)."""
-    return None
+def lifetime_section(fleet: FleetPreset, array: ArrayPreset, vms: int,
+                     functions: Sequence[FunctionPreset]) -> Lifetime:
+    """S over :data:`LIFE_DAYS` days of use, refresh never (the worst case: every clone keeps growing)."""
+    return Lifetime(plan(fleet, array, vms, functions, life=LifeHorizon(days=LIFE_DAYS)), fleet, array)
 
 
 def _preset_sections(used: Sequence[tuple[str, str, FleetPreset | ArrayPreset | FunctionPreset]]
@@ -272,6 +290,7 @@ def _base(fleet: FleetPreset, array: ArrayPreset, fleet_given: str, array_given:
         "plan": report_command([*plan_args, "--json"]),
         "capacity": report_command([*commands_base, "--figure", "capacity", "-o", "capacity.svg"]),
         "growth": report_command([*commands_base, "--figure", "growth", "-o", "growth.svg"]),
+        "lifetime": report_command([*plan_args, "--days", str(LIFE_DAYS), "--plot", "life.png"]),
         "simulation": report_command([*sim_args, "--plots", "sim"]),
         "report": report_command([*commands_base, "-o", "report.html"]),
         "sources": report_command(["presets", "show", fleet_given]) + "; "
@@ -280,7 +299,7 @@ def _base(fleet: FleetPreset, array: ArrayPreset, fleet_given: str, array_given:
     report = Report(
         question=_question(vms, f_label, a_label), plan=p, fleet_label=f_label, array_label=a_label,
         presets=_preset_sections(used), growth=growth_of(fleet, array, functions, vms), simulation=sim,
-        lifetime=lifetime_section(), fleet=None, commands=commands,
+        lifetime=lifetime_section(fleet, array, vms, functions), fleet=None, commands=commands,
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), version=_version())
     return report, functions
 

@@ -74,10 +74,16 @@ def figures_of_report(report: Report) -> list[ReportFigure]:
                      "100 % line. The dash-dot line marks the T asked.",
                      cmds["growth"], lambda: growth_figure(report.growth, p.vms)),
     ]
-    # HOOK "S over the fleet's life": when build.lifetime_section() returns a Lifetime (the capacity-over-time
-    # model: plan --days/--refresh, peak_consumed_bytes), append its ReportFigure here with key "lifetime" (S per
-    # function against days, the peak marked; caption with units, command) and the template's lifetime
-    # section shows it in place of its "not modelled" note.
+    life = report.lifetime
+    if life is not None:
+        from clonefleet.report.lifefig import life_figure
+
+        out.append(ReportFigure(
+            "lifetime", "S over the fleet's life",
+            f"Consumed capacity S [bytes, log scale; TiB = 2^40 bytes] of {p.vms:,} VMs per storage function against "
+            f"the days of use after the first boot [days], clones never refreshed (each day adds the fleet's daily "
+            "writes, by the occupancy law, up to the written span); a triangle marks each peak.",
+            cmds["lifetime"], lambda: life_figure(life.fleet, life.array, life.plan)))
     sim = report.simulation.result
     if sim is not None:
         from clonefleet.sim.plots import boot_times_figure, utilisation_figure
