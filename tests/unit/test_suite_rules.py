@@ -113,3 +113,12 @@ def test_a_missing_tool_skips_at_a_desk_and_fails_in_ci(monkeypatch: pytest.Monk
         require_tool("no-such-tool-here")
     with pytest.raises(pytest.fail.Exception, match="CI is set"):
         unavailable("no tmpfs")
+
+
+def test_every_test_module_has_a_name_of_its_own() -> None:
+    """pytest imports test files by their base name (rootdir-relative imports are off): two files of one
+    name in different folders stop the whole collection, so CI would run nothing."""
+    names: dict[str, list[str]] = {}
+    for path in TESTS.rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(TESTS)))
+    assert {n: p for n, p in names.items() if len(p) > 1} == {}
