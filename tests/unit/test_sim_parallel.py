@@ -7,6 +7,7 @@ same results, bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -129,3 +130,20 @@ def test_a_local_dask_cluster_gives_the_results_of_this_process() -> None:
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(p) for p in pids), "a Dask worker outlived its cluster"
+
+
+def test_vms_with_more_write_ios_than_the_boot_grow_the_trace_in_place() -> None:
+    # 50 times the extents in a 10-IO boot: each VM cuts its writes into more IOs than the boot has.
+    fleet = dataclasses.replace(FLEET, boot_write_extents=FLEET.boot_write_extents * 50)
+    draw = trace_draw(fleet, 4, np.random.default_rng(1), ios_per_vm=10, arrivals=Arrivals.OPEN)
+    whole = draw.vms(0, 4)
+    assert whole.ios > 4 * 10 and len(whole.offset_bytes) == len(whole.issue_s) == whole.ios
+    positions = np.arange(len(draw.fresh_off))
+    for v in range(4):
+        op, off, ln, start, times = draw._one(draw.child(v), positions)
+        cut = whole.vm_slice(v)
+        np.testing.assert_array_equal(whole.op[cut], op)
+        np.testing.assert_array_equal(whole.offset_bytes[cut], off)
+        np.testing.assert_array_equal(whole.length_bytes[cut], ln)
+        np.testing.assert_array_equal(whole.issue_s[cut], times)
+        assert whole.start_s[v] == start

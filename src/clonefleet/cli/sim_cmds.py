@@ -167,7 +167,8 @@ def simulate_cmd(
             storm_executor(dask, workers if gs is not None and len(gs) > 1 else 1) as executor:
         storm = sim.run_storm(fleet_p, array_p, function_p, t, golden_images=gs, seed=s, arrivals=arr,
                               ios_per_vm=ios if tr is None else None, queue_depth=q, start_spread_s=start_spread,
-                              trace=tr, engine=eng, progress=report, executor=executor)
+                              trace=tr, engine=eng, progress=report, executor=executor,
+                              keep_trace=write_iolog is not None)
     results = list(storm.runs)
     files: list[Path] = []
     if plots is not None:
@@ -175,6 +176,7 @@ def simulate_cmd(
             files += sim.write_plots(r, plots if len(results) == 1 else plots / f"g{r.scenario.golden_images}",
                                      compared_with=[o for o in results if o is not r])
     if write_iolog is not None:
+        assert storm.trace is not None  # kept for the iologs
         files += sim.write_fio_iologs(storm.trace, write_iolog)[:1]
     if as_json:
         docs = [r.to_dict() for r in results]

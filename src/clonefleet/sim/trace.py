@@ -217,33 +217,32 @@ class TraceDraw:
     def vms(self, first: int, end: int, progress: Progress = no_progress) -> Trace:
         """VMs ``first`` .. ``end - 1`` as a trace of their own (VM ``first`` is its VM 0)."""
         count = end - first
-        ops: list[Int8Array] = []
-        offs: list[IntArray] = []
-        lens: list[Int32Array] = []
-        times: list[FloatArray] = []
-        counts = np.zeros(count, np.int64)
+        # Filled in place (a VM has max(ios, its write IOs) IOs: ios but for tiny boots with many extents),
+        # never a list of per-VM arrays concatenated at the end, which held the trace twice.
+        size = count * self.ios
+        timed = self.arrivals is Arrivals.OPEN
+        op, off, ln = np.empty(size, np.int8), np.empty(size, np.int64), np.empty(size, np.int32)
+        times = np.empty(size if timed else 0)
+        vm_start = np.zeros(count + 1, np.int64)
         starts = np.zeros(count, np.float64)
         positions = np.arange(len(self.fresh_off))
+        at = 0
         for k in range(count):
             progress("draw the trace", first + k, self.total_vms)
-            op, off, ln, start, t = self._one(self.child(first + k), positions)
-            ops.append(op)
-            offs.append(off)
-            lens.append(ln)
-            counts[k], starts[k] = len(op), start
+            o, f, n, starts[k], t = self._one(self.child(first + k), positions)
+            if at + len(o) > len(op):  # grow: this VM and the rest at ios each
+                size = at + len(o) + (count - k - 1) * self.ios
+                op, off, ln = np.resize(op, size), np.resize(off, size), np.resize(ln, size)
+                times = np.resize(times, size if timed else 0)
+            op[at:at + len(o)], off[at:at + len(o)], ln[at:at + len(o)] = o, f, n
             if t is not None:
-                times.append(t)
-        vm_start = np.zeros(count + 1, np.int64)
-        np.cumsum(counts, out=vm_start[1:])
-        return Trace(
-            vm_start=vm_start,
-            op=np.concatenate(ops) if ops else np.zeros(0, np.int8),
-            offset_bytes=np.concatenate(offs) if offs else np.zeros(0, np.int64),
-            length_bytes=np.concatenate(lens) if lens else np.zeros(0, np.int32),
-            issue_s=np.concatenate(times) if times else np.zeros(0, np.float64),
-            start_s=starts,
-            seed=self.seed,
-        )
+                times[at:at + len(o)] = t
+            at += len(o)
+            vm_start[k + 1] = at
+        if at < len(op):  # fewer IOs than room (only after growing): the exact size
+            op, off, ln, times = op[:at].copy(), off[:at].copy(), ln[:at].copy(), times[:at if timed else 0].copy()
+        return Trace(vm_start=vm_start, op=op, offset_bytes=off, length_bytes=ln, issue_s=times, start_s=starts,
+                     seed=self.seed)
 
     def _one(self, rng: np.random.Generator, positions: IntArray) -> tuple[
             Int8Array, IntArray, Int32Array, float, FloatArray | None]:
