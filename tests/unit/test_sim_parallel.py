@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import pytest
 from clonefleet.presets import load_array, load_fleet, load_function
 from clonefleet.sim.arraymodel import allocated_bytes_per_clone
 from clonefleet.sim.compare import check_method, clone_bytes, validate_fleet
-from clonefleet.sim.parallel import Inline, run_all, storm_executor
+from clonefleet.sim.parallel import Inline, executor_slots, run_all, storm_executor
 from clonefleet.sim.scenario import build_scenario
 from clonefleet.sim.storm import run_storm
 from clonefleet.sim.trace import Arrivals, generate_trace, trace_draw
@@ -27,9 +28,11 @@ FLEET, ARRAY = load_fleet("server-ws2008"), load_array("midrange-2012")
 FUNCTIONS = [load_function(name) for name in ("full", "thin", "snapshot")]
 
 
-def _small_validate(executor: object | None) -> list[dict[str, object]]:
+def _small_validate(executor: Executor | None) -> list[dict[str, object]]:
+    """A small validate; on an executor of several workers, idle ones run storms ahead."""
+    slots = 1 if executor is None else executor_slots(executor)
     checks = validate_fleet(FLEET, ARRAY, FUNCTIONS, seed=4, ios_per_vm=40, capacity_vms=150,
-                            executor=executor)  # type: ignore[arg-type]
+                            executor=executor, slots=slots)
     return [c.to_dict() for c in checks]
 
 
@@ -80,7 +83,7 @@ def test_validate_progress_counts_storms_as_they_end() -> None:
 
 def test_a_local_pool_gives_the_results_of_this_process() -> None:
     with storm_executor(workers=2) as pool:
-        assert not isinstance(pool, Inline)
+        assert not isinstance(pool, Inline) and executor_slots(pool) == 2
         assert _small_validate(pool) == _small_validate(None)
         snapshot = load_function("snapshot")
         kw = {"golden_images": [1, 2, 3], "seed": 3, "ios_per_vm": 60, "arrivals": Arrivals.OPEN}
@@ -122,6 +125,7 @@ def test_a_local_dask_cluster_gives_the_results_of_this_process() -> None:
             pids = list(client.run(os.getpid).values())
         assert len(pids) == 2 and os.getpid() not in pids
         with storm_executor(dask=cluster.scheduler_address) as executor:
+            assert executor_slots(executor) == 2
             got = _small_validate(executor)
     finally:
         cluster.close()
@@ -147,3 +151,20 @@ def test_vms_with_more_write_ios_than_the_boot_grow_the_trace_in_place() -> None
         np.testing.assert_array_equal(whole.length_bytes[cut], ln)
         np.testing.assert_array_equal(whole.issue_s[cut], times)
         assert whole.start_s[v] == start
+
+
+def test_a_bisection_replayed_from_outcomes_asks_what_it_asks_live() -> None:
+    from clonefleet.sim.compare import _asks, bisection
+
+    for start, largest in ((100, 87), (100, 260), (40, 3), (5000, 5101)):
+        search, outcomes = bisection(start, 1.02), []
+        step = next(search)
+        try:
+            while True:
+                assert _asks(start, 1.02, outcomes) == step
+                ok = step[0] <= largest
+                outcomes.append(ok)
+                step = search.send(1.0 if ok else 1.5)
+        except StopIteration as end:
+            assert _asks(start, 1.02, outcomes) is None
+            assert end.value <= largest < end.value * 1.01 + 1

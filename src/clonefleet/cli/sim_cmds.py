@@ -161,10 +161,8 @@ def simulate_cmd(
                                   order_window_s=order_jitter, closed=closed)
     elif order_jitter > 0:
         raise UsageError("--order-jitter: only with --trace (a synthetic trace has no captured order)")
-    from clonefleet.sim.parallel import storm_executor
-
     with progress_display(not (as_json or quiet)) as report, \
-            storm_executor(dask, workers if gs is not None and len(gs) > 1 else 1) as executor:
+            sim.storm_executor(dask, workers if gs is not None and len(gs) > 1 else 1) as executor:
         storm = sim.run_storm(fleet_p, array_p, function_p, t, golden_images=gs, seed=s, arrivals=arr,
                               ios_per_vm=ios if tr is None else None, queue_depth=q, start_spread_s=start_spread,
                               trace=tr, engine=eng, progress=report, executor=executor,
@@ -303,12 +301,9 @@ def validate_cmd(
     arr = sim.Arrivals(_choice("--arrivals", arrivals, tuple(a.value for a in sim.Arrivals)))
     if not (np.isfinite(slack) and slack >= 1.0):
         raise UsageError(f"--slack = {slack!r}: a factor of at least 1")
-    from clonefleet.sim.compare import validate_fleet
-    from clonefleet.sim.parallel import storm_executor
-
-    with progress_display(not (as_json or quiet)) as report, storm_executor(dask, workers) as executor:
-        checks = validate_fleet(fleet_p, array_p, fns, seed=s, ios_per_vm=ios, slack=slack, arrivals=arr,
-                                executor=executor, progress=report)
+    with progress_display(not (as_json or quiet)) as report, sim.storm_executor(dask, workers) as executor:
+        checks = sim.validate_fleet(fleet_p, array_p, fns, seed=s, ios_per_vm=ios, slack=slack, arrivals=arr,
+                                    executor=executor, slots=sim.executor_slots(executor), progress=report)
     if as_json:
         emit_json({"fleet": fleet_p.name, "array": array_p.name, "seed": s, "ios_per_vm": ios,
                    "methods": [c.to_dict() for c in checks]})

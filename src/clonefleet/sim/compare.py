@@ -16,6 +16,8 @@ fleets get the model's g for each T.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
@@ -184,6 +186,24 @@ def largest_vms(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset
         return int(end.value), runs
 
 
+def _outcomes(runs: Sequence[tuple[int, float]], slack: float) -> list[tuple[int, bool]]:
+    """Each run's T and whether it met the window."""
+    return [(t, ratio <= slack) for t, ratio in runs]
+
+
+def _asks(start: int, slack: float, outcomes: Sequence[bool]) -> tuple[int, int] | None:
+    """The (T, runs after it) a bisection from ``start`` asks after runs with these outcomes (met the
+    window or not); None when it is done by then."""
+    search = bisection(start, slack)
+    step = next(search)
+    for ok in outcomes:
+        try:
+            step = search.send(slack if ok else math.inf)
+        except StopIteration:
+            return None
+    return step
+
+
 def _halvings(lo: int, hi: int) -> int:
     """Bisection runs that narrow [lo, hi] to 1 % of lo (at least 1 VM): an estimate for progress."""
     steps, width = 0, hi - lo
@@ -290,15 +310,19 @@ def fleet_ratio(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset
 def validate_fleet(fleet: FleetPreset, array: ArrayPreset, functions: Sequence[FunctionPreset], *,
                    seed: int = 0, ios_per_vm: int | None = DEFAULT_IOS_PER_VM, slack: float = DEFAULT_SLACK,
                    capacity_vms: int | None = None, arrivals: Arrivals = Arrivals.OPEN,
-                   executor: Executor | None = None, progress: Progress = no_progress) -> list[MethodCheck]:
+                   executor: Executor | None = None, slots: int = 1,
+                   progress: Progress = no_progress) -> list[MethodCheck]:
     """:func:`check_method` for each function, the storms on ``executor`` (default: this process),
     side by side: every bisection keeps one storm in flight, and C is counted in chunks of VMs beside
     them. The same seeds give the same checks, bit for bit, however the storms run.
 
     Full and thin clones (any function that is not a snapshot) send every IO the same way (only what
     they allocate differs), so those with the same model T run one bisection between them: the same
-    storms, the same answer. ``progress`` hears ("<function>: T = <T> ..., bisection run k of about
-    n", storms done, storms expected) as each storm ends."""
+    storms, the same answer. ``slots``: storms the executor runs at once (its workers); when the
+    bisections leave some idle, they run ahead the T's a bisection will ask after its current storm
+    (whichever way that ends), so a lone bisection uses them too. ``progress`` hears ("<function>:
+    T = <T> ..., bisection run k of about n", storms done, storms expected) as each asked storm ends.
+    """
     ex = executor or Inline()
     t_model = [model_max_vms(fleet, array, f) for f in functions]
     # One bisection per distinct path of the IOs: a snapshot function alone, the others by their start.
@@ -316,27 +340,51 @@ def validate_fleet(fleet: FleetPreset, array: ArrayPreset, functions: Sequence[F
         chunks = [(a, min(a + CLONE_BYTES_CHUNK_VMS, t_cap)) for a in range(0, t_cap, CLONE_BYTES_CHUNK_VMS)]
         cap_futures[t_cap] = (which, [ex.submit(clone_bytes_chunk, fleet, units, t_cap, a, b, seed)
                                       for a, b in chunks])
-    searches = {k: bisection(max(1, t_model[k]), slack) for k in leaders}
+    starts = {k: max(1, t_model[k]) for k in leaders}
+    searches = {k: bisection(starts[k], slack) for k in leaders}
     runs: dict[int, list[tuple[int, float]]] = {k: [] for k in leaders}
+    asked: dict[int, int] = {}  # per bisection: the T it waits for
     expected = dict.fromkeys(leaders, 0)
     found: dict[int, int] = {}
-    pending: dict[Future[float], tuple[int, int]] = {}
+    storms: dict[tuple[int, int], Future[float]] = {}  # (bisection, T): asked or run ahead
+
+    def start(k: int, t: int) -> None:
+        if (k, t) not in storms:
+            top = max(2, int(starts[k] * 1.2))  # the bracket's top: a worker draws its trace once
+            storms[k, t] = ex.submit(fleet_ratio, fleet, array, functions[k], t, seed, ios_per_vm, arrivals, top)
 
     def ask(k: int, step: tuple[int, int]) -> None:
         t, more = step
         expected[k] = len(runs[k]) + 1 + more
-        top = max(2, int(max(1, t_model[k]) * 1.2))  # the bracket's top: a worker draws its trace once
-        pending[ex.submit(fleet_ratio, fleet, array, functions[k], t, seed, ios_per_vm, arrivals, top)] = (k, t)
+        asked[k] = t
+        start(k, t)
+
+    def run_ahead() -> None:
+        """Keep idle workers busy with the T's the bisections will ask next if the storms they wait for
+        meet (or miss) the window: never a T they would not ask, so the answers are the same."""
+        for depth in (1, 2):
+            for k in sorted(asked):
+                for outcomes in itertools.product((True, False), repeat=depth):
+                    if sum(not f.done() for f in storms.values()) >= slots:
+                        return
+                    step = _asks(starts[k], slack, [ok for _, ok in _outcomes(runs[k], slack)] + list(outcomes))
+                    if step is not None:
+                        start(k, step[0])
 
     for k in leaders:
         ask(k, next(searches[k]))
     progress("validate: the first storms", 0, sum(expected.values()))
-    while pending:
-        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-        for future in sorted(done, key=lambda f: pending[f]):  # in bisection order: the same reports every time
-            k, t = pending.pop(future)
-            ratio = future.result()
+    while asked:
+        if slots > 1:
+            run_ahead()
+        wait([storms[k, t] for k, t in asked.items()], return_when=FIRST_COMPLETED)
+        for k in sorted(asked):  # in bisection order: the same reports every time
+            t = asked[k]
+            if not storms[k, t].done():
+                continue
+            ratio = storms[k, t].result()
             runs[k].append((t, ratio))
+            del asked[k]
             try:
                 ask(k, searches[k].send(ratio))
                 state = f"bisection run {len(runs[k]) + 1} of about {expected[k]}"
@@ -345,6 +393,8 @@ def validate_fleet(fleet: FleetPreset, array: ArrayPreset, functions: Sequence[F
                 state = f"largest T = {found[k]:,}"
             progress(f"{names[k]}: T = {t:,} gave p95 boot {ratio:.3f} x nominal; {state}",
                      sum(len(r) for r in runs.values()), sum(expected.values()))
+    for future in storms.values():
+        future.cancel()  # storms run ahead that no bisection asked for, not started yet
     per_clone: dict[str, FloatArray] = {}
     for t_cap, (which, futures) in cap_futures.items():
         whole = np.concatenate([f.result() for f in futures], axis=1)

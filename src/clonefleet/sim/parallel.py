@@ -88,6 +88,19 @@ def storm_executor(dask: str | None = None, workers: int | None = None) -> Itera
         yield pool
 
 
+def executor_slots(executor: Executor) -> int:
+    """How many calls ``executor`` runs at once: 1 inline, a local pool's processes, a Dask cluster's
+    worker threads (asked of its scheduler when the executor is made)."""
+    if isinstance(executor, Inline):
+        return 1
+    if isinstance(executor, ProcessPoolExecutor):
+        return int(getattr(executor, "_max_workers", 1))
+    client = getattr(executor, "_client", None)  # dask.distributed's ClientExecutor
+    if client is not None:
+        return max(1, int(sum(client.nthreads().values())))
+    return 1
+
+
 def run_all(executor: Executor, calls: Sequence[tuple[Callable[..., T], tuple[Any, ...]]],
             progress: Progress = no_progress, stage: str = "storms") -> list[T]:
     """Run every ``(function, args)`` call on ``executor``; their results in the order given.
