@@ -1,7 +1,9 @@
 """Speed and scale of the boot-storm simulator (issue 3). Not part of the test suite.
 
 Run: ``.venv/bin/python -m benchmarks.bench_sim`` (or through ``python -m benchmarks``);
-``python -m benchmarks.bench_sim open`` (or ``closed``, ``storm``) runs one part.
+``python -m benchmarks.bench_sim open`` (or ``closed``, ``storm``, ``scale``) runs one part; ``scale``
+prints the cost per IO and the peak memory per IO at 10, 100, 1000 and 10,000 desktops (the
+largest only where the machine has the memory it needs).
 
 Every figure is printed beside its anchor measured in the same run, as a ratio:
 the SimPy reference engine on the same scenario (a slice of its first VMs when
@@ -30,8 +32,8 @@ from clonefleet.sim.fast import run_fast
 from clonefleet.sim.reference import run_reference
 from clonefleet.sim.results import Engine, simulate
 from clonefleet.sim.scenario import Scenario, build_scenario
-from clonefleet.sim.storm import model_golden_images
-from clonefleet.sim.trace import Arrivals, Trace, generate_trace
+from clonefleet.sim.storm import model_golden_images, run_storm
+from clonefleet.sim.trace import Arrivals, Trace, available_memory_bytes, generate_trace, peak_memory_bytes
 
 ARRAY = "midrange-2012"
 SIMPY_IOS = 150_000  # IOs of the slice SimPy runs
@@ -128,31 +130,80 @@ def bench_loop(label: str, fleet: str, function: str, vms: int, arrivals: Arriva
 
 
 def _storm_child() -> None:
-    """Run the 1000-VM Windows 7 storm in this (fresh) process; print its figures as JSON."""
-    run_fast(compile_network(_scenario("desktop-win7", "thin", 2, Arrivals.CLOSED)[0]))  # warm
-    t0 = time.perf_counter()
-    sc, trace_s = _scenario("desktop-win7", sys.argv[2], 1000, Arrivals.CLOSED)
-    result = simulate(sc, Engine.FAST)
-    total = time.perf_counter() - t0
+    """Run a Windows 7 storm (``--storm FUNCTION [VMS]``, 1000 VMs by default) in this (fresh) process, as
+    ``clonefleet simulate`` runs it (the trace let go once placed); print its figures as JSON."""
+    vms = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
+    fleet, array, function = load_fleet("desktop-win7"), load_array(ARRAY), load_function(sys.argv[2])
+    run_storm(fleet, array, function, 2, ios_per_vm=100)  # numba's first call, apart
+    marks: dict[str, float] = {}  # CPU time when the trace is drawn, the engine starts, the engine is done
+
+    def mark(stage: str, done: int, total: int) -> None:
+        now = time.process_time()
+        if stage == "draw the trace" and done == total:
+            marks["drawn"] = now
+        elif stage.startswith("run the fast engine"):
+            marks["done" if stage.endswith(": done") else "engine"] = now
+
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    storm = run_storm(fleet, array, function, vms, keep_trace=False, progress=mark)
+    total, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    (result,) = storm.runs
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"ios": sc.trace.ios, "total_s": total, "trace_s": trace_s, "engine_s": result.wall_s,
+    print(json.dumps({"vms": vms, "ios": result.ios, "total_s": total, "cpu_s": cpu,
+                      "trace_s": marks["drawn"] - cpu0, "engine_s": result.wall_s,
+                      "engine_cpu_s": marks["done"] - marks["engine"],
                       "peak_rss_bytes": rss, "boot_p95_s": result.boot.p95}))
 
 
-def bench_storm(function: str) -> None:
-    out = subprocess.run([sys.executable, __file__, "--storm", function], capture_output=True, text=True,
+def _storm_in_child(function: str, vms: int = 1000) -> dict[str, float]:
+    out = subprocess.run([sys.executable, __file__, "--storm", function, str(vms)], capture_output=True, text=True,
                          check=True)
-    d = json.loads(out.stdout.strip().splitlines()[-1])
+    figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
+
+
+#: Fleet sizes of the cost-per-IO series; the largest runs only when the machine has the memory.
+SCALE_VMS = (10, 100, 1000, 10_000)
+
+
+def bench_scale(function: str) -> None:
+    """Cost per IO (engine, and whole storm in CPU time) and peak memory per IO at each fleet size, each
+    storm in a fresh process; the 100-desktop storm is the anchor of the ratios."""
+    fleet = load_fleet("desktop-win7")
+    rows: dict[int, dict[str, float]] = {}
+    print(f"scale: desktop-win7, {function}, closed loop, {fleet.boot_ios:,.0f} IOs per VM, each size in a fresh "
+          "process (ns per IO: CPU time of the engine and summary / IOs, and of the whole storm / IOs; CPU time, "
+          "not wall: the machine is shared)")
+    for vms in SCALE_VMS:
+        need, have = peak_memory_bytes(int(vms * fleet.boot_ios), Arrivals.CLOSED), available_memory_bytes()
+        if have and need > have:
+            print(f"  {vms:>6,} VMs: not run, needs about {need / 2**30:.1f} GiB, {have / 2**30:.1f} GiB available")
+            continue
+        d = rows[vms] = _storm_in_child(function, vms)
+        print(f"  {vms:>6,} VMs {d['ios']:>13,.0f} IOs: engine {1e9 * d['engine_cpu_s'] / d['ios']:6.0f} ns/IO, whole "
+              f"{1e9 * d['cpu_s'] / d['ios']:6.0f} ns/IO (wall {d['total_s']:.1f} s), peak "
+              f"{d['peak_rss_bytes'] / 2**20:,.0f} MiB = {d['peak_rss_bytes'] / d['ios']:.1f} bytes/IO")
+    if 100 in rows:
+        anchor = rows[100]["engine_cpu_s"] / rows[100]["ios"]
+        for vms, d in rows.items():
+            if vms > 100:
+                _line(f"1.5 x engine ns/IO at 100 VMs, vs at {vms:,}", 1.5 * 1e9 * anchor, "",
+                      "measured ns/IO", 1e9 * d["engine_cpu_s"] / d["ios"], 1.0)
+
+
+def bench_storm(function: str) -> None:
+    d = _storm_in_child(function)
     # SimPy on two VMs of the same storm (its rate per IO; the whole storm would take it hours).
     simpy = _simpy_rate(_scenario("desktop-win7", function, 2, Arrivals.CLOSED)[0])
     print(f"storm: 1000 x desktop-win7, {function}, closed loop, {d['ios']:,} IOs "
-          f"(trace {d['trace_s']:.1f} s + engine {d['engine_s']:.1f} s + rest; p95 boot {d['boot_p95_s']:.0f} s)")
+          f"(trace {d['trace_s']:.1f} s CPU + engine {d['engine_s']:.1f} s wall, {d['engine_cpu_s']:.1f} s CPU + rest; "
+          f"whole storm {d['cpu_s']:.1f} s CPU; p95 boot {d['boot_p95_s']:.0f} s)")
     _line("wall time, trace to result [s] (lower wins)", 30.0, "", "measured [s]", d["total_s"], 1.0)
     _line("memory peak [MiB] (lower wins)", 4096.0, "", "measured peak RSS [MiB]", d["peak_rss_bytes"] / 2**20, 1.0)
     _line("fast whole storm vs SimPy [IO/s]", d["ios"] / d["total_s"], "IO/s", "SimPy reference [IO/s]", simpy, 50.0)
 
 
-def main(parts: tuple[str, ...] = ("open", "closed", "storm")) -> None:
+def main(parts: tuple[str, ...] = ("open", "closed", "storm", "scale")) -> None:
     print("bench_sim: boot-storm simulator speed; ratio = figure / anchor (for the storm: target / measured)")
     print(f"  numba first call (compile or cache load), reported apart: {compile_time_s():.2f} s")
     # The paper's desktop fleet on the paper's array (32 GiB cache): snapshot clones share the GI's
@@ -163,10 +214,12 @@ def main(parts: tuple[str, ...] = ("open", "closed", "storm")) -> None:
         bench_loop("closed loop with the cache", "desktop-win7", function, 100, Arrivals.CLOSED, 3e6, 50.0)
     for function in ("thin", "snapshot") if "storm" in parts else ():
         bench_storm(function)
+    for function in ("thin", "snapshot") if "scale" in parts else ():
+        bench_scale(function)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--storm":
         _storm_child()
     else:
-        main(tuple(sys.argv[1:]) or ("open", "closed", "storm"))
+        main(tuple(sys.argv[1:]) or ("open", "closed", "storm", "scale"))

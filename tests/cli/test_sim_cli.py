@@ -235,8 +235,8 @@ SIM_SMALL = (*BASE, "--vms", "20", "--method", "snapshot", "--golden-images", "1
 def test_simulate_shows_its_progress_on_a_terminal_and_never_on_stdout() -> None:
     code, out, screen = _under_a_terminal(*SIM_SMALL)
     assert code == 0, screen
-    # the stages, with the storm's size and which run of how many
-    assert "draw the trace" in screen and "6,000 IOs, 20 VMs" in screen and "run 2 of 2" in screen
+    # the stages, with the storm's size and its runs (side by side on the local cores)
+    assert "draw the trace" in screen and "6,000 IOs, 20 VMs: 2 runs side by side" in screen
     assert "what GI replicas buy" in out and "draw the trace" not in out and "\x1b" not in out
     code, out, screen = _under_a_terminal(*SIM_SMALL, "--json")
     assert code == 0 and json.loads(out)["golden_images"] == [1, 2]
@@ -247,8 +247,9 @@ def test_validate_shows_each_bisection_run_on_a_terminal() -> None:
     args = ("validate", "--fleet", "server-ws2008", "--array", "midrange-2012", "--ios-per-vm", "40")
     code, out, screen = _under_a_terminal(*args, "--functions", "thin,snapshot")
     assert code == 0, screen
-    assert "function 1 of 2, thin: T = " in screen and "bisection run 1 of about" in screen
-    assert "function 2 of 2, snapshot: T = " in screen
+    # each storm as it ends, named by its bisection's function, T and ratio; the runs still expected
+    assert "thin: T = " in screen and "x nominal; bisection run 2 of about" in screen
+    assert "snapshot: T = " in screen and "largest T = " in screen
     assert "model vs simulation" in out and "bisection" not in out
     code, out, screen = _under_a_terminal(*args, "--functions", "thin", "--json")
     assert code == 0 and [m["function"] for m in json.loads(out)["methods"]] == ["thin"]

@@ -25,7 +25,6 @@ from clonefleet.cli.app import (
 from clonefleet.errors import UsageError, output_folder
 from clonefleet.planner import MAX_VMS
 from clonefleet.presets import load_array, load_fleet, load_function
-from clonefleet.progress import Progress
 from clonefleet.units import format_bytes
 
 if TYPE_CHECKING:  # the simulator (numba) is imported when a command runs, not when the CLI starts
@@ -35,6 +34,12 @@ FLEET_OPTION = typer.Option(..., "--fleet", "-f", help="Fleet preset name or pat
 ARRAY_OPTION = typer.Option(..., "--array", "-a", help="Array preset name or path to an array TOML file.")
 SEED_OPTION = typer.Option(0, "--seed", click_type=Whole(0, 2**63 - 1, "SEED"),
                            help="Seed of the numpy random generator (a whole number >= 0).")
+DASK_OPTION = typer.Option(None, "--dask", metavar="ADDRESS",
+                           help="Run the independent storms on the Dask cluster whose scheduler is at ADDRESS "
+                                "(e.g. tcp://10.0.0.5:8786) instead of on the local cores.")
+WORKERS_OPTION = typer.Option(None, "--workers", click_type=Whole(1, 4096, "WORKERS"),
+                              help="Local processes for independent storms (default: one per core; 1: none, "
+                                   "all in this process).")
 #: IOs one boot issues, or outstanding per VM: far beyond any real boot, and a storm still fits in memory.
 MAX_IOS_PER_VM = 10**9
 IOS_HELP = "IOs per VM boot (default: the fleet's boot_ios); fewer for a quick run, W and n scale along."
@@ -105,6 +110,8 @@ def simulate_cmd(
     trace_format: str = typer.Option("auto", "--trace-format", help=TRACE_FORMAT_HELP),
     plots: Path = typer.Option(None, "--plots", help="Folder for boot_times.png and utilisation.png."),
     write_iolog: Path = typer.Option(None, "--write-iolog", help="Also write the trace as fio iologs (one per VM)."),
+    dask: str = DASK_OPTION,
+    workers: int = WORKERS_OPTION,
     as_json: bool = JSON_OPTION,
     quiet: bool = QUIET_OPTION,
 ) -> None:
@@ -154,10 +161,12 @@ def simulate_cmd(
                                   order_window_s=order_jitter, closed=closed)
     elif order_jitter > 0:
         raise UsageError("--order-jitter: only with --trace (a synthetic trace has no captured order)")
-    with progress_display(not (as_json or quiet)) as report:
+    with progress_display(not (as_json or quiet)) as report, \
+            sim.storm_executor(dask, workers if gs is not None and len(gs) > 1 else 1) as executor:
         storm = sim.run_storm(fleet_p, array_p, function_p, t, golden_images=gs, seed=s, arrivals=arr,
                               ios_per_vm=ios if tr is None else None, queue_depth=q, start_spread_s=start_spread,
-                              trace=tr, engine=eng, progress=report)
+                              trace=tr, engine=eng, progress=report, executor=executor,
+                              keep_trace=write_iolog is not None)
     results = list(storm.runs)
     files: list[Path] = []
     if plots is not None:
@@ -165,6 +174,7 @@ def simulate_cmd(
             files += sim.write_plots(r, plots if len(results) == 1 else plots / f"g{r.scenario.golden_images}",
                                      compared_with=[o for o in results if o is not r])
     if write_iolog is not None:
+        assert storm.trace is not None  # kept for the iologs
         files += sim.write_fio_iologs(storm.trace, write_iolog)[:1]
     if as_json:
         docs = [r.to_dict() for r in results]
@@ -265,12 +275,16 @@ def validate_cmd(
     arrivals: str = typer.Option("open", "--arrivals", help="open (each VM offers A, the model's premise) or closed."),
     slack: float = typer.Option(1.02, "--slack", help="A fleet meets its window when p95 boot / nominal <= slack."),
     seed: int = SEED_OPTION,
+    dask: str = DASK_OPTION,
+    workers: int = WORKERS_OPTION,
     as_json: bool = JSON_OPTION,
     quiet: bool = QUIET_OPTION,
 ) -> None:
     """Simulation against the model per method: the largest T that meets the boot window, C and S.
 
-    The largest T is found by bisection, one simulated storm per T tried (progress shows each).
+    The largest T is found by bisection, one simulated storm per T tried (progress shows each); the
+    functions' bisections and the count of C run side by side on the local cores (--workers) or on a
+    Dask cluster (--dask), with the same results either way.
     Words: nominal window: how long one boot takes at the fleet's IO rate A with no queueing; a
     fleet meets it when its p95 boot is within --slack of it. open loop: each VM issues IOs at rate
     A (the model's premise); closed loop: each keeps q IOs outstanding. T for S: the fleet size at
@@ -287,13 +301,9 @@ def validate_cmd(
     arr = sim.Arrivals(_choice("--arrivals", arrivals, tuple(a.value for a in sim.Arrivals)))
     if not (np.isfinite(slack) and slack >= 1.0):
         raise UsageError(f"--slack = {slack!r}: a factor of at least 1")
-    pool = sim.TracePool(fleet_p, s, ios, arr)  # one trace for every function and every T of the bisections
-    checks = []
-    with progress_display(not (as_json or quiet)) as report:
-        for k, f in enumerate(fns):
-            step = report if len(fns) == 1 else _prefixed(report, f"function {k + 1} of {len(fns)}, ")
-            checks.append(sim.check_method(fleet_p, array_p, f, seed=s, ios_per_vm=ios, slack=slack, arrivals=arr,
-                                           pool=pool, progress=step))
+    with progress_display(not (as_json or quiet)) as report, sim.storm_executor(dask, workers) as executor:
+        checks = sim.validate_fleet(fleet_p, array_p, fns, seed=s, ios_per_vm=ios, slack=slack, arrivals=arr,
+                                    executor=executor, slots=sim.executor_slots(executor), progress=report)
     if as_json:
         emit_json({"fleet": fleet_p.name, "array": array_p.name, "seed": s, "ios_per_vm": ios,
                    "methods": [c.to_dict() for c in checks]})
@@ -308,11 +318,3 @@ def validate_cmd(
                   f"{TERMS['nominal window']}); T for S: {TERMS['T for S']}; C: new bytes per clone; S: all "
                   "clones and GI copies", style="dim")
 
-
-def _prefixed(report: Progress, prefix: str) -> Progress:
-    """The progress callback ``report`` with ``prefix`` before every stage."""
-
-    def step(stage: str, done: int, total: int) -> None:
-        report(prefix + stage, done, total)
-
-    return step

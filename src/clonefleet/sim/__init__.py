@@ -14,8 +14,9 @@ numba, which takes a second: a caller that only reads a trace does not pay it):
   :func:`replay_boots` (a captured boot for a whole fleet);
 - figures: :func:`write_plots` (each built by :func:`boot_times_figure`, :func:`utilisation_figure`);
 - why: :func:`explain_bottleneck`, :func:`explain_replicas`;
-- the model against the simulation: :class:`TracePool`, :func:`check_method`,
-  :class:`MethodCheck`, :func:`model_golden_images`.
+- the model against the simulation: :class:`TracePool`, :func:`check_method`, :func:`validate_fleet`,
+  :class:`MethodCheck`, :func:`model_golden_images`;
+- storms side by side: :func:`storm_executor` (local cores or a Dask cluster), :func:`executor_slots`.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from clonefleet.progress import Progress, no_progress
-    from clonefleet.sim.compare import MethodCheck, TracePool, check_method
+    from clonefleet.sim.compare import MethodCheck, TracePool, check_method, validate_fleet
     from clonefleet.sim.explain import explain_bottleneck, explain_replicas
+    from clonefleet.sim.parallel import executor_slots, storm_executor
     from clonefleet.sim.plots import boot_times_figure, utilisation_figure, write_plots
     from clonefleet.sim.replay import replay_boots
     from clonefleet.sim.results import Engine, ScenarioRecord, SimResult
@@ -36,7 +38,8 @@ if TYPE_CHECKING:
     from clonefleet.sim.traceio import read_trace, write_csv, write_fio_iologs
 
 _WHERE = {
-    "MethodCheck": "compare", "TracePool": "compare", "check_method": "compare",
+    "MethodCheck": "compare", "TracePool": "compare", "check_method": "compare", "validate_fleet": "compare",
+    "storm_executor": "parallel", "executor_slots": "parallel",
     "write_plots": "plots", "boot_times_figure": "plots", "utilisation_figure": "plots",
     "explain_bottleneck": "explain", "explain_replicas": "explain",
     "Engine": "results", "ScenarioRecord": "results", "SimResult": "results",
@@ -49,9 +52,10 @@ _RENAMED = {"TRACE_FORMATS": "FORMATS"}
 
 __all__ = [
     "TRACE_FORMATS", "Arrivals", "Engine", "MethodCheck", "Progress", "ScenarioRecord", "SimResult", "Storm",
-    "Trace", "TracePool", "boot_times_figure", "check_method", "explain_bottleneck", "explain_replicas",
-    "generate_trace", "model_golden_images", "no_progress", "read_trace", "replay_boots", "run_storm",
-    "utilisation_figure", "write_csv", "write_fio_iologs", "write_plots",
+    "Trace", "TracePool", "boot_times_figure", "check_method", "executor_slots", "explain_bottleneck",
+    "explain_replicas", "generate_trace", "model_golden_images", "no_progress", "read_trace", "replay_boots",
+    "run_storm", "storm_executor", "utilisation_figure", "validate_fleet", "write_csv", "write_fio_iologs",
+    "write_plots",
 ]
 
 

@@ -64,7 +64,8 @@ class Network:
     is_write: Int8Array  # per IO
     key: Int32Array  # per IO: cache key, the number of its (owner, block), 0 .. cache_keys - 1
     disk: DiskArray  # per IO: disk of a read miss, first disk of a write
-    cow_disk: DiskArray  # (2, IOs): GI disks of a write's copy-on-write reads (the first, the second), -1: none
+    cow_disk: DiskArray  # (2, IOs): GI disks of a write's copy-on-write reads (the first, the second), -1: none;
+    #                      (2, 0) when no IO copies (full and thin clones): 4 bytes per IO spared
     vm_volume: Int32Array  # per VM: the volume its IO passes
     volume_processor: Int32Array  # per volume: its owning processor
     processors: int
@@ -155,7 +156,7 @@ def compile_network(scenario: Scenario, arrival_order: IdArray | None = None) ->
     processors = int(array.processors)
     n, disks = trace.ios, int(array.disks + g * array.gi_disks)
     small = np.int16 if disks < np.iinfo(np.int16).max else np.int32  # compact: 2 bytes per IO
-    key, disk, cow = np.empty(n, np.int32), np.empty(n, small), np.full((2, n), -1, small)
+    key, disk, cow = np.empty(n, np.int32), np.empty(n, small), np.full((2, n if snapshot else 0), -1, small)
     image = scenario.fleet.gi_virtual_bytes
     blocks = int(-(-image // scenario.cache_block_bytes))  # np.zeros: untouched pages cost no memory
     # An open loop's arrival order depends on the trace alone: it is sorted on the other core

@@ -16,19 +16,26 @@ fleets get the model's g for each T.
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Generator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from clonefleet.planner import evaluate, fleet_consumed_bytes, golden_images_for, operable_count
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.progress import Progress, no_progress
-from clonefleet.sim.arraymodel import allocated_bytes_per_clone, consumed_bytes
+from clonefleet.sim.arraymodel import _units_per_vm
 from clonefleet.sim.order import IdArray, time_order
+from clonefleet.sim.parallel import Inline, run_all
 from clonefleet.sim.results import SimResult
-from clonefleet.sim.scenario import build_scenario
 from clonefleet.sim.storm import model_golden_images, run_storm
-from clonefleet.sim.trace import Arrivals, Trace, generate_trace
+from clonefleet.sim.trace import Arrivals, Trace, generate_trace, trace_draw
+
+FloatArray = npt.NDArray[np.float64]
 
 #: A fleet meets its window when its p95 boot time is at most this times the nominal one.
 DEFAULT_SLACK = 1.02
@@ -115,45 +122,86 @@ def run_fleet(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, 
     return result, float(np.percentile(result.boot_s / nominal, 95))
 
 
+#: What a bisection asks and is told: it yields (T to run, runs expected after that one), is sent that
+#: run's p95 boot / nominal ratio, and returns the largest T that met the window.
+Bisection = Generator[tuple[int, int], float, int]
+
+
+def bisection(start: int, slack: float) -> Bisection:
+    """The search for the largest T whose p95 boot is within ``slack`` windows, ``start`` a first
+    guess: bracket around it, widening until it holds, then bisect to 1 % (at least 1 VM). It
+    runs nothing itself: whoever drives it runs each T it yields (here, or on a worker) and sends
+    the ratio back, so several bisections can run side by side and every one asks for the same
+    T's in the same order wherever its storms run."""
+
+    def ok(t: int, more: int) -> Generator[tuple[int, int], float, bool]:
+        ratio = yield t, more
+        return ratio <= slack
+
+    lo, hi = max(1, int(start * 0.85)), max(2, int(start * 1.2))
+    while not (yield from ok(lo, 1 + _halvings(lo // 2, lo))):
+        hi, lo = lo, lo // 2
+        if lo == 0:
+            return 0
+    while (yield from ok(hi, _halvings(lo, hi))):
+        lo, hi = hi, hi * 2
+        if hi > 1_000_000:
+            return lo
+    while hi - lo > max(1, lo // 100):
+        mid = (lo + hi) // 2
+        if (yield from ok(mid, _halvings(lo, hi) - 1)):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _label(function: FunctionPreset) -> str:
+    method = function.method.value
+    return function.name if function.name == method else f"{function.name} ({method})"
+
+
 def largest_vms(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, *, seed: int,
                 ios_per_vm: int | None, slack: float, start: int,
                 arrivals: Arrivals = Arrivals.OPEN, pool: TracePool | None = None,
                 progress: Progress = no_progress) -> tuple[int, list[tuple[int, float]]]:
-    """Largest T whose p95 boot time is within ``slack`` windows (bisection; ``start`` a first guess).
+    """Largest T whose p95 boot time is within ``slack`` windows (:func:`bisection`, run here).
 
     ``progress`` hears ("<function> (<method>, when another word): T = <T>, bisection run k of about
     n", k - 1, n) before each run; n is re-estimated as the bracket narrows."""
     runs: list[tuple[int, float]] = []
     pool = pool or TracePool(fleet, seed, ios_per_vm, arrivals)
     pool.first(1, draw_at_least=max(2, int(start * 1.2)))  # the bracket's top, drawn once
-    method = function.method.value
-    label = function.name if function.name == method else f"{function.name} ({method})"
+    label = _label(function)
+    search = bisection(start, slack)
+    try:
+        t, more = next(search)
+        while True:
+            k, n = len(runs) + 1, len(runs) + 1 + more
+            progress(f"{label}: T = {t:,}, bisection run {k} of about {n}", k - 1, n)
+            ratio = run_fleet(fleet, array, function, t, seed, ios_per_vm, arrivals, pool)[1]
+            runs.append((t, ratio))
+            t, more = search.send(ratio)
+    except StopIteration as end:
+        return int(end.value), runs
 
-    def ok(t: int, more: int) -> bool:
-        """Run T = t; ``more``: the runs still expected after this one."""
-        k, n = len(runs) + 1, len(runs) + 1 + more
-        progress(f"{label}: T = {t:,}, bisection run {k} of about {n}", k - 1, n)
-        ratio = run_fleet(fleet, array, function, t, seed, ios_per_vm, arrivals, pool)[1]
-        runs.append((t, ratio))
-        return ratio <= slack
 
-    # Bracket around the first guess, widening until it holds, then bisect to 1 %.
-    lo, hi = max(1, int(start * 0.85)), max(2, int(start * 1.2))
-    while not ok(lo, 1 + _halvings(lo // 2, lo)):
-        hi, lo = lo, lo // 2
-        if lo == 0:
-            return 0, runs
-    while ok(hi, _halvings(lo, hi)):
-        lo, hi = hi, hi * 2
-        if hi > 1_000_000:
-            return lo, runs
-    while hi - lo > max(1, lo // 100):
-        mid = (lo + hi) // 2
-        if ok(mid, _halvings(lo, hi) - 1):
-            lo = mid
-        else:
-            hi = mid
-    return lo, runs
+def _outcomes(runs: Sequence[tuple[int, float]], slack: float) -> list[tuple[int, bool]]:
+    """Each run's T and whether it met the window."""
+    return [(t, ratio <= slack) for t, ratio in runs]
+
+
+def _asks(start: int, slack: float, outcomes: Sequence[bool]) -> tuple[int, int] | None:
+    """The (T, runs after it) a bisection from ``start`` asks after runs with these outcomes (met the
+    window or not); None when it is done by then."""
+    search = bisection(start, slack)
+    step = next(search)
+    for ok in outcomes:
+        try:
+            step = search.send(slack if ok else math.inf)
+        except StopIteration:
+            return None
+    return step
 
 
 def _halvings(lo: int, hi: int) -> int:
@@ -168,21 +216,32 @@ def check_method(fleet: FleetPreset, array: ArrayPreset, function: FunctionPrese
                  ios_per_vm: int | None = DEFAULT_IOS_PER_VM, slack: float = DEFAULT_SLACK,
                  capacity_vms: int | None = None, arrivals: Arrivals = Arrivals.OPEN,
                  pool: TracePool | None = None, progress: Progress = no_progress) -> MethodCheck:
-    """Compare the model with the simulation for one storage function (``pool``: a trace pool to
-    share with the other functions of the same fleet, seed, IOs per VM and arrivals; ``progress``:
-    each run of the bisection, see :func:`largest_vms`)."""
-    # The model's largest T: Eq. 2, and none at all when no number of GIs carries a snapshot clone.
-    carried = function.method is not Method.SNAPSHOT or golden_images_for(fleet, array, function, 1) is not None
-    t_model = int(operable_count(evaluate(fleet, array, function, 1).max_vms)) if carried else 0
+    """Compare the model with the simulation for one storage function, in this process (``pool``: a
+    trace pool to share with the other functions of the same fleet, seed, IOs per VM and arrivals;
+    ``progress``: each run of the bisection, see :func:`largest_vms`). :func:`validate_fleet` checks
+    several functions, their storms side by side."""
+    t_model = model_max_vms(fleet, array, function)
     t_sim, runs = largest_vms(fleet, array, function, seed=seed, ios_per_vm=ios_per_vm, slack=slack,
                               start=max(1, t_model), arrivals=arrivals, pool=pool, progress=progress)
-    # Capacity: C and S at the model's T (a full boot's writes: C does not depend on timing).
     t_cap = capacity_vms if capacity_vms is not None else max(1, min(t_model, 1000))
+    per_clone = clone_bytes(fleet, [function], t_cap, seed)[0]
+    return _method_check(fleet, array, function, t_model, t_sim, runs, t_cap, per_clone, arrivals, slack)
+
+
+def model_max_vms(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset) -> int:
+    """The model's largest T: Eq. 2, and none at all when no number of GIs carries a snapshot clone."""
+    carried = function.method is not Method.SNAPSHOT or golden_images_for(fleet, array, function, 1) is not None
+    return int(operable_count(evaluate(fleet, array, function, 1).max_vms)) if carried else 0
+
+
+def _method_check(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, t_model: int, t_sim: int,
+                  runs: Sequence[tuple[int, float]], t_cap: int, per_clone: FloatArray, arrivals: Arrivals,
+                  slack: float) -> MethodCheck:
+    """The record of one function's check: the largest T both ways, C and S at T = ``t_cap`` (a full
+    boot's writes: C does not depend on timing) with the model's g at that T."""
     g = model_golden_images(fleet, array, function, t_cap) if function.method is Method.SNAPSHOT else 1
-    trace = generate_trace(fleet, t_cap, np.random.default_rng(seed), ios_per_vm=None, seed=seed)
-    scenario = build_scenario(trace, fleet, array, function, golden_images=g, seed=seed)
-    per_clone = allocated_bytes_per_clone(scenario)
-    s_sim = consumed_bytes(scenario, per_clone)
+    s_sim = float(fleet_consumed_bytes(fleet, function, g, t_cap,
+                                       float(per_clone.mean()) if per_clone.size else 0.0))
     ev = evaluate(fleet, array, function, t_cap)
     s_model = float(fleet_consumed_bytes(fleet, function, g, t_cap, ev.per_vm_new_bytes))
     return MethodCheck(
@@ -193,3 +252,155 @@ def check_method(fleet: FleetPreset, array: ArrayPreset, function: FunctionPrese
         consumed_ratio=s_sim / s_model, arrivals=arrivals.value, slack=slack,
         bisection=tuple(runs),
     )
+
+
+#: VMs per chunk when C is counted from full boots: a chunk's trace is drawn, counted and dropped,
+#: so memory stays that of one chunk (100 desktops x 62,000 IOs: about 80 MB) whatever the fleet.
+CLONE_BYTES_CHUNK_VMS = 100
+
+
+def clone_bytes_chunk(fleet: FleetPreset, units_bytes: Sequence[int], vms: int, first: int, end: int,
+                      seed: int) -> FloatArray:
+    """C [bytes] of clones ``first`` .. ``end - 1`` of a fleet of ``vms`` full boots drawn from
+    ``seed``, for each allocation unit of ``units_bytes`` (0: a full copy, which allocates nothing
+    new): shape (units, end - first). The same VMs :func:`generate_trace` draws, a chunk alone."""
+    trace = trace_draw(fleet, vms, np.random.default_rng(seed), seed=seed).vms(first, end)
+    out = np.zeros((len(units_bytes), end - first))
+    for row, unit in enumerate(units_bytes):
+        if unit:
+            marks = np.zeros(int(-(-fleet.gi_virtual_bytes // unit)), np.int32)  # untouched pages cost nothing
+            out[row] = _units_per_vm(trace.vm_start, trace.op, trace.offset_bytes, trace.length_bytes, unit,
+                                     marks) * float(unit)
+    return out
+
+
+def _unit_of(function: FunctionPreset) -> int:
+    return 0 if function.method is Method.FULL else int(function.unit_bytes)
+
+
+def clone_bytes(fleet: FleetPreset, functions: Sequence[FunctionPreset], vms: int, seed: int,
+                executor: Executor | None = None) -> list[FloatArray]:
+    """C of every clone of a fleet of ``vms`` full boots, per function (exact from the trace, as
+    :func:`~clonefleet.sim.arraymodel.allocated_bytes_per_clone` counts it), drawn and counted
+    :data:`CLONE_BYTES_CHUNK_VMS` VMs at a time, the chunks on ``executor``."""
+    units = [_unit_of(f) for f in functions]
+    chunks = [(a, min(a + CLONE_BYTES_CHUNK_VMS, vms)) for a in range(0, vms, CLONE_BYTES_CHUNK_VMS)]
+    parts = run_all(executor or Inline(), [(clone_bytes_chunk, (fleet, units, vms, a, b, seed)) for a, b in chunks])
+    whole = np.concatenate(parts, axis=1) if parts else np.zeros((len(units), 0))
+    return [np.ascontiguousarray(row) for row in whole]
+
+
+_POOLS: dict[tuple[object, ...], TracePool] = {}
+
+
+def fleet_ratio(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int, seed: int,
+                ios_per_vm: int | None, arrivals: Arrivals, draw_at_least: int = 2) -> float:
+    """p95 boot / nominal of ``vms`` clones (:func:`run_fleet`), the trace taken from this process's
+    pool for the fleet, seed, IOs and arrivals (kept between calls: a worker that runs several T's
+    of one bisection draws its trace once; ``draw_at_least``: VMs to draw when the pool is drawn)."""
+    key = (fleet.name, seed, ios_per_vm, arrivals)
+    pool = _POOLS.get(key)
+    if pool is None or pool.fleet != fleet:
+        _POOLS.clear()  # one pool per process: a worker holds one trace at a time
+        pool = _POOLS[key] = TracePool(fleet, seed, ios_per_vm, arrivals)
+    pool.first(1, draw_at_least=draw_at_least)
+    return run_fleet(fleet, array, function, vms, seed, ios_per_vm, arrivals, pool)[1]
+
+
+def validate_fleet(fleet: FleetPreset, array: ArrayPreset, functions: Sequence[FunctionPreset], *,
+                   seed: int = 0, ios_per_vm: int | None = DEFAULT_IOS_PER_VM, slack: float = DEFAULT_SLACK,
+                   capacity_vms: int | None = None, arrivals: Arrivals = Arrivals.OPEN,
+                   executor: Executor | None = None, slots: int = 1,
+                   progress: Progress = no_progress) -> list[MethodCheck]:
+    """:func:`check_method` for each function, the storms on ``executor`` (default: this process),
+    side by side: every bisection keeps one storm in flight, and C is counted in chunks of VMs beside
+    them. The same seeds give the same checks, bit for bit, however the storms run.
+
+    Full and thin clones (any function that is not a snapshot) send every IO the same way (only what
+    they allocate differs), so those with the same model T run one bisection between them: the same
+    storms, the same answer. ``slots``: storms the executor runs at once (its workers); when the
+    bisections leave some idle, they run ahead the T's a bisection will ask after its current storm
+    (whichever way that ends), so a lone bisection uses them too. ``progress`` hears ("<function>:
+    T = <T> ..., bisection run k of about n", storms done, storms expected) as each asked storm ends.
+    """
+    ex = executor or Inline()
+    t_model = [model_max_vms(fleet, array, f) for f in functions]
+    # One bisection per distinct path of the IOs: a snapshot function alone, the others by their start.
+    shared: dict[tuple[object, ...], int] = {}
+    group_of = [shared.setdefault(("private", t) if f.method is not Method.SNAPSHOT else ("own", k), k)
+                for k, (f, t) in enumerate(zip(functions, t_model, strict=True))]
+    leaders = sorted(set(group_of))
+    names = {k: " = ".join(_label(functions[j]) for j in range(len(functions)) if group_of[j] == k) for k in leaders}
+    # C at the capacity check's T, every function from one trace, chunk by chunk.
+    caps = [capacity_vms if capacity_vms is not None else max(1, min(t, 1000)) for t in t_model]
+    cap_futures = {}
+    for t_cap in sorted(set(caps)):
+        which = [f for f, c in zip(functions, caps, strict=True) if c == t_cap]
+        units = [_unit_of(f) for f in which]
+        chunks = [(a, min(a + CLONE_BYTES_CHUNK_VMS, t_cap)) for a in range(0, t_cap, CLONE_BYTES_CHUNK_VMS)]
+        cap_futures[t_cap] = (which, [ex.submit(clone_bytes_chunk, fleet, units, t_cap, a, b, seed)
+                                      for a, b in chunks])
+    starts = {k: max(1, t_model[k]) for k in leaders}
+    searches = {k: bisection(starts[k], slack) for k in leaders}
+    runs: dict[int, list[tuple[int, float]]] = {k: [] for k in leaders}
+    asked: dict[int, int] = {}  # per bisection: the T it waits for
+    expected = dict.fromkeys(leaders, 0)
+    found: dict[int, int] = {}
+    storms: dict[tuple[int, int], Future[float]] = {}  # (bisection, T): asked or run ahead
+
+    def start(k: int, t: int) -> None:
+        if (k, t) not in storms:
+            top = max(2, int(starts[k] * 1.2))  # the bracket's top: a worker draws its trace once
+            storms[k, t] = ex.submit(fleet_ratio, fleet, array, functions[k], t, seed, ios_per_vm, arrivals, top)
+
+    def ask(k: int, step: tuple[int, int]) -> None:
+        t, more = step
+        expected[k] = len(runs[k]) + 1 + more
+        asked[k] = t
+        start(k, t)
+
+    def run_ahead() -> None:
+        """Keep idle workers busy with the T's the bisections will ask next if the storms they wait for
+        meet (or miss) the window: never a T they would not ask, so the answers are the same."""
+        for depth in (1, 2):
+            for k in sorted(asked):
+                for outcomes in itertools.product((True, False), repeat=depth):
+                    if sum(not f.done() for f in storms.values()) >= slots:
+                        return
+                    step = _asks(starts[k], slack, [ok for _, ok in _outcomes(runs[k], slack)] + list(outcomes))
+                    if step is not None:
+                        start(k, step[0])
+
+    for k in leaders:
+        ask(k, next(searches[k]))
+    progress("validate: the first storms", 0, sum(expected.values()))
+    while asked:
+        if slots > 1:
+            run_ahead()
+        wait([storms[k, t] for k, t in asked.items()], return_when=FIRST_COMPLETED)
+        for k in sorted(asked):  # in bisection order: the same reports every time
+            t = asked[k]
+            if not storms[k, t].done():
+                continue
+            ratio = storms[k, t].result()
+            runs[k].append((t, ratio))
+            del asked[k]
+            try:
+                ask(k, searches[k].send(ratio))
+                state = f"bisection run {len(runs[k]) + 1} of about {expected[k]}"
+            except StopIteration as end:
+                found[k] = int(end.value)
+                state = f"largest T = {found[k]:,}"
+            progress(f"{names[k]}: T = {t:,} gave p95 boot {ratio:.3f} x nominal; {state}",
+                     sum(len(r) for r in runs.values()), sum(expected.values()))
+    for future in storms.values():
+        future.cancel()  # storms run ahead that no bisection asked for, not started yet
+    per_clone: dict[str, FloatArray] = {}
+    for t_cap, (which, futures) in cap_futures.items():
+        whole = np.concatenate([f.result() for f in futures], axis=1)
+        for row, f in enumerate(which):
+            per_clone[f"{t_cap}/{f.name}"] = np.ascontiguousarray(whole[row])
+    if isinstance(ex, Inline):
+        _POOLS.clear()  # this process's trace: not kept once the check is done
+    return [_method_check(fleet, array, f, t_model[k], found[group_of[k]], runs[group_of[k]], caps[k],
+                          per_clone[f"{caps[k]}/{f.name}"], arrivals, slack) for k, f in enumerate(functions)]

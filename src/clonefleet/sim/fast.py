@@ -285,6 +285,7 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
     vol_free, proc_free, disk_free, busy_vol, busy_proc, busy_disk, bins, state = _idle_array(
         len(volume_processor), n_proc, n_disks, n_bins, cache_slots)
     as_set = 0 < len(lru) <= cache_slots
+    has_cow = cow_disk.shape[1] > 0  # (2, 0): no IO of the run copies on write
     # The calendar: the current bucket's heap (ht, hi, size), the ring of lists of slots, the far heap.
     cap = len(ht)
     bucket_s = min(max(bucket_s, BUCKET_S_RANGE[0]), BUCKET_S_RANGE[1])
@@ -419,7 +420,7 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
                         d = disk[i]
                         nt = _serve(disk_free, busy_disk, bins, 2 if d < pool else 3, bin_s, d, t, dsvc)
                         stage[i] = 4
-                elif cow_disk[0, i] >= 0:
+                elif has_cow and cow_disk[0, i] >= 0:
                     nt = _cow_reads(i, t, cow_disk, disk_free, busy_disk, bins, bin_s, dsvc)
                     stage[i] = 3
                 else:
@@ -505,6 +506,7 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
     vol_free, proc_free, disk_free, busy_vol, busy_proc, busy_disk, bins, state = _idle_array(
         len(volume_processor), n_proc, n_disks, n_bins, cache_slots)
     as_set = 0 < len(lru) <= cache_slots
+    has_cow = cow_disk.shape[1] > 0  # (2, 0): no IO of the run copies on write
     for k in range(n):  # volumes
         i = order[k]
         ids[k] = i
@@ -530,7 +532,7 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
                 hits += 1
                 completion[i] = t[k]
                 continue
-        if (is_write[i] == 0 and disk[i] >= pool) or (is_write[i] != 0 and cow_disk[0, i] >= 0):
+        if (is_write[i] == 0 and disk[i] >= pool) or (is_write[i] != 0 and has_cow and cow_disk[0, i] >= 0):
             gi_t[ng], gi_ids[ng] = t[k], i
             ng += 1
         else:

@@ -125,7 +125,7 @@ class _Model:
                 d = int(net.disk[i])
                 yield from self.serve(self.disks, 2, d, 2 if d < net.pool_disks else 3, i, disk_s)
         else:
-            cows = [int(d) for d in net.cow_disk[:, i] if d >= 0]
+            cows = [int(d) for d in net.cow_disk[:, i] if d >= 0] if net.cow_disk.shape[1] else []
             if cows:  # copy-on-write reads, in parallel; the writes start when the last is done
                 yield env.all_of([env.process(self.serve(self.disks, 2, d, 3, i, disk_s)) for d in cows])
                 yield _At(env, 0.0, i)  # back in IO-id order among the events of this instant

@@ -172,11 +172,12 @@ class SimResult:
         }
 
 
-def summarise(scenario: Scenario, net: Network, raw: RawRun) -> SimResult:
-    """Turn an engine's raw output into the per-VM, per-IO and per-resource figures."""
-    trace = scenario.trace
-    last = np.maximum.reduceat(raw.completion_s, trace.vm_start[:-1])
-    boot = last - trace.start_s
+def summarise(scenario: Scenario, net: Network, raw: RawRun, per_clone: FloatArray | None = None) -> SimResult:
+    """Turn an engine's raw output into the per-VM, per-IO and per-resource figures (``per_clone``: C
+    of every clone when counted already, see :func:`allocated_bytes_per_clone`; the trace's offsets
+    are then not read, and need not be held while the engine runs)."""
+    last = np.maximum.reduceat(raw.completion_s, net.vm_start[:-1])
+    boot = last - net.start_s
     makespan = float(raw.completion_s.max())
     used_bins = min(int(makespan / net.util_bin_s) + 1, raw.busy_bins_s.shape[1])
     pool, total = net.pool_disks, net.disks
@@ -204,7 +205,8 @@ def summarise(scenario: Scenario, net: Network, raw: RawRun) -> SimResult:
             name, int(servers), float(busy.sum() / (max(servers, 1) * makespan)) if servers else 0.0,
             float(busy.max() / makespan) if servers else 0.0,
             float(series.max()) if servers else 0.0, series))
-    per_clone = allocated_bytes_per_clone(scenario)
+    if per_clone is None:
+        per_clone = allocated_bytes_per_clone(scenario)
     lat = raw.latency_s
     # Two streaming passes over the latencies for the spread and the percentiles (exact: radix select).
     q = percentiles(lat, [0.0, 50.0, 95.0, *PERCENTILES, 100.0]) if lat.size else np.zeros(len(PERCENTILES) + 4)
@@ -212,7 +214,7 @@ def summarise(scenario: Scenario, net: Network, raw: RawRun) -> SimResult:
                      "s")
     pct = q[3:-1]
     return SimResult(
-        scenario=ScenarioRecord.of(scenario), engine=raw.engine, seed=scenario.seed, ios=trace.ios,
+        scenario=ScenarioRecord.of(scenario), engine=raw.engine, seed=scenario.seed, ios=len(net.is_write),
         makespan_s=makespan, boot=Spread.of(boot, "s"), latency=latency,
         latency_percentiles_s={f"p{p:g}": float(v) for p, v in zip(PERCENTILES, pct, strict=True)},
         read_hit_ratio=raw.read_hits / raw.reads if raw.reads else 0.0,

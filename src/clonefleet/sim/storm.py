@@ -9,6 +9,7 @@ run, then runs each on the same trace.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -16,8 +17,9 @@ import numpy as np
 from clonefleet.planner import golden_images_for
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.progress import Progress, no_progress
-from clonefleet.sim.arraymodel import compile_network
+from clonefleet.sim.arraymodel import allocated_bytes_per_clone, compile_network
 from clonefleet.sim.order import IdArray, time_order
+from clonefleet.sim.parallel import run_all
 from clonefleet.sim.results import Engine, SimResult, run_engine, summarise
 from clonefleet.sim.scenario import build_scenario
 from clonefleet.sim.trace import Arrivals, Trace, generate_trace
@@ -32,9 +34,10 @@ def model_golden_images(fleet: FleetPreset, array: ArrayPreset, function: Functi
 
 @dataclass(frozen=True, eq=False)
 class Storm:
-    """One storm's trace and its runs, one per number of GIs asked for, in that order."""
+    """One storm's trace and its runs, one per number of GIs asked for, in that order; ``trace`` is
+    None when the storm was asked not to keep it (``run_storm(keep_trace=False)``)."""
 
-    trace: Trace
+    trace: Trace | None
     runs: tuple[SimResult, ...]
 
     @property
@@ -47,7 +50,8 @@ def run_storm(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, 
               arrivals: Arrivals = Arrivals.CLOSED, ios_per_vm: int | None = None,
               queue_depth: int | None = None, start_spread_s: float = 0.0, trace: Trace | None = None,
               engine: Engine = Engine.FAST, progress: Progress = no_progress,
-              arrival_order: IdArray | None = None) -> Storm:
+              arrival_order: IdArray | None = None, executor: Executor | None = None,
+              keep_trace: bool = True) -> Storm:
     """Boot ``vms`` clones of ``fleet`` at once on ``array`` with ``function``; seconds, bytes.
 
     ``golden_images``: one g, several (the same storm on each), or None: the model's g for snapshot
@@ -60,7 +64,17 @@ def run_storm(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, 
     run (:class:`~clonefleet.errors.UsageError`, one line). ``progress`` hears ("draw the trace",
     VMs drawn, VMs), then per run k of n ("place <IOs>, <VMs> on the array...", k, n) and ("run the
     <engine> engine on <IOs>, <VMs>...", k, n), and last ("... done", n, n).
+
+    ``executor``: with several GIs, the runs go there side by side (see
+    :mod:`clonefleet.sim.parallel`), each drawing the trace again from the seed (a trace given is
+    sent along), and ``progress`` hears ("... side by side", runs done, n) as each ends; the runs
+    are the same, bit for bit, as one after the other here.
+
+    ``keep_trace=False``: a trace drawn here for one run is not returned, and its offsets and lengths
+    (12 of the 13 bytes it holds per IO) are let go once the IOs are placed and C is counted, before
+    the engine runs: the storm's peak memory is that much lower.
     """
+    given = trace
     if golden_images is None:
         gs: list[int | None] = [model_golden_images(fleet, array, function, vms)
                                 if function.method is Method.SNAPSHOT else None]
@@ -69,21 +83,62 @@ def run_storm(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, 
     if trace is None:
         trace = generate_trace(fleet, vms, np.random.default_rng(seed), arrivals=arrivals, ios_per_vm=ios_per_vm,
                                seed=seed, start_spread_s=start_spread_s, progress=progress)
+    fleet_drawn = fleet
     if ios_per_vm is not None:
         fleet = replace(fleet, boot_ios=float(ios_per_vm))  # its boot window: the shorter boot's
     scenarios = [build_scenario(trace, fleet, array, function, vms=vms, golden_images=g, queue_depth=queue_depth,
                                 seed=seed) for g in gs]
+    n = len(scenarios)
+    if executor is not None and n > 1:
+        recipe = (fleet_drawn, array, function, vms, seed, trace.arrivals, ios_per_vm, queue_depth, start_spread_s,
+                  given, engine)
+        done = run_all(executor, [(run_one, (*recipe, sc.golden_images)) for sc in scenarios], progress,
+                       f"run the {engine.value} engine on {trace.ios:,} IOs, {vms:,} VMs: {n} runs side by side")
+        return Storm(trace, tuple(done))
     if arrival_order is None and len(scenarios) > 1 and len(trace.issue_s):
         arrival_order = time_order(trace.issue_s)  # once for every run
     runs: list[SimResult] = []
     size = f"{trace.ios:,} IOs, {vms:,} VMs"
-    n = len(scenarios)
-    for k, scenario in enumerate(scenarios):
+    for k in range(n):  # by index: enumerate's reused (k, item) tuple would keep a let-go scenario alive
+        scenario = scenarios[k]
         which = f" (g = {scenario.golden_images}, run {k + 1} of {n})" if n > 1 else ""
         pace = f", last run {runs[-1].ios_per_s:,.0f} IOs/s" if runs else ""
         progress(f"place {size} on the array{which}", k, n)
         net = compile_network(scenario, arrival_order)
+        per_clone = None
+        if not keep_trace and given is None and n == 1:
+            # Nothing reads the offsets after this: C now, then only what the network shares with the trace.
+            per_clone = allocated_bytes_per_clone(scenario)
+            scenario = scenarios[0] = replace(scenario, trace=_without_offsets(trace))
+            trace = scenario.trace  # the whole trace has no reference left: its offsets are freed
         progress(f"run the {engine.value} engine on {size}{which}{pace}", k, n)
-        runs.append(summarise(scenario, net, run_engine(net, engine)))
+        runs.append(summarise(scenario, net, run_engine(net, engine), per_clone))
     progress(f"run the {engine.value} engine on {size}: done", n, n)
-    return Storm(trace, tuple(runs))
+    return Storm(trace if keep_trace else None, tuple(runs))
+
+
+def _without_offsets(trace: Trace) -> Trace:
+    """The trace's timing and ops only, for a run's record once its IOs are placed: no offsets, no
+    lengths (read by nothing after the placement and the count of C)."""
+    return Trace(trace.vm_start, trace.op, np.zeros(0, np.int64), np.zeros(0, np.int32), trace.issue_s,
+                 trace.start_s, trace.seed, trace.source)
+
+
+_DRAWN: dict[tuple[object, ...], Trace] = {}
+
+
+def run_one(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int, seed: int,
+            arrivals: Arrivals, ios_per_vm: int | None, queue_depth: int | None, start_spread_s: float,
+            trace: Trace | None, engine: Engine, golden_images: int) -> SimResult:
+    """One run of :func:`run_storm` on its own, from the storm's recipe (for a worker): the trace drawn
+    from the seed unless given (kept for the next run of the same storm in this process)."""
+    if trace is None:
+        key = (fleet.name, vms, seed, arrivals, ios_per_vm, start_spread_s)
+        trace = _DRAWN.get(key)
+        if trace is None:
+            _DRAWN.clear()  # one storm's trace per process
+            trace = _DRAWN[key] = generate_trace(fleet, vms, np.random.default_rng(seed), arrivals=arrivals,
+                                                 ios_per_vm=ios_per_vm, seed=seed, start_spread_s=start_spread_s)
+    (run,) = run_storm(fleet, array, function, vms, golden_images=[golden_images],
+                       seed=seed, ios_per_vm=ios_per_vm, queue_depth=queue_depth, trace=trace, engine=engine).runs
+    return run

@@ -182,6 +182,149 @@ def _write_ios(fleet: FleetPreset, write_ios: int, scale: float, rng: np.random.
         ((end_block - start_block) * align).astype(np.int32)
 
 
+@dataclass(frozen=True, eq=False)
+class TraceDraw:
+    """What every VM of a synthetic trace shares (the read template, the write span, one child
+    generator per VM), so that any range of VMs can be drawn on its own: ``vms(a, b)`` is exactly
+    VMs a..b-1 of the whole trace (each VM draws from its own child generator). A storm, or C per
+    clone, can then be drawn a chunk of VMs at a time, in bounded memory, or on several machines."""
+
+    fleet: FleetPreset
+    arrivals: Arrivals
+    ios: int
+    scale: float
+    write_n: int
+    write_span_start: int
+    reread_fraction: float
+    fresh_off: IntArray
+    fresh_len: Int32Array
+    runs: IntArray
+    run_len: IntArray
+    start_spread_s: float
+    align_bytes: int
+    children: tuple[np.random.SeedSequence, ...]  # VM v draws from a fresh generator of children[v]
+    bit_generator: type[np.random.BitGenerator]
+    seed: int | None
+
+    @property
+    def total_vms(self) -> int:
+        return len(self.children)
+
+    def child(self, vm: int) -> np.random.Generator:
+        """VM ``vm``'s generator, fresh (as ``rng.spawn`` made it): the same draws however often asked."""
+        return np.random.Generator(self.bit_generator(self.children[vm]))
+
+    def vms(self, first: int, end: int, progress: Progress = no_progress) -> Trace:
+        """VMs ``first`` .. ``end - 1`` as a trace of their own (VM ``first`` is its VM 0)."""
+        count = end - first
+        # Filled in place (a VM has max(ios, its write IOs) IOs: ios but for tiny boots with many extents),
+        # never a list of per-VM arrays concatenated at the end, which held the trace twice.
+        size = count * self.ios
+        timed = self.arrivals is Arrivals.OPEN
+        op, off, ln = np.empty(size, np.int8), np.empty(size, np.int64), np.empty(size, np.int32)
+        times = np.empty(size if timed else 0)
+        vm_start = np.zeros(count + 1, np.int64)
+        starts = np.zeros(count, np.float64)
+        positions = np.arange(len(self.fresh_off))
+        at = 0
+        for k in range(count):
+            progress("draw the trace", first + k, self.total_vms)
+            o, f, n, starts[k], t = self._one(self.child(first + k), positions)
+            if at + len(o) > len(op):  # grow: this VM and the rest at ios each
+                size = at + len(o) + (count - k - 1) * self.ios
+                op, off, ln = np.resize(op, size), np.resize(off, size), np.resize(ln, size)
+                times = np.resize(times, size if timed else 0)
+            op[at:at + len(o)], off[at:at + len(o)], ln[at:at + len(o)] = o, f, n
+            if t is not None:
+                times[at:at + len(o)] = t
+            at += len(o)
+            vm_start[k + 1] = at
+        if at < len(op):  # fewer IOs than room (only after growing): the exact size
+            op, off, ln, times = op[:at].copy(), off[:at].copy(), ln[:at].copy(), times[:at if timed else 0].copy()
+        return Trace(vm_start=vm_start, op=op, offset_bytes=off, length_bytes=ln, issue_s=times, start_s=starts,
+                     seed=self.seed)
+
+    def _one(self, rng: np.random.Generator, positions: IntArray) -> tuple[
+            Int8Array, IntArray, Int32Array, float, FloatArray | None]:
+        """One VM's boot: ops, offsets, lengths, power-on time, issue times (None for a closed loop)."""
+        fleet, ios = self.fleet, self.ios
+        start = rng.uniform(0.0, self.start_spread_s) if self.start_spread_s > 0 else 0.0
+        w_off, w_len = _write_ios(fleet, self.write_n, self.scale, rng, self.write_span_start, self.align_bytes)
+        n_w = len(w_off)
+        n_r = max(ios - n_w, 0)
+        # Fresh reads: the template's runs in a random order, the first n_r of them.
+        run_order = rng.permutation(len(self.runs))
+        lengths = self.run_len[run_order]
+        # Each run's template positions, the runs in run_order: start of the run + offset in it.
+        idx = np.repeat(self.runs[run_order] - (np.cumsum(lengths) - lengths), lengths) + positions
+        idx = np.resize(idx, n_r)
+        r_off, r_len = self.fresh_off[idx].copy(), self.fresh_len[idx].copy()
+        # Re-reads: repeat one of the VM's recent reads.
+        again = np.flatnonzero(rng.random(n_r) < self.reread_fraction)
+        again = again[again > 0]
+        back = np.minimum(again, 1 + (rng.random(len(again)) * REREAD_WINDOW_IOS).astype(np.int64))
+        source = np.arange(n_r)
+        source[again] = again - back
+        while True:  # a re-read of a re-read reads what that one read: follow the chain
+            deeper = source[source]
+            if np.array_equal(deeper, source):
+                break
+            source = deeper
+        r_off, r_len = r_off[source], r_len[source]
+        op = np.zeros(n_r + n_w, np.int8)
+        op[rng.choice(n_r + n_w, size=n_w, replace=False)] = WRITE
+        write_at = np.flatnonzero(op)
+        read_at = np.flatnonzero(op == READ)
+        off = np.empty(n_r + n_w, np.int64)
+        ln = np.empty(n_r + n_w, np.int32)
+        off[read_at], ln[read_at] = r_off, r_len
+        off[write_at], ln[write_at] = w_off, w_len
+        times = None
+        if self.arrivals is Arrivals.OPEN:
+            times = start + np.cumsum(rng.exponential(1.0 / fleet.host_iops, len(op)))
+        return op, off, ln, start, times
+
+
+def trace_draw(
+    fleet: FleetPreset,
+    vms: int,
+    rng: np.random.Generator,
+    *,
+    arrivals: Arrivals = Arrivals.CLOSED,
+    ios_per_vm: int | None = None,
+    reread_fraction: float = DEFAULT_REREAD_FRACTION,
+    run_ios: int = DEFAULT_RUN_IOS,
+    start_spread_s: float = 0.0,
+    seed: int | None = None,
+    align_bytes: int = DEFAULT_ALIGN_BYTES,
+) -> TraceDraw:
+    """Prepare drawing ``vms`` VMs of ``fleet`` (the arguments of :func:`generate_trace`), none drawn yet."""
+    arrivals = Arrivals(arrivals)
+    ios = int(round(fleet.boot_ios if ios_per_vm is None else ios_per_vm))
+    scale = ios / fleet.boot_ios
+    write_n = int(round(ios * (1.0 - fleet.read_fraction)))
+    write_span_start = 0
+    if fleet.boot_write_span_bytes + fleet.boot_read_span_bytes <= fleet.gi_used_bytes:
+        # Writes land beyond the files the boot reads (pagefile, logs, hives), when they fit.
+        # Start on a multiple of 84 MiB, so every allocation unit (4 KiB .. 42 MiB pages, 4 MiB
+        # objects) starts there: the span holds ceil(R/u) units, as the model counts them.
+        write_span_start = -(-int(fleet.boot_read_span_bytes) // SPAN_ALIGN_BYTES) * SPAN_ALIGN_BYTES
+        if write_span_start + fleet.boot_write_span_bytes > fleet.gi_used_bytes:
+            write_span_start = 0
+    template_n = max(ios - write_n, 0)
+    fresh_off, fresh_len = _read_template(fleet, max(template_n, 1), rng, align_bytes)
+    runs = np.arange(0, len(fresh_off), max(run_ios, 1))
+    run_len = np.diff(np.append(runs, len(fresh_off)))
+    # One child generator per VM: VM v boots the same whatever the fleet size (a prefix property
+    # the bisection on T relies on).
+    seeds = rng.bit_generator.seed_seq
+    if not isinstance(seeds, np.random.SeedSequence):
+        raise TypeError("generate_trace needs a generator seeded by a SeedSequence (numpy.random.default_rng)")
+    return TraceDraw(fleet, arrivals, ios, scale, write_n, write_span_start, reread_fraction, fresh_off, fresh_len,
+                     runs, run_len, start_spread_s, align_bytes, tuple(seeds.spawn(vms)),
+                     type(rng.bit_generator), seed)
+
+
 def generate_trace(
     fleet: FleetPreset,
     vms: int,
@@ -203,86 +346,13 @@ def generate_trace(
     their rate A = ``host_iops`` as a Poisson stream; every VM starts at a time
     drawn uniformly in ``[0, start_spread_s]`` (0: all at once, the storm). Each VM draws
     from its own child of ``rng`` (``rng.spawn``), so the first k VMs of a larger fleet
-    boot exactly as a fleet of k does. ``progress`` hears ("draw the trace", VMs drawn, VMs).
+    boot exactly as a fleet of k does (and :class:`TraceDraw` draws any range of VMs alone).
+    ``progress`` hears ("draw the trace", VMs drawn, VMs).
     """
     arrivals = Arrivals(arrivals)
-    ios = int(round(fleet.boot_ios if ios_per_vm is None else ios_per_vm))
-    check_fits_in_memory(vms, ios, arrivals)
-    scale = ios / fleet.boot_ios
-    write_n = int(round(ios * (1.0 - fleet.read_fraction)))
-    write_span_start = 0
-    if fleet.boot_write_span_bytes + fleet.boot_read_span_bytes <= fleet.gi_used_bytes:
-        # Writes land beyond the files the boot reads (pagefile, logs, hives), when they fit.
-        # Start on a multiple of 84 MiB, so every allocation unit (4 KiB .. 42 MiB pages, 4 MiB
-        # objects) starts there: the span holds ceil(R/u) units, as the model counts them.
-        write_span_start = -(-int(fleet.boot_read_span_bytes) // SPAN_ALIGN_BYTES) * SPAN_ALIGN_BYTES
-        if write_span_start + fleet.boot_write_span_bytes > fleet.gi_used_bytes:
-            write_span_start = 0
-    template_n = max(ios - write_n, 0)
-    fresh_off, fresh_len = _read_template(fleet, max(template_n, 1), rng, align_bytes)
-    runs = np.arange(0, len(fresh_off), max(run_ios, 1))
-    run_len = np.diff(np.append(runs, len(fresh_off)))
-    positions = np.arange(len(fresh_off))
-    starts = np.zeros(vms, np.float64)
-    # One child generator per VM: VM v boots the same whatever the fleet size (a prefix property
-    # the bisection on T relies on).
-    children = rng.spawn(vms)
-
-    ops: list[Int8Array] = []
-    offs: list[IntArray] = []
-    lens: list[Int32Array] = []
-    times: list[FloatArray] = []
-    counts = np.zeros(vms, np.int64)
-    for v in range(vms):
-        progress("draw the trace", v, vms)
-        rng = children[v]
-        if start_spread_s > 0:
-            starts[v] = rng.uniform(0.0, start_spread_s)
-        w_off, w_len = _write_ios(fleet, write_n, scale, rng, write_span_start, align_bytes)
-        n_w = len(w_off)
-        n_r = max(ios - n_w, 0)
-        # Fresh reads: the template's runs in a random order, the first n_r of them.
-        run_order = rng.permutation(len(runs))
-        lengths = run_len[run_order]
-        # Each run's template positions, the runs in run_order: start of the run + offset in it.
-        idx = np.repeat(runs[run_order] - (np.cumsum(lengths) - lengths), lengths) + positions
-        idx = np.resize(idx, n_r)
-        r_off, r_len = fresh_off[idx].copy(), fresh_len[idx].copy()
-        # Re-reads: repeat one of the VM's recent reads.
-        again = np.flatnonzero(rng.random(n_r) < reread_fraction)
-        again = again[again > 0]
-        back = np.minimum(again, 1 + (rng.random(len(again)) * REREAD_WINDOW_IOS).astype(np.int64))
-        source = np.arange(n_r)
-        source[again] = again - back
-        while True:  # a re-read of a re-read reads what that one read: follow the chain
-            deeper = source[source]
-            if np.array_equal(deeper, source):
-                break
-            source = deeper
-        r_off, r_len = r_off[source], r_len[source]
-        op = np.zeros(n_r + n_w, np.int8)
-        op[rng.choice(n_r + n_w, size=n_w, replace=False)] = WRITE
-        write_at = np.flatnonzero(op)
-        read_at = np.flatnonzero(op == READ)
-        off = np.empty(n_r + n_w, np.int64)
-        ln = np.empty(n_r + n_w, np.int32)
-        off[read_at], ln[read_at] = r_off, r_len
-        off[write_at], ln[write_at] = w_off, w_len
-        ops.append(op)
-        offs.append(off)
-        lens.append(ln)
-        counts[v] = len(op)
-        if arrivals is Arrivals.OPEN:
-            times.append(starts[v] + np.cumsum(rng.exponential(1.0 / fleet.host_iops, len(op))))
+    check_fits_in_memory(vms, int(round(fleet.boot_ios if ios_per_vm is None else ios_per_vm)), arrivals)
+    draw = trace_draw(fleet, vms, rng, arrivals=arrivals, ios_per_vm=ios_per_vm, reread_fraction=reread_fraction,
+                      run_ios=run_ios, start_spread_s=start_spread_s, seed=seed, align_bytes=align_bytes)
+    trace = draw.vms(0, vms, progress)
     progress("draw the trace", vms, vms)
-    vm_start = np.zeros(vms + 1, np.int64)
-    np.cumsum(counts, out=vm_start[1:])
-    return Trace(
-        vm_start=vm_start,
-        op=np.concatenate(ops) if ops else np.zeros(0, np.int8),
-        offset_bytes=np.concatenate(offs) if offs else np.zeros(0, np.int64),
-        length_bytes=np.concatenate(lens) if lens else np.zeros(0, np.int32),
-        issue_s=np.concatenate(times) if times else np.zeros(0, np.float64),
-        start_s=starts,
-        seed=seed,
-    )
+    return trace
