@@ -20,6 +20,9 @@ class ClonefleetError(Exception):
     """An error with a one-line message meant for the user."""
 
     exit_code = 1
+    #: True when threads of this process are stuck in a call that never returns (a library waiting on a
+    #: dead server): the CLI then exits without joining them, after its one line.
+    abandons_threads = False
 
     def __init__(self, message: str) -> None:
         # Keep the message on one line whatever the caller passed.

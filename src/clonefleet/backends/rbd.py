@@ -169,6 +169,7 @@ class Cluster:
     handle: Any  # rados.Rados, connected
     _ioctx: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    abandoned: bool = False
 
     # --- errors -------------------------------------------------------------------------------
     @contextmanager
@@ -437,7 +438,14 @@ class Cluster:
         with self.op(f"reading the statistics of pool {pool!r}"):
             return int(self.ioctx(pool).get_stats()["num_bytes"])
 
+    def abandon(self) -> None:
+        """Threads are stuck in librbd calls on this connection (a stopped OSD): :meth:`close` then leaves
+        the connection as it is, as shutting librados down would wait for them; the process exits."""
+        self.abandoned = True
+
     def close(self) -> None:
+        if self.abandoned:
+            return
         with self._lock:
             for io in self._ioctx.values():
                 io.close()

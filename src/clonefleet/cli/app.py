@@ -269,6 +269,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         result = app(args=list(argv) if argv is not None else None, standalone_mode=False,
                      prog_name="clonefleet")
     except ClonefleetError as exc:
+        if exc.abandons_threads:  # threads stuck in a call that never returns: do not join them at exit
+            err_console.print(f"clonefleet: error: {exc.message}", markup=False)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.exit_code)
         fail(exc.message, exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else "")

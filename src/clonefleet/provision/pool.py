@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -19,3 +20,18 @@ def completed_or_cancel(futures: Iterable[Future[T]]) -> Iterator[Future[T]]:
         for f in pending:
             f.cancel()
         raise
+
+
+@contextmanager
+def worker_pool(workers: int, name: str) -> Iterator[ThreadPoolExecutor]:
+    """A thread pool that, when the block fails, cancels what has not started and does not wait for the
+    threads still running: one stuck in a call that never returns (librbd waiting on a stopped OSD: its
+    watch requests have no timeout) must not hang the failure. Such an error sets ``abandons_threads``
+    (:class:`~clonefleet.errors.ClonefleetError`), and the CLI exits without joining them."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)

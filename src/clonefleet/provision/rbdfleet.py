@@ -41,7 +41,7 @@ from clonefleet.progress import Progress, no_progress
 from clonefleet.provision.fleetdir import LOCK_NAME, fleet_dir_of, fleet_lock, rmdir_quietly
 from clonefleet.provision.journal import STATE_DIR, Journal, decode
 from clonefleet.provision.manifest import Manifest, resolve_golden_images
-from clonefleet.provision.pool import completed_or_cancel
+from clonefleet.provision.pool import completed_or_cancel, worker_pool
 from clonefleet.storage.goldimage import GoldenImageInfo, check_golden_image, gi_used_bytes
 
 if TYPE_CHECKING:
@@ -52,6 +52,18 @@ from clonefleet.storage.tools import copy_timeout_s, stop_on_signals
 GROUP = 64
 #: Slack on the comparison of an image's creation time with its intent record (clock resolution).
 CLOCK_SLACK_S = 2.0
+
+
+#: Operation timeouts (rados_osd_op_timeout) without any clone finishing before a run counts as stalled:
+#: librbd retries a watch on a stopped OSD for ever, which no client timeout bounds.
+STALL_OPS = 4
+
+
+class RbdStalled(RbdError):
+    """No clone operation finished within :data:`STALL_OPS` operation timeouts: the cluster stopped
+    answering; the threads stuck in librbd are left behind (the CLI exits without them)."""
+
+    abandons_threads = True
 
 
 class RbdProvisionFailed(ClonefleetError):
@@ -376,7 +388,8 @@ def _create(cluster: Cluster, journal: Journal, state: RbdJournal, tasks: list[T
     progress("create", 0, total)
     done = 0
     failure: tuple[Task, BaseException] | None = None
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clonefleet-rbd") as pool:
+    stall_s = STALL_OPS * cluster.config.op_timeout_s
+    with worker_pool(workers, "clonefleet-rbd") as pool:
         for start in range(0, total, GROUP):
             group = tasks[start:start + GROUP]
             journal.append("rbd-intent", images=[f"{t.source.pool}/{t.image}" for t in group])
@@ -387,7 +400,14 @@ def _create(cluster: Cluster, journal: Journal, state: RbdJournal, tasks: list[T
             try:
                 pending = set(futures)
                 while pending:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    finished, pending = wait(pending, timeout=stall_s, return_when=FIRST_COMPLETED)
+                    if not finished:
+                        cluster.abandon()
+                        raise RbdStalled(
+                            f"the cluster did not answer within {stall_s:g} s: {len(pending)} clone operations "
+                            f"still waiting (an OSD down or unreachable?); {done} of {total} clones made in this "
+                            f"run; check 'ceph -c {cluster.config.conf} -s', then rerun 'clonefleet provision "
+                            f"{manifest.path}' (it finishes the job)")
                     for future in finished:
                         exc = future.exception()
                         if exc is None:
