@@ -73,7 +73,7 @@ from clonefleet.storm.run import (
     allocated_per_clone,
     chosen_vms,
     how_ended,
-    measure_clones,
+    measured,
     result_target,
     save_result,
     started_text,
@@ -290,7 +290,8 @@ def run_boot_storm(manifest: Manifest, request: StormRequest = StormRequest(), b
         tools = tool_versions([QEMU, "qemu-img"])
         clones = [plan.fleet_dir / t.name for t in plan.tasks[:vms]]
         sources = [p for p in plan.sources if p.exists()]
-        before = measure_clones(backend, plan, clones, sources, "measure the clones before the storm", progress)
+        before = measured(lambda: backend.measure(plan.recipe, clones, sources), len(clones),
+                          "measure the clones before the storm", progress)
         gi_stamp = os.stat(plan.gi.path).st_mtime_ns
         starts = (np.random.default_rng(request.seed).uniform(0.0, spread, vms) if spread > 0
                   else np.zeros(vms))
@@ -307,7 +308,8 @@ def run_boot_storm(manifest: Manifest, request: StormRequest = StormRequest(), b
             ios = {vm.name: trace_io(vm.trace) for vm in running}
         if os.stat(plan.gi.path).st_mtime_ns != gi_stamp:
             raise StormFailed(f"GI '{plan.gi.path}' changed during the boot storm: its figures are discarded")
-        after = measure_clones(backend, plan, clones, sources, "measure the clones after the storm", progress)
+        after = measured(lambda: backend.measure(plan.recipe, clones, sources), len(clones),
+                         "measure the clones after the storm", progress)
     per_clone = allocated_per_clone(before, after)
     results = []
     for vm in running:

@@ -64,7 +64,7 @@ DEFAULT_SIZES = (8, 32, 128)
 PROBE_IODEPTH = 64
 PROBE_SECONDS = 3.0
 PROBE_FILE_BYTES = 256 << 20
-#: Sizes at most this far apart (relative) count as one when fitting.
+#: Candidate limits N tried by the fit, log-spaced between half the slowest storm and twice the fastest.
 _GRID = 4000
 
 

@@ -188,11 +188,11 @@ def run_storm(manifest: Manifest, request: StormRequest = StormRequest(), backen
         tools = tool_versions(["fio", "qemu-storage-daemon"] if fleet.nbd else ["fio"])
         if fleet.rbd is not None:  # a killed earlier run's watches dropped; a live client refused
             rbdfleet.release_watchers(fleet.rbd, fleet.rbd.tasks[:vms], "storm")
-        before = _measure(fleet, vms, "measure the clones before the storm", progress)
+        before = measured(lambda: fleet.measure(vms), vms, "measure the clones before the storm", progress)
         t0 = time.monotonic()
         jobs = _run(fleet, workload, vms, request.timeout_s, progress)
         wall_s = time.monotonic() - t0
-        after = _measure(fleet, vms, "measure the clones after the storm", progress)
+        after = measured(lambda: fleet.measure(vms), vms, "measure the clones after the storm", progress)
     result = _result(manifest, fleet, request, workload, jobs, before, after, wall_s, started, tools)
     return save_result(result, target)
 
@@ -262,20 +262,11 @@ def _run(fleet: StormFleet, workload: Workload, vms: int, timeout_s: float, prog
     return jobs
 
 
-def _measure(fleet: StormFleet, vms: int, stage: str, progress: Progress) -> Usage:
-    """The backend's own measure of the storm's first ``vms`` clones (and the GIs they read from)."""
-    progress(stage, 0, vms)
-    usage = fleet.measure(vms)
-    progress(stage, vms, vms)
-    return usage
-
-
-def measure_clones(backend: Backend, plan: FleetPlan, clones: list[Path], sources: list[Path], stage: str,
-             progress: Progress) -> Usage:
-    """The backend's own measure of the storm's clones (and the GIs they read from)."""
-    progress(stage, 0, len(clones))
-    usage = backend.measure(plan.recipe, clones, sources)
-    progress(stage, len(clones), len(clones))
+def measured(measure: Callable[[], Usage], clones: int, stage: str, progress: Progress) -> Usage:
+    """The backend's own measure of a storm's clones (and the GIs they read from), as one progress stage."""
+    progress(stage, 0, clones)
+    usage = measure()
+    progress(stage, clones, clones)
     return usage
 
 
