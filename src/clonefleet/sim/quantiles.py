@@ -96,3 +96,69 @@ def percentiles(values: Float32Array, q: Sequence[float]) -> FloatArray:
         return np.asarray(np.percentile(x, qs), np.float64)
     v_below, v_above = v[: len(qs)], v[len(qs):]
     return v_below + (v_above - v_below) * (position - below)
+
+
+# --- a histogram sketch: percentiles of a stream, in fixed memory, with a stated error bound -------
+# The same order-preserving key, cut to its high SKETCH_BITS bits: one counter per bin. A bin holds
+# the floats that share their sign, exponent and top SKETCH_BITS - 9 mantissa bits, so a positive
+# value's bin spans less than 2**-(SKETCH_BITS - 9) of it; a percentile read as its bins' midpoints
+# is within half of that, SKETCH_RELATIVE_ERROR, of the exact (numpy, linear) value.
+
+SKETCH_BITS = 20
+_SKETCH_SHIFT = 32 - SKETCH_BITS
+#: Bound on |sketch - exact| / exact for percentiles of positive finite values (2**-12, 0.024 %).
+SKETCH_RELATIVE_ERROR = 2.0 ** -(SKETCH_BITS - 9 + 1)
+
+
+def new_sketch() -> IntArray:
+    """An empty sketch (2**SKETCH_BITS counters, 8 MiB)."""
+    return np.zeros(1 << SKETCH_BITS, np.int64)
+
+
+@numba.njit(cache=True, inline="always")
+def sketch_add(sketch: IntArray, scratch: Float32Array, value: float) -> None:
+    """Count one value, as a float32 (``scratch``: one float32 of the caller's, to read its bits)."""
+    scratch[0] = value
+    sketch[_key(scratch.view(np.uint32)[0]) >> _SKETCH_SHIFT] += 1
+
+
+@numba.njit(cache=True)
+def sketch_add_all(sketch: IntArray, values: Float32Array) -> None:
+    for b in values.view(np.uint32):
+        sketch[_key(b) >> _SKETCH_SHIFT] += 1
+
+
+@numba.njit(cache=True)
+def _sketch_ranked(sketch: IntArray, ranks: IntArray) -> FloatArray:
+    """The midpoint of the bin holding each rank (ranks ascending or not)."""
+    out = np.empty(len(ranks))
+    edge = np.zeros(2, np.uint32)
+    value = edge.view(np.float32)
+    for j in range(len(ranks)):
+        below = 0
+        b = 0
+        while below + sketch[b] <= ranks[j]:
+            below += sketch[b]
+            b += 1
+        for side in range(2):
+            k = np.uint32((b << _SKETCH_SHIFT) | (side * ((1 << _SKETCH_SHIFT) - 1)))
+            edge[side] = k ^ np.uint32(0x80000000) if k >= np.uint32(0x80000000) else ~k
+        out[j] = 0.5 * (float(value[0]) + float(value[1]))
+    return out
+
+
+def sketch_percentiles(sketch: IntArray, q: Sequence[float]) -> FloatArray:
+    """The q-th percentiles (0..100) of the values counted, as ``np.percentile`` defines them, each
+    within SKETCH_RELATIVE_ERROR of the exact one (positive finite values)."""
+    n = int(sketch.sum())
+    if n == 0:
+        raise ValueError("percentiles of no values")
+    qs = np.asarray(q, np.float64)
+    if np.any((qs < 0) | (qs > 100)):
+        raise ValueError("percentiles are between 0 and 100")
+    position = qs / 100.0 * (n - 1)
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, n - 1)
+    v = _sketch_ranked(sketch, np.concatenate([below, above]))
+    v_below, v_above = v[: len(qs)], v[len(qs):]
+    return v_below + (v_above - v_below) * (position - below)
