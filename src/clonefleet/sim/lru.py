@@ -1,18 +1,26 @@
 """The array's read cache: a least-recently-used set of keys, its memory bounded by its slots.
 
 A key is any integer >= 0 (the engines use ``owner * blocks + block``, see
-:mod:`clonefleet.sim.arraymodel`). The cache holds at most ``slots`` keys in
-*entries* (key, previous, next: the recency list, the most recent first); an
-open-addressing hash index (linear probing, at most half full) finds a key's
-entry. On a miss with every slot taken, the least recent entry is evicted: its
-index cell is removed by backward-shift deletion (no tombstones), its entry is
-reused. Memory is 16 bytes per slot for the entries plus 16 bytes per index
-cell (two per slot): bounded by the cache's capacity, never by the number of
-distinct keys a storm touches.
+:mod:`clonefleet.sim.arraymodel`). The cached keys sit in an open-addressing hash
+table (linear probing, at most half full), each cell a key and the *stamp* of its
+last access. Every access appends the key to a ring of access records (the stamp
+is the record's position), so the ring, read from its oldest record, lists the
+accesses in order: the least recent key is the first whose record is still its
+last access (its cell holds that stamp); older records of keys accessed since are
+skipped. On a miss with every slot taken that key is evicted and its cell emptied
+by backward-shift deletion (no tombstones). When the ring fills, the records that
+are no key's last access are dropped (at least half of it). This is exact LRU (a
+linked recency list gives the same hits) but touches fewer random cache lines per
+access: the key's cell, and on average one more cell when records are read back.
+When the cache has a slot for every key that can come, nothing is ever evicted
+and no ring is kept (a set).
 
-Everything is in one tuple of arrays (:func:`new_lru`) so the compiled engines
-pass it around as a value. ``test_sim_cache`` holds it equal to an
-``OrderedDict`` LRU, hit for hit.
+Memory: 32 bytes per slot for the table (16 per cell, two cells per slot) and 16
+for the ring (two records per slot, 8 bytes each), or as much per key that can
+come when that is less: bounded by the cache's capacity, never by the number of
+distinct keys a storm touches. Everything is in
+three arrays (:func:`new_lru`) that the compiled engines pass around as one value.
+``test_sim_cache`` holds it equal to an ``OrderedDict`` LRU, hit for hit.
 """
 
 from __future__ import annotations
@@ -22,118 +30,110 @@ import numpy as np
 import numpy.typing as npt
 
 IntArray = npt.NDArray[np.int64]
-Int32Array = npt.NDArray[np.int32]
-#: (index: 2 int64 per cell, key then entry, key -1 when empty; entry keys; entry previous, next
-#: (-1 at an end); state = [head (most recent entry), tail, entries in use, slots, index mask])
-Lru = tuple[IntArray, IntArray, Int32Array, Int32Array, IntArray]
+#: (cells: 2 int64 per cell, the key (-1: empty) then the stamp of its last access; the ring of access
+#: records (keys; the record at position p is ring[p & ring mask]); state = [position of the oldest
+#: record, position of the next, keys cached, slots, cell mask, ring mask, 1 when a set])
+Lru = tuple[IntArray, IntArray, IntArray]
 
 
 def new_lru(slots: int, max_keys: int) -> Lru:
-    """An empty cache of ``slots`` keys; ``max_keys``: how many distinct keys can ever come (the
-    entries and the index need no more room than that)."""
+    """An empty cache of ``slots`` keys; ``max_keys``: how many distinct keys can ever come (the table
+    needs no more room than that, and a cache with a slot for each never evicts: a set)."""
     slots = max(0, int(slots))
     room = max(1, min(slots, int(max_keys)))
+    as_set = slots >= max_keys
     cells = 4
     while cells < 2 * room:
         cells *= 2
-    index = np.full(2 * cells, -1, np.int64)
-    return (index, np.empty(room, np.int64), np.empty(room, np.int32), np.empty(room, np.int32),
-            np.array([-1, -1, 0, slots, cells - 1], np.int64))
+    records = 0 if as_set else cells
+    return (np.full(2 * cells, -1, np.int64), np.empty(records, np.int64),
+            np.array([0, 0, 0, slots, cells - 1, records - 1, 1 if as_set else 0], np.int64))
 
 
 @numba.njit(cache=True, inline="always")
-def _cell(key: int, mask: int) -> int:
+def _home(key: int, mask: int) -> int:
     h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the high bits mix best
     return int(h >> np.uint64(32)) & mask
 
 
 @numba.njit(cache=True, inline="always")
-def _unlink(e: int, prev: Int32Array, nxt: Int32Array, state: IntArray) -> None:
-    p, n = prev[e], nxt[e]
-    if p >= 0:
-        nxt[p] = n
-    else:
-        state[0] = n
-    if n >= 0:
-        prev[n] = p
-    else:
-        state[1] = p
-
-
-@numba.njit(cache=True, inline="always")
-def _link_first(e: int, prev: Int32Array, nxt: Int32Array, state: IntArray) -> None:
-    head = state[0]
-    prev[e] = -1
-    nxt[e] = head
-    if head >= 0:
-        prev[head] = e
-    else:
-        state[1] = e
-    state[0] = e
-
-
-@numba.njit(cache=True, inline="always")
-def _remove(key: int, index: IntArray, mask: int) -> None:
-    """Remove ``key`` (present) from the index: backward-shift deletion keeps every probe run whole."""
-    c = _cell(key, mask)
-    while index[2 * c] != key:
+def _find(cells: IntArray, key: int, mask: int) -> int:
+    """The cell of ``key``, or the empty cell where it would go."""
+    c = _home(key, mask)
+    while cells[2 * c] >= 0 and cells[2 * c] != key:
         c = (c + 1) & mask
-    hole = c
-    c = (c + 1) & mask
-    while index[2 * c] >= 0:
-        home = _cell(index[2 * c], mask)
-        # The entry at c may move to the hole when its home is not in (hole, c] (cyclically).
+    return c
+
+
+@numba.njit(cache=True, inline="always")
+def _empty(cells: IntArray, hole: int, mask: int) -> None:
+    """Empty cell ``hole``: backward-shift deletion keeps every probe run whole."""
+    c = (hole + 1) & mask
+    while cells[2 * c] >= 0:
+        home = _home(cells[2 * c], mask)
+        # The key at c may move to the hole when its home is not in (hole, c] (cyclically).
         if (c - home) & mask >= (c - hole) & mask:
-            index[2 * hole] = index[2 * c]
-            index[2 * hole + 1] = index[2 * c + 1]
+            cells[2 * hole] = cells[2 * c]
+            cells[2 * hole + 1] = cells[2 * c + 1]
             hole = c
         c = (c + 1) & mask
-    index[2 * hole] = -1
+    cells[2 * hole] = -1
+
+
+@numba.njit(cache=True, inline="always")
+def _record(cells: IntArray, ring: IntArray, state: IntArray, c: int) -> None:
+    """Append the access of the key in cell ``c`` to the ring; drop the ring's stale records when full."""
+    mask, rmask = state[4], state[5]
+    if state[1] - state[0] == len(ring):
+        w = state[0]
+        for p in range(state[0], state[1]):  # keep each key's last access, in order, stamps updated
+            k = ring[p & rmask]
+            d = _find(cells, k, mask)
+            if cells[2 * d + 1] == p:
+                ring[w & rmask] = k
+                cells[2 * d + 1] = w
+                w += 1
+        state[1] = w
+    cells[2 * c + 1] = state[1]
+    ring[state[1] & rmask] = cells[2 * c]
+    state[1] += 1
 
 
 @numba.njit(cache=True)
 def lru_access(key: int, lru: Lru) -> bool:
     """Look ``key`` up: a hit makes it the most recent; a miss inserts it (evicting the least recent
     when the slots are full). True on a hit."""
-    index, keys, prev, nxt, state = lru
-    slots = state[3]
-    if slots == 0:
+    cells, ring, state = lru
+    if state[3] == 0:
         return False
     mask = state[4]
-    c = _cell(key, mask)
-    while True:
-        k = index[2 * c]
-        if k == key:
-            e = index[2 * c + 1]
-            if e != state[0]:
-                _unlink(e, prev, nxt, state)
-                _link_first(e, prev, nxt, state)
-            return True
-        if k < 0:
-            break
-        c = (c + 1) & mask
-    if state[2] < slots and state[2] < len(keys):
-        e = state[2]
+    c = _find(cells, key, mask)
+    if cells[2 * c] == key:
+        if state[6] == 0:
+            _record(cells, ring, state, c)
+        return True
+    if state[6] == 0 and state[2] == state[3]:  # evict the least recent, then find the new key's cell again
+        while True:
+            p = state[0]
+            state[0] += 1
+            d = _find(cells, ring[p & state[5]], mask)
+            if cells[2 * d + 1] == p:
+                _empty(cells, d, mask)
+                break
+        c = _find(cells, key, mask)
+    else:
         state[2] += 1
-    else:  # evict the least recent; its entry takes the new key
-        e = state[1]
-        _unlink(e, prev, nxt, state)
-        _remove(keys[e], index, mask)
-        c = _cell(key, mask)
-        while index[2 * c] >= 0:
-            c = (c + 1) & mask
-    keys[e] = key
-    index[2 * c] = key
-    index[2 * c + 1] = e
-    _link_first(e, prev, nxt, state)
+    cells[2 * c] = key
+    if state[6] == 0:
+        _record(cells, ring, state, c)
     return False
 
 
 def lru_keys_by_recency(lru: Lru) -> list[int]:
-    """The cached keys, the most recent first (for tests)."""
-    _, keys, _, nxt, state = lru
-    out, e = [], int(state[0])
-    while e >= 0:
-        out.append(int(keys[e]))
-        e = int(nxt[e])
-    return out
+    """The cached keys, the most recent first (a set's in no particular order; for tests)."""
+    cells, ring, state = lru
+    keys = [int(k) for k in cells[0::2] if k >= 0]
+    if state[6]:
+        return keys
+    stamp = {int(cells[2 * c]): int(cells[2 * c + 1]) for c in range(len(cells) // 2) if cells[2 * c] >= 0}
+    return sorted(keys, key=lambda k: -stamp[k])
