@@ -10,13 +10,17 @@ import pytest
 from clonefleet.sim.lru import lru_access, lru_keys_by_recency, new_lru
 
 
+@pytest.mark.parametrize("dense", [False, True])
 @pytest.mark.parametrize(("slots", "universe"), [(1, 3), (7, 20), (64, 100), (500, 5000), (100, 100), (300, 100),
                                                  (0, 10)])
-def test_lru_matches_an_ordered_dict(slots: int, universe: int) -> None:
+def test_lru_matches_an_ordered_dict(slots: int, universe: int, dense: bool) -> None:
     rng = np.random.default_rng(slots)
-    # Skewed keys (some hot, many cold), spread over a wide range so that probe runs collide and wrap.
-    keys = (rng.zipf(1.3, 20_000) % universe) * 7_919 + (1 << 40)
-    lru = new_lru(slots, universe)
+    # Skewed keys (some hot, many cold): dense numbers 0..universe-1 (each at its own cell), or spread
+    # over a wide range (hashed) so that probe runs collide and wrap.
+    keys = rng.zipf(1.3, 20_000) % universe
+    if not dense:
+        keys = keys * 7_919 + (1 << 40)
+    lru = new_lru(slots, universe, dense)
     model: OrderedDict[int, None] = OrderedDict()
     hits = 0
     for k in keys.tolist():

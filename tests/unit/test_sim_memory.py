@@ -25,7 +25,7 @@ def _engine_peak_bytes(ios_per_vm: int, function: str) -> int:
     array = dataclasses.replace(load_array("midrange-2012"), cache_bytes=4096.0 * 500)
     trace = generate_trace(FLEET, 6, np.random.default_rng(1), ios_per_vm=ios_per_vm)
     sc = build_scenario(trace, FLEET, array, load_function(function), golden_images=2 if function == "snapshot" else 1)
-    net = compile_network(sc, place=False)
+    net = compile_network(sc, place=False, keys=False)
     assert net.key.size == net.disk.size == net.cow_disk.size == 0
     run_fast(net, per_io=False)  # compiled, before measuring
     tracemalloc.start()

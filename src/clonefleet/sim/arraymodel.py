@@ -78,7 +78,9 @@ class Network:
     blocks: int  # cache blocks of the image: key = owner * blocks + block
     unit_lo: int  # the first unit any write touches: per VM bit (u - unit_lo) marks unit u allocated
     unit_words: int  # 64-bit words per VM of those marks
-    key: npt.NDArray[np.int64]  # per IO placed ahead: cache key, owner * blocks + block (owner: VM v, or GI g as VMs + g)
+    key: Int32Array  # per IO numbered ahead: its dense cache key (see _place), or empty: keyed as issued, by
+    #                  owner * blocks + block (owner: VM v, or GI g as VMs + g)
+    keys: int  # the dense keys' count
     disk: DiskArray  # per IO placed ahead: disk of a read miss, first disk of a write
     cow_disk: DiskArray  # (2, IOs): GI disks of a write's copy-on-write reads (the first, the second), -1: none;
     #                      (2, 0) when no IO copies (full and thin clones) or nothing was placed ahead
@@ -160,14 +162,37 @@ def place_io(v: int, i: int, write: bool, placement: tuple[Any, ...],
 
 @numba.njit(cache=True, nogil=True)
 def _place(vm_start: IntArray, is_write: Int8Array, placement: tuple[Any, ...], marks: npt.NDArray[np.uint64],
-           key: npt.NDArray[np.int64], disk: DiskArray, cow: DiskArray, new_units: IntArray) -> None:
-    """Place every IO ahead, VM by VM in issue order (:func:`place_io`)."""
-    for v in range(len(vm_start) - 1):
+           order: IntArray, block_rows: Int32Array, key: Int32Array, disk: DiskArray, cow: DiskArray,
+           new_units: IntArray) -> int:
+    """Place every IO ahead, VM by VM in issue order (:func:`place_io`), the VMs in ``order`` (GI by GI);
+    fill ``key`` with each IO's key numbered densely, and ``disk``, ``cow`` and ``new_units`` unless
+    they are empty; return the number of keys.
+
+    A dense key numbers an (owner, block) in the order of its first access, VM by VM: a VM's keys are
+    near each other, which keeps the cache's table cells a VM touches together (see
+    :mod:`clonefleet.sim.lru`). ``block_rows[kind, b] = [owner + 1, key]`` for VM-owned (kind 0) and
+    GI-owned (kind 1) block b; with the VMs GI by GI, a row's owner changes only when its owner's
+    IOs are all placed.
+    """
+    vms, blocks = placement[-1], placement[-3]
+    keys = 0
+    for v in order:
         for i in range(vm_start[v], vm_start[v + 1]):
-            key[i], disk[i], c0, c1, new = place_io(v, i, is_write[i] != 0, placement, marks)
-            new_units[v] += new
+            composite, d, c0, c1, new = place_io(v, i, is_write[i] != 0, placement, marks)
+            owner = composite // blocks
+            b = composite - owner * blocks
+            kind = 1 if owner >= vms else 0
+            if block_rows[kind, b, 0] != owner + 1:
+                block_rows[kind, b, 0] = owner + 1
+                block_rows[kind, b, 1] = keys
+                keys += 1
+            key[i] = block_rows[kind, b, 1]
+            if len(disk):
+                disk[i] = d
+                new_units[v] += new
             if cow.shape[1]:
                 cow[0, i], cow[1, i] = c0, c1
+    return keys
 
 
 @numba.njit(cache=True, nogil=True)
@@ -189,14 +214,22 @@ def unit_marks(net: Network) -> npt.NDArray[np.uint64]:
     return np.zeros((len(net.gi_of_vm), net.unit_words), np.uint64)
 
 
+#: A closed loop on the fast engine numbers its IOs' cache keys ahead (4 bytes per IO, see _place)
+#: while they take at most this much memory; above it, the event loop keys each IO as it is issued.
+DENSE_KEY_BYTES = 1 << 30
+
+
 def compile_network(scenario: Scenario, arrival_order: IdArray | None = None, *, ios: IoTable | None = None,
-                    place: bool = True) -> Network:
+                    place: bool = True, keys: bool = True) -> Network:
     """The scenario's array as flat arrays; with ``place``, every IO placed ahead (see the module docstring).
 
     ``arrival_order``: the IO ids of an open-loop trace in (issue time, id) order, when the caller
     has them already (e.g. from a larger trace this one is the first VMs of); sorted here otherwise.
     ``ios``: the IOs in another form than the scenario's trace holds them (a packed table, see
     :meth:`~clonefleet.sim.trace.TraceDraw.packed`; the trace then holds their ops and times only).
+    ``keys`` without ``place``: only the IOs' dense keys are numbered ahead (4 bytes per IO; the
+    cache then finds a VM's keys near each other); neither: the event loop keys each IO as it is
+    issued, by owner and block, and holds nothing per IO.
     """
     trace, array, fn = scenario.trace, scenario.array, scenario.function
     table = IoTable.of(trace) if ios is None else ios
@@ -212,7 +245,7 @@ def compile_network(scenario: Scenario, arrival_order: IdArray | None = None, *,
     allocates = fn.method is not Method.FULL
     lo, hi = _written_units(table.op, table.offset, table.length, table.scale_bytes, unit) if allocates else (0, 0)
     placed = n if place else 0
-    key, disk = np.empty(placed, np.int64), np.empty(placed, small)
+    key, disk = np.empty(n if place or keys else 0, np.int32), np.empty(placed, small)
     cow = np.full((2, placed if snapshot else 0), -1, small)
     # An open loop's arrival order depends on the trace alone: it is sorted on the other core
     # while the IOs are placed (both release the GIL).
@@ -225,7 +258,8 @@ def compile_network(scenario: Scenario, arrival_order: IdArray | None = None, *,
         block_bytes=scenario.cache_block_bytes, gi_disks=int(array.gi_disks),
         blocks=int(-(-scenario.fleet.gi_virtual_bytes // scenario.cache_block_bytes)),
         unit_lo=int(lo), unit_words=int(-(-(hi - lo) // 64)),
-        key=key, disk=disk, cow_disk=cow, new_units=np.zeros(vms, np.int64) if place else None, vm_volume=vm_volume,
+        key=key, keys=0, disk=disk, cow_disk=cow, new_units=np.zeros(vms, np.int64) if place else None,
+        vm_volume=vm_volume,
         volume_processor=(np.arange(volumes) % processors).astype(np.int32), processors=processors,
         pool_disks=int(array.disks), disks=disks,
         write_disks=int(array.raid_write_penalty),
@@ -234,12 +268,15 @@ def compile_network(scenario: Scenario, arrival_order: IdArray | None = None, *,
         service_s=np.ascontiguousarray(service, np.float64), queue_depth=scenario.queue_depth,
         closed=not len(trace.issue_s), util_bin_s=scenario.util_bin_s,
     )
+    count = 0
     with ThreadPoolExecutor(1) as other_core:
         arrivals = other_core.submit(lambda: time_order(trace.issue_s) if arrival_order is None else arrival_order)
-        if place:
-            _place(trace.vm_start, table.op, net.placement, unit_marks(net), key, disk, cow, net.new_units)
+        if len(key):  # np.zeros: only the rows of blocks the trace touches cost memory
+            count = _place(trace.vm_start, table.op, net.placement, unit_marks(net),
+                           np.argsort(gi_of_vm, kind="stable"), np.zeros((2, net.blocks, 2), np.int32), key, disk,
+                           cow, np.zeros(vms, np.int64) if net.new_units is None else net.new_units)
         order = arrivals.result()
-    return replace(net, arrival_order=order)
+    return replace(net, arrival_order=order, keys=count)
 
 
 @numba.njit(cache=True)

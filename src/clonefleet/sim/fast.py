@@ -252,16 +252,17 @@ def id_bits(vms: int, ios_per_vm: int, slots_per_vm: int) -> tuple[int, int]:
 
 @numba.njit(cache=True)
 def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write: npt.NDArray[np.int8],
-         placement: tuple[Any, ...], marks: npt.NDArray[np.uint64], vm_volume: Int32Array,
+         placement: tuple[Any, ...], marks: npt.NDArray[np.uint64], key: Int32Array, vm_volume: Int32Array,
          volume_processor: Int32Array, n_proc: int, n_disks: int, write_disks: int, volume_s: float,
          processor_s: float, disk_s: float, service_s: FloatArray, q: int, closed: bool, bin_s: float,
          n_bins: int, lru: Lru, arrivals: IntArray, j_bits: int, s_bits: int, completion: FloatArray,
          latency: Float32Array, latency_only: Float32Array, sketch: IntArray, work: tuple[Any, ...],
-         bucket_s: float, adapt_every: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, int, int, FloatArray,
-                                    float, float, float, IntArray]:
+         bucket_s: float, adapt_every: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, int, int,
+                                                     FloatArray, float, float, float, IntArray]:
     """The event loop. Each VM's IOs are placed as it issues them (place_io) and their results
     reduced as they complete; nothing is held per IO but what the caller asks for (``completion`` and
-    ``latency``, or ``latency_only``: arrays of one entry per IO, or empty).
+    ``latency``, or ``latency_only``: arrays of one entry per IO, or empty) and the IOs' dense cache
+    keys when they were numbered ahead (``key``; empty: each IO keyed by owner and block).
 
     An IO in flight has a *slot*: a closed loop's VM has q of them (an IO completing hands its slot
     to its VM's next IO), an open loop gives each IO its own. Events carry ids that sort as the IO
@@ -279,6 +280,7 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
     n = len(is_write)
     vms = len(vm_start) - 1
     pool = placement[8]
+    dense = len(key) == n and n > 0
     per_io = service_s.shape[1] == n and n > 0
     vol_free, proc_free, disk_free, busy_vol, busy_proc, busy_disk, bins = _idle_array(
         len(volume_processor), n_proc, n_disks, n_bins)
@@ -401,8 +403,9 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
             dsvc = service_s[2, i] if per_io else disk_s
             if stg == 0:
                 t_issue[k] = t
-                s_key[k], s_disk[k], s_cow[k, 0], s_cow[k, 1], new = place_io(v, i, is_write[i] != 0, placement,
-                                                                              marks)
+                composite, s_disk[k], s_cow[k, 0], s_cow[k, 1], new = place_io(v, i, is_write[i] != 0, placement,
+                                                                                marks)
+                s_key[k] = key[i] if dense else composite
                 new_units[v] += new
                 svc = service_s[0, i] if per_io else volume_s
                 nt = _serve(vol_free, busy_vol, bins, 0, bin_s, vm_volume[v], t, svc)
@@ -608,7 +611,7 @@ def run_fast(net: Network, events: bool = False, *, per_io: bool = True, bucket_
     t0 = time.perf_counter()
     n = len(net.is_write)
     vms = len(net.vm_start) - 1
-    lru = new_lru(net.cache_slots, n)
+    lru = new_lru(net.cache_slots, net.keys, dense=True) if len(net.key) else new_lru(net.cache_slots, n)
     if not net.closed and not events:
         if net.new_units is None:
             raise ValueError("the open loop's stage passes need a network placed ahead (compile_network(place=True))")
@@ -633,7 +636,7 @@ def run_fast(net: Network, events: bool = False, *, per_io: bool = True, bucket_
     sketch = new_sketch()
     slots = vms * net.queue_depth if net.closed else n
     bv, bp, bd, bins, reads, hits, last, lo, hi, total, new_units = _run(
-        net.vm_start, net.start_s, net.issue_s, net.is_write, net.placement, unit_marks(net), net.vm_volume,
+        net.vm_start, net.start_s, net.issue_s, net.is_write, net.placement, unit_marks(net), net.key, net.vm_volume,
         net.volume_processor, net.processors, net.disks, net.write_disks, net.volume_s, net.processor_s, net.disk_s,
         net.service_s, net.queue_depth, net.closed, net.util_bin_s, UTIL_BINS, lru, arrivals, j_bits,
         s_bits if net.closed else 0, completion, latency, latency_only, sketch, loop_arrays(slots, vms),

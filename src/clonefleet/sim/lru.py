@@ -32,13 +32,15 @@ import numpy.typing as npt
 IntArray = npt.NDArray[np.int64]
 #: (cells: 2 int64 per cell, the key (-1: empty) then the stamp of its last access; the ring of access
 #: records (keys; the record at position p is ring[p & ring mask]); state = [position of the oldest
-#: record, position of the next, keys cached, slots, cell mask, ring mask, 1 when a set])
+#: record, position of the next, keys cached, slots, cell mask, ring mask, 1 when a set, 1 when dense])
 Lru = tuple[IntArray, IntArray, IntArray]
 
 
-def new_lru(slots: int, max_keys: int) -> Lru:
+def new_lru(slots: int, max_keys: int, dense: bool = False) -> Lru:
     """An empty cache of ``slots`` keys; ``max_keys``: how many distinct keys can ever come (the table
-    needs no more room than that, and a cache with a slot for each never evicts: a set)."""
+    needs no more room than that, and a cache with a slot for each never evicts: a set). ``dense``:
+    the keys are numbers 0, 1, 2... given in the order of first access (clonefleet.sim.arraymodel),
+    each placed at its own number modulo the table (no hashing): keys accessed together sit together."""
     slots = max(0, int(slots))
     room = max(1, min(slots, int(max_keys)))
     as_set = slots >= max_keys
@@ -47,30 +49,34 @@ def new_lru(slots: int, max_keys: int) -> Lru:
         cells *= 2
     records = 0 if as_set else cells
     return (np.full(2 * cells, -1, np.int64), np.empty(records, np.int64),
-            np.array([0, 0, 0, slots, cells - 1, records - 1, 1 if as_set else 0], np.int64))
+            np.array([0, 0, 0, slots, cells - 1, records - 1, 1 if as_set else 0, 1 if dense else 0], np.int64))
 
 
 @numba.njit(cache=True, inline="always")
-def _home(key: int, mask: int) -> int:
+def _home(key: int, state: IntArray) -> int:
+    if state[7]:
+        return key & state[4]
     h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the high bits mix best
-    return int(h >> np.uint64(32)) & mask
+    return int(h >> np.uint64(32)) & state[4]
 
 
 @numba.njit(cache=True, inline="always")
-def _find(cells: IntArray, key: int, mask: int) -> int:
+def _find(cells: IntArray, key: int, state: IntArray) -> int:
     """The cell of ``key``, or the empty cell where it would go."""
-    c = _home(key, mask)
+    mask = state[4]
+    c = _home(key, state)
     while cells[2 * c] >= 0 and cells[2 * c] != key:
         c = (c + 1) & mask
     return c
 
 
 @numba.njit(cache=True, inline="always")
-def _empty(cells: IntArray, hole: int, mask: int) -> None:
+def _empty(cells: IntArray, hole: int, state: IntArray) -> None:
     """Empty cell ``hole``: backward-shift deletion keeps every probe run whole."""
+    mask = state[4]
     c = (hole + 1) & mask
     while cells[2 * c] >= 0:
-        home = _home(cells[2 * c], mask)
+        home = _home(cells[2 * c], state)
         # The key at c may move to the hole when its home is not in (hole, c] (cyclically).
         if (c - home) & mask >= (c - hole) & mask:
             cells[2 * hole] = cells[2 * c]
@@ -83,12 +89,12 @@ def _empty(cells: IntArray, hole: int, mask: int) -> None:
 @numba.njit(cache=True, inline="always")
 def _record(cells: IntArray, ring: IntArray, state: IntArray, c: int) -> None:
     """Append the access of the key in cell ``c`` to the ring; drop the ring's stale records when full."""
-    mask, rmask = state[4], state[5]
+    rmask = state[5]
     if state[1] - state[0] == len(ring):
         w = state[0]
         for p in range(state[0], state[1]):  # keep each key's last access, in order, stamps updated
             k = ring[p & rmask]
-            d = _find(cells, k, mask)
+            d = _find(cells, k, state)
             if cells[2 * d + 1] == p:
                 ring[w & rmask] = k
                 cells[2 * d + 1] = w
@@ -106,8 +112,7 @@ def lru_access(key: int, lru: Lru) -> bool:
     cells, ring, state = lru
     if state[3] == 0:
         return False
-    mask = state[4]
-    c = _find(cells, key, mask)
+    c = _find(cells, key, state)
     if cells[2 * c] == key:
         if state[6] == 0:
             _record(cells, ring, state, c)
@@ -116,11 +121,11 @@ def lru_access(key: int, lru: Lru) -> bool:
         while True:
             p = state[0]
             state[0] += 1
-            d = _find(cells, ring[p & state[5]], mask)
+            d = _find(cells, ring[p & state[5]], state)
             if cells[2 * d + 1] == p:
-                _empty(cells, d, mask)
+                _empty(cells, d, state)
                 break
-        c = _find(cells, key, mask)
+        c = _find(cells, key, state)
     else:
         state[2] += 1
     cells[2 * c] = key
@@ -131,7 +136,7 @@ def lru_access(key: int, lru: Lru) -> bool:
 
 def lru_keys_by_recency(lru: Lru) -> list[int]:
     """The cached keys, the most recent first (a set's in no particular order; for tests)."""
-    cells, ring, state = lru
+    cells, _, state = lru
     keys = [int(k) for k in cells[0::2] if k >= 0]
     if state[6]:
         return keys
