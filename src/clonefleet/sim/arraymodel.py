@@ -214,11 +214,6 @@ def unit_marks(net: Network) -> npt.NDArray[np.uint64]:
     return np.zeros((len(net.gi_of_vm), net.unit_words), np.uint64)
 
 
-#: A closed loop on the fast engine numbers its IOs' cache keys ahead (4 bytes per IO, see _place)
-#: while they take at most this much memory; above it, the event loop keys each IO as it is issued.
-DENSE_KEY_BYTES = 1 << 30
-
-
 def compile_network(scenario: Scenario, arrival_order: IdArray | None = None, *, ios: IoTable | None = None,
                     place: bool = True, keys: bool = True) -> Network:
     """The scenario's array as flat arrays; with ``place``, every IO placed ahead (see the module docstring).
@@ -227,9 +222,9 @@ def compile_network(scenario: Scenario, arrival_order: IdArray | None = None, *,
     has them already (e.g. from a larger trace this one is the first VMs of); sorted here otherwise.
     ``ios``: the IOs in another form than the scenario's trace holds them (a packed table, see
     :meth:`~clonefleet.sim.trace.TraceDraw.packed`; the trace then holds their ops and times only).
-    ``keys`` without ``place``: only the IOs' dense keys are numbered ahead (4 bytes per IO; the
-    cache then finds a VM's keys near each other); neither: the event loop keys each IO as it is
-    issued, by owner and block, and holds nothing per IO.
+    ``keys`` without ``place``: only the IOs' dense keys are numbered ahead (4 bytes per IO; a cache
+    that holds every key is then a set indexed by them, see :mod:`clonefleet.sim.lru`); neither: the
+    event loop keys each IO as it is issued, by owner and block, and holds nothing per IO.
     """
     trace, array, fn = scenario.trace, scenario.array, scenario.function
     table = IoTable.of(trace) if ios is None else ios

@@ -13,7 +13,8 @@ are no key's last access are dropped (at least half of it). This is exact LRU (a
 linked recency list gives the same hits) but touches fewer random cache lines per
 access: the key's cell, and on average one more cell when records are read back.
 When the cache has a slot for every key that can come, nothing is ever evicted
-and no ring is kept (a set).
+and no ring is kept (a set; of dense keys, one cell per key indexed by the key,
+at most 8 bytes per slot).
 
 Memory: 32 bytes per slot for the table (16 per cell, two cells per slot) and 16
 for the ring (two records per slot, 8 bytes each), or as much per key that can
@@ -39,8 +40,9 @@ Lru = tuple[IntArray, IntArray, IntArray]
 def new_lru(slots: int, max_keys: int, dense: bool = False) -> Lru:
     """An empty cache of ``slots`` keys; ``max_keys``: how many distinct keys can ever come (the table
     needs no more room than that, and a cache with a slot for each never evicts: a set). ``dense``:
-    the keys are numbers 0, 1, 2... given in the order of first access (clonefleet.sim.arraymodel),
-    each placed at its own number modulo the table (no hashing): keys accessed together sit together."""
+    the keys are the numbers 0 .. max_keys - 1 (clonefleet.sim.arraymodel numbers them in the order of
+    first access): a set of them is one cell per key, indexed by the key, and a VM's keys, numbered
+    together, sit together in it."""
     slots = max(0, int(slots))
     room = max(1, min(slots, int(max_keys)))
     as_set = slots >= max_keys
@@ -48,15 +50,17 @@ def new_lru(slots: int, max_keys: int, dense: bool = False) -> Lru:
     while cells < 2 * room:
         cells *= 2
     records = 0 if as_set else cells
+    if as_set and dense:  # a set of dense keys: one cell per key, indexed by the key itself (no probing)
+        return (np.full(max(int(max_keys), 1), -1, np.int64), np.empty(0, np.int64),
+                np.array([0, 0, 0, slots, 0, -1, 1, 1], np.int64))
     return (np.full(2 * cells, -1, np.int64), np.empty(records, np.int64),
             np.array([0, 0, 0, slots, cells - 1, records - 1, 1 if as_set else 0, 1 if dense else 0], np.int64))
 
 
 @numba.njit(cache=True, inline="always")
 def _home(key: int, state: IntArray) -> int:
-    if state[7]:
-        return key & state[4]
-    h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the high bits mix best
+    """A key's first cell: Fibonacci hashing (the high bits mix best)."""
+    h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)
     return int(h >> np.uint64(32)) & state[4]
 
 
@@ -112,6 +116,11 @@ def lru_access(key: int, lru: Lru) -> bool:
     cells, ring, state = lru
     if state[3] == 0:
         return False
+    if state[6] and state[7]:
+        if cells[key] >= 0:
+            return True
+        cells[key] = 1
+        return False
     c = _find(cells, key, state)
     if cells[2 * c] == key:
         if state[6] == 0:
@@ -137,6 +146,8 @@ def lru_access(key: int, lru: Lru) -> bool:
 def lru_keys_by_recency(lru: Lru) -> list[int]:
     """The cached keys, the most recent first (a set's in no particular order; for tests)."""
     cells, _, state = lru
+    if state[6] and state[7]:
+        return [int(k) for k in np.flatnonzero(cells >= 0)]
     keys = [int(k) for k in cells[0::2] if k >= 0]
     if state[6]:
         return keys

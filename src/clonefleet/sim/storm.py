@@ -17,7 +17,7 @@ import numpy as np
 from clonefleet.planner import golden_images_for
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.progress import Progress, no_progress
-from clonefleet.sim.arraymodel import DENSE_KEY_BYTES, compile_network
+from clonefleet.sim.arraymodel import compile_network
 from clonefleet.sim.order import IdArray, time_order
 from clonefleet.sim.parallel import run_all
 from clonefleet.sim.results import Engine, SimResult, run_engine, summarise
@@ -114,11 +114,13 @@ def run_storm(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, 
         which = f" (g = {scenario.golden_images}, run {k + 1} of {n})" if n > 1 else ""
         pace = f", last run {runs[-1].ios_per_s:,.0f} IOs/s" if runs else ""
         progress(f"place {size} on the array{which}", k, n)
-        # The fast engine's closed loop places the IOs itself, as they are issued (their dense cache keys
-        # numbered ahead while they fit in DENSE_KEY_BYTES).
+        # The fast engine's closed loop places the IOs itself, as they are issued; their cache keys are
+        # numbered ahead only when the cache can hold every one (a set indexed by key: 4 bytes per IO,
+        # at most 4 per slot), hashed as issued otherwise.
         streamed = net_closed and engine is Engine.FAST
+        slots = int(scenario.array.cache_bytes // scenario.cache_block_bytes)
         net = compile_network(scenario, arrival_order, ios=ios, place=not streamed,
-                              keys=not streamed or 4 * trace.ios <= DENSE_KEY_BYTES)
+                              keys=not streamed or slots >= trace.ios)
         progress(f"run the {engine.value} engine on {size}{which}{pace}", k, n)
         runs.append(summarise(scenario, net, run_engine(net, engine)))
     progress(f"run the {engine.value} engine on {size}: done", n, n)
