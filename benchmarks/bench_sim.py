@@ -135,7 +135,7 @@ def _storm_child() -> None:
     ``clonefleet simulate`` runs it (the trace let go once placed); print its figures as JSON."""
     vms = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
     fleet, array, function = load_fleet("desktop-win7"), load_array(ARRAY), load_function(sys.argv[2])
-    run_storm(fleet, array, function, 2, ios_per_vm=100)  # numba's first call, apart
+    run_storm(fleet, array, function, 2, ios_per_vm=100, keep_trace=False)  # numba's first call, apart (same path)
     marks: dict[str, float] = {}  # CPU time when the trace is drawn, the engine starts, the engine is done
 
     def mark(stage: str, done: int, total: int) -> None:

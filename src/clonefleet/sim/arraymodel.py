@@ -114,7 +114,7 @@ class Network:
 
 @numba.njit(cache=True, inline="always")
 def _marked(marks: npt.NDArray[np.uint64], v: int, r: int) -> bool:
-    return 0 <= r < marks.shape[1] * 64 and (marks[v, r >> 6] >> np.uint64(r & 63)) & np.uint64(1) != 0
+    return bool(0 <= r < marks.shape[1] * 64 and (marks[v, r >> 6] >> np.uint64(r & 63)) & np.uint64(1) != 0)
 
 
 @numba.njit(cache=True, inline="always")
@@ -199,12 +199,12 @@ def _place(vm_start: IntArray, is_write: Int8Array, placement: tuple[Any, ...], 
 def _written_units(op: Int8Array, offset: npt.NDArray[Any], length: npt.NDArray[Any], scale: int,
                    unit_bytes: int) -> tuple[int, int]:
     """The first and one past the last unit any write touches ((0, 0) when nothing is written)."""
-    lo, hi = np.int64(1) << 62, np.int64(0)
+    lo, hi = 1 << 62, 0
     for i in range(len(op)):
         if op[i] != 0:
-            off = np.int64(offset[i]) * scale
+            off = int(offset[i]) * scale
             lo = min(lo, off // unit_bytes)
-            hi = max(hi, (off + np.int64(length[i]) * scale - 1) // unit_bytes + 1)
+            hi = max(hi, (off + int(length[i]) * scale - 1) // unit_bytes + 1)
     return (lo, hi) if hi > 0 else (0, 0)
 
 

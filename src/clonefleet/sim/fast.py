@@ -292,8 +292,8 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
     lat_lo, lat_hi, lat_sum = np.inf, -np.inf, 0.0
     scratch = np.zeros(1, np.float32)
     keep_all, keep_latency = len(completion) > 0, len(latency_only) > 0
-    j_mask = (np.int64(1) << j_bits) - 1
-    s_mask = (np.int64(1) << s_bits) - 1
+    j_mask = (1 << j_bits) - 1
+    s_mask = (1 << s_bits) - 1
     # The calendar: the current bucket's heap (ht, hi, size), the ring of lists of slots, the far heap.
     bucket_s = min(max(bucket_s, BUCKET_S_RANGE[0]), BUCKET_S_RANGE[1])
     per_s = 1.0 / bucket_s
@@ -308,7 +308,7 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
         for v in range(vms):
             first = min(vm_start[v + 1] - vm_start[v], q)
             for j in range(first):
-                e = (np.int64(v) << (j_bits + s_bits)) | (np.int64(j) << s_bits) | j
+                e: int = (v << (j_bits + s_bits)) | (j << s_bits) | j
                 _push(far_t, far_i, far, start_s[v], e)  # the first bucket is read from the far heap
                 far += 1
             next_io[v] = first
@@ -317,7 +317,7 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
     # Open loop: arrivals come from their presorted order, not the calendar.
     n_arr = len(arrivals)
     ai = 0
-    ia = arrivals[0] if n_arr > 0 else -1
+    ia: int = arrivals[0] if n_arr > 0 else -1
     ta = issue_s[vm_start[ia >> j_bits] + (ia & j_mask)] if n_arr > 0 else np.inf
     reads = 0
     hits = 0
@@ -450,7 +450,7 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
                 st[k] = 0
                 ne = -1
                 if closed and next_io[v] < vm_start[v + 1] - vm_start[v]:
-                    ne = (np.int64(v) << (j_bits + s_bits)) | (next_io[v] << s_bits) | (e & s_mask)
+                    ne = (v << (j_bits + s_bits)) | (int(next_io[v]) << s_bits) | (e & s_mask)
                     next_io[v] += 1
             if ne < 0:
                 break
@@ -501,7 +501,7 @@ def _merge_into(t: FloatArray, ids: IdArray, na: int, tb: FloatArray, ib: IdArra
 
 
 @numba.njit(cache=True)
-def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: IntArray, disk: DiskArray,
+def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32Array, disk: DiskArray,
                 cow_disk: DiskArray, vm_volume: Int32Array, volume_processor: Int32Array, n_proc: int,
                 pool: int, n_disks: int, write_disks: int, volume_s: float, processor_s: float,
                 disk_s: float, service_s: FloatArray, bin_s: float, n_bins: int, vm_of: Int32Array,
@@ -628,8 +628,8 @@ def run_fast(net: Network, events: bool = False, *, per_io: bool = True, bucket_
     j_bits, s_bits = id_bits(vms, int(counts.max()) if vms else 1, net.queue_depth if net.closed else 1)
     arrivals = np.zeros(0, np.int64)
     if not net.closed:  # the arrival order as event ids (the open loop's slot is its IO: no slot bits)
-        vm_of = np.repeat(np.arange(vms, dtype=np.int64), counts)[net.arrival_order]
-        arrivals = (vm_of << j_bits) | (net.arrival_order - net.vm_start[vm_of])
+        vm_of_arrival = np.repeat(np.arange(vms, dtype=np.int64), counts)[net.arrival_order]
+        arrivals = (vm_of_arrival << j_bits) | (net.arrival_order - net.vm_start[vm_of_arrival])
     sized = n if per_io else 0
     completion, latency = np.zeros(sized), np.zeros(sized, np.float32)
     latency_only = np.zeros(n if not per_io and 4 * n <= EXACT_LATENCY_BYTES else 0, np.float32)

@@ -61,7 +61,7 @@ def new_lru(slots: int, max_keys: int, dense: bool = False) -> Lru:
 def _home(key: int, state: IntArray) -> int:
     """A key's first cell: Fibonacci hashing (the high bits mix best)."""
     h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)
-    return int(h >> np.uint64(32)) & state[4]
+    return int(h >> np.uint64(32)) & int(state[4])
 
 
 @numba.njit(cache=True, inline="always")

@@ -14,7 +14,7 @@ For 62 million latencies this is two streaming passes (0.1-0.2 s) where
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numba
 import numpy as np
@@ -76,13 +76,9 @@ def _ranked(x: Float32Array, ranks: IntArray) -> Float32Array:
     return out
 
 
-def percentiles(values: Float32Array, q: Sequence[float]) -> FloatArray:
-    """The q-th percentiles (0..100) of ``values``, as ``np.percentile`` defines them (linear).
-
-    Exact for finite values: the ranks are found, not estimated; NaN values are handed to numpy.
-    """
-    x = np.ascontiguousarray(values, np.float32)
-    n = len(x)
+def _linear(n: int, q: Sequence[float], ranked: Callable[[IntArray], FloatArray]) -> FloatArray:
+    """The q-th percentiles (0..100) of n values as ``np.percentile`` defines them (linear between the
+    two ranks around q/100 * (n - 1)), from ``ranked``: the values of given ranks."""
     if n == 0:
         raise ValueError("percentiles of no values")
     qs = np.asarray(q, np.float64)
@@ -91,11 +87,21 @@ def percentiles(values: Float32Array, q: Sequence[float]) -> FloatArray:
     position = qs / 100.0 * (n - 1)
     below = np.floor(position).astype(np.int64)
     above = np.minimum(below + 1, n - 1)
-    v = _ranked(x, np.concatenate([below, above])).astype(np.float64)
-    if np.isnan(v).any():
-        return np.asarray(np.percentile(x, qs), np.float64)
+    v = ranked(np.concatenate([below, above]))
     v_below, v_above = v[: len(qs)], v[len(qs):]
     return v_below + (v_above - v_below) * (position - below)
+
+
+def percentiles(values: Float32Array, q: Sequence[float]) -> FloatArray:
+    """The q-th percentiles (0..100) of ``values``, as ``np.percentile`` defines them (linear).
+
+    Exact for finite values: the ranks are found, not estimated; NaN values are handed to numpy.
+    """
+    x = np.ascontiguousarray(values, np.float32)
+    out = _linear(len(x), q, lambda ranks: _ranked(x, ranks).astype(np.float64))
+    if np.isnan(out).any():
+        return np.asarray(np.percentile(x, q), np.float64)
+    return out
 
 
 # --- a histogram sketch: percentiles of a stream, in fixed memory, with a stated error bound -------
@@ -150,15 +156,4 @@ def _sketch_ranked(sketch: IntArray, ranks: IntArray) -> FloatArray:
 def sketch_percentiles(sketch: IntArray, q: Sequence[float]) -> FloatArray:
     """The q-th percentiles (0..100) of the values counted, as ``np.percentile`` defines them, each
     within SKETCH_RELATIVE_ERROR of the exact one (positive finite values)."""
-    n = int(sketch.sum())
-    if n == 0:
-        raise ValueError("percentiles of no values")
-    qs = np.asarray(q, np.float64)
-    if np.any((qs < 0) | (qs > 100)):
-        raise ValueError("percentiles are between 0 and 100")
-    position = qs / 100.0 * (n - 1)
-    below = np.floor(position).astype(np.int64)
-    above = np.minimum(below + 1, n - 1)
-    v = _sketch_ranked(sketch, np.concatenate([below, above]))
-    v_below, v_above = v[: len(qs)], v[len(qs):]
-    return v_below + (v_above - v_below) * (position - below)
+    return _linear(int(sketch.sum()), q, lambda ranks: _sketch_ranked(sketch, ranks))

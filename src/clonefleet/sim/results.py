@@ -208,8 +208,8 @@ def summarise(scenario: Scenario, net: Network, raw: RawRun) -> SimResult:
     n = len(net.is_write)
     # Percentiles exact (radix select) when every latency was kept, else from the sketch, within its bound.
     exact = len(raw.latency_s) == n
-    q = (percentiles if exact else sketch_percentiles)(raw.latency_s if exact else raw.latency_sketch,
-                                                      [50.0, 95.0, *PERCENTILES])
+    wanted = [50.0, 95.0, *PERCENTILES]
+    q = percentiles(raw.latency_s, wanted) if exact else sketch_percentiles(raw.latency_sketch, wanted)
     latency = Spread(raw.latency_min_s, float(q[0]), float(q[1]), raw.latency_max_s, raw.latency_sum_s / n, "s")
     pct = q[2:]
     return SimResult(

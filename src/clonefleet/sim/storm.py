@@ -98,7 +98,7 @@ def run_storm(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, 
     scenarios = [build_scenario(trace, fleet, array, function, vms=vms, golden_images=g, queue_depth=queue_depth,
                                 seed=seed, ios=ios) for g in gs]
     n = len(scenarios)
-    if side_by_side:
+    if side_by_side and executor is not None:
         recipe = (fleet_drawn, array, function, vms, seed, trace.arrivals, ios_per_vm, queue_depth, start_spread_s,
                   given, engine)
         done = run_all(executor, [(run_one, (*recipe, sc.golden_images)) for sc in scenarios], progress,
