@@ -581,10 +581,11 @@ def recommend(methods: Sequence[MethodPlan], vms: int, life: Lifetime = NO_LIFET
         best = max(methods, key=lambda m: m.max_vms)
         if any(m.boot_holds for m in methods):
             target = life.capacity_limit_bytes
+            least = min((m for m in methods if m.boot_holds), key=_stored_peak)
             return None, (f"no storage function fits {vms} VMs in the datastore's target of "
-                          f"{format_bytes(_bytes(target))} over {life.days} days; the least at its peak is "
-                          f"{min((m for m in methods if m.boot_holds), key=_stored_peak).function}: "
-                          "a larger datastore, a shorter refresh period or fewer VMs")
+                          f"{format_bytes(_bytes(target))} over {life.days} days (the least at its peak: "
+                          f"{least.function}, {format_bytes(_stored_peak(least))}); it needs a larger "
+                          "datastore, a shorter refresh period or fewer VMs")
         if life.headroom > 0 and any(m.max_vms >= vms for m in methods):
             return None, (f"no storage function carries {vms} VMs with {100 * life.headroom:.0f} % headroom on "
                           "this array: every one has a resource busier than its target at boot; add disks or "

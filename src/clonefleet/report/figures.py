@@ -73,7 +73,8 @@ def capacity_figure(p: Plan) -> Figure:
             ax.annotate("no GI count\ncarries a clone", (bar.get_x() + bar.get_width() / 2, 0.05), ha="center",
                         va="bottom", fontsize=8)
             continue
-        holds = "" if m.meets_requirement else "\nfails: T > T_max"
+        holds = ("" if m.meets_requirement else "\nfails: T > T_max" if not m.boot_holds
+                 else "\nfails: outgrows the datastore")
         ax.annotate(f"{share:.2f} %\n{format_bytes(m.consumed_bytes)}{holds}",
                     (bar.get_x() + bar.get_width() / 2, share), ha="center", va="bottom", fontsize=8.5,
                     xytext=(0, 2), textcoords="offset points")
