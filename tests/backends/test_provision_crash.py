@@ -30,19 +30,13 @@ from clonefleet.provision.goldimage import GoldenImage
 from clonefleet.provision.journal import Journal
 from clonefleet.storage.data import sha256_file
 from helpers import require_tool
+from killing import KILLS, MAX_ROUNDS, calibrate, kill_at_a_random_moment
 
 qcow2_gi = pf.qcow2_gi  # a fixture
 
 pytestmark = [pytest.mark.backend, pytest.mark.slow]
 
 CLONES = 300
-KILLS = 20
-MAX_ROUNDS = 80
-
-
-def start(manifest: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "clonefleet", "provision", str(manifest)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def journal_records(fleet: Path) -> int:
@@ -88,15 +82,8 @@ def test_sigkill_at_random_moments_then_rerun_finishes_exactly(tmp_path: Path, q
                           workers=2)
     backend = get_backend("qcow2")
 
-    # calibration: how long a whole run takes, start-up and work
-    t0 = time.perf_counter()
-    proc = start(m.path)
-    while journal_records(m.dest) == 0 and proc.poll() is None:
-        time.sleep(0.002)
-    t_begin = time.perf_counter() - t0
-    assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
-    t_work = max(time.perf_counter() - t0 - t_begin, 0.02)
-    t_total = t_begin + t_work
+    provision = ("provision", m.path)
+    calibration = calibrate(provision, lambda: journal_records(m.dest))
     engine.destroy(m)
 
     kills = rounds = 0
@@ -104,22 +91,7 @@ def test_sigkill_at_random_moments_then_rerun_finishes_exactly(tmp_path: Path, q
     completed_runs = 0
     while kills < kills_wanted and rounds < MAX_ROUNDS:
         rounds += 1
-        before = journal_records(m.dest)
-        proc = start(m.path)
-        started = time.perf_counter()
-        if rng.random() < 1 / 3:
-            time.sleep(rng.uniform(0, t_total))
-        else:
-            while journal_records(m.dest) <= before and proc.poll() is None \
-                    and time.perf_counter() - started < 30:
-                time.sleep(0.001)
-            time.sleep(rng.uniform(0, t_work))
-        alive = proc.poll() is None
-        if alive:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-        if proc.stderr:
-            proc.stderr.close()
+        alive = kill_at_a_random_moment(provision, lambda: journal_records(m.dest), rng, calibration).alive
         wait_for_orphans(m.dest)
         plan = engine.make_plan(m, backend)
         complete = not (plan.create or plan.adopt or plan.temporaries)
@@ -158,7 +130,7 @@ def test_sigkill_at_random_moments_then_rerun_finishes_exactly(tmp_path: Path, q
     assert engine.status(m).in_sync
     assert sha256_file(qcow2_gi.path) == qcow2_gi.sha256
     print(f"{kills} kills mid-provision in {rounds} rounds ({completed_runs} runs finished before their "
-          f"kill); clones on disk at each kill: {progress_at_kill}; calibration run {t_total:.2f} s")
+          f"kill); clones on disk at each kill: {progress_at_kill}; calibration run {calibration.total_s:.2f} s")
     # most kills must land while clones are being made, not before the first or after the last
     assert sum(0 < n < clones for n in progress_at_kill) >= kills_wanted // 2, progress_at_kill
 
