@@ -199,8 +199,9 @@ def _reconcile(plan: FleetPlan, journal: JournalState) -> None:
                     plan.missing.append(task.name)
             elif task.name in present and still_ours(journal, task.name, st):
                 plan.present += 1
-            elif task.name in journal.made and ours(journal, task.name, st):
-                plan.adopt.append(task)  # linked into place by a killed run before its "created" record
+            elif (task.name in journal.made and ours(journal, task.name, st)) \
+                    or journal.remade.get(task.name) == identity(st):
+                plan.adopt.append(task)  # linked (or, by a refresh, renamed) into place before its "created" record
             else:
                 plan.foreign.append(task.name)  # not recorded, or replaced since: never used nor overwritten
         wanted = {t.name for t in plan.tasks}
