@@ -39,13 +39,12 @@ from clonefleet.provision.fleetdir import (
     remove_ours,
     replace_ours,
     rmdir_quietly,
-    sync_file,
     temporary_path,
 )
 from clonefleet.provision.journal import STATE_DIR, Journal
 from clonefleet.provision.manifest import Manifest
 from clonefleet.provision.plan import CloneTask, FleetPlan, made_with, make_plan, replica_name
-from clonefleet.storage.data import sha256_file
+from clonefleet.storage.data import fsync_path, sha256_file
 from clonefleet.storage.goldimage import GoldenImageError, gi_unchanged
 from clonefleet.storage.tools import stop_on_signals
 
@@ -313,7 +312,7 @@ def create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: Pr
                     if exc is None:
                         tmp, st = future.result()
                         if replace:
-                            sync_file(tmp)  # the old clone is replaced: its successor's data durable first
+                            fsync_path(tmp)  # the old clone is replaced: its successor's data durable first
                         journal.append("remade" if replace else "made", name=task.name, dev=st.st_dev,
                                        ino=st.st_ino)
                         if not to_link:

@@ -149,15 +149,6 @@ def replace_ours(tmp: Path, dir_path: Path, name: str, recorded: tuple[int, int]
         os.close(dfd)
 
 
-def sync_file(path: Path) -> None:
-    """fsync one file's data and metadata."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def tmp_dir_of(fleet_dir: Path) -> Path:
     return fleet_dir / STATE_DIR / TMP_DIR
 
