@@ -142,6 +142,10 @@ def test_reflink_clones_after_five_days_measure_within_15_percent(xfs_dir: Path)
     assert abs(measured5 / model5 - 1) <= TOLERANCE
     assert abs(day5.per_clone_ratio - 1) <= TOLERANCE
     assert measured5 > 1.5 * measured0
+    refreshed = engine.refresh(m)
+    assert len(refreshed.refreshed) == 8
+    after = engine.capacity(m)
+    assert all(c["own_data_bytes"] == 0 for c in after.per_clone) and after.age_days_max == 0
     assert sha256_file(gi.path) == gi.sha256
     engine.destroy(m)
 
@@ -202,11 +206,26 @@ def test_a_clone_renamed_into_place_before_its_record_is_adopted_and_a_foreign_o
     state = Journal.read(m.dest)
     assert state.identity_of("vm-0001.qcow2") == (st.st_dev, st.st_ino) and state.age_of("vm-0001.qcow2") == 0
     assert state.age_of("vm-0003.qcow2") == 1
+    # killed again after a rename: writes asks for the rerun, destroy removes the renamed clone (it is ours)
+    new = tmp_path / "new.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(qcow2_gi.path), "-F", "qcow2", str(new)],
+                   check=True)
+    st = new.stat()
+    with Journal(m.dest) as j:
+        j.append("remade", name="vm-0002.qcow2", dev=st.st_dev, ino=st.st_ino)
+    os.rename(new, m.dest / "vm-0002.qcow2")
+    r = clonefleet("writes", str(m.path))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "rerun it" in r.stderr, r.stderr
     foreign = m.dest / "vm-0003.qcow2"
-    foreign.unlink()
-    foreign.write_bytes(b"someone else's")
+    copy = tmp_path / "copy"
+    copy.write_bytes(b"someone else's")
+    os.replace(copy, foreign)  # a user's file moved over the clone (a new inode while the old one still lives)
     r = clonefleet("refresh", str(m.path), "--yes")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "will not use or overwrite it" in r.stderr, r.stderr
+    assert foreign.read_bytes() == b"someone else's"
+    result = engine.destroy(m)
+    assert result.removed == 2 and len(result.kept) == 1 and "vm-0003.qcow2" in result.kept[0]
+    assert sorted(os.listdir(m.dest)) == [".clonefleet", "vm-0003.qcow2"]
     assert foreign.read_bytes() == b"someone else's"
 
 

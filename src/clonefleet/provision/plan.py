@@ -242,7 +242,11 @@ def provisioned_plan(manifest: Manifest, backend: Backend, what: str) -> Iterato
     with stop_on_signals(), fleet_lock(fleet_dir, what):
         plan = make_plan(manifest, backend)
         plan.require_own_files()
-        if plan.create or plan.adopt:
+        if plan.create:
             raise UsageError(f"fleet {fleet_dir}: {len(plan.create) + len(plan.adopt)} of {len(plan.tasks)} "
                              f"clones are not provisioned yet; run 'clonefleet provision {manifest.path}' first")
+        if plan.adopt:
+            raise UsageError(f"fleet {fleet_dir}: {len(plan.adopt)} of {len(plan.tasks)} clones were put in place by "
+                             f"a run that stopped before recording them; rerun it ('clonefleet provision "
+                             f"{manifest.path}' or 'clonefleet refresh ...') to finish, then this")
         yield plan
