@@ -160,6 +160,7 @@ def test_refresh_makes_clones_anew_resets_their_age_and_never_touches_the_gi(tmp
     engine.apply_writes(m)
     booted = engine.capacity(m)
     engine.apply_writes(m, days=3)
+    assert engine.status(m).age_days_max == 3
     names = [p.name for p in m.dest.glob("vm-*")]
     (m.dest / "notes.txt").write_text("not clonefleet's")
 
@@ -181,7 +182,7 @@ def test_refresh_makes_clones_anew_resets_their_age_and_never_touches_the_gi(tmp
     engine.apply_writes(m)  # the boot again: back to the boot footprint
     assert engine.capacity(m).measured_per_clone_bytes == pytest.approx(booted.measured_per_clone_bytes,
                                                                         rel=TOLERANCE)
-    assert engine.status(m).in_sync
+    assert engine.status(m).in_sync and engine.status(m).age_days_max == 0
     assert (m.dest / "notes.txt").read_text() == "not clonefleet's"
     assert sha256_file(qcow2_gi.path) == qcow2_gi.sha256 and qcow2_gi.path.stat().st_mtime_ns == gi_mtime
 

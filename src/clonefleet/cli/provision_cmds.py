@@ -196,7 +196,8 @@ def status_cmd(
     else:
         counts = (("wanted", st.wanted), ("ok", st.count("ok")), ("missing", st.count("missing")),
                   ("failed", st.count("failed")), ("damaged", st.count("damaged")),
-                  ("boot writes applied", st.written), ("no longer wanted", len(st.unwanted)),
+                  ("boot writes applied", st.written), ("days of use, oldest clone", st.age_days_max),
+                  ("no longer wanted", len(st.unwanted)),
                   ("leftover temporaries", len(st.temporaries)), ("unknown files", len(st.unknown)))
         print_table(escape(f"fleet {m.name}: {m.dest} ({st.backend}, {st.method}, g = {st.golden_images})"),
                     [Col("what"), Col("count", right=True)], [[label, str(value)] for label, value in counts])
