@@ -187,6 +187,18 @@ def test_refresh_makes_clones_anew_resets_their_age_and_never_touches_the_gi(tmp
     assert sha256_file(qcow2_gi.path) == qcow2_gi.sha256 and qcow2_gi.path.stat().st_mtime_ns == gi_mtime
 
 
+def renamed_before_its_record(m: Manifest, gi: Path, name: str) -> os.stat_result:
+    """What a refresh killed between its rename and its ``created`` record leaves: a fresh clone, made in
+    the fleet's private folder, journaled ``remade`` and renamed over the clone ``name``."""
+    new = m.dest / ".clonefleet" / "tmp" / f"0.{name}"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(gi), "-F", "qcow2", str(new)], check=True)
+    st = new.stat()
+    with Journal(m.dest) as j:
+        j.append("remade", name=name, dev=st.st_dev, ino=st.st_ino)
+    os.rename(new, m.dest / name)
+    return st
+
+
 def test_a_clone_renamed_into_place_before_its_record_is_adopted_and_a_foreign_one_is_refused(
         tmp_path: Path, qcow2_gi: GoldenImage) -> None:
     """The kill windows of refresh, made by hand: after the rename, before the ``created`` record; and a
@@ -195,26 +207,14 @@ def test_a_clone_renamed_into_place_before_its_record_is_adopted_and_a_foreign_o
     m = life_manifest(tmp_path, qcow2_gi.path, 3)
     engine.provision(m)
     engine.apply_writes(m, days=1)
-    new = tmp_path / "new.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(qcow2_gi.path), "-F", "qcow2", str(new)],
-                   check=True)
-    st = new.stat()
-    with Journal(m.dest) as j:
-        j.append("remade", name="vm-0001.qcow2", dev=st.st_dev, ino=st.st_ino)
-    os.rename(new, m.dest / "vm-0001.qcow2")
+    st = renamed_before_its_record(m, qcow2_gi.path, "vm-0001.qcow2")
     result = engine.refresh(m, clones=["vm-0002"])
     assert result.adopted == 1 and result.refreshed == ("vm-0002.qcow2",)
     state = Journal.read(m.dest)
     assert state.identity_of("vm-0001.qcow2") == (st.st_dev, st.st_ino) and state.age_of("vm-0001.qcow2") == 0
     assert state.age_of("vm-0003.qcow2") == 1
     # killed again after a rename: writes asks for the rerun, destroy removes the renamed clone (it is ours)
-    new = tmp_path / "new.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(qcow2_gi.path), "-F", "qcow2", str(new)],
-                   check=True)
-    st = new.stat()
-    with Journal(m.dest) as j:
-        j.append("remade", name="vm-0002.qcow2", dev=st.st_dev, ino=st.st_ino)
-    os.rename(new, m.dest / "vm-0002.qcow2")
+    renamed_before_its_record(m, qcow2_gi.path, "vm-0002.qcow2")
     r = clonefleet("writes", str(m.path))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "rerun it" in r.stderr, r.stderr
     foreign = m.dest / "vm-0003.qcow2"
