@@ -168,3 +168,78 @@ def test_sigkill_during_destroy_then_rerun_leaves_nothing(tmp_path: Path, qcow2_
     assert r.returncode == 0, r.stderr
     assert not m.dest.exists()
     assert sha256_file(qcow2_gi.path) == qcow2_gi.sha256
+
+
+def test_sigkill_during_refresh_leaves_every_clone_old_or_fresh_and_a_rerun_finishes(tmp_path: Path,
+                                                                                   qcow2_gi: GoldenImage) -> None:
+    """Kill ``clonefleet refresh`` at random moments: each clone is then the old one, untouched (same inode,
+    size and mtime), or a whole fresh clone (no data of its own), never missing; nothing else in the fleet
+    directory is touched; a rerun refreshes every clone."""
+    require_tool("qemu-img", "qemu-io")
+    rng = np.random.default_rng(13)
+    clones, kills_wanted = 30, 8
+    m = pf.fleet_manifest(tmp_path, qcow2_gi.path, clones, workers=2)
+    backend = get_backend("qcow2")
+    engine.provision(m)
+    foreign = m.dest / "notes.txt"
+    foreign.write_text("not clonefleet's")
+
+    def refresh() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "clonefleet", "refresh", str(m.path), "--yes"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def stats() -> dict[str, tuple[int, int, int]]:
+        return {f.name: (f.stat().st_ino, f.stat().st_size, f.stat().st_mtime_ns) for f in final_clone_files(m.dest)}
+
+    def reached(proc: subprocess.Popen[bytes], records: int) -> None:
+        """Wait until the journal holds ``records`` records (or the run ended)."""
+        while journal_records(m.dest) < records and proc.poll() is None:
+            time.sleep(0.0005)
+
+    engine.apply_writes(m)
+    recipe = engine.make_plan(m, backend).recipe
+    kills = mixed = adopting = 0
+    finished = True
+    for _ in range(MAX_ROUNDS):
+        if kills >= kills_wanted:
+            break
+        if finished:
+            engine.apply_writes(m)  # every clone old again: it holds its boot writes
+        old = stats()
+        proc = refresh()
+        # a kill after a random number of the run's records (a remade and a created one per clone): anywhere
+        # from its start to its end, between a clone's rename and its record included
+        reached(proc, journal_records(m.dest) + int(rng.integers(1, 2 * clones + 2)))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+        if proc.stderr:
+            proc.stderr.close()
+        wait_for_orphans(m.dest)
+        now = stats()
+        assert set(now) == set(old)  # never missing
+        renewed = [name for name in now if now[name] != old[name]]
+        usage = backend.measure(recipe, [m.dest / n for n in renewed], [qcow2_gi.path])
+        assert all(c.own_data_bytes == 0 for c in usage.clones), renewed  # a fresh clone, whole
+        for name in renewed:
+            assert backend.status(recipe, m.dest / name, qcow2_gi.path) is None
+        mixed += 0 < len(renewed) < clones
+        adopting += bool(engine.make_plan(m, backend).adopt)  # killed between a rename and its record
+        assert foreign.read_text() == "not clonefleet's"
+        finished = bool(rng.random() < 0.5)  # else the next round's refresh runs on what this kill left
+        if finished:
+            assert refresh().wait(timeout=120) == 0
+    r = subprocess.run([sys.executable, "-m", "clonefleet", "refresh", str(m.path), "--yes"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    state = Journal.read(m.dest)
+    assert not state.written() and {n.removesuffix(".qcow2") for n in state.present()} == set(m.clone_names())
+    assert engine.status(m).in_sync
+    print(f"{kills} kills during refresh, {mixed} of them with old and fresh clones side by side, {adopting} "
+          "with a renamed clone to adopt")
+    assert kills >= kills_wanted and mixed >= kills_wanted // 2  # most kills land mid-refresh
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert not [(p, e) for p, code, e in pool.map(qemu_check, final_clone_files(m.dest)) if code != 0]
+    assert sorted(os.listdir(m.dest)) == sorted([*(f"{n}.qcow2" for n in m.clone_names()), ".clonefleet", "notes.txt"])
+    assert sha256_file(qcow2_gi.path) == qcow2_gi.sha256

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +37,14 @@ from clonefleet.provision.fleetdir import (
     link_into_place,
     private_tmp,
     remove_ours,
+    replace_ours,
     rmdir_quietly,
     temporary_path,
 )
 from clonefleet.provision.journal import STATE_DIR, Journal
 from clonefleet.provision.manifest import Manifest
 from clonefleet.provision.plan import CloneTask, FleetPlan, made_with, make_plan, replica_name
-from clonefleet.storage.data import sha256_file
+from clonefleet.storage.data import fsync_path, sha256_file
 from clonefleet.storage.goldimage import GoldenImageError, gi_unchanged
 from clonefleet.storage.tools import stop_on_signals
 
@@ -74,7 +76,7 @@ class ProvisionResult:
                 "clones": len(self.plan.tasks), "warnings": list(self.warnings)}
 
 
-def _gi_changed(plan: FleetPlan) -> GoldenImageError:
+def gi_changed_error(plan: FleetPlan) -> GoldenImageError:
     return GoldenImageError(f"golden image {plan.gi.path} changed while clones were made from it")
 
 
@@ -139,13 +141,13 @@ def provision(manifest: Manifest, backend: Backend | None = None, progress: Prog
                 made_now: list[tuple[str, tuple[int, int]]] = []
                 try:
                     replicas = _make_replicas(plan, journal, tmp_dir, made_now)
-                    adopted = _adopt(plan, journal)
-                    created = _create_clones(plan, journal, tmp_dir, progress, workers or manifest.workers,
+                    adopted = adopt_clones(plan, journal)
+                    created = create_clones(plan, journal, tmp_dir, progress, workers or manifest.workers,
                                              made_now)
                     if not gi_unchanged(plan.gi):
-                        raise _gi_changed(plan)
+                        raise gi_changed_error(plan)
                 except GoldenImageError as exc:
-                    raise ProvisionFailed(_undo_copies(plan, journal, made_now, exc)) from None
+                    raise ProvisionFailed(undo_copies(plan, journal, made_now, exc)) from None
                 journal.append("done", clones=len(plan.tasks))
         except ClonefleetError:
             if made_dirs and not begun:  # refused before anything was made: leave no trace (lock held)
@@ -158,7 +160,7 @@ def provision(manifest: Manifest, backend: Backend | None = None, progress: Prog
                            tuple(warnings))
 
 
-def _undo_copies(plan: FleetPlan, journal: Journal, made_now: list[tuple[str, tuple[int, int]]],
+def undo_copies(plan: FleetPlan, journal: Journal, made_now: list[tuple[str, tuple[int, int]]],
                  exc: GoldenImageError) -> str:
     """The GI changed during the run: remove what this run copied from it (replicas; thin and full
     clones hold a copy of its data), journal that, and say so in one line."""
@@ -204,7 +206,7 @@ def _make_replicas(plan: FleetPlan, journal: Journal, tmp_dir: Path,
             try:
                 plan.backend.replicate(plan.gi, tmp)
                 if sha256_file(tmp) != plan.gi.sha256:  # the copy verified: a GI written meanwhile is caught
-                    raise _gi_changed(plan)
+                    raise gi_changed_error(plan)
                 os.chmod(tmp, 0o444)  # a GI replica is read-only, as the GI is
                 st = os.stat(tmp)
                 journal.append("made", name=name, dev=st.st_dev, ino=st.st_ino)
@@ -225,7 +227,7 @@ def _make_replicas(plan: FleetPlan, journal: Journal, tmp_dir: Path,
     return made
 
 
-def _adopt(plan: FleetPlan, journal: Journal) -> int:
+def adopt_clones(plan: FleetPlan, journal: Journal) -> int:
     """Complete clones a kill linked into place before their ``created`` record: checked, then journaled."""
     for task in plan.adopt:
         problem = plan.backend.status(plan.recipe, plan.fleet_dir / task.name, task.source)
@@ -238,12 +240,16 @@ def _adopt(plan: FleetPlan, journal: Journal) -> int:
     return len(plan.adopt)
 
 
-def _create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: Progress, workers: int,
-                   made_now: list[tuple[str, tuple[int, int]]]) -> int:
-    tasks = plan.create
+def create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: Progress, workers: int,
+                   made_now: list[tuple[str, tuple[int, int]]], replace: Sequence[CloneTask] = ()) -> int:
+    """Make the plan's missing clones; or, given ``replace`` (a refresh), fresh clones of those tasks,
+    each renamed over the old clone (:func:`clonefleet.provision.fleetdir.replace_ours`) once its
+    ``remade`` record is durable."""
+    tasks = list(replace) or plan.create
+    what = "refresh" if replace else "create"
     total = len(tasks)
     if not tasks:
-        progress("create", 0, 0)
+        progress(what, 0, 0)
         return 0
     prepared: dict[int, Prepared] = {}
     for replica in sorted({t.replica for t in tasks}):
@@ -255,7 +261,7 @@ def _create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: P
         try:
             plan.backend.apply(plan.recipe, prepared[task.replica], tmp)
             if not gi_unchanged(plan.gi):
-                raise _gi_changed(plan)
+                raise gi_changed_error(plan)
             return tmp, os.stat(tmp, follow_symlinks=False)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -277,15 +283,18 @@ def _create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: P
             return
         journal.sync()
         for task, tmp, st in to_link:
-            link_into_place(tmp, fleet_dir / task.name)
+            if replace:
+                replace_ours(tmp, fleet_dir, task.name, plan.journal.identity_of(task.name))
+            else:
+                link_into_place(tmp, fleet_dir / task.name)
             made_now.append((task.name, (st.st_dev, st.st_ino)))
             journal.append("created", name=task.name, index=task.index, replica=task.replica,
-                           dev=st.st_dev, ino=st.st_ino)
+                           dev=st.st_dev, ino=st.st_ino, **({"refreshed": True} if replace else {}))
             done += 1
-            progress("create", done, total)
+            progress(what, done, total)
         to_link.clear()
 
-    progress("create", 0, total)
+    progress(what, 0, total)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clonefleet") as pool:
         try:
             while True:
@@ -302,12 +311,16 @@ def _create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: P
                     exc = future.exception()
                     if exc is None:
                         tmp, st = future.result()
-                        journal.append("made", name=task.name, dev=st.st_dev, ino=st.st_ino)
+                        if replace:
+                            fsync_path(tmp)  # the old clone is replaced: its successor's data durable first
+                        journal.append("remade" if replace else "made", name=task.name, dev=st.st_dev,
+                                       ino=st.st_ino)
                         if not to_link:
                             to_link_since = time.monotonic()
                         to_link.append((task, tmp, st))
                     else:
-                        journal.append("failed", name=task.name, index=task.index, reason=_describe(exc))
+                        if not replace:  # a refresh that fails leaves the old clone, still present
+                            journal.append("failed", name=task.name, index=task.index, reason=_describe(exc))
                         if failure is None:
                             failure = (task, exc)
                             for queued in [f for f in pending if f.cancel()]:  # not started: not tried
@@ -326,6 +339,10 @@ def _create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: P
         task, exc = failure
         if isinstance(exc, GoldenImageError):
             raise exc
+        if replace:
+            raise ProvisionFailed(f"{task.name}: {_describe(exc)}; {done} of {total} clones refreshed, the others "
+                                  f"kept as they were and the half-made file removed; fix the cause, then rerun "
+                                  f"'clonefleet refresh {plan.manifest.path}'")
         made = plan.present + len(plan.adopt) + done
         if _is_no_space(exc):
             raise ProvisionFailed(_space_message(plan, made, task.name))

@@ -101,8 +101,9 @@ def destroy(manifest: Manifest, backend: Backend | None = None, progress: Progre
             temps = clear_tmp(fleet_dir, state)
             for i, name in enumerate(clones, 1):
                 ident = state.identity_of(name)
-                if ident is not None:
-                    gone = remove_ours(fleet_dir, name, ident)
+                if ident is not None:  # or a refresh's new clone, renamed into place before its record
+                    gone = remove_ours(fleet_dir, name, ident) or (
+                        name in state.remade and remove_ours(fleet_dir, name, state.remade[name]))
                 elif name in legacy:
                     backend.destroy(fleet_dir / name)
                     gone = True

@@ -134,6 +134,21 @@ def remove_ours(dir_path: Path, name: str, recorded: tuple[int, int]) -> bool:
         os.close(dfd)
 
 
+def replace_ours(tmp: Path, dir_path: Path, name: str, recorded: tuple[int, int] | None) -> None:
+    """Rename a finished temporary over ``name`` in ``dir_path`` (a refresh), only if ``name`` is the very
+    file clonefleet recorded there (same dev and inode, a regular file, never followed; ``None``: a record
+    of an older version, the name must hold a regular file); else refuse and leave both in place."""
+    dfd = open_dir(dir_path)
+    try:
+        st = lstat_in(dfd, name)
+        if st is None or not stat.S_ISREG(st.st_mode) or (recorded is not None and identity(st) != recorded):
+            raise UsageError(f"{dir_path / name}: is not the clone clonefleet made under that name (another file, "
+                             "or none); it was not replaced: move it away, then rerun")
+        os.rename(tmp, name, dst_dir_fd=dfd)
+    finally:
+        os.close(dfd)
+
+
 def tmp_dir_of(fleet_dir: Path) -> Path:
     return fleet_dir / STATE_DIR / TMP_DIR
 

@@ -17,6 +17,13 @@ final name, so a kill never leaves a file the next run cannot recognise),
 ``created``, ``adopted``, ``replica``; ``tmpdir`` records the run's private
 folder of temporaries. Records of older versions carry no identity; they are
 still read (see :meth:`JournalState.identity_of`).
+
+What was written into the clones: ``written`` (the boot writes) and ``days`` (the clone's age: how many
+days of daily writes it holds, with the identity of the file they went into). A refresh makes a fresh
+clone under a temporary name and records it as ``remade`` (its identity, synced) before renaming it over
+the old clone, then ``created`` (``refreshed``): that record resets the clone's boot writes and age. A
+kill between the rename and that record leaves a file whose identity the ``remade`` record holds: the
+next run adopts it (:mod:`clonefleet.provision.plan`).
 """
 
 from __future__ import annotations
@@ -69,6 +76,8 @@ class JournalState:
     first_begin: dict[str, Any] | None = None  # the fleet's first run (df before it, for a df delta)
     identities: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (dev, ino) made by us
     made: set[str] = field(default_factory=set)  # names with a "made" record not yet removed
+    remade: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> a refresh's new clone, not yet created
+    ages: dict[str, tuple[int, tuple[int, int] | None]] = field(default_factory=dict)  # name -> (days, identity)
     tmpdir: tuple[int, int] | None = None  # identity of the private folder of temporaries
     damaged_lines: int = 0
     records: int = 0
@@ -84,6 +93,12 @@ class JournalState:
 
     def written(self) -> set[str]:
         return {n for n, r in self.clones.items() if r["op"] == "written"}
+
+    def age_of(self, name: str) -> int:
+        """Days of daily writes the clone ``name`` holds (0: none since it was made or refreshed); a
+        ``days`` record for another file than the one clonefleet made under that name counts 0."""
+        days, ident = self.ages.get(name, (0, None))
+        return days if ident is None or ident == self.identities.get(name, ident) else 0
 
     def failed(self) -> dict[str, str]:
         return {n: str(r.get("reason", "")) for n, r in self.clones.items() if r["op"] == "failed"}
@@ -111,7 +126,15 @@ def replay(lines: Iterator[str]) -> JournalState:
             state.identities[name] = ident
             if op == "made":
                 state.made.add(name)
-        if op == "tmpdir" and ident is not None:
+        if op == "remade" and isinstance(name, str) and ident is not None:
+            state.remade[name] = ident
+        elif op == "days" and isinstance(name, str):
+            days = record.get("days")
+            if isinstance(days, int) and not isinstance(days, bool) and days >= 0:
+                state.ages[name] = (days, ident)
+            else:
+                state.damaged_lines += 1  # a days record validates itself: whole days, 0 or more
+        elif op == "tmpdir" and ident is not None:
             state.tmpdir = ident
         elif op == "begin":
             begin = record
@@ -127,6 +150,9 @@ def replay(lines: Iterator[str]) -> JournalState:
                 state.identities.pop(name, None)
                 state.made.discard(name)
         elif op in ("created", "adopted", "failed", "removed", "written") and isinstance(name, str):
+            if op != "written":  # a clone made, adopted, failed or removed: no days of writes (yet)
+                state.ages.pop(name, None)
+                state.remade.pop(name, None)
             if op == "removed":
                 state.clones.pop(name, None)
                 state.identities.pop(name, None)

@@ -199,8 +199,9 @@ def _reconcile(plan: FleetPlan, journal: JournalState) -> None:
                     plan.missing.append(task.name)
             elif task.name in present and still_ours(journal, task.name, st):
                 plan.present += 1
-            elif task.name in journal.made and ours(journal, task.name, st):
-                plan.adopt.append(task)  # linked into place by a killed run before its "created" record
+            elif (task.name in journal.made and ours(journal, task.name, st)) \
+                    or journal.remade.get(task.name) == identity(st):
+                plan.adopt.append(task)  # linked (or, by a refresh, renamed) into place before its "created" record
             else:
                 plan.foreign.append(task.name)  # not recorded, or replaced since: never used nor overwritten
         wanted = {t.name for t in plan.tasks}
@@ -241,7 +242,11 @@ def provisioned_plan(manifest: Manifest, backend: Backend, what: str) -> Iterato
     with stop_on_signals(), fleet_lock(fleet_dir, what):
         plan = make_plan(manifest, backend)
         plan.require_own_files()
-        if plan.create or plan.adopt:
+        if plan.create:
             raise UsageError(f"fleet {fleet_dir}: {len(plan.create) + len(plan.adopt)} of {len(plan.tasks)} "
                              f"clones are not provisioned yet; run 'clonefleet provision {manifest.path}' first")
+        if plan.adopt:
+            raise UsageError(f"fleet {fleet_dir}: {len(plan.adopt)} of {len(plan.tasks)} clones were put in place by "
+                             f"a run that stopped before recording them; rerun it ('clonefleet provision "
+                             f"{manifest.path}' or 'clonefleet refresh ...') to finish, then this")
         yield plan

@@ -726,7 +726,7 @@ def capacity(manifest: Manifest, workers: int | None = None) -> CapacityReport:
     written = state.written >= {t.name for t in tasks}
     used = gi_used_bytes(gi)
     model = model_fleet(manifest, gi, used)
-    fleet = model.fleet if written else dataclasses.replace(model.fleet, boot_write_bytes=0.0, boot_write_extents=0.0)
+    fleet = model.as_written(written)
     function = model_function(method)
     ev = evaluate(fleet, load_array(manifest.array), function, manifest.count)
     g = len(sources)

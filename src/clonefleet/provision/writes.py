@@ -83,7 +83,8 @@ def boot_footprint(
     align_bytes: int = footprint.DEFAULT_ALIGN_BYTES,
 ) -> Footprint:
     """Draw a boot's extents (W = ``write_bytes``, n = ``write_extents``, R = ``span_bytes``)
-    with ``numpy.random.default_rng(seed)``: see :func:`clonefleet.model.footprint.write_extents`."""
+    with ``numpy.random.default_rng(seed)``: see :func:`clonefleet.model.footprint.write_extents`.
+    A day's writes of the growth model are the same draw with W_day, n_day and R_day."""
     rng = np.random.default_rng(seed)
     offsets, lengths = footprint.write_extents(
         write_bytes, write_extents, span_bytes, rng,
