@@ -30,7 +30,7 @@ from clonefleet.provision.goldimage import GoldenImage
 from clonefleet.provision.journal import Journal
 from clonefleet.storage.data import sha256_file
 from helpers import require_tool
-from killing import KILLS, MAX_ROUNDS, calibrate, kill_at_a_random_moment
+from killing import KILLS, MAX_ROUNDS, calibrate, kill_at_a_random_moment, start
 
 qcow2_gi = pf.qcow2_gi  # a fixture
 
@@ -185,8 +185,7 @@ def test_sigkill_during_refresh_leaves_every_clone_old_or_fresh_and_a_rerun_fini
     foreign.write_text("not clonefleet's")
 
     def refresh() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "clonefleet", "refresh", str(m.path), "--yes"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return start("refresh", m.path, "--yes")
 
     def stats() -> dict[str, tuple[int, int, int]]:
         return {f.name: (f.stat().st_ino, f.stat().st_size, f.stat().st_mtime_ns) for f in final_clone_files(m.dest)}

@@ -70,6 +70,7 @@ from clonefleet.sim.traceio import qemu_zero_writes, read_trace
 from clonefleet.storage.goldimage import GoldenImageInfo
 from clonefleet.storage.tools import started_tool
 from clonefleet.storage.workdirs import work_dir
+from clonefleet.storm.daemon import RbdAccess
 from clonefleet.storm.results import StormResult, VmResult, machine_info, tool_versions
 from clonefleet.storm.run import (
     StormFailed,
@@ -185,17 +186,25 @@ def _escaped(value: object) -> str:
     return str(value).replace(",", ",,")
 
 
+def file_drive(path: Path, fmt: str) -> str:
+    """``-drive`` options of a clone that is a file in format ``fmt``."""
+    return f"file={_escaped(path)},format={fmt},cache=none"
+
+
+def rbd_drive(pool: str, image: str, access: RbdAccess) -> str:
+    """``-drive`` options of an RBD image, opened through QEMU's rbd driver as client ``access.user``."""
+    return (f"file.driver=rbd,file.pool={_escaped(pool)},file.image={_escaped(image)},"
+            f"file.conf={_escaped(access.conf)},file.user={_escaped(access.user)},format=raw,cache=none")
+
+
 def _drives(fleet: StormFleet, vms: int, work: Path) -> list[str]:
-    """``-drive`` options of the first ``vms`` clones: a file in its format, or an RBD image through
-    QEMU's rbd driver with the cluster's configuration written privately into ``work``."""
+    """``-drive`` options of the first ``vms`` clones: files in their format, or RBD images with the
+    cluster's configuration written privately into ``work``."""
     if fleet.rbd is not None:
         access = rbd_client_conf(fleet.rbd, work)
-        return [f"file.driver=rbd,file.pool={_escaped(t.source.pool)},file.image={_escaped(t.image)},"
-                f"file.conf={_escaped(access.conf)},file.user={_escaped(access.user)},format=raw,cache=none"
-                for t in fleet.rbd.tasks[:vms]]
+        return [rbd_drive(t.source.pool, t.image, access) for t in fleet.rbd.tasks[:vms]]
     assert fleet.plan is not None
-    fmt = fleet.plan.recipe.clone_format
-    return [f"file={_escaped(fleet.fleet_dir / name)},format={fmt},cache=none" for name in fleet.names[:vms]]
+    return [file_drive(fleet.fleet_dir / name, fleet.plan.recipe.clone_format) for name in fleet.names[:vms]]
 
 
 def _failure(vm: _Vm, code: int | None) -> str:
