@@ -33,6 +33,7 @@ from clonefleet.provision.goldimage import GoldenImage
 from clonefleet.provision.journal import Journal
 from clonefleet.provision.manifest import Manifest, write_manifest
 from clonefleet.storage.data import sha256_file
+from clonefleet.storage.paths import path_identity, same_file
 from helpers import require_tool
 
 qcow2_gi = pf.qcow2_gi  # a fixture
@@ -211,7 +212,8 @@ def test_a_clone_renamed_into_place_before_its_record_is_adopted_and_a_foreign_o
     result = engine.refresh(m, clones=["vm-0002"])
     assert result.adopted == 1 and result.refreshed == ("vm-0002.qcow2",)
     state = Journal.read(m.dest)
-    assert state.identity_of("vm-0001.qcow2") == (st.st_dev, st.st_ino) and state.age_of("vm-0001.qcow2") == 0
+    assert same_file(state.identity_of("vm-0001.qcow2"), path_identity(m.dest / "vm-0001.qcow2"))
+    assert path_identity(m.dest / "vm-0001.qcow2").ino == st.st_ino and state.age_of("vm-0001.qcow2") == 0
     assert state.age_of("vm-0003.qcow2") == 1
     # killed again after a rename: writes asks for the rerun, destroy removes the renamed clone (it is ours)
     renamed_before_its_record(m, qcow2_gi.path, "vm-0002.qcow2")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clonefleet.provision.journal import STATE_DIR, Journal, decode, encode
+from clonefleet.storage.paths import FileId
 
 
 def test_round_trip_and_replay(tmp_path: Path) -> None:
@@ -75,10 +76,10 @@ def test_the_journal_holds_each_clones_age_until_it_is_made_anew(tmp_path: Path)
     state = Journal.read(tmp_path)
     assert (state.age_of("a"), state.age_of("b"), state.age_of("c")) == (3, 0, 0)
     assert state.damaged_lines == 2
-    assert state.remade == {"a": (9, 11)} and state.identity_of("a") == (9, 1)  # the old clone is still ours
+    assert state.remade == {"a": FileId(9, 11)} and state.identity_of("a") == FileId(9, 1)  # the old clone: ours
     assert state.written() == {"a", "b", "c"}
     with Journal(tmp_path) as j:
         j.append("created", name="a", dev=9, ino=11, refreshed=True)
     state = Journal.read(tmp_path)
-    assert state.age_of("a") == 0 and state.written() == {"b", "c"} and state.identity_of("a") == (9, 11)
+    assert state.age_of("a") == 0 and state.written() == {"b", "c"} and state.identity_of("a") == FileId(9, 11)
     assert state.remade == {} and state.present() == {"a", "b", "c"}

@@ -46,6 +46,7 @@ from clonefleet.provision.manifest import Manifest
 from clonefleet.provision.plan import CloneTask, FleetPlan, made_with, make_plan, replica_name
 from clonefleet.storage.data import fsync_path, sha256_file
 from clonefleet.storage.goldimage import GoldenImageError, gi_unchanged
+from clonefleet.storage.paths import FileId, path_identity
 from clonefleet.storage.tools import stop_on_signals
 
 #: Longest a finished clone waits in the private folder for its group to be linked into place.
@@ -138,7 +139,7 @@ def provision(manifest: Manifest, backend: Backend | None = None, progress: Prog
                                options=made_with(plan), df_used_bytes=(st.f_blocks - st.f_bfree) * st.f_frsize)
                 tmp_dir, temps = private_tmp(fleet_dir, plan.journal, journal)
                 removed = _remove_unwanted(plan, journal, progress)
-                made_now: list[tuple[str, tuple[int, int]]] = []
+                made_now: list[tuple[str, FileId]] = []
                 try:
                     replicas = _make_replicas(plan, journal, tmp_dir, made_now)
                     adopted = adopt_clones(plan, journal)
@@ -160,7 +161,7 @@ def provision(manifest: Manifest, backend: Backend | None = None, progress: Prog
                            tuple(warnings))
 
 
-def undo_copies(plan: FleetPlan, journal: Journal, made_now: list[tuple[str, tuple[int, int]]],
+def undo_copies(plan: FleetPlan, journal: Journal, made_now: list[tuple[str, FileId]],
                  exc: GoldenImageError) -> str:
     """The GI changed during the run: remove what this run copied from it (replicas; thin and full
     clones hold a copy of its data), journal that, and say so in one line."""
@@ -195,7 +196,7 @@ def _remove_unwanted(plan: FleetPlan, journal: Journal, progress: Progress) -> i
 
 
 def _make_replicas(plan: FleetPlan, journal: Journal, tmp_dir: Path,
-                   made_now: list[tuple[str, tuple[int, int]]]) -> int:
+                   made_now: list[tuple[str, FileId]]) -> int:
     made = 0
     for i in range(1, plan.golden_images):
         path = plan.sources[i]
@@ -208,8 +209,8 @@ def _make_replicas(plan: FleetPlan, journal: Journal, tmp_dir: Path,
                 if sha256_file(tmp) != plan.gi.sha256:  # the copy verified: a GI written meanwhile is caught
                     raise gi_changed_error(plan)
                 os.chmod(tmp, 0o444)  # a GI replica is read-only, as the GI is
-                st = os.stat(tmp)
-                journal.append("made", name=name, dev=st.st_dev, ino=st.st_ino)
+                ident = path_identity(tmp)
+                journal.append("made", name=name, **ident.fields())
                 journal.sync()
                 link_into_place(tmp, path)
             except BaseException as exc:
@@ -217,12 +218,11 @@ def _make_replicas(plan: FleetPlan, journal: Journal, tmp_dir: Path,
                 if _is_no_space(exc):
                     raise ProvisionFailed(_space_message(plan, 0, f"GI replica {path.name}")) from None
                 raise
-            made_now.append((name, (st.st_dev, st.st_ino)))
-            journal.append("replica", name=name, sha256=plan.gi.sha256, dev=st.st_dev, ino=st.st_ino)
+            made_now.append((name, ident))
+            journal.append("replica", name=name, sha256=plan.gi.sha256, **ident.fields())
             made += 1
         elif name not in plan.journal.replicas:
-            st = os.stat(path, follow_symlinks=False)
-            journal.append("replica", name=name, sha256=plan.gi.sha256, dev=st.st_dev, ino=st.st_ino)
+            journal.append("replica", name=name, sha256=plan.gi.sha256, **path_identity(path).fields())
     journal.sync()
     return made
 
@@ -234,14 +234,13 @@ def adopt_clones(plan: FleetPlan, journal: Journal) -> int:
         if problem is not None:
             raise UsageError(f"{plan.fleet_dir / task.name}: exists but is not a clone of this fleet "
                              f"({problem}); clonefleet will not overwrite it: move it away, then rerun")
-        st = os.stat(plan.fleet_dir / task.name, follow_symlinks=False)
-        journal.append("adopted", name=task.name, index=task.index, replica=task.replica, dev=st.st_dev,
-                       ino=st.st_ino)
+        journal.append("adopted", name=task.name, index=task.index, replica=task.replica,
+                       **path_identity(plan.fleet_dir / task.name).fields())
     return len(plan.adopt)
 
 
 def create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: Progress, workers: int,
-                   made_now: list[tuple[str, tuple[int, int]]], replace: Sequence[CloneTask] = ()) -> int:
+                   made_now: list[tuple[str, FileId]], replace: Sequence[CloneTask] = ()) -> int:
     """Make the plan's missing clones; or, given ``replace`` (a refresh), fresh clones of those tasks,
     each renamed over the old clone (:func:`clonefleet.provision.fleetdir.replace_ours`) once its
     ``remade`` record is durable."""
@@ -256,13 +255,13 @@ def create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: Pr
         prepared[replica] = plan.backend.prepare(plan.recipe, plan.sources[replica], tmp_dir)
     fleet_dir = plan.fleet_dir
 
-    def make(task: CloneTask) -> tuple[Path, os.stat_result]:
+    def make(task: CloneTask) -> tuple[Path, FileId]:
         tmp = temporary_path(tmp_dir, task.name)
         try:
             plan.backend.apply(plan.recipe, prepared[task.replica], tmp)
             if not gi_unchanged(plan.gi):
                 raise gi_changed_error(plan)
-            return tmp, os.stat(tmp, follow_symlinks=False)
+            return tmp, path_identity(tmp)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -270,8 +269,8 @@ def create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: Pr
     done = 0
     failure: tuple[CloneTask, BaseException] | None = None
     window = max(4 * workers, 16)  # bounded in-flight work: memory does not grow with the fleet
-    pending: dict[Future[tuple[Path, os.stat_result]], CloneTask] = {}
-    to_link: list[tuple[CloneTask, Path, os.stat_result]] = []
+    pending: dict[Future[tuple[Path, FileId]], CloneTask] = {}
+    to_link: list[tuple[CloneTask, Path, FileId]] = []
     queue = iter(tasks)
     to_link_since = time.monotonic()
 
@@ -282,14 +281,14 @@ def create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: Pr
         if not to_link:
             return
         journal.sync()
-        for task, tmp, st in to_link:
+        for task, tmp, ident in to_link:
             if replace:
                 replace_ours(tmp, fleet_dir, task.name, plan.journal.identity_of(task.name))
             else:
                 link_into_place(tmp, fleet_dir / task.name)
-            made_now.append((task.name, (st.st_dev, st.st_ino)))
+            made_now.append((task.name, ident))
             journal.append("created", name=task.name, index=task.index, replica=task.replica,
-                           dev=st.st_dev, ino=st.st_ino, **({"refreshed": True} if replace else {}))
+                           **ident.fields(), **({"refreshed": True} if replace else {}))
             done += 1
             progress(what, done, total)
         to_link.clear()
@@ -310,14 +309,13 @@ def create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: Pr
                     task = pending.pop(future)
                     exc = future.exception()
                     if exc is None:
-                        tmp, st = future.result()
+                        tmp, ident = future.result()
                         if replace:
                             fsync_path(tmp)  # the old clone is replaced: its successor's data durable first
-                        journal.append("remade" if replace else "made", name=task.name, dev=st.st_dev,
-                                       ino=st.st_ino)
+                        journal.append("remade" if replace else "made", name=task.name, **ident.fields())
                         if not to_link:
                             to_link_since = time.monotonic()
-                        to_link.append((task, tmp, st))
+                        to_link.append((task, tmp, ident))
                     else:
                         if not replace:  # a refresh that fails leaves the old clone, still present
                             journal.append("failed", name=task.name, index=task.index, reason=_describe(exc))

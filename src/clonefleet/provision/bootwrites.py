@@ -309,7 +309,7 @@ def apply_writes(manifest: Manifest, backend: Backend | None = None, progress: P
                     ages[task.name] = day
                     ident = plan.journal.identity_of(task.name)
                     journal.append("days", name=task.name, index=task.index, days=day, bytes=written,
-                                   **({"dev": ident[0], "ino": ident[1]} if ident else {}))
+                                   **(ident.fields() if ident else {}))
     return WritesResult(clones=len(plan.tasks), written_now=len(todo), already=len(plan.tasks) - len(todo),
                         bytes_written=total_bytes, footprint=model.footprint_dict(), note=model.note, days=days,
                         clone_days_written=clone_days, daily_bytes_written=daily_bytes,

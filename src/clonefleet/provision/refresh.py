@@ -31,6 +31,7 @@ from clonefleet.provision.journal import STATE_DIR, Journal
 from clonefleet.provision.manifest import Manifest
 from clonefleet.provision.plan import CloneTask, FleetPlan, make_plan
 from clonefleet.storage.goldimage import GoldenImageError, gi_unchanged
+from clonefleet.storage.paths import FileId
 from clonefleet.storage.tools import stop_on_signals
 
 
@@ -93,7 +94,7 @@ def refresh(manifest: Manifest, backend: Backend | None = None, progress: Progre
             journal.append("refresh", pid=os.getpid(), clones=len(selected))
             tmp_dir, temps = private_tmp(fleet_dir, plan.journal, journal)
             adopted = adopt_clones(plan, journal)  # renamed into place by a killed refresh: fresh already
-            made_now: list[tuple[str, tuple[int, int]]] = []
+            made_now: list[tuple[str, FileId]] = []
             try:
                 create_clones(plan, journal, tmp_dir, progress, workers or manifest.workers, made_now,
                                replace=selected)
