@@ -195,7 +195,7 @@ def renamed_before_its_record(m: Manifest, gi: Path, name: str) -> os.stat_resul
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(gi), "-F", "qcow2", str(new)], check=True)
     st = new.stat()
     with Journal(m.dest) as j:
-        j.append("remade", name=name, dev=st.st_dev, ino=st.st_ino)
+        j.append("remade", name=name, **path_identity(new).fields())  # as refresh records it
     os.rename(new, m.dest / name)
     return st
 

@@ -195,3 +195,18 @@ def test_a_pagefile_on_a_disposable_disk_is_neither_written_nor_modelled(tmp_pat
 def test_regions_that_do_not_fit_below_the_boot_span_are_refused_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="daily span R_day .* does not fit below offset 0"):
         model_fleet(manifest(tmp_path, DESKTOP, span="8 MiB", span_start=0), gi(), gi_used_bytes=MiB)
+
+
+def test_a_footprints_data_comes_in_bounded_chunks_the_same_whatever_their_size() -> None:
+    """RBD writes and file writes draw a footprint's bytes through one generator: a 3 MiB extent (a
+    pagefile is gigabytes) in chunks of at most the chunk size, covering each extent exactly, and the
+    same bytes for any chunk size that is a multiple of 4 (the generator draws 4-byte words)."""
+    from clonefleet.provision.writes import seeded_chunks
+
+    offsets, lengths = [0, 5 * 2**20], [3 * 2**20, 4096]
+    small = list(seeded_chunks(offsets, lengths, seed=7, chunk_bytes=2**20))
+    assert [(o, len(d)) for o, d in small] == [(0, 2**20), (2**20, 2**20), (2 * 2**20, 2**20), (5 * 2**20, 4096)]
+    whole = list(seeded_chunks(offsets, lengths, seed=7, chunk_bytes=8 * 2**20))
+    assert [(o, len(d)) for o, d in whole] == [(0, 3 * 2**20), (5 * 2**20, 4096)]
+    assert b"".join(d for _, d in small) == b"".join(d for _, d in whole)
+    assert b"".join(d for _, d in whole) != b"".join(d for _, d in seeded_chunks(offsets, lengths, seed=8))

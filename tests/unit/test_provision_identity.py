@@ -14,7 +14,7 @@ import pytest
 import clonefleet.provision as engine
 from clonefleet.backends.fake import FakeBackend
 from clonefleet.errors import ClonefleetError, UsageError
-from clonefleet.provision.journal import Journal
+from clonefleet.provision.journal import Journal, decode, encode
 from clonefleet.storage.data import sha256_file
 from clonefleet.storage.paths import FileId, path_identity, same_file
 from fakes import fake_backend, make_fleet
@@ -73,6 +73,28 @@ def test_a_users_file_that_got_a_deleted_clones_inode_number_is_not_taken_for_th
     assert result.removed == 1 and clone.read_bytes() == STRANGER
 
 
+def _as_an_older_version_wrote_it(fleet_dir: Path) -> None:
+    """The fleet's journal as clonefleet wrote it before identities: the same records, no dev, ino or gen."""
+    journal = fleet_dir / ".clonefleet" / "journal.jsonl"
+    records = [r for r in map(decode, journal.read_text().splitlines(keepends=True)) if r is not None]
+    journal.write_text("".join(encode({k: v for k, v in r.items() if k not in ("dev", "ino", "gen")})
+                               for r in records))
+
+
+def test_refresh_of_an_older_versions_fleet_replaces_only_what_the_backend_recognises(tmp_path: Path) -> None:
+    m = make_fleet(tmp_path, count=2)
+    engine.provision(m, FakeBackend())
+    _as_an_older_version_wrote_it(m.dest)
+    _replace(m.dest / "vm-0001.fake")  # a user's file under a clone's name: no identity tells it apart
+    with pytest.raises(UsageError, match="vm-0001.fake: is not a clone of this fleet"):
+        engine.refresh(m, FakeBackend(), clones=["vm-0001"])
+    assert (m.dest / "vm-0001.fake").read_bytes() == STRANGER
+    result = engine.refresh(m, FakeBackend(), clones=["vm-0002"])  # a whole clone: recorded, then refreshed
+    assert result.refreshed == ("vm-0002.fake",)
+    assert Journal.read(m.dest).identity_of("vm-0002.fake") == path_identity(m.dest / "vm-0002.fake")
+    assert (m.dest / "vm-0001.fake").read_bytes() == STRANGER
+
+
 def test_an_identity_is_device_inode_and_generation_where_the_filesystem_keeps_one(tmp_path: Path) -> None:
     f = tmp_path / "a"
     f.write_bytes(b"x")
@@ -82,7 +104,8 @@ def test_an_identity_is_device_inode_and_generation_where_the_filesystem_keeps_o
     assert FileId.from_record({"dev": 1, "ino": 2}) == FileId(1, 2, None)  # a record of an older version
     assert FileId.from_record({"dev": 1, "ino": True}) is None and FileId.from_record({}) is None
     assert same_file(FileId(1, 2, 7), FileId(1, 2, 7)) and not same_file(FileId(1, 2, 7), FileId(1, 2, 8))
-    assert same_file(FileId(1, 2, None), FileId(1, 2, 8)) and same_file(FileId(1, 2, 7), FileId(1, 2, None))
+    assert same_file(FileId(1, 2, None), FileId(1, 2, 8))  # a record of an older version: dev and ino
+    assert not same_file(FileId(1, 2, 7), FileId(1, 2, None))  # a generation not readable now: not a match
     assert not same_file(FileId(1, 2), FileId(1, 3)) and not same_file(None, ident)
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)

@@ -24,7 +24,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -435,13 +435,17 @@ class Cluster:
         with self.op(f"flattening {pool}/{name}"), self.image(pool, name) as im:
             im.flatten(on_progress=self.answered)
 
-    def write_extents(self, pool: str, name: str, extents: Sequence[tuple[int, bytes]]) -> int:
+    def write_extents(self, pool: str, name: str, extents: Iterable[tuple[int, bytes]]) -> int:
+        """Write ``(offset, data)`` chunks into an image, then flush; each chunk written counts as the
+        cluster's answer (a long write is not a stall). Returns the bytes written."""
+        written = 0
         with self.op(f"writing into {pool}/{name}"), self.image(pool, name) as im:
             for offset, data in extents:
                 im.write(data, offset)
+                written += len(data)
                 self.answered()
             im.flush()
-        return sum(len(d) for _, d in extents)
+        return written
 
     # --- capacity ----------------------------------------------------------------------------
     def stored_bytes(self, pool: str, name: str) -> int:

@@ -292,7 +292,8 @@ def refresh_cmd(
     workers: int = WORKERS_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Reset clones to their GI: each made anew (boot writes and days gone); crash-safe, a rerun finishes."""
+    """Reset clones to their GI: each made anew (boot writes and days gone); crash-safe: a kill leaves each
+    clone old or fresh, and a rerun starts the refresh over."""
     from clonefleet import provision
 
     m = provision.load_manifest(manifest)

@@ -228,7 +228,11 @@ def _make_replicas(plan: FleetPlan, journal: Journal, tmp_dir: Path,
 
 
 def adopt_clones(plan: FleetPlan, journal: Journal) -> int:
-    """Complete clones a kill linked into place before their ``created`` record: checked, then journaled."""
+    """Complete clones a kill linked into place before their ``created`` record: checked, then journaled.
+
+    Called once the run's private folder is emptied (:func:`~clonefleet.provision.fleetdir.private_tmp`):
+    a ``remade`` record whose clone was not renamed into place (so not adopted now) names a temporary
+    that is gone, and is voided, so its identity can never match a file made later."""
     for task in plan.adopt:
         problem = plan.backend.status(plan.recipe, plan.fleet_dir / task.name, task.source)
         if problem is not None:
@@ -236,16 +240,20 @@ def adopt_clones(plan: FleetPlan, journal: Journal) -> int:
                              f"({problem}); clonefleet will not overwrite it: move it away, then rerun")
         journal.append("adopted", name=task.name, index=task.index, replica=task.replica,
                        **path_identity(plan.fleet_dir / task.name).fields())
+    adopted = {t.name for t in plan.adopt}
+    for name in sorted(set(plan.journal.remade) - adopted):
+        journal.append("remade-void", name=name)
     return len(plan.adopt)
 
 
 def create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: Progress, workers: int,
-                   made_now: list[tuple[str, FileId]], replace: Sequence[CloneTask] = ()) -> int:
+                   made_now: list[tuple[str, FileId]], replace: Sequence[CloneTask] | None = None) -> int:
     """Make the plan's missing clones; or, given ``replace`` (a refresh), fresh clones of those tasks,
     each renamed over the old clone (:func:`clonefleet.provision.fleetdir.replace_ours`) once its
     ``remade`` record is durable."""
-    tasks = list(replace) or plan.create
-    what = "refresh" if replace else "create"
+    refreshing = replace is not None
+    tasks = list(replace) if replace is not None else plan.create
+    what = "refresh" if refreshing else "create"
     total = len(tasks)
     if not tasks:
         progress(what, 0, 0)
@@ -282,13 +290,15 @@ def create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: Pr
             return
         journal.sync()
         for task, tmp, ident in to_link:
-            if replace:
-                replace_ours(tmp, fleet_dir, task.name, plan.journal.identity_of(task.name))
+            if refreshing:
+                old = plan.journal.identity_of(task.name)
+                assert old is not None, "refresh records an older version's clone by its identity first"
+                replace_ours(tmp, fleet_dir, task.name, old)
             else:
                 link_into_place(tmp, fleet_dir / task.name)
             made_now.append((task.name, ident))
             journal.append("created", name=task.name, index=task.index, replica=task.replica,
-                           **ident.fields(), **({"refreshed": True} if replace else {}))
+                           **ident.fields(), **({"refreshed": True} if refreshing else {}))
             done += 1
             progress(what, done, total)
         to_link.clear()
@@ -310,14 +320,14 @@ def create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: Pr
                     exc = future.exception()
                     if exc is None:
                         tmp, ident = future.result()
-                        if replace:
+                        if refreshing:
                             fsync_path(tmp)  # the old clone is replaced: its successor's data durable first
-                        journal.append("remade" if replace else "made", name=task.name, **ident.fields())
+                        journal.append("remade" if refreshing else "made", name=task.name, **ident.fields())
                         if not to_link:
                             to_link_since = time.monotonic()
                         to_link.append((task, tmp, ident))
                     else:
-                        if not replace:  # a refresh that fails leaves the old clone, still present
+                        if not refreshing:  # a refresh that fails leaves the old clone, still present
                             journal.append("failed", name=task.name, index=task.index, reason=_describe(exc))
                         if failure is None:
                             failure = (task, exc)
@@ -337,7 +347,7 @@ def create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: Pr
         task, exc = failure
         if isinstance(exc, GoldenImageError):
             raise exc
-        if replace:
+        if refreshing:
             raise ProvisionFailed(f"{task.name}: {_describe(exc)}; {done} of {total} clones refreshed, the others "
                                   f"kept as they were and the half-made file removed; fix the cause, then rerun "
                                   f"'clonefleet refresh {plan.manifest.path}'")

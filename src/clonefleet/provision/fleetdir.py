@@ -142,15 +142,14 @@ def remove_ours(dir_path: Path, name: str, recorded: FileId) -> bool:
         os.close(dfd)
 
 
-def replace_ours(tmp: Path, dir_path: Path, name: str, recorded: FileId | None) -> None:
+def replace_ours(tmp: Path, dir_path: Path, name: str, recorded: FileId) -> None:
     """Rename a finished temporary over ``name`` in ``dir_path`` (a refresh), only if ``name`` is the very
-    file clonefleet recorded there (the same identity, a regular file, never followed; ``None``: a record
-    of an older version, the name must hold a regular file); else refuse and leave both in place."""
+    file clonefleet recorded there (the same identity, a regular file, never followed); else refuse and
+    leave both in place."""
     dfd = open_dir(dir_path)
     try:
         st = lstat_in(dfd, name)
-        if st is None or not stat.S_ISREG(st.st_mode) or (
-                recorded is not None and not same_file(recorded, identity(st, name, dfd))):
+        if st is None or not stat.S_ISREG(st.st_mode) or not same_file(recorded, identity(st, name, dfd)):
             raise UsageError(f"{dir_path / name}: is not the clone clonefleet made under that name (another file, "
                              "or none); it was not replaced: move it away, then rerun")
         os.rename(tmp, name, dst_dir_fd=dfd)

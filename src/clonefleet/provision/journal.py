@@ -127,6 +127,8 @@ def replay(lines: Iterator[str]) -> JournalState:
                 state.made.add(name)
         if op == "remade" and isinstance(name, str) and ident is not None:
             state.remade[name] = ident
+        elif op == "remade-void" and isinstance(name, str):  # its temporary is gone: it names no file
+            state.remade.pop(name, None)
         elif op == "days" and isinstance(name, str):
             days = record.get("days")
             if isinstance(days, int) and not isinstance(days, bool) and days >= 0:

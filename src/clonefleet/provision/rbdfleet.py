@@ -32,8 +32,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from clonefleet.backends.base import CloneUsage, Usage
 from clonefleet.backends.rbd import GI_SNAPSHOT, Cluster, RbdConfig, RbdError, connect, model_function
 from clonefleet.errors import ClonefleetError, UsageError
@@ -594,6 +592,7 @@ class RbdWritesResult:
 def apply_writes(manifest: Manifest, workers: int | None = None, progress: Progress = no_progress) -> RbdWritesResult:
     """Write each clone's boot footprint into its image (seeded random bytes, as for file clones)."""
     from clonefleet.provision.bootwrites import footprint_for, model_fleet  # the model: imported when used
+    from clonefleet.provision.writes import seeded_chunks
 
     sources = sources_of(manifest)
     tasks = tasks_of(manifest, sources)
@@ -606,10 +605,8 @@ def apply_writes(manifest: Manifest, workers: int | None = None, progress: Progr
 
         def one(task: Task) -> int:
             fp = footprint_for(manifest, model, task.index)
-            rng = np.random.default_rng(fp.seed)
-            extents = [(int(o), rng.bytes(int(n))) for o, n in zip(fp.offsets_bytes.tolist(),
-                                                                    fp.lengths_bytes.tolist(), strict=True)]
-            return cluster.write_extents(task.source.pool, task.image, extents)
+            return cluster.write_extents(task.source.pool, task.image,
+                                         seeded_chunks(fp.offsets_bytes, fp.lengths_bytes, fp.seed))
 
         total = 0
         written = 0

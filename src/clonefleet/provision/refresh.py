@@ -10,8 +10,12 @@ Each new clone is made under a temporary name in the fleet's private folder, fsy
 clonefleet made under that name (:func:`clonefleet.provision.fleetdir.replace_ours`); the ``created``
 record follows. A kill at any moment leaves every clone old or fresh, never missing: before the
 rename the old clone is in place (the temporary is emptied by the next run); after it the new clone is,
-and the next run adopts it by its ``remade`` identity. A rerun refreshes the selected clones that are
-not fresh from this very refresh again. Backend rbd: not supported yet.
+and the next run adopts it by its ``remade`` identity. A rerun starts over: every selected clone is made
+anew again (``--older-than`` skips those a killed run refreshed). One exception to "never missing": a
+GI that changes during the refresh of thin or full clones has the copies made from it removed
+(:func:`~clonefleet.provision.apply.undo_copies`), and 'clonefleet provision' makes them again. A clone
+an older version journaled without its identity is refreshed only once the backend recognises it.
+Backend rbd: not supported yet.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from clonefleet.provision.journal import STATE_DIR, Journal
 from clonefleet.provision.manifest import Manifest
 from clonefleet.provision.plan import CloneTask, FleetPlan, make_plan
 from clonefleet.storage.goldimage import GoldenImageError, gi_unchanged
-from clonefleet.storage.paths import FileId
+from clonefleet.storage.paths import FileId, path_identity
 from clonefleet.storage.tools import stop_on_signals
 
 
@@ -68,6 +72,24 @@ def select_clones(plan: FleetPlan, names: Sequence[str] = (), older_than_days: i
     return tasks
 
 
+def _record_older_clones(plan: FleetPlan, journal: Journal, selected: Sequence[CloneTask]) -> None:
+    """A clone an older version journaled without its identity is replaced only once the backend
+    recognises it as a whole clone of this fleet; it is then journaled with the identity it has now."""
+    for task in selected:
+        if plan.journal.identity_of(task.name) is not None:
+            continue
+        path = plan.fleet_dir / task.name
+        problem = plan.backend.status(plan.recipe, path, task.source)
+        if problem is not None:
+            raise UsageError(f"{path}: is not a clone of this fleet ({problem}); an older clonefleet recorded the "
+                             "name without the file's identity, and clonefleet will not replace a file it cannot "
+                             "tell is its own: move it away, then rerun")
+        ident = path_identity(path)
+        journal.append("adopted", name=task.name, index=task.index, replica=task.replica, **ident.fields())
+        plan.journal.identities[task.name] = ident
+    journal.sync()
+
+
 def refresh(manifest: Manifest, backend: Backend | None = None, progress: Progress = no_progress,
             workers: int | None = None, clones: Sequence[str] = (), older_than_days: int | None = None
             ) -> RefreshResult:
@@ -92,6 +114,7 @@ def refresh(manifest: Manifest, backend: Backend | None = None, progress: Progre
         selected = [t for t in select_clones(plan, clones, older_than_days) if t.name not in adopted_names]
         with Journal(fleet_dir) as journal:
             journal.append("refresh", pid=os.getpid(), clones=len(selected))
+            _record_older_clones(plan, journal, selected)
             tmp_dir, temps = private_tmp(fleet_dir, plan.journal, journal)
             adopted = adopt_clones(plan, journal)  # renamed into place by a killed refresh: fresh already
             made_now: list[tuple[str, FileId]] = []

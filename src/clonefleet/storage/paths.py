@@ -168,7 +168,7 @@ class FileId:
     (dev, ino) alone would take a user's file, put under a clone's name after the clone was deleted,
     for the clone clonefleet made. The generation (``FS_IOC_GETVERSION``; ext4, xfs and btrfs keep
     one) changes when an inode number is reused. Where a filesystem keeps none (tmpfs), ``gen`` is
-    None and (dev, ino) decide, as they do for records of older versions.
+    None and (dev, ino) decide, as they do for records of older versions (:func:`same_file`).
     """
 
     dev: int
@@ -191,11 +191,13 @@ class FileId:
 
 
 def same_file(recorded: FileId | None, found: FileId | None) -> bool:
-    """Whether ``found`` is the file clonefleet recorded: the same device and inode, and the same
-    generation unless one of them has none."""
+    """Whether ``found`` is the file clonefleet recorded: the same device and inode, and, when the record
+    holds a generation, the same generation (one that could not be read now does not match: it cannot
+    tell a reused inode number from the file). A record without one (an older version, a filesystem
+    without generations) is matched by device and inode."""
     if recorded is None or found is None or (recorded.dev, recorded.ino) != (found.dev, found.ino):
         return False
-    return recorded.gen is None or found.gen is None or recorded.gen == found.gen
+    return recorded.gen is None or recorded.gen == found.gen
 
 
 def _generation(name: str | Path, dir_fd: int | None, st: os.stat_result) -> int | None:
