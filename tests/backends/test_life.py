@@ -35,6 +35,7 @@ from clonefleet.provision.manifest import Manifest, write_manifest
 from clonefleet.storage.data import sha256_file
 from clonefleet.storage.paths import path_identity, same_file
 from helpers import require_tool
+from killing import MAX_ROUNDS, calibrate, kill_at_a_random_moment
 
 qcow2_gi = pf.qcow2_gi  # a fixture
 xfs_dir = pf.xfs_dir  # a fixture
@@ -254,3 +255,48 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, qcow2_gi: GoldenImage)
         assert r.stderr.count("\n") == 1 and r.stderr.startswith("clonefleet: error:"), (args, r.stderr)
         assert fragment in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
     assert Journal.read(m.dest).written() == set()  # nothing was written by a refused command
+
+
+def test_writes_days_killed_at_random_moments_then_rerun_writes_what_one_uninterrupted_run_writes(
+        tmp_path: Path, qcow2_gi: GoldenImage) -> None:
+    """SIGKILL ``clonefleet writes --days 4`` at random moments, rerun it: every clone then holds exactly
+    the data of a twin fleet written by one run that was never killed (``qemu-img compare``), and its age
+    is 4 days. A day is journaled only once its writes are flushed, and a day's writes are the same bytes
+    at the same places each time, so a day written twice changes nothing."""
+    require_tool("qemu-img", "qemu-io")
+    rng = np.random.default_rng(29)
+    fleets = []
+    for side in ("killed", "twin"):
+        (tmp_path / side).mkdir()
+        m = life_manifest(tmp_path / side, qcow2_gi.path, 8)
+        engine.provision(m)
+        fleets.append(m)
+    killed, twin = fleets
+    base = Journal.read(twin.dest).records
+    # the twin: one whole run, never killed; it also times a run for the kills
+    calibration = calibrate(("writes", twin.path, "--days", "4"), lambda: Journal.read(twin.dest).records - base)
+    args = ("writes", killed.path, "--days", "4")
+    kills = rounds = 0
+    while kills < 6 and rounds < MAX_ROUNDS:
+        rounds += 1
+        state = Journal.read(killed.dest)
+        if all(state.age_of(n) == 4 for n in state.present()):
+            engine.refresh(killed)  # done: start over from fresh clones, so the kills land mid-work
+        before = Journal.read(killed.dest).records
+        landed = kill_at_a_random_moment(args, lambda b=before: Journal.read(killed.dest).records - b, rng,
+                                         calibration)
+        state = Journal.read(killed.dest)
+        ages = [state.age_of(n) for n in state.present()]
+        assert all(0 <= a <= 4 for a in ages)
+        kills += landed.alive and min(ages) < 4
+    assert kills >= 6, f"only {kills} kills landed mid-run in {rounds} rounds"
+    r = clonefleet(*map(str, args))
+    assert r.returncode == 0, r.stderr
+    state = Journal.read(killed.dest)
+    assert sorted(state.present()) == sorted(f"{n}.qcow2" for n in killed.clone_names())
+    for name in sorted(state.present()):
+        assert state.age_of(name) == 4
+        same = subprocess.run(["qemu-img", "compare", "-q", str(killed.dest / name), str(twin.dest / name)],
+                              capture_output=True, text=True)
+        assert same.returncode == 0, (name, same.stdout, same.stderr)
+    assert sha256_file(qcow2_gi.path) == qcow2_gi.sha256
