@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -82,7 +83,7 @@ def capacity_figure(p: Plan) -> Figure:
             ax.annotate("no GI count\ncarries a clone", (bar.get_x() + bar.get_width() / 2, 0.05), ha="center",
                         va="bottom", fontsize=8)
             continue
-        holds = "" if m.meets_requirement else f"\nfails: {shortfall(m, p.vms)}"
+        holds = "" if m.meets_requirement else "\n" + textwrap.fill(f"fails: {shortfall(m, p.vms)}", 22)
         ax.annotate(f"{share:.2f} %\n{format_bytes(m.consumed_bytes)}{holds}",
                     (bar.get_x() + bar.get_width() / 2, share), ha="center", va="bottom", fontsize=8.5,
                     xytext=(0, 2), textcoords="offset points")
