@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real clones on the default backend (qcow2 files, qemu-img): a small fleet from the GI built
 # here, once per method (full, thin, snapshot), the boot writes applied, then the capacity
-# measured beside the model's S (and, on the snapshot clones, a real boot storm; those clones are kept for
+# measured beside the model's S; then a fleet's life (5 days of use, measured, refreshed) (and, on the snapshot clones, a real boot storm; those clones are kept for
 # the report that scripts/demo.sh writes last, and destroyed by it).
 # Called by scripts/demo.sh with the output folder as $1.
 set -euo pipefail
@@ -57,3 +57,23 @@ for method in ("full", "thin", "snapshot"):
 print(r["note"])
 PY
 echo "capacity reports: $DIR/{full,thin,snapshot}-capacity.json"
+
+echo
+echo "== a fleet's life: $COUNT linked clones of Linux desktops, 5 days of use (the desktop-linux preset's daily"
+echo "   writes and pagefile, scaled to the GI), measured beside the growth model (Eq. G1/G2), then refreshed"
+manifest="$DIR/life.toml"
+"${CF[@]}" init --gi "$GI" --dest "$DIR/life" --count "$COUNT" --method snapshot --preset desktop-linux \
+  --name demo-life --out "$manifest" --force
+"${CF[@]}" provision "$manifest"
+"${CF[@]}" writes "$manifest" --days 5
+"${CF[@]}" capacity "$manifest"
+"${CF[@]}" refresh "$manifest" --yes
+"${CF[@]}" capacity "$manifest" --json >"$DIR/life-refreshed-capacity.json"
+.venv/bin/python - "$DIR/life-refreshed-capacity.json" <<'PY'
+import json, sys
+from clonefleet.units import format_bytes
+r = json.loads(open(sys.argv[1]).read())
+print(f"after the refresh: {format_bytes(r['measured_per_clone_bytes'])} per clone measured, "
+      f"{format_bytes(r['model_per_clone_bytes'])} modelled (fresh clones, {r['age_days_max']} days of use)")
+PY
+"${CF[@]}" destroy "$manifest" --yes

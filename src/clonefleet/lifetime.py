@@ -24,6 +24,13 @@ REFRESH_NAMES = {"never": math.inf, "logoff": 1.0}
 _PERIOD = re.compile(r"^\s*(\d+)\s*d?\s*$")
 
 
+def check_days(days: object, flag: str = "--days") -> int:
+    """A number of days (a horizon, a clone's age): whole days from 0 to :data:`MAX_DAYS`."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= MAX_DAYS:
+        raise UsageError(f"{flag} = {days!r}: whole days from 0 to {MAX_DAYS}")
+    return days
+
+
 def parse_period_days(text: str, flag: str) -> float:
     """``never`` (inf), ``logoff`` (1) or ``Nd`` (N whole days, N >= 1) as days."""
     key = text.strip().lower()
@@ -56,8 +63,7 @@ class Lifetime:
     headroom: float = 0.0  # share of capacity and of each resource to keep free
 
     def __post_init__(self) -> None:
-        if isinstance(self.days, bool) or not isinstance(self.days, int) or not 0 <= self.days <= MAX_DAYS:
-            raise UsageError(f"--days = {self.days!r}: whole days from 0 to {MAX_DAYS}")
+        check_days(self.days)
         for flag, period in (("--refresh", self.refresh_days), ("--recompose", self.recompose_days)):
             if not (period == math.inf or (isinstance(period, int | float) and math.isfinite(period)
                                            and period >= 1 and period == int(period))):

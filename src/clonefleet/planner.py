@@ -239,9 +239,10 @@ def fleet_consumed_bytes(fleet: FleetPreset, function: FunctionPreset, golden_im
                          vms: npt.ArrayLike, new_bytes: npt.ArrayLike) -> FloatArray:
     """S of Eq. 3 for T = ``vms`` clones on ``golden_images`` GIs, each allocating ``new_bytes`` [bytes].
 
-    The one place S is assembled: the planner (C from the allocation model), the simulator (C exact
-    from the trace: pass the mean over clones, S is linear in it) and the capacity check of a real
-    fleet (g from its manifest) all call it.
+    The planner (C from the allocation model) and the simulator (C exact from the trace: pass the mean
+    over clones, S is linear in it) call it. The capacity check of a real fleet, whose clones may differ
+    in age (and a clone's bytes are capped at G, so a mean of C is not enough), adds the same terms
+    clone by clone: :func:`golden_image_bytes` plus :func:`per_clone_bytes` of each clone.
     """
     counted_gis = 0.0 if function.method is Method.FULL else golden_images
     return consumed_bytes(counted_gis, fleet.gi_used_bytes, per_clone_bytes(fleet, function, new_bytes), vms)
@@ -581,10 +582,11 @@ def recommend(methods: Sequence[MethodPlan], vms: int, life: Lifetime = NO_LIFET
         best = max(methods, key=lambda m: m.max_vms)
         if any(m.boot_holds for m in methods):
             target = life.capacity_limit_bytes
+            least = min((m for m in methods if m.boot_holds), key=_stored_peak)
             return None, (f"no storage function fits {vms} VMs in the datastore's target of "
-                          f"{format_bytes(_bytes(target))} over {life.days} days; the least at its peak is "
-                          f"{min((m for m in methods if m.boot_holds), key=_stored_peak).function}: "
-                          "a larger datastore, a shorter refresh period or fewer VMs")
+                          f"{format_bytes(_bytes(target))} over {life.days} days (the least at its peak: "
+                          f"{least.function}, {format_bytes(_stored_peak(least))}); it needs a larger "
+                          "datastore, a shorter refresh period or fewer VMs")
         if life.headroom > 0 and any(m.max_vms >= vms for m in methods):
             return None, (f"no storage function carries {vms} VMs with {100 * life.headroom:.0f} % headroom on "
                           "this array: every one has a resource busier than its target at boot; add disks or "

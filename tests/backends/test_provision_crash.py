@@ -30,19 +30,13 @@ from clonefleet.provision.goldimage import GoldenImage
 from clonefleet.provision.journal import Journal
 from clonefleet.storage.data import sha256_file
 from helpers import require_tool
+from killing import KILLS, MAX_ROUNDS, calibrate, kill_at_a_random_moment, start
 
 qcow2_gi = pf.qcow2_gi  # a fixture
 
 pytestmark = [pytest.mark.backend, pytest.mark.slow]
 
 CLONES = 300
-KILLS = 20
-MAX_ROUNDS = 80
-
-
-def start(manifest: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "clonefleet", "provision", str(manifest)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def journal_records(fleet: Path) -> int:
@@ -88,15 +82,8 @@ def test_sigkill_at_random_moments_then_rerun_finishes_exactly(tmp_path: Path, q
                           workers=2)
     backend = get_backend("qcow2")
 
-    # calibration: how long a whole run takes, start-up and work
-    t0 = time.perf_counter()
-    proc = start(m.path)
-    while journal_records(m.dest) == 0 and proc.poll() is None:
-        time.sleep(0.002)
-    t_begin = time.perf_counter() - t0
-    assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
-    t_work = max(time.perf_counter() - t0 - t_begin, 0.02)
-    t_total = t_begin + t_work
+    provision = ("provision", m.path)
+    calibration = calibrate(provision, lambda: journal_records(m.dest))
     engine.destroy(m)
 
     kills = rounds = 0
@@ -104,22 +91,7 @@ def test_sigkill_at_random_moments_then_rerun_finishes_exactly(tmp_path: Path, q
     completed_runs = 0
     while kills < kills_wanted and rounds < MAX_ROUNDS:
         rounds += 1
-        before = journal_records(m.dest)
-        proc = start(m.path)
-        started = time.perf_counter()
-        if rng.random() < 1 / 3:
-            time.sleep(rng.uniform(0, t_total))
-        else:
-            while journal_records(m.dest) <= before and proc.poll() is None \
-                    and time.perf_counter() - started < 30:
-                time.sleep(0.001)
-            time.sleep(rng.uniform(0, t_work))
-        alive = proc.poll() is None
-        if alive:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-        if proc.stderr:
-            proc.stderr.close()
+        alive = kill_at_a_random_moment(provision, lambda: journal_records(m.dest), rng, calibration).alive
         wait_for_orphans(m.dest)
         plan = engine.make_plan(m, backend)
         complete = not (plan.create or plan.adopt or plan.temporaries)
@@ -158,7 +130,7 @@ def test_sigkill_at_random_moments_then_rerun_finishes_exactly(tmp_path: Path, q
     assert engine.status(m).in_sync
     assert sha256_file(qcow2_gi.path) == qcow2_gi.sha256
     print(f"{kills} kills mid-provision in {rounds} rounds ({completed_runs} runs finished before their "
-          f"kill); clones on disk at each kill: {progress_at_kill}; calibration run {t_total:.2f} s")
+          f"kill); clones on disk at each kill: {progress_at_kill}; calibration run {calibration.total_s:.2f} s")
     # most kills must land while clones are being made, not before the first or after the last
     assert sum(0 < n < clones for n in progress_at_kill) >= kills_wanted // 2, progress_at_kill
 
@@ -195,4 +167,84 @@ def test_sigkill_during_destroy_then_rerun_leaves_nothing(tmp_path: Path, qcow2_
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert not m.dest.exists()
+    assert sha256_file(qcow2_gi.path) == qcow2_gi.sha256
+
+
+def test_sigkill_during_refresh_leaves_every_clone_old_or_fresh_and_a_rerun_finishes(tmp_path: Path,
+                                                                                   qcow2_gi: GoldenImage) -> None:
+    """Kill ``clonefleet refresh`` at random moments: each clone is then the old one, untouched (same inode,
+    size and mtime), or a whole fresh clone (no data of its own), never missing; nothing else in the fleet
+    directory is touched; a rerun refreshes every clone."""
+    require_tool("qemu-img", "qemu-io")
+    rng = np.random.default_rng(13)
+    clones, kills_wanted = 30, 8
+    m = pf.fleet_manifest(tmp_path, qcow2_gi.path, clones, workers=2)
+    backend = get_backend("qcow2")
+    engine.provision(m)
+    foreign = m.dest / "notes.txt"
+    foreign.write_text("not clonefleet's")
+
+    def refresh() -> subprocess.Popen[bytes]:
+        return start("refresh", m.path, "--yes")
+
+    def stats() -> dict[str, tuple[int, int, int]]:
+        return {f.name: (f.stat().st_ino, f.stat().st_size, f.stat().st_mtime_ns) for f in final_clone_files(m.dest)}
+
+    def clone_records() -> int:
+        """The journal's records of clones made anew: a 'remade' and a 'created' per clone refreshed (the
+        run's other records, such as those voiding a killed run's 'remade', are not counted)."""
+        text = (m.dest / ".clonefleet" / "journal.jsonl").read_bytes()
+        return text.count(b'"op":"remade"') + text.count(b'"op":"created"')
+
+    def reached(proc: subprocess.Popen[bytes], records: int) -> None:
+        """Wait until the journal holds ``records`` records of clones made anew (or the run ended)."""
+        while clone_records() < records and proc.poll() is None:
+            time.sleep(0.0005)
+
+    engine.apply_writes(m)
+    recipe = engine.make_plan(m, backend).recipe
+    kills = mixed = adopting = 0
+    finished = True
+    for _ in range(MAX_ROUNDS):
+        if kills >= kills_wanted:
+            break
+        if finished:
+            engine.apply_writes(m)  # every clone old again: it holds its boot writes
+        old = stats()
+        proc = refresh()
+        # a kill after a random number of the run's records (a remade and a created one per clone): anywhere
+        # from its start to its end, between a clone's rename and its record included
+        reached(proc, clone_records() + int(rng.integers(1, 2 * clones + 2)))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+        if proc.stderr:
+            proc.stderr.close()
+        wait_for_orphans(m.dest)
+        now = stats()
+        assert set(now) == set(old)  # never missing
+        renewed = [name for name in now if now[name] != old[name]]
+        usage = backend.measure(recipe, [m.dest / n for n in renewed], [qcow2_gi.path])
+        assert all(c.own_data_bytes == 0 for c in usage.clones), renewed  # a fresh clone, whole
+        for name in renewed:
+            assert backend.status(recipe, m.dest / name, qcow2_gi.path) is None
+        mixed += 0 < len(renewed) < clones
+        adopting += bool(engine.make_plan(m, backend).adopt)  # killed between a rename and its record
+        assert foreign.read_text() == "not clonefleet's"
+        finished = bool(rng.random() < 0.5)  # else the next round's refresh runs on what this kill left
+        if finished:
+            assert refresh().wait(timeout=120) == 0
+    r = subprocess.run([sys.executable, "-m", "clonefleet", "refresh", str(m.path), "--yes"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    state = Journal.read(m.dest)
+    assert not state.written() and {n.removesuffix(".qcow2") for n in state.present()} == set(m.clone_names())
+    assert engine.status(m).in_sync
+    print(f"{kills} kills during refresh, {mixed} of them with old and fresh clones side by side, {adopting} "
+          "with a renamed clone to adopt")
+    assert kills >= kills_wanted and mixed >= kills_wanted // 2  # most kills land mid-refresh
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert not [(p, e) for p, code, e in pool.map(qemu_check, final_clone_files(m.dest)) if code != 0]
+    assert sorted(os.listdir(m.dest)) == sorted([*(f"{n}.qcow2" for n in m.clone_names()), ".clonefleet", "notes.txt"])
     assert sha256_file(qcow2_gi.path) == qcow2_gi.sha256

@@ -12,7 +12,6 @@ OSD is back, a rerun completes and no image made before the failure is lost.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -27,17 +26,11 @@ from clonefleet.backends.rbd import connected
 from clonefleet.provision import rbdfleet
 from clonefleet.provision.manifest import Manifest
 from clonefleet.storage import devceph
+from killing import KILLS, MAX_ROUNDS, calibrate, kill_at_a_random_moment, start
 
 pytestmark = [pytest.mark.backend, pytest.mark.slow]
 
 CLONES = 300
-KILLS = 20
-MAX_ROUNDS = 80
-
-
-def start(manifest: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "clonefleet", "provision", str(manifest)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def records(m: Manifest) -> int:
@@ -76,17 +69,12 @@ def test_sigkill_at_random_moments_then_rerun_finishes_exactly(tmp_path: Path, c
     rng = np.random.default_rng(20261129)
     gi = rf.raw_gi(tmp_path, 16 * rf.MiB)
     m = rf.rbd_manifest(tmp_path, ceph_cluster, gi, CLONES, g=2, workers=32)
-    assert start(m.path).wait(timeout=120) == 0  # the GI imported once (later runs reuse it)
+    provision = ("provision", m.path)
+    assert start(*provision).wait(timeout=120) == 0  # the GI imported once (later runs reuse it)
     rbdfleet.destroy(m)
-
-    t0 = time.perf_counter()  # calibration: how long a whole run takes, start-up and work
-    proc = start(m.path)
-    while records(m) == 0 and proc.poll() is None:
-        time.sleep(0.002)
-    t_begin = time.perf_counter() - t0
-    assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
-    t_work = max(time.perf_counter() - t0 - t_begin, 0.05)
-    t_total = t_begin + t_work
+    # calibration: until the first journal record, then the rest; kills mid-work wait for this run's first
+    # clone (a run first clears what a killed run left half-made, waiting for the killed client's watches)
+    calibration = calibrate(provision, lambda: records(m), min_work_s=0.05)
     rbdfleet.destroy(m)
 
     kills = rounds = completed = 0
@@ -94,24 +82,11 @@ def test_sigkill_at_random_moments_then_rerun_finishes_exactly(tmp_path: Path, c
     outcomes: list[str] = []
     while kills < KILLS and rounds < MAX_ROUNDS:
         rounds += 1
-        before = clones_recorded(m)
-        proc = start(m.path)
-        started = time.perf_counter()
-        if rng.random() < 1 / 3:  # anywhere: start-up, cleanup of a half-made image, creation
-            time.sleep(rng.uniform(0, t_total))
-        else:  # once this run has made a clone: mid-creation
-            while clones_recorded(m) <= before and proc.poll() is None and time.perf_counter() - started < 60:
-                time.sleep(0.001)
-            time.sleep(rng.uniform(0, t_work))
-        alive = proc.poll() is None
-        if alive:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-        err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
-        if proc.stderr:
-            proc.stderr.close()
+        killed = kill_at_a_random_moment(provision, lambda: clones_recorded(m), rng, calibration,
+                                         wait_for_progress_s=60)
+        alive, err = killed.alive, killed.stderr
         made, stray = made_and_recorded(m)
-        outcomes.append("killed" if alive else f"exit {proc.returncode}: {err[:160]}")
+        outcomes.append("killed" if alive else f"exit {killed.returncode}: {err[:160]}")
         # the invariant after any kill: every image of the fleet is recorded by its id, or was intended
         assert stray == [], stray
         if alive and made < CLONES:
@@ -145,7 +120,7 @@ def test_sigkill_at_random_moments_then_rerun_finishes_exactly(tmp_path: Path, c
         assert rf.image_sha256(ceph_cluster, f"{image}@clonefleet-gi") == rf.sha256_file(gi)
     assert rf.sha256_file(gi) == m.gi_sha256
     print(f"{kills} kills mid-provision in {rounds} rounds ({completed} runs finished before their kill); "
-          f"clones recorded at each kill: {progress_at_kill}; calibration run {t_total:.2f} s")
+          f"clones recorded at each kill: {progress_at_kill}; calibration run {calibration.total_s:.2f} s")
     assert sum(0 < n < CLONES for n in progress_at_kill) >= KILLS // 2, progress_at_kill
     rbdfleet.destroy(m)
     assert {n for n in ceph_cluster.ls() if n.startswith(f"{m.name}.")} == {gi_image}

@@ -1,5 +1,6 @@
 """``clonefleet storm --boot``: real Debian clones of a qcow2 fleet booted together under QEMU (TCG here,
-KVM where it works), each until its guest powers off; then storms stopped by a QEMU killed mid-boot,
+KVM where it works), each until its guest powers off; a reflink fleet's clones on xfs likewise (the RBD
+boot storm is in test_storm_rbd); then storms stopped by a QEMU killed mid-boot,
 by SIGTERM and SIGKILL of clonefleet, and by their timeout. After every storm: no process of the storm
 left (every process of the machine is looked at), nothing left in the temporary folder, the GI
 unchanged, the clones consistent (``qemu-img check``).
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +33,7 @@ from helpers import require_tool, unavailable
 
 pytestmark = [pytest.mark.backend, pytest.mark.slow]
 _ = private_tmp  # a fixture
+xfs_dir = pf.xfs_dir  # a fixture
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -54,15 +57,11 @@ def assert_gi_untouched(gi: DebianImage) -> None:
     assert sha256_file(gi.qcow2) == gi.qcow2_sha256
 
 
-def test_a_boot_storm_of_4_debian_clones_reports_each_vms_boot_time(
-        debian_fleet: Manifest, debian_gi: DebianImage, private_tmp: Path, cli: Callable[..., object]) -> None:
-    m = debian_fleet
-    res = cli("storm", str(m.path), "--boot", "--vms", "4", "--json")
-    assert res.code == 0, res.err  # type: ignore[attr-defined]
-    data = json.loads(res.out)  # type: ignore[attr-defined]
-    assert data["mode"] == "boot" and data["accelerator"] in ("kvm", "tcg") and data["accelerator_reason"]
-    assert [v["name"] for v in data["vms"]] == [f"vm-{i:04d}.qcow2" for i in range(1, 5)]
-    for v in data["vms"]:
+def assert_every_vm_booted(data: dict[str, object], names: list[str]) -> None:
+    """Each VM of a boot storm's JSON powered off by itself, issued its boot's IOs and wrote into its clone."""
+    vms = data["vms"]
+    assert isinstance(vms, list) and [v["name"] for v in vms] == names
+    for v in vms:
         boot = v["boot"]
         assert v["boot_s"] > 0 and boot["ended_by"] == "power-off" and boot["qemu_exit"] == 0
         assert boot["console_tail"][-1].endswith("reboot: Power down")
@@ -71,6 +70,17 @@ def test_a_boot_storm_of_4_debian_clones_reports_each_vms_boot_time(
         assert v["reads"] > 100 and v["writes"] > 0 and v["bytes"] > 1024**2 and v["iops"] > 0
         assert v["latency_s"] == {} and v["latency_samples"] == 0  # trace events carry no completion time
         assert v["allocated_bytes"] > 0  # the guest wrote into its clone
+
+
+def test_a_boot_storm_of_4_debian_clones_reports_each_vms_boot_time(
+        debian_fleet: Manifest, debian_gi: DebianImage, private_tmp: Path, cli: Callable[..., object]) -> None:
+    m = debian_fleet
+    res = cli("storm", str(m.path), "--boot", "--vms", "4", "--json")
+    assert res.code == 0, res.err  # type: ignore[attr-defined]
+    data = json.loads(res.out)  # type: ignore[attr-defined]
+    assert data["mode"] == "boot" and data["accelerator"] in ("kvm", "tcg") and data["accelerator_reason"]
+    assert data["backend"] == "qcow2"
+    assert_every_vm_booted(data, [f"vm-{i:04d}.qcow2" for i in range(1, 5)])
     assert data["fleet_figures"]["latency_s"] == {} and data["fleet_figures"]["boot_s"]["max"] > 0
     assert any("latency" in n and "not measured" in n for n in data["notes"])
     if data["accelerator"] == "tcg":
@@ -80,6 +90,25 @@ def test_a_boot_storm_of_4_debian_clones_reports_each_vms_boot_time(
     assert Path(data["saved_to"]).parent == m.path.parent and saved["vms"] == data["vms"]
     assert_gi_untouched(debian_gi)
     assert_nothing_left(m, private_tmp)
+
+
+def test_a_boot_storm_of_reflink_clones_on_xfs(debian_gi: DebianImage, xfs_dir: Path, private_tmp: Path,
+                                               cli: Callable[..., object]) -> None:
+    base = Path(tempfile.mkdtemp(dir=xfs_dir))
+    try:
+        gi = base / "debian.qcow2"  # the GI on the reflink filesystem: each clone a reflinked copy of it
+        shutil.copyfile(debian_gi.qcow2, gi)
+        m = pf.fleet_manifest(base, gi, 2, backend="reflink", method="snapshot")
+        engine.provision(m)
+        res = cli("storm", str(m.path), "--boot", "--vms", "2", "--accel", "tcg", "--json")
+        assert res.code == 0, res.err  # type: ignore[attr-defined]
+        data = json.loads(res.out)  # type: ignore[attr-defined]
+        assert data["backend"] == "reflink" and data["method"] == "snapshot"
+        assert_every_vm_booted(data, ["vm-0001.qcow2", "vm-0002.qcow2"])
+        assert sha256_file(gi) == debian_gi.qcow2_sha256  # the GI untouched
+        assert_nothing_left(m, private_tmp)
+    finally:
+        shutil.rmtree(base)
 
 
 def test_the_boot_storm_table_and_its_refusals(debian_fleet: Manifest, private_tmp: Path,

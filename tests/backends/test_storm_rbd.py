@@ -5,7 +5,8 @@ by the backend and checked against the objects the trace writes (a snapshot clon
 object copies the whole 4 MiB object up), the GI image and its snapshot unchanged byte for byte, no
 process left, the private folder gone; fio or the daemon killed mid-storm (one line, exit 1, and the
 next run does not wait for a killed client's watches); a wrong pool, an unreachable monitor and an
-incomplete fleet refused in one line (exit 2) before anything starts."""
+incomplete fleet refused in one line (exit 2) before anything starts; and 2 Debian clones booted as real
+VMs (``storm --boot``), QEMU opening the images through its rbd driver."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ import numpy as np
 import pytest
 import rbd_fixtures as rf
 from test_storm import private_tmp, run_and_kill, storm_processes
+from test_storm_boot import assert_every_vm_booted, debian_gi
 
 from ceph_cluster import CephCluster
+from clonefleet.guest.debian import DebianImage
 from clonefleet.provision import load_manifest, rbdfleet
 from clonefleet.provision.manifest import Manifest, write_manifest
 from clonefleet.sim.trace import WRITE
@@ -32,7 +35,7 @@ from clonefleet.storage.goldimage import check_golden_image
 from clonefleet.storm import StormRequest, run_storm
 from helpers import require_tool, unavailable
 
-__all__ = ["private_tmp"]  # a fixture, imported from test_storm
+__all__ = ["debian_gi", "private_tmp"]  # fixtures, imported from test_storm_boot and test_storm
 pytestmark = [pytest.mark.backend, pytest.mark.slow]
 MiB = rf.MiB
 OBJECT_BYTES = 4 * MiB  # rbd's default object size
@@ -185,3 +188,30 @@ def test_rbd_storm_refuses_a_bad_configuration_in_one_line(rbd_fleet: Manifest, 
     assert len(lines) == 1 and expected in lines[0] and "Traceback" not in r.stderr, r.stderr
     assert time.monotonic() - t0 < 15
     assert not list(tmp_path.glob("storm-*.json"))  # refused before the storm: no result
+
+
+def test_rbd_boot_storm_of_2_debian_clones(debian_gi: DebianImage, tmp_path: Path, ceph_cluster: CephCluster,
+                                           private_tmp: Path) -> None:
+    require_tool("qemu-system-x86_64")
+    m = rf.rbd_manifest(tmp_path, ceph_cluster, debian_gi.qcow2, 2)
+    rbdfleet.provision(m)
+    try:
+        gi_snap = f"{m.name}.gi@clonefleet-gi"
+        sha = rf.image_sha256(ceph_cluster, gi_snap)
+        env = {**os.environ, "TMPDIR": str(private_tmp), "PYTHONPATH": f"{SRC}:{os.environ.get('PYTHONPATH', '')}"}
+        r = cli("storm", str(m.path), "--boot", "--vms", "2", "--accel", "tcg", "--json", timeout=900, env=env)
+        assert r.returncode == 0, r.stderr
+        data = json.loads(r.stdout)
+        assert data["backend"] == "rbd" and data["mode"] == "boot"
+        assert_every_vm_booted(data, ["vm-0001", "vm-0002"])
+        # the boot's writes, measured to the byte (the clones were fresh), within the whole objects
+        # 'rbd du' counts for each clone
+        for v in data["vms"]:
+            assert 0 < v["allocated_bytes"] <= rbdfleet_stored(ceph_cluster, m, v["name"]), v
+        assert rf.image_sha256(ceph_cluster, gi_snap) == sha  # the GI snapshot untouched
+        assert watchers(ceph_cluster, m) == {}  # every QEMU closed its image
+        assert storm_processes(str(m.dest), str(private_tmp)) == []
+        assert list(private_tmp.iterdir()) == []
+    finally:
+        rbdfleet.destroy(m)
+        rf.remove_fleet_leftovers(ceph_cluster, m)

@@ -50,6 +50,20 @@ def test_a_small_datastore_is_outgrown_on_a_day(cli: Cli) -> None:
     m = doc["methods"][0]
     assert m["fits_capacity"] is False and 1 <= m["outgrows_day"] <= 30 and not m["meets_requirement"]
     assert doc["recommended"] is None and "datastore" in doc["reason"]
+    assert m["boot_holds"] is True  # the load carries the fleet: only the datastore is too small
+
+
+def test_the_load_table_says_the_boot_holds_when_only_the_datastore_is_outgrown(
+        cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    r = cli(*BASE, "--functions", "snapshot", "--days", "30", "--capacity", "8TiB")
+    assert r.code == 0, r.err
+    load = r.out[r.out.index("Load:"):]
+    row = next(line for line in load.splitlines() if line.startswith("│ snapshot"))
+    assert row.rstrip(" │").endswith("yes"), row  # T <= T_max: the boot holds
+    words = " ".join(r.out.split())
+    assert "no storage function fits 1000 VMs in the datastore's target of 8 TiB over 30 days" in words
+    assert "(the least at its peak: snapshot," in words
 
 
 @pytest.mark.parametrize(("args", "expected"), [

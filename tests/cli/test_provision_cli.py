@@ -20,7 +20,7 @@ def _fake_backend_registered(fake_backend: None) -> None:
     """Most of these tests provision with the fake backend, which users never see."""
     return None
 
-COMMANDS = ["init", "provision", "status", "destroy", "capacity", "writes"]
+COMMANDS = ["init", "provision", "status", "destroy", "capacity", "writes", "refresh"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -31,7 +31,7 @@ def test_every_command_has_help(cli: Callable[..., object], command: str) -> Non
     assert "Usage:" in text and len(text.split("\n")) > 4
     if command != "init":
         assert "MANIFEST" in text
-    if command in ("provision", "status", "capacity", "writes", "destroy", "init"):
+    if command in ("provision", "status", "capacity", "writes", "refresh", "destroy", "init"):
         assert "--json" in text
 
 

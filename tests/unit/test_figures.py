@@ -153,3 +153,21 @@ def test_fig4_figure_legend_has_the_1_and_2_percent_lines_and_bars_show_tib() ->
     for text in labels:
         pct, tib = (float(part.split()[0].replace(",", "")) for part in text.split("\n"))
         assert math.isclose(tib, pct / 100 * full_tib, abs_tol=0.01 + 0.005 * full_tib / 100), text
+
+
+def test_a_bar_says_why_its_method_fails() -> None:
+    from clonefleet.lifetime import Lifetime
+    from clonefleet.planner import plan
+    from clonefleet.report.figures import shortfall
+
+    fleet, array = load_fleet("desktop-win10"), load_array("allflash-dr-2024")
+    functions = ["full", "afa-snapshot"]
+    too_many = plan(fleet, array, 5000, functions)
+    assert {shortfall(m, 5000) for m in too_many.methods if not m.meets_requirement} == {"T > T_max"}
+    # 1800 VMs fit the array (T_max 2142) but not with 20 % headroom on its processors
+    busy = plan(fleet, array, 1800, functions, Lifetime(headroom=0.2))
+    assert all(m.max_vms >= 1800 and not m.boot_holds for m in busy.methods)
+    assert {shortfall(m, 1800) for m in busy.methods} == {"a resource over its headroom target"}
+    small = plan(fleet, array, 1000, functions, Lifetime(days=30, capacity_bytes=2 * 2**40))
+    assert {shortfall(m, 1000) for m in small.methods if not m.meets_requirement} == {"outgrows the datastore"}
+    assert any(not m.meets_requirement for m in small.methods)

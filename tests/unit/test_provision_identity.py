@@ -14,9 +14,11 @@ import pytest
 import clonefleet.provision as engine
 from clonefleet.backends.fake import FakeBackend
 from clonefleet.errors import ClonefleetError, UsageError
-from clonefleet.provision.journal import Journal
+from clonefleet.provision.journal import Journal, decode, encode
 from clonefleet.storage.data import sha256_file
+from clonefleet.storage.paths import FileId, path_identity, same_file
 from fakes import fake_backend, make_fleet
+from helpers import unavailable
 
 pytestmark = pytest.mark.usefixtures("fake_backend")
 __all__ = ["fake_backend"]
@@ -42,6 +44,75 @@ def test_a_clone_replaced_in_place_is_reported_and_never_written_into(tmp_path: 
     with pytest.raises(UsageError, match="vm-0001.fake: is not the clone clonefleet made"):
         engine.apply_writes(m, FakeBackend())
     assert (m.dest / "vm-0001.fake").read_bytes() == STRANGER
+
+
+def test_a_users_file_that_got_a_deleted_clones_inode_number_is_not_taken_for_the_clone(tmp_path: Path) -> None:
+    """ext4 gives a freed inode number to the next file made, often at once: (dev, ino) alone would take a
+    user's file, written under a deleted clone's name, for the clone; the inode's generation tells them
+    apart."""
+    m = make_fleet(tmp_path, count=2)
+    engine.provision(m, FakeBackend())
+    clone = m.dest / "vm-0001.fake"
+    made = Journal.read(m.dest).identity_of(clone.name)
+    assert made is not None
+    if made.gen is None:
+        unavailable(f"the filesystem of {tmp_path} keeps no inode generations (tmpfs?)")
+    clone.unlink()  # the user deletes the clone, then writes a file of their own under its name
+    clone.write_bytes(STRANGER)
+    theirs = path_identity(clone)
+    if theirs.ino != made.ino:  # the inode number was not reused this time: the journal says it was
+        with Journal(m.dest) as journal:
+            journal.append("created", name=clone.name, index=1, replica=0, dev=theirs.dev, ino=theirs.ino,
+                           gen=theirs.gen + 1)
+    assert not same_file(Journal.read(m.dest).identity_of(clone.name), theirs)
+    st = engine.status(m, FakeBackend())
+    assert [c.state for c in st.clones] == ["foreign", "ok"]
+    with pytest.raises(UsageError, match="vm-0001.fake: is not the clone clonefleet made"):
+        engine.apply_writes(m, FakeBackend())
+    result = engine.destroy(m, FakeBackend())
+    assert result.removed == 1 and clone.read_bytes() == STRANGER
+
+
+def _as_an_older_version_wrote_it(fleet_dir: Path) -> None:
+    """The fleet's journal as clonefleet wrote it before identities: the same records, no dev, ino or gen."""
+    journal = fleet_dir / ".clonefleet" / "journal.jsonl"
+    records = [r for r in map(decode, journal.read_text().splitlines(keepends=True)) if r is not None]
+    journal.write_text("".join(encode({k: v for k, v in r.items() if k not in ("dev", "ino", "gen")})
+                               for r in records))
+
+
+def test_refresh_of_an_older_versions_fleet_replaces_only_what_the_backend_recognises(tmp_path: Path) -> None:
+    m = make_fleet(tmp_path, count=2)
+    engine.provision(m, FakeBackend())
+    _as_an_older_version_wrote_it(m.dest)
+    _replace(m.dest / "vm-0001.fake")  # a user's file under a clone's name: no identity tells it apart
+    with pytest.raises(UsageError, match="vm-0001.fake: is not a clone of this fleet"):
+        engine.refresh(m, FakeBackend(), clones=["vm-0001"])
+    assert (m.dest / "vm-0001.fake").read_bytes() == STRANGER
+    result = engine.refresh(m, FakeBackend(), clones=["vm-0002"])  # a whole clone: recorded, then refreshed
+    assert result.refreshed == ("vm-0002.fake",)
+    assert Journal.read(m.dest).identity_of("vm-0002.fake") == path_identity(m.dest / "vm-0002.fake")
+    assert (m.dest / "vm-0001.fake").read_bytes() == STRANGER
+
+
+def test_an_identity_is_device_inode_and_generation_where_the_filesystem_keeps_one(tmp_path: Path) -> None:
+    f = tmp_path / "a"
+    f.write_bytes(b"x")
+    ident = path_identity(f)
+    assert (ident.dev, ident.ino) == (f.stat().st_dev, f.stat().st_ino)
+    assert FileId.from_record(ident.fields()) == ident
+    assert FileId.from_record({"dev": 1, "ino": 2}) == FileId(1, 2, None)  # a record of an older version
+    assert FileId.from_record({"dev": 1, "ino": True}) is None and FileId.from_record({}) is None
+    assert same_file(FileId(1, 2, 7), FileId(1, 2, 7)) and not same_file(FileId(1, 2, 7), FileId(1, 2, 8))
+    assert same_file(FileId(1, 2, None), FileId(1, 2, 8))  # a record of an older version: dev and ino
+    assert not same_file(FileId(1, 2, 7), FileId(1, 2, None))  # a generation not readable now: not a match
+    assert not same_file(FileId(1, 2), FileId(1, 3)) and not same_file(None, ident)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert path_identity(fifo).gen is None  # never opened: a FIFO would block
+    link = tmp_path / "link"
+    link.symlink_to(f)
+    assert path_identity(link).ino == link.lstat().st_ino  # the link itself, not followed
 
 
 def test_destroy_leaves_a_file_under_a_name_whose_last_record_is_failed(tmp_path: Path) -> None:

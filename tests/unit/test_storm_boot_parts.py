@@ -12,11 +12,13 @@ from clonefleet.guest.capture import BOOT_APPEND, last_line, powered_off, qemu_b
 from clonefleet.storm.boot import (
     QEMU_OVERHEAD_MIB,
     StormFailed,
-    _drive,
+    file_drive,
     guest_power_off_s,
     memory_budget,
+    rbd_drive,
     trace_io,
 )
+from clonefleet.storm.daemon import RbdAccess
 from clonefleet.storm.results import StormResult, VmResult
 
 CONSOLE_OFF = """[    0.000000] Linux version 6.1.0-50-cloud-amd64
@@ -79,7 +81,7 @@ def test_vms_that_do_not_fit_in_memory_are_refused_in_one_line() -> None:
 def test_the_qemu_command_boots_the_clone_itself_with_its_console_and_trace(tmp_path: Path) -> None:
     clone = tmp_path / "a,b" / "vm-0001.qcow2"
     args = qemu_boot_args("tcg", 512, tmp_path / "c.log", tmp_path / "vmlinuz", tmp_path / "initrd.img",
-                          _drive(clone), BOOT_APPEND, tmp_path / "t.log")
+                          file_drive(clone, "qcow2"), BOOT_APPEND, tmp_path / "t.log")
     assert args[:3] == ["qemu-system-x86_64", "-accel", "tcg"] and "-cpu" not in args  # -cpu host: KVM only
     drive = args[args.index("-drive") + 1]
     assert drive == f"file={tmp_path}/a,,b/vm-0001.qcow2,format=qcow2,cache=none,if=virtio"  # the comma doubled
@@ -87,6 +89,13 @@ def test_the_qemu_command_boots_the_clone_itself_with_its_console_and_trace(tmp_
     assert args[args.index("-trace") + 1] == f"enable=blk_co_p*,file={tmp_path}/t.log"
     assert "-no-reboot" in args and "systemd.run_success_action=poweroff" in args[args.index("-append") + 1]
     assert qemu_boot_args("kvm", 512, *[tmp_path] * 3, "file=x", "", tmp_path)[3:5] == ["-cpu", "host"]
+
+
+def test_an_rbd_clone_is_opened_through_qemus_rbd_driver(tmp_path: Path) -> None:
+    drive = rbd_drive("pool,1", "vm-0001", RbdAccess(tmp_path / "x,y" / "ceph.conf", "admin"))
+    assert drive == (f"file.driver=rbd,file.pool=pool,,1,file.image=vm-0001,file.conf={tmp_path}/x,,y/ceph.conf,"
+                     "file.user=admin,format=raw,cache=none")  # every comma in a value doubled
+    assert file_drive(tmp_path / "vm-0001.img", "raw") == f"file={tmp_path}/vm-0001.img,format=raw,cache=none"
 
 
 def test_a_boot_storms_json_says_its_mode_and_accelerator_and_has_no_latency() -> None:

@@ -40,6 +40,9 @@ def test_a_work_dir_is_marked_watched_and_gone_with_its_watchdog(tmp_path: Path)
     with work_dir(tmp_path, ".job-") as work:
         assert work.parent == tmp_path and (work / MARKER).read_text() == str(os.getpid())
         (work / "data").write_bytes(b"x" * 1000)
+        deadline = time.monotonic() + 30  # until it has exec'd, the watchdog's command line is pytest's
+        while not _watchdogs_of(work) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert len(_watchdogs_of(work)) == 1
     assert not work.exists() and _watchdogs_of(work) == []
 

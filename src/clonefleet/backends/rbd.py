@@ -24,7 +24,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,17 +170,30 @@ class Cluster:
     _ioctx: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     abandoned: bool = False
+    answered_at: float = field(default_factory=time.monotonic)  # when the cluster last answered a call
+
+    def answered(self, *_progress: object) -> int:
+        """Note that the cluster answered (an operation ended, or a long one reported progress: it is the
+        ``on_progress`` callback of librbd's flatten and remove, hence the arguments and the 0)."""
+        self.answered_at = time.monotonic()
+        return 0
+
+    def silent_s(self) -> float:
+        """Seconds since the cluster last answered any call of this connection."""
+        return time.monotonic() - self.answered_at
 
     # --- errors -------------------------------------------------------------------------------
     @contextmanager
     def op(self, what: str) -> Iterator[None]:
-        """Turn a binding's exception into one line naming the operation."""
+        """Turn a binding's exception into one line naming the operation; note when it ends."""
         try:
             yield
         except ClonefleetError:
             raise
         except (self.rados.Error, self.rbd.Error) as exc:
             raise self._error(what, exc) from None
+        finally:
+            self.answered()
 
     def _error(self, what: str, exc: BaseException) -> ClonefleetError:
         text = " ".join(str(exc).split()) or type(exc).__name__
@@ -237,7 +250,7 @@ class Cluster:
             self.clear_watchers(pool, name, dead_clients, what)
             with self.op(what):
                 try:
-                    self.rbd.RBD().remove(self.ioctx(pool), name)
+                    self.rbd.RBD().remove(self.ioctx(pool), name, on_progress=self.answered)
                 except self.rbd.ImageNotFound:
                     return False
                 except self.rbd.ImageBusy:
@@ -310,6 +323,8 @@ class Cluster:
                 return [str(w["addr"]) for w in im.watchers_list()]
         except self.rbd.ImageNotFound:
             return []
+        finally:
+            self.answered()
 
     # --- the GI ------------------------------------------------------------------------------
     def import_image(self, path: Path, fmt: str, pool: str, name: str, timeout_s: float) -> None:
@@ -418,14 +433,19 @@ class Cluster:
 
     def flatten(self, pool: str, name: str) -> None:
         with self.op(f"flattening {pool}/{name}"), self.image(pool, name) as im:
-            im.flatten()
+            im.flatten(on_progress=self.answered)
 
-    def write_extents(self, pool: str, name: str, extents: Sequence[tuple[int, bytes]]) -> int:
+    def write_extents(self, pool: str, name: str, extents: Iterable[tuple[int, bytes]]) -> int:
+        """Write ``(offset, data)`` chunks into an image, then flush; each chunk written counts as the
+        cluster's answer (a long write is not a stall). Returns the bytes written."""
+        written = 0
         with self.op(f"writing into {pool}/{name}"), self.image(pool, name) as im:
             for offset, data in extents:
                 im.write(data, offset)
+                written += len(data)
+                self.answered()
             im.flush()
-        return sum(len(d) for _, d in extents)
+        return written
 
     # --- capacity ----------------------------------------------------------------------------
     def stored_bytes(self, pool: str, name: str) -> int:

@@ -237,7 +237,7 @@ def load_rows(result: Plan) -> list[list[str]]:
         for r in RESOURCES:
             text = f"{100 * m.utilisation[r]:.0f} %"
             cells.append(f"[bold]{text}*[/bold]" if r == m.bottleneck else f"{text} ")
-        rows.append([_function_label(m), *cells, str(m.max_vms), "yes" if m.meets_requirement else "[red]no[/red]"])
+        rows.append([_function_label(m), *cells, str(m.max_vms), "yes" if m.boot_holds else "[red]no[/red]"])
     return rows
 
 
@@ -339,7 +339,8 @@ def plan_cmd(
     Load table: busy share (load / capacity, 100 % = saturated) of the array's processors,
     its pool disks, the GI volume's processor and the GI's disks while all T VMs boot; * marks
     the bottleneck, the busiest; max VMs = T_max, the most VMs the array carries (Eq. 2);
-    holds = yes when T <= T_max. Last come the figures the plan assumed: measure those first.
+    holds = yes when T <= T_max (with --headroom: and every resource under its target). Last
+    come the figures the plan assumed: measure those first.
     Over time (--days, --refresh, --capacity, --headroom): S at day 0 and at its peak as the
     clones grow with use, stored = after the array's dedup and compression, the day the
     datastore is outgrown. Every term: docs/background.md, Glossary.

@@ -1,4 +1,4 @@
-"""Commands of real provisioning (clonefleet init, provision, status, writes, capacity, destroy)."""
+"""Commands of real provisioning (clonefleet init, provision, status, writes, capacity, refresh, destroy)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from clonefleet.cli.app import (
     progress_display,
 )
 from clonefleet.errors import UsageError
+from clonefleet.lifetime import MAX_DAYS
 from clonefleet.provision.manifest import MAX_CLONES, MAX_GOLDEN_IMAGES, MAX_WORKERS
 from clonefleet.units import UnitError, format_bytes, parse_bytes
 
@@ -195,7 +196,8 @@ def status_cmd(
     else:
         counts = (("wanted", st.wanted), ("ok", st.count("ok")), ("missing", st.count("missing")),
                   ("failed", st.count("failed")), ("damaged", st.count("damaged")),
-                  ("boot writes applied", st.written), ("no longer wanted", len(st.unwanted)),
+                  ("boot writes applied", st.written), ("days of use, oldest clone", st.age_days_max),
+                  ("no longer wanted", len(st.unwanted)),
                   ("leftover temporaries", len(st.temporaries)), ("unknown files", len(st.unknown)))
         print_table(escape(f"fleet {m.name}: {m.dest} ({st.backend}, {st.method}, g = {st.golden_images})"),
                     [Col("what"), Col("count", right=True)], [[label, str(value)] for label, value in counts])
@@ -243,26 +245,73 @@ def destroy_cmd(
 def writes_cmd(
     manifest: str = MANIFEST_ARG,
     workers: int = WORKERS_OPTION,
+    days: int | None = typer.Option(None, "--days", click_type=Whole(0, MAX_DAYS, "DAYS"), show_default=False,
+                                    help="Then bring every clone to this age: the fleet preset's daily writes "
+                                         "(scaled to the GI) of each missing day; older clones are left alone."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Write each clone's boot write footprint into it (qemu-io or pwrite); reruns skip written clones."""
+    """Write each clone's boot write footprint into it (qemu-io or pwrite), and with --days N the daily writes
+    of N days of use; reruns skip what is written."""
     from clonefleet import provision
     from clonefleet.provision import bootwrites, rbdfleet
 
     m = provision.load_manifest(manifest)
     result: bootwrites.WritesResult | rbdfleet.RbdWritesResult
+    if m.rbd is not None and days is not None:
+        raise UsageError(f"--days {days}: not supported on backend rbd yet; daily writes go into qcow2 and reflink "
+                         "clones")
     with progress_display(not as_json) as report:
         if m.rbd is not None:  # images in a Ceph pool: the RBD fleet engine
             result = rbdfleet.apply_writes(m, workers=workers, progress=report)
         else:
-            result = provision.apply_writes(m, progress=report, workers=workers)
+            result = provision.apply_writes(m, progress=report, workers=workers, days=days)
     if as_json:
         emit_json(result.to_dict())
         return
     where = f"fleet {m.name}" if m.rbd is not None else str(m.dest)
     console.print(f"{where}: boot writes applied to {result.written_now} clones "
                   f"({format_bytes(result.bytes_written)}), {result.already} already had them", markup=False)
+    if isinstance(result, bootwrites.WritesResult) and result.days is not None:
+        ages = sorted(set(result.ages_days))
+        shown = f"{ages[0]}" if len(ages) == 1 else f"{ages[0]} to {ages[-1]}"
+        console.print(f"daily writes: {result.clone_days_written} clone-days applied now "
+                      f"({format_bytes(result.daily_bytes_written)}) to bring every clone to {result.days} days; "
+                      f"clone ages now {shown} days", markup=False)
     console.print(result.note, markup=False)
+
+
+@app.command("refresh")
+def refresh_cmd(
+    manifest: str = MANIFEST_ARG,
+    clones: list[str] | None = typer.Option(None, "--clones", show_default=False,
+                                            help="Refresh only this clone (repeat the flag for more)."),
+    older_than: int | None = typer.Option(None, "--older-than", click_type=Whole(0, MAX_DAYS, "DAYS"),
+                                          show_default=False,
+                                          help="Refresh only clones holding more than DAYS days of daily writes."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Confirm: every change in the refreshed clones is lost."),
+    workers: int = WORKERS_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Reset clones to their GI: each made anew (boot writes and days gone); crash-safe: a kill leaves each
+    clone old or fresh, and a rerun starts the refresh over."""
+    from clonefleet import provision
+
+    m = provision.load_manifest(manifest)
+    if m.rbd is not None:
+        raise UsageError("refresh: not supported on backend rbd yet; 'clonefleet destroy' then 'clonefleet "
+                         "provision' makes every clone anew")
+    if not yes:
+        raise UsageError(f"refresh makes clones of fleet {m.name} in {m.dest} anew, losing what was written into "
+                         "them: pass --yes to confirm")
+    with progress_display(not as_json) as report:
+        result = provision.refresh(m, progress=report, workers=workers, clones=clones or (),
+                                   older_than_days=older_than)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    console.print(f"{m.dest}: {len(result.refreshed)} of {result.clones} clones refreshed (made anew from the GI), "
+                  f"{result.adopted} finished from a stopped run, {result.temporaries_removed} leftovers cleaned "
+                  f"in {result.elapsed_s:.2f} s", markup=False)
 
 
 @app.command("capacity")
@@ -302,8 +351,10 @@ def capacity_cmd(
                      ratio(report.measured_metadata_per_clone_bytes, report.model_metadata_bytes)])
     rows.append(["total (S)", format_bytes(report.measured_total_bytes), format_bytes(report.model_total_bytes),
                  f"{report.total_ratio:.3f}"])
-    print_table(escape(f"fleet {m.name}: {report.clones} {report.method} clones on {report.backend} "
-                       f"(model: {report.function}, unit {format_bytes(report.unit_bytes)})"),
+    lo, hi = report.age_days_min, report.age_days_max
+    age = f"{lo}" if lo == hi else f"{lo} to {hi}"
+    print_table(escape(f"fleet {m.name}: {report.clones} {report.method} clones on {report.backend}, aged {age} "
+                       f"days (model: {report.function}, unit {format_bytes(report.unit_bytes)})"),
                 [Col("figure", wrap=True), Col("measured", right=True), Col("model", right=True),
                  Col("measured / model", "ratio", right=True)], rows)
     console.print(f"measured: {report.accounting}", markup=False)

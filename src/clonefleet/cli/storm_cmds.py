@@ -52,7 +52,7 @@ def storm_cmd(
                                     help="IOs each VM keeps outstanding (default: the fleet preset's)."),
     out: Path = typer.Option(None, "--out", help="Folder for the storm JSON (default: beside the manifest)."),
     boot: bool = typer.Option(False, "--boot", help="Boot every clone as a real VM under QEMU (KVM where it works, "
-                              "else TCG) until its guest powers off; qcow2 fleets of a bootable GI."),
+                              "else TCG) until its guest powers off; a fleet (qcow2, reflink, RBD) of a bootable GI."),
     accel: str = typer.Option(None, "--accel", metavar="auto|kvm|tcg",
                               help="--boot: the accelerator (default auto: KVM when a probe boots under it)."),
     memory: int = typer.Option(None, "--memory", metavar="MIB", click_type=Whole(1, 1024**2, "MIB"),

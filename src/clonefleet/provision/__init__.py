@@ -5,12 +5,13 @@ The public face of the package (what the CLI and library users call)::
     from clonefleet import provision
     m = provision.load_manifest("fleet.toml")
     provision.provision(m); provision.status(m); provision.apply_writes(m)
-    provision.capacity(m); provision.destroy(m)
+    provision.capacity(m); provision.refresh(m); provision.destroy(m)
 
 Modules, by concept: ``manifest`` (the desired state), ``journal`` (what was done),
 ``fleetdir`` (the fleet directory, its lock, its private folder of temporaries),
 ``plan`` (what a run must do), ``apply`` (doing it), ``status``, ``destroy``,
-``bootwrites`` (a boot's writes into the clones) and ``writes`` (writing extents),
+``bootwrites`` (a boot's and the days' writes into the clones) and ``writes`` (writing extents),
+``refresh`` (clones made anew from their GI),
 ``capacity`` (measured beside the model), ``gichoice`` (why a fleet gets its g),
 ``goldimage`` (building a small real GI).
 Everything that touches storage itself is in :mod:`clonefleet.storage`; the
@@ -25,6 +26,7 @@ from clonefleet.provision.fleetdir import FleetBusy, fleet_lock
 from clonefleet.provision.gichoice import GoldenImageChoice, explain_golden_images
 from clonefleet.provision.manifest import Manifest, load_manifest, write_manifest
 from clonefleet.provision.plan import FleetPlan, make_plan
+from clonefleet.provision.refresh import RefreshResult, refresh
 from clonefleet.provision.status import StatusReport, status
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "Manifest",
     "ProvisionFailed",
     "ProvisionResult",
+    "RefreshResult",
     "StatusReport",
     "WritesResult",
     "apply_writes",
@@ -46,6 +49,7 @@ __all__ = [
     "load_manifest",
     "make_plan",
     "provision",
+    "refresh",
     "status",
     "write_manifest",
 ]

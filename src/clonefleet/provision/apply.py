@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +37,16 @@ from clonefleet.provision.fleetdir import (
     link_into_place,
     private_tmp,
     remove_ours,
+    replace_ours,
     rmdir_quietly,
     temporary_path,
 )
 from clonefleet.provision.journal import STATE_DIR, Journal
 from clonefleet.provision.manifest import Manifest
 from clonefleet.provision.plan import CloneTask, FleetPlan, made_with, make_plan, replica_name
-from clonefleet.storage.data import sha256_file
+from clonefleet.storage.data import fsync_path, sha256_file
 from clonefleet.storage.goldimage import GoldenImageError, gi_unchanged
+from clonefleet.storage.paths import FileId, path_identity
 from clonefleet.storage.tools import stop_on_signals
 
 #: Longest a finished clone waits in the private folder for its group to be linked into place.
@@ -74,7 +77,7 @@ class ProvisionResult:
                 "clones": len(self.plan.tasks), "warnings": list(self.warnings)}
 
 
-def _gi_changed(plan: FleetPlan) -> GoldenImageError:
+def gi_changed_error(plan: FleetPlan) -> GoldenImageError:
     return GoldenImageError(f"golden image {plan.gi.path} changed while clones were made from it")
 
 
@@ -136,16 +139,16 @@ def provision(manifest: Manifest, backend: Backend | None = None, progress: Prog
                                options=made_with(plan), df_used_bytes=(st.f_blocks - st.f_bfree) * st.f_frsize)
                 tmp_dir, temps = private_tmp(fleet_dir, plan.journal, journal)
                 removed = _remove_unwanted(plan, journal, progress)
-                made_now: list[tuple[str, tuple[int, int]]] = []
+                made_now: list[tuple[str, FileId]] = []
                 try:
                     replicas = _make_replicas(plan, journal, tmp_dir, made_now)
-                    adopted = _adopt(plan, journal)
-                    created = _create_clones(plan, journal, tmp_dir, progress, workers or manifest.workers,
+                    adopted = adopt_clones(plan, journal)
+                    created = create_clones(plan, journal, tmp_dir, progress, workers or manifest.workers,
                                              made_now)
                     if not gi_unchanged(plan.gi):
-                        raise _gi_changed(plan)
+                        raise gi_changed_error(plan)
                 except GoldenImageError as exc:
-                    raise ProvisionFailed(_undo_copies(plan, journal, made_now, exc)) from None
+                    raise ProvisionFailed(undo_copies(plan, journal, made_now, exc)) from None
                 journal.append("done", clones=len(plan.tasks))
         except ClonefleetError:
             if made_dirs and not begun:  # refused before anything was made: leave no trace (lock held)
@@ -158,7 +161,7 @@ def provision(manifest: Manifest, backend: Backend | None = None, progress: Prog
                            tuple(warnings))
 
 
-def _undo_copies(plan: FleetPlan, journal: Journal, made_now: list[tuple[str, tuple[int, int]]],
+def undo_copies(plan: FleetPlan, journal: Journal, made_now: list[tuple[str, FileId]],
                  exc: GoldenImageError) -> str:
     """The GI changed during the run: remove what this run copied from it (replicas; thin and full
     clones hold a copy of its data), journal that, and say so in one line."""
@@ -193,7 +196,7 @@ def _remove_unwanted(plan: FleetPlan, journal: Journal, progress: Progress) -> i
 
 
 def _make_replicas(plan: FleetPlan, journal: Journal, tmp_dir: Path,
-                   made_now: list[tuple[str, tuple[int, int]]]) -> int:
+                   made_now: list[tuple[str, FileId]]) -> int:
     made = 0
     for i in range(1, plan.golden_images):
         path = plan.sources[i]
@@ -204,10 +207,10 @@ def _make_replicas(plan: FleetPlan, journal: Journal, tmp_dir: Path,
             try:
                 plan.backend.replicate(plan.gi, tmp)
                 if sha256_file(tmp) != plan.gi.sha256:  # the copy verified: a GI written meanwhile is caught
-                    raise _gi_changed(plan)
+                    raise gi_changed_error(plan)
                 os.chmod(tmp, 0o444)  # a GI replica is read-only, as the GI is
-                st = os.stat(tmp)
-                journal.append("made", name=name, dev=st.st_dev, ino=st.st_ino)
+                ident = path_identity(tmp)
+                journal.append("made", name=name, **ident.fields())
                 journal.sync()
                 link_into_place(tmp, path)
             except BaseException as exc:
@@ -215,48 +218,58 @@ def _make_replicas(plan: FleetPlan, journal: Journal, tmp_dir: Path,
                 if _is_no_space(exc):
                     raise ProvisionFailed(_space_message(plan, 0, f"GI replica {path.name}")) from None
                 raise
-            made_now.append((name, (st.st_dev, st.st_ino)))
-            journal.append("replica", name=name, sha256=plan.gi.sha256, dev=st.st_dev, ino=st.st_ino)
+            made_now.append((name, ident))
+            journal.append("replica", name=name, sha256=plan.gi.sha256, **ident.fields())
             made += 1
         elif name not in plan.journal.replicas:
-            st = os.stat(path, follow_symlinks=False)
-            journal.append("replica", name=name, sha256=plan.gi.sha256, dev=st.st_dev, ino=st.st_ino)
+            journal.append("replica", name=name, sha256=plan.gi.sha256, **path_identity(path).fields())
     journal.sync()
     return made
 
 
-def _adopt(plan: FleetPlan, journal: Journal) -> int:
-    """Complete clones a kill linked into place before their ``created`` record: checked, then journaled."""
+def adopt_clones(plan: FleetPlan, journal: Journal) -> int:
+    """Complete clones a kill linked into place before their ``created`` record: checked, then journaled.
+
+    Called once the run's private folder is emptied (:func:`~clonefleet.provision.fleetdir.private_tmp`):
+    a ``remade`` record whose clone was not renamed into place (so not adopted now) names a temporary
+    that is gone, and is voided, so its identity can never match a file made later."""
     for task in plan.adopt:
         problem = plan.backend.status(plan.recipe, plan.fleet_dir / task.name, task.source)
         if problem is not None:
             raise UsageError(f"{plan.fleet_dir / task.name}: exists but is not a clone of this fleet "
                              f"({problem}); clonefleet will not overwrite it: move it away, then rerun")
-        st = os.stat(plan.fleet_dir / task.name, follow_symlinks=False)
-        journal.append("adopted", name=task.name, index=task.index, replica=task.replica, dev=st.st_dev,
-                       ino=st.st_ino)
+        journal.append("adopted", name=task.name, index=task.index, replica=task.replica,
+                       **path_identity(plan.fleet_dir / task.name).fields())
+    adopted = {t.name for t in plan.adopt}
+    for name in sorted(set(plan.journal.remade) - adopted):
+        journal.append("remade-void", name=name)
     return len(plan.adopt)
 
 
-def _create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: Progress, workers: int,
-                   made_now: list[tuple[str, tuple[int, int]]]) -> int:
-    tasks = plan.create
+def create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: Progress, workers: int,
+                   made_now: list[tuple[str, FileId]], replace: Sequence[CloneTask] | None = None) -> int:
+    """Make the plan's missing clones; or, given ``replace`` (a refresh), fresh clones of those tasks,
+    each renamed over the old clone (:func:`clonefleet.provision.fleetdir.replace_ours`) once its
+    ``remade`` record is durable."""
+    refreshing = replace is not None
+    tasks = list(replace) if replace is not None else plan.create
+    what = "refresh" if refreshing else "create"
     total = len(tasks)
     if not tasks:
-        progress("create", 0, 0)
+        progress(what, 0, 0)
         return 0
     prepared: dict[int, Prepared] = {}
     for replica in sorted({t.replica for t in tasks}):
         prepared[replica] = plan.backend.prepare(plan.recipe, plan.sources[replica], tmp_dir)
     fleet_dir = plan.fleet_dir
 
-    def make(task: CloneTask) -> tuple[Path, os.stat_result]:
+    def make(task: CloneTask) -> tuple[Path, FileId]:
         tmp = temporary_path(tmp_dir, task.name)
         try:
             plan.backend.apply(plan.recipe, prepared[task.replica], tmp)
             if not gi_unchanged(plan.gi):
-                raise _gi_changed(plan)
-            return tmp, os.stat(tmp, follow_symlinks=False)
+                raise gi_changed_error(plan)
+            return tmp, path_identity(tmp)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -264,8 +277,8 @@ def _create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: P
     done = 0
     failure: tuple[CloneTask, BaseException] | None = None
     window = max(4 * workers, 16)  # bounded in-flight work: memory does not grow with the fleet
-    pending: dict[Future[tuple[Path, os.stat_result]], CloneTask] = {}
-    to_link: list[tuple[CloneTask, Path, os.stat_result]] = []
+    pending: dict[Future[tuple[Path, FileId]], CloneTask] = {}
+    to_link: list[tuple[CloneTask, Path, FileId]] = []
     queue = iter(tasks)
     to_link_since = time.monotonic()
 
@@ -276,16 +289,21 @@ def _create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: P
         if not to_link:
             return
         journal.sync()
-        for task, tmp, st in to_link:
-            link_into_place(tmp, fleet_dir / task.name)
-            made_now.append((task.name, (st.st_dev, st.st_ino)))
+        for task, tmp, ident in to_link:
+            if refreshing:
+                old = plan.journal.identity_of(task.name)
+                assert old is not None, "refresh records an older version's clone by its identity first"
+                replace_ours(tmp, fleet_dir, task.name, old)
+            else:
+                link_into_place(tmp, fleet_dir / task.name)
+            made_now.append((task.name, ident))
             journal.append("created", name=task.name, index=task.index, replica=task.replica,
-                           dev=st.st_dev, ino=st.st_ino)
+                           **ident.fields(), **({"refreshed": True} if refreshing else {}))
             done += 1
-            progress("create", done, total)
+            progress(what, done, total)
         to_link.clear()
 
-    progress("create", 0, total)
+    progress(what, 0, total)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clonefleet") as pool:
         try:
             while True:
@@ -301,13 +319,16 @@ def _create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: P
                     task = pending.pop(future)
                     exc = future.exception()
                     if exc is None:
-                        tmp, st = future.result()
-                        journal.append("made", name=task.name, dev=st.st_dev, ino=st.st_ino)
+                        tmp, ident = future.result()
+                        if refreshing:
+                            fsync_path(tmp)  # the old clone is replaced: its successor's data durable first
+                        journal.append("remade" if refreshing else "made", name=task.name, **ident.fields())
                         if not to_link:
                             to_link_since = time.monotonic()
-                        to_link.append((task, tmp, st))
+                        to_link.append((task, tmp, ident))
                     else:
-                        journal.append("failed", name=task.name, index=task.index, reason=_describe(exc))
+                        if not refreshing:  # a refresh that fails leaves the old clone, still present
+                            journal.append("failed", name=task.name, index=task.index, reason=_describe(exc))
                         if failure is None:
                             failure = (task, exc)
                             for queued in [f for f in pending if f.cancel()]:  # not started: not tried
@@ -326,6 +347,10 @@ def _create_clones(plan: FleetPlan, journal: Journal, tmp_dir: Path, progress: P
         task, exc = failure
         if isinstance(exc, GoldenImageError):
             raise exc
+        if refreshing:
+            raise ProvisionFailed(f"{task.name}: {_describe(exc)}; {done} of {total} clones refreshed, the others "
+                                  f"kept as they were and the half-made file removed; fix the cause, then rerun "
+                                  f"'clonefleet refresh {plan.manifest.path}'")
         made = plan.present + len(plan.adopt) + done
         if _is_no_space(exc):
             raise ProvisionFailed(_space_message(plan, made, task.name))

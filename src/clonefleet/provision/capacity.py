@@ -5,7 +5,13 @@ reflink: FIEMAP physical extents with shared blocks counted once). The model is
 :func:`clonefleet.planner.evaluate` with the backend's storage function (unit =
 the qcow2 cluster or the filesystem block) and the fleet preset scaled to the
 real GI (:func:`clonefleet.provision.bootwrites.model_fleet`). Until the boot
-writes are applied the model is taken with W = 0, so like is held against like.
+writes are applied the model is taken with W = 0 (and no pagefile), so like is held against like.
+
+The model knows each clone's age, the days of daily writes the journal records for it
+(``clonefleet writes --days``): its C is Eq. G2, the boot's C plus the growth of that many days
+(Eq. G1, :func:`clonefleet.planner.grown_new_bytes`) plus the pagefile, capped at G
+(:func:`clonefleet.planner.per_clone_bytes`). The mapping tables the daily writes fill are not
+modelled (the boot's are): on a small GI one qcow2 L2 table covers the whole disk anyway.
 
 What is compared, as in Eq. 3:
 - snapshot, thin: S = D + T * per clone, D the GI and its replicas (g * G_used);
@@ -20,10 +26,19 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from clonefleet.backends import Backend, Usage, get_backend
-from clonefleet.planner import clone_metadata_bytes, evaluate, fleet_consumed_bytes, golden_image_bytes
-from clonefleet.presets import Method, load_array
-from clonefleet.provision.bootwrites import model_fleet
+from clonefleet.planner import (
+    clone_metadata_bytes,
+    evaluate,
+    golden_image_bytes,
+    grown_new_bytes,
+    per_clone_bytes,
+)
+from clonefleet.presets import FunctionPreset, Method, load_array
+from clonefleet.provision.bootwrites import ModelFleet, model_fleet
 from clonefleet.provision.fleetdir import private_tmp
 from clonefleet.provision.journal import Journal
 from clonefleet.provision.manifest import Manifest
@@ -31,6 +46,8 @@ from clonefleet.provision.plan import FleetPlan, provisioned_plan
 from clonefleet.storage.goldimage import gi_used_bytes
 from clonefleet.storage.qcow2 import read_header
 from clonefleet.units import format_bytes
+
+FloatArray = npt.NDArray[np.float64]
 
 #: The one-line warning when a qcow2 GI is cloned by reflink (measured in docs/howto-reflink.md).
 QCOW2_ON_REFLINK_NOTE = (
@@ -69,6 +86,8 @@ class CapacityReport:
     note: str
     notes: tuple[str, ...]
     per_clone: tuple[dict[str, object], ...]
+    age_days_min: int = 0  # the clones' ages (days of daily writes since the boot or the last refresh)
+    age_days_max: int = 0
 
     @property
     def total_ratio(self) -> float:
@@ -108,27 +127,53 @@ def capacity(manifest: Manifest, backend: Backend | None = None) -> CapacityRepo
         return _capacity(manifest, backend, plan, work_dir)
 
 
+def clone_model_bytes(model: ModelFleet, function: FunctionPreset, manifest: Manifest, ages_days: FloatArray,
+                      boot_written: npt.NDArray[np.bool_]) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per clone, as the journal says it is (its boot writes applied or not, its age): the model's C (the
+    boot's, Eq. 1, plus the growth of its age, Eq. G1), what it consumes (Eq. G2 with metadata and the
+    pagefile) and its metadata [bytes]."""
+    new, consumed, metadata = (np.zeros(ages_days.shape) for _ in range(3))
+    for state in (True, False):
+        mask = boot_written == state
+        if mask.any():
+            fleet = model.as_written(state)
+            boot = evaluate(fleet, load_array(manifest.array), function, manifest.count).per_vm_new_bytes
+            new[mask] = grown_new_bytes(fleet, function, ages_days[mask], boot)
+            consumed[mask] = per_clone_bytes(fleet, function, new[mask])
+            metadata[mask] = clone_metadata_bytes(fleet, function)
+    return new, consumed, metadata
+
+
 def _capacity(manifest: Manifest, backend: Backend, plan: FleetPlan, work_dir: Path) -> CapacityReport:
-    written = plan.journal.written() >= {t.name for t in plan.tasks}
+    written_now = plan.journal.written()
+    boot_written = np.array([t.name in written_now for t in plan.tasks])
+    written = bool(boot_written.all())
     used = gi_used_bytes(plan.gi)
     model = model_fleet(manifest, plan.gi, used)
-    fleet = model.fleet if written else dataclasses.replace(model.fleet, boot_write_bytes=0.0,
-                                                             boot_write_extents=0.0, boot_write_regions=())
+    fleet = model.as_written(written)
     function = plan.recipe.model_function
-    ev = evaluate(fleet, load_array(manifest.array), function, manifest.count)
-    per_clone_model = float(ev.per_clone_bytes)
+    ages = np.array([plan.journal.age_of(t.name) for t in plan.tasks], dtype=np.float64)
+    new_by_clone, model_by_clone, metadata_by_clone = clone_model_bytes(model, function, manifest, ages, boot_written)
+    per_clone_model = float(np.mean(model_by_clone))
     g = plan.golden_images
     is_full = plan.recipe.method is Method.FULL
     gi_model = float(golden_image_bytes(fleet, function, g))
-    total_model = float(fleet_consumed_bytes(fleet, function, g, manifest.count, ev.per_vm_new_bytes))
+    total_model = gi_model + float(np.sum(model_by_clone))  # Eq. 3: S = D + the clones' own, clone by clone
     clones = [manifest.dest / t.name for t in plan.tasks]
     usage: Usage = backend.measure(plan.recipe, clones, plan.sources)
     per = [u.consumed_bytes for u in usage.clones]
     measured_total = usage.total_bytes - (usage.gi_bytes if is_full else 0)
     fresh = fresh_clone_bytes(plan, work_dir)
     notes = list(usage.notes)
-    if not written:
+    if not boot_written.any():
         notes.append("boot writes not applied yet ('clonefleet writes'): the model is taken with W = 0")
+    elif not written:
+        notes.append(f"{int(boot_written.sum())} of {len(boot_written)} clones hold their boot writes (the others were "
+                     "refreshed or not written yet): the model takes each clone as it is, W = 0 for the others")
+    if ages.any():
+        span = f"{ages.min():.0f}" if ages.min() == ages.max() else f"{ages.min():.0f} to {ages.max():.0f}"
+        notes.append(f"clones aged {span} days ('clonefleet writes --days'): the model "
+                     "adds each clone's growth C_day(age) (Eq. G1) to the boot's C (Eq. G2)")
     if is_full:
         notes.append("full copies: S = T x G, the GI not counted (as in the model)")
     elif backend.name == "reflink" and plan.gi.fmt == "qcow2":
@@ -151,9 +196,12 @@ def _capacity(manifest: Manifest, backend: Backend, plan: FleetPlan, work_dir: P
         measured_per_clone_max_bytes=max(per), measured_fresh_clone_bytes=fresh,
         measured_metadata_per_clone_bytes=sum(u.metadata_bytes for u in usage.clones) / len(usage.clones),
         model_total_bytes=total_model, model_gi_bytes=gi_model, model_per_clone_bytes=per_clone_model,
-        model_new_bytes=float(ev.per_vm_new_bytes), model_overhead_bytes=function.clone_overhead_bytes,
-        model_metadata_bytes=float(clone_metadata_bytes(fleet, function)),
+        model_new_bytes=float(np.mean(new_by_clone)), model_overhead_bytes=function.clone_overhead_bytes,
+        model_metadata_bytes=float(np.mean(metadata_by_clone)),
         accounting=usage.accounting, note=model.note, notes=tuple(notes),
-        per_clone=tuple({"name": u.name, "consumed_bytes": u.consumed_bytes, "own_data_bytes": u.own_data_bytes,
-                         "metadata_bytes": u.metadata_bytes} for u in usage.clones),
+        per_clone=tuple({"name": u.name, "age_days": int(a), "consumed_bytes": u.consumed_bytes,
+                         "own_data_bytes": u.own_data_bytes, "metadata_bytes": u.metadata_bytes,
+                         "model_consumed_bytes": float(mc)}
+                        for u, a, mc in zip(usage.clones, ages, model_by_clone, strict=True)),
+        age_days_min=int(ages.min()), age_days_max=int(ages.max()),
     )

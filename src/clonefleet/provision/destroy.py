@@ -1,9 +1,10 @@
 """Destroy: remove the fleet's clones, then its GI replicas once no file uses them.
 
 Never the GI, never anything outside the fleet directory, never a file clonefleet did not make:
-a name is removed only when the journal records it with the identity (dev, inode) the file had
-when clonefleet made it (a record of an older version, without identity, only after the backend
-recognises the file as a whole clone of this fleet). Anything else is kept and listed.
+a name is removed only when the journal records it with the identity (device, inode, generation:
+:class:`~clonefleet.storage.paths.FileId`) the file had when clonefleet made it (a record of an
+older version, without identity, only after the backend recognises the file as a whole clone of
+this fleet). Anything else is kept and listed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from clonefleet.provision.manifest import Manifest
 from clonefleet.provision.plan import make_plan
 from clonefleet.storage.data import sha256_file
 from clonefleet.storage.goldimage import GoldenImageError
+from clonefleet.storage.paths import path_identity, same_file
 from clonefleet.storage.qcow2 import read_header
 from clonefleet.storage.tools import stop_on_signals
 
@@ -101,8 +103,9 @@ def destroy(manifest: Manifest, backend: Backend | None = None, progress: Progre
             temps = clear_tmp(fleet_dir, state)
             for i, name in enumerate(clones, 1):
                 ident = state.identity_of(name)
-                if ident is not None:
-                    gone = remove_ours(fleet_dir, name, ident)
+                if ident is not None:  # or a refresh's new clone, renamed into place before its record
+                    gone = remove_ours(fleet_dir, name, ident) or (
+                        name in state.remade and remove_ours(fleet_dir, name, state.remade[name]))
                 elif name in legacy:
                     backend.destroy(fleet_dir / name)
                     gone = True
@@ -143,7 +146,7 @@ def destroy(manifest: Manifest, backend: Backend | None = None, progress: Progre
             if not ours_left:
                 journal.append("destroyed", removed=removed)
         tmp = tmp_dir_of(fleet_dir)
-        if os.path.isdir(tmp) and not os.path.islink(tmp) and state.tmpdir == _identity(tmp):
+        if os.path.isdir(tmp) and not os.path.islink(tmp) and same_file(state.tmpdir, path_identity(tmp)):
             shutil.rmtree(tmp)
         leftovers = sorted(n for n in os.listdir(fleet_dir) if n != STATE_DIR)
         kept.extend(n for n in leftovers if not any(k.startswith(n) for k in kept))
@@ -156,11 +159,6 @@ def destroy(manifest: Manifest, backend: Backend | None = None, progress: Progre
             if state_dir.exists():
                 kept.extend(f"{STATE_DIR}/{n}" for n in sorted(os.listdir(state_dir)) if n != TMP_DIR)
     return DestroyResult(fleet_dir, removed, replicas, temps, tuple(kept))
-
-
-def _identity(path: Path) -> tuple[int, int]:
-    st = os.lstat(path)
-    return (st.st_dev, st.st_ino)
 
 
 def _is_gi_copy(path: Path, state: JournalState) -> bool:

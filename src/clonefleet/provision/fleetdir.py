@@ -7,7 +7,7 @@ Layout of a fleet directory::
     <fleet>/.clonefleet/journal.jsonl, lock
     <fleet>/.clonefleet/tmp/        the private folder: every temporary and scratch file of a run
 
-A file is removed only when the journal names it with the identity (``dev``, ``ino``) it had when
+A file is removed only when the journal names it with the identity (:class:`FileId`) it had when
 clonefleet made it (:func:`remove_ours`); the private folder is ours when its identity is the one
 the journal's ``tmpdir`` record holds, and then everything in it is. Nothing else in a fleet
 directory is ever removed, whatever its name.
@@ -25,7 +25,15 @@ from pathlib import Path
 
 from clonefleet.errors import ClonefleetError, UsageError
 from clonefleet.provision.journal import STATE_DIR, Journal, JournalState
-from clonefleet.storage.paths import check_fleet_dir, identity, lstat_in, open_dir, require_regular
+from clonefleet.storage.paths import (
+    FileId,
+    check_fleet_dir,
+    identity,
+    lstat_in,
+    open_dir,
+    require_regular,
+    same_file,
+)
 
 REPLICA_DIR = "golden"
 LOCK_NAME = "lock"
@@ -107,29 +115,44 @@ def is_regular(dir_path: Path, name: str) -> bool:
         os.close(dfd)
 
 
-def entry_identity(dir_path: Path, name: str) -> tuple[int, int] | None:
-    """(dev, ino) of an entry (not followed), None when absent."""
+def entry_identity(dir_path: Path, name: str) -> FileId | None:
+    """The identity of an entry (not followed), None when absent."""
     try:
         dfd = open_dir(dir_path)
     except FileNotFoundError:
         return None
     try:
         st = lstat_in(dfd, name)
-        return None if st is None else identity(st)
+        return None if st is None else identity(st, name, dfd)
     finally:
         os.close(dfd)
 
 
-def remove_ours(dir_path: Path, name: str, recorded: tuple[int, int]) -> bool:
-    """Unlink ``name`` in ``dir_path`` only if it is the very file clonefleet recorded (same dev and
-    inode, a regular file, never followed). True when removed; False when absent or another file."""
+def remove_ours(dir_path: Path, name: str, recorded: FileId) -> bool:
+    """Unlink ``name`` in ``dir_path`` only if it is the very file clonefleet recorded (the same identity,
+    a regular file, never followed). True when removed; False when absent or another file."""
     dfd = open_dir(dir_path)
     try:
         st = lstat_in(dfd, name)
-        if st is None or not stat.S_ISREG(st.st_mode) or identity(st) != recorded:
+        if st is None or not stat.S_ISREG(st.st_mode) or not same_file(recorded, identity(st, name, dfd)):
             return False
         os.unlink(name, dir_fd=dfd)
         return True
+    finally:
+        os.close(dfd)
+
+
+def replace_ours(tmp: Path, dir_path: Path, name: str, recorded: FileId) -> None:
+    """Rename a finished temporary over ``name`` in ``dir_path`` (a refresh), only if ``name`` is the very
+    file clonefleet recorded there (the same identity, a regular file, never followed); else refuse and
+    leave both in place."""
+    dfd = open_dir(dir_path)
+    try:
+        st = lstat_in(dfd, name)
+        if st is None or not stat.S_ISREG(st.st_mode) or not same_file(recorded, identity(st, name, dfd)):
+            raise UsageError(f"{dir_path / name}: is not the clone clonefleet made under that name (another file, "
+                             "or none); it was not replaced: move it away, then rerun")
+        os.rename(tmp, name, dst_dir_fd=dfd)
     finally:
         os.close(dfd)
 
@@ -146,7 +169,7 @@ def ours_tmp_entries(fleet_dir: Path, state: JournalState) -> list[str] | None:
         st = os.lstat(tmp)
     except FileNotFoundError:
         return None
-    if not stat.S_ISDIR(st.st_mode) or state.tmpdir != identity(st):
+    if not stat.S_ISDIR(st.st_mode) or not same_file(state.tmpdir, identity(st, tmp)):
         return None
     return sorted(os.listdir(tmp))
 
@@ -181,14 +204,15 @@ def private_tmp(fleet_dir: Path, state: JournalState, journal: Journal) -> tuple
         st = os.lstat(tmp)
     if not stat.S_ISDIR(st.st_mode):
         raise UsageError(f"{tmp}: is not a folder clonefleet made; move it away, then rerun")
-    if state.tmpdir == identity(st):
+    ident = identity(st, tmp)
+    if same_file(state.tmpdir, ident):
         return tmp, clear_tmp(fleet_dir, state)
     if os.listdir(tmp):
         raise UsageError(f"{tmp}: holds files the journal does not record as clonefleet's; move them away, "
                          "then rerun")
-    journal.append("tmpdir", dev=st.st_dev, ino=st.st_ino)
+    journal.append("tmpdir", **ident.fields())
     journal.sync()
-    state.tmpdir = identity(st)
+    state.tmpdir = ident
     return tmp, 0
 
 

@@ -11,12 +11,22 @@ end), so the cost of durability is shared.
 What the journal holds is a claim the provisioner checks against the directory
 on the next run (:mod:`clonefleet.provision.plan`): the directory is the truth
 for what exists, the journal for what is ours. A file is ours only when a
-record names it with the identity (``dev``, ``ino``) it had when clonefleet made
+record names it with the identity it had when clonefleet made
 it: ``made`` (written and synced before a clone or replica is linked under its
 final name, so a kill never leaves a file the next run cannot recognise),
 ``created``, ``adopted``, ``replica``; ``tmpdir`` records the run's private
-folder of temporaries. Records of older versions carry no identity; they are
+folder of temporaries. An identity (:class:`~clonefleet.storage.paths.FileId`) is the file's
+``dev``, ``ino`` and, where the filesystem keeps one, ``gen``, the inode's generation, so a file
+that got a deleted clone's inode number is not taken for it. Records of older versions carry no
+identity (or no ``gen``); they are
 still read (see :meth:`JournalState.identity_of`).
+
+What was written into the clones: ``written`` (the boot writes) and ``days`` (the clone's age: how many
+days of daily writes it holds, with the identity of the file they went into). A refresh makes a fresh
+clone under a temporary name and records it as ``remade`` (its identity, synced) before renaming it over
+the old clone, then ``created`` (``refreshed``): that record resets the clone's boot writes and age. A
+kill between the rename and that record leaves a file whose identity the ``remade`` record holds: the
+next run adopts it (:mod:`clonefleet.provision.plan`).
 """
 
 from __future__ import annotations
@@ -29,6 +39,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from clonefleet.storage.paths import FileId, same_file
 
 STATE_DIR = ".clonefleet"
 JOURNAL_NAME = "journal.jsonl"
@@ -67,13 +79,15 @@ class JournalState:
     gi_sha256: str | None = None
     made_with: dict[str, Any] | None = None  # the "begin" record of the run that made the first clone
     first_begin: dict[str, Any] | None = None  # the fleet's first run (df before it, for a df delta)
-    identities: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (dev, ino) made by us
+    identities: dict[str, FileId] = field(default_factory=dict)  # name -> the file clonefleet made under it
     made: set[str] = field(default_factory=set)  # names with a "made" record not yet removed
-    tmpdir: tuple[int, int] | None = None  # identity of the private folder of temporaries
+    remade: dict[str, FileId] = field(default_factory=dict)  # name -> a refresh's new clone, not yet created
+    ages: dict[str, tuple[int, FileId | None]] = field(default_factory=dict)  # name -> (days, identity)
+    tmpdir: FileId | None = None  # identity of the private folder of temporaries
     damaged_lines: int = 0
     records: int = 0
 
-    def identity_of(self, name: str) -> tuple[int, int] | None:
+    def identity_of(self, name: str) -> FileId | None:
         """The identity clonefleet recorded for ``name`` (a clone, or ``golden/<replica>``), None if none
         (a record of an older version, or not ours)."""
         return self.identities.get(name)
@@ -85,15 +99,15 @@ class JournalState:
     def written(self) -> set[str]:
         return {n for n, r in self.clones.items() if r["op"] == "written"}
 
+    def age_of(self, name: str) -> int:
+        """Days of daily writes the clone ``name`` holds (0: none since it was made or refreshed); a
+        ``days`` record for another file than the one clonefleet made under that name counts 0."""
+        days, ident = self.ages.get(name, (0, None))
+        made = self.identities.get(name)
+        return days if ident is None or made is None or same_file(made, ident) else 0
+
     def failed(self) -> dict[str, str]:
         return {n: str(r.get("reason", "")) for n, r in self.clones.items() if r["op"] == "failed"}
-
-
-def _identity(record: dict[str, Any]) -> tuple[int, int] | None:
-    dev, ino = record.get("dev"), record.get("ino")
-    if isinstance(dev, int) and isinstance(ino, int) and not isinstance(dev, bool) and not isinstance(ino, bool):
-        return (dev, ino)
-    return None
 
 
 def replay(lines: Iterator[str]) -> JournalState:
@@ -106,12 +120,22 @@ def replay(lines: Iterator[str]) -> JournalState:
             continue
         state.records += 1
         op, name = record.get("op"), record.get("name")
-        ident = _identity(record)
+        ident = FileId.from_record(record)
         if isinstance(name, str) and ident is not None and op in ("made", "created", "adopted", "replica"):
             state.identities[name] = ident
             if op == "made":
                 state.made.add(name)
-        if op == "tmpdir" and ident is not None:
+        if op == "remade" and isinstance(name, str) and ident is not None:
+            state.remade[name] = ident
+        elif op == "remade-void" and isinstance(name, str):  # its temporary is gone: it names no file
+            state.remade.pop(name, None)
+        elif op == "days" and isinstance(name, str):
+            days = record.get("days")
+            if isinstance(days, int) and not isinstance(days, bool) and days >= 0:
+                state.ages[name] = (days, ident)
+            else:
+                state.damaged_lines += 1  # a days record validates itself: whole days, 0 or more
+        elif op == "tmpdir" and ident is not None:
             state.tmpdir = ident
         elif op == "begin":
             begin = record
@@ -127,6 +151,9 @@ def replay(lines: Iterator[str]) -> JournalState:
                 state.identities.pop(name, None)
                 state.made.discard(name)
         elif op in ("created", "adopted", "failed", "removed", "written") and isinstance(name, str):
+            if op != "written":  # a clone made, adopted, failed or removed: no days of writes (yet)
+                state.ages.pop(name, None)
+                state.remade.pop(name, None)
             if op == "removed":
                 state.clones.pop(name, None)
                 state.identities.pop(name, None)

@@ -22,7 +22,7 @@ from clonefleet.provision.fleetdir import REPLICA_DIR, fleet_dir_of, fleet_lock,
 from clonefleet.provision.journal import Journal, JournalState
 from clonefleet.provision.manifest import Manifest, resolve_golden_images
 from clonefleet.storage.goldimage import GoldenImageInfo, check_golden_image
-from clonefleet.storage.paths import identity, open_dir, require_regular
+from clonefleet.storage.paths import FileId, identity, open_dir, require_regular, same_file
 from clonefleet.storage.tools import stop_on_signals
 
 
@@ -172,15 +172,15 @@ def estimate_clone_bytes(plan: FleetPlan) -> float:
     return f.clone_overhead_bytes
 
 
-def ours(journal: JournalState, name: str, st: os.stat_result) -> bool:
+def ours(journal: JournalState, name: str, found: FileId) -> bool:
     """The entry is the file clonefleet recorded under ``name`` (same identity)."""
-    return journal.identity_of(name) == identity(st)
+    return same_file(journal.identity_of(name), found)
 
 
-def still_ours(journal: JournalState, name: str, st: os.stat_result) -> bool:
+def still_ours(journal: JournalState, name: str, found: FileId) -> bool:
     """A file the journal says is there is still the one clonefleet made: the same identity, or (a
     record of an older version, without one) accepted as it was."""
-    return journal.identity_of(name) is None or ours(journal, name, st)
+    return journal.identity_of(name) is None or ours(journal, name, found)
 
 
 def _reconcile(plan: FleetPlan, journal: JournalState) -> None:
@@ -197,16 +197,19 @@ def _reconcile(plan: FleetPlan, journal: JournalState) -> None:
                 plan.create.append(task)
                 if task.name in present:
                     plan.missing.append(task.name)
-            elif task.name in present and still_ours(journal, task.name, st):
+                continue
+            found = identity(st, task.name, dfd)
+            if task.name in present and still_ours(journal, task.name, found):
                 plan.present += 1
-            elif task.name in journal.made and ours(journal, task.name, st):
-                plan.adopt.append(task)  # linked into place by a killed run before its "created" record
+            elif (task.name in journal.made and ours(journal, task.name, found)) \
+                    or same_file(journal.remade.get(task.name), found):
+                plan.adopt.append(task)  # linked (or, by a refresh, renamed) into place before its "created" record
             else:
                 plan.foreign.append(task.name)  # not recorded, or replaced since: never used nor overwritten
         wanted = {t.name for t in plan.tasks}
         unwanted = sorted((present | journal.made) - wanted)
         plan.remove = [n for n in unwanted if n in present or (
-            n in entries and ours(journal, n, os.stat(n, dir_fd=dfd, follow_symlinks=False)))]
+            n in entries and ours(journal, n, identity(os.stat(n, dir_fd=dfd, follow_symlinks=False), n, dfd)))]
     finally:
         os.close(dfd)
     replica_dir = fleet_dir / REPLICA_DIR
@@ -220,11 +223,12 @@ def _reconcile(plan: FleetPlan, journal: JournalState) -> None:
         rfd = open_dir(replica_dir)
         try:
             st = require_regular(rfd, path.name, replica_dir)
+            replica = None if st is None else identity(st, path.name, rfd)
         finally:
             os.close(rfd)
-        if st is None:
+        if replica is None:
             plan.replicas_to_make.append(i)
-        elif not (ours(journal, replica_name(path), st) if journal.identity_of(replica_name(path)) is not None
+        elif not (ours(journal, replica_name(path), replica) if journal.identity_of(replica_name(path)) is not None
                   else replica_name(path) in journal.replicas):  # an older version's record: the name only
             raise UsageError(f"{path}: is not the GI replica clonefleet made under that name (another file, or one "
                              "put in its place); move it away, then rerun")
@@ -241,7 +245,11 @@ def provisioned_plan(manifest: Manifest, backend: Backend, what: str) -> Iterato
     with stop_on_signals(), fleet_lock(fleet_dir, what):
         plan = make_plan(manifest, backend)
         plan.require_own_files()
-        if plan.create or plan.adopt:
+        if plan.create:
             raise UsageError(f"fleet {fleet_dir}: {len(plan.create) + len(plan.adopt)} of {len(plan.tasks)} "
                              f"clones are not provisioned yet; run 'clonefleet provision {manifest.path}' first")
+        if plan.adopt:
+            raise UsageError(f"fleet {fleet_dir}: {len(plan.adopt)} of {len(plan.tasks)} clones were put in place by "
+                             f"a run that stopped before recording them; rerun it ('clonefleet provision "
+                             f"{manifest.path}' or 'clonefleet refresh ...') to finish, then this")
         yield plan

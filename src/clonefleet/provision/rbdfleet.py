@@ -24,14 +24,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from clonefleet.backends.base import CloneUsage, Usage
 from clonefleet.backends.rbd import GI_SNAPSHOT, Cluster, RbdConfig, RbdError, connect, model_function
@@ -54,16 +53,30 @@ GROUP = 64
 CLOCK_SLACK_S = 2.0
 
 
-#: Operation timeouts (rados_osd_op_timeout) without any clone finishing before a run counts as stalled:
-#: librbd retries a watch on a stopped OSD for ever, which no client timeout bounds.
+#: Operation timeouts (rados_osd_op_timeout) in which the cluster answers none of a run's calls, operations
+#: pending, before the run counts as stalled: librbd retries a watch on a stopped OSD for ever, which no
+#: client timeout bounds.
 STALL_OPS = 4
 
 
 class RbdStalled(RbdError):
-    """No clone operation finished within :data:`STALL_OPS` operation timeouts: the cluster stopped
-    answering; the threads stuck in librbd are left behind (the CLI exits without them)."""
+    """The cluster answered no call of a run for :data:`STALL_OPS` operation timeouts while operations
+    were pending: it stopped answering; the threads stuck in librbd are left behind (the CLI exits without them)."""
 
     abandons_threads = True
+
+
+def _stall_s(cluster: Cluster) -> float:
+    return STALL_OPS * cluster.config.op_timeout_s
+
+
+def _stalled(cluster: Cluster, did: Callable[[], str], rerun: str, pending: int) -> RbdStalled:
+    """The error of a run none of whose operations finished within :func:`_stall_s`: the connection is
+    abandoned (threads are stuck in it) and the line says what was done and how to finish."""
+    cluster.abandon()
+    return RbdStalled(f"the cluster did not answer within {_stall_s(cluster):g} s: {pending} operations still "
+                      f"waiting (an OSD down or unreachable?); {did()}; check 'ceph -c {cluster.config.conf} -s', "
+                      f"then rerun '{rerun}' (it finishes the job)")
 
 
 class RbdProvisionFailed(ClonefleetError):
@@ -388,7 +401,8 @@ def _create(cluster: Cluster, journal: Journal, state: RbdJournal, tasks: list[T
     progress("create", 0, total)
     done = 0
     failure: tuple[Task, BaseException] | None = None
-    stall_s = STALL_OPS * cluster.config.op_timeout_s
+    stalled = partial(_stalled, cluster, lambda: f"{done} of {total} clones made in this run",
+                      f"clonefleet provision {manifest.path}")
     with worker_pool(workers, "clonefleet-rbd") as pool:
         for start in range(0, total, GROUP):
             group = tasks[start:start + GROUP]
@@ -397,27 +411,12 @@ def _create(cluster: Cluster, journal: Journal, state: RbdJournal, tasks: list[T
             futures: dict[Future[None], Task] = {pool.submit(_make_retrying, cluster, t, method, state): t
                                                  for t in group}
             made: list[Task] = []
-            try:
-                pending = set(futures)
-                while pending:
-                    finished, pending = wait(pending, timeout=stall_s, return_when=FIRST_COMPLETED)
-                    if not finished:
-                        cluster.abandon()
-                        raise RbdStalled(
-                            f"the cluster did not answer within {stall_s:g} s: {len(pending)} clone operations "
-                            f"still waiting (an OSD down or unreachable?); {done} of {total} clones made in this "
-                            f"run; check 'ceph -c {cluster.config.conf} -s', then rerun 'clonefleet provision "
-                            f"{manifest.path}' (it finishes the job)")
-                    for future in finished:
-                        exc = future.exception()
-                        if exc is None:
-                            made.append(futures[future])
-                        elif failure is None:
-                            failure = (futures[future], exc)
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+            for future in completed_or_cancel(futures, _stall_s(cluster), cluster.silent_s, stalled):
+                exc = future.exception()
+                if exc is None:
+                    made.append(futures[future])
+                elif failure is None:
+                    failure = (futures[future], exc)
             if made:
                 ids: dict[str, dict[str, str]] = {}
                 for t in made:
@@ -563,10 +562,14 @@ def flatten(manifest: Manifest, names: Sequence[str] = (), workers: int | None =
             if t.name not in state.flattened and cluster.parent_of(t.source.pool, t.image) is not None:
                 todo.append(t)
         progress("flatten", 0, len(todo))
-        with ThreadPoolExecutor(max_workers=workers or manifest.workers) as pool:
+        flattened = 0
+        stalled = partial(_stalled, cluster, lambda: f"{flattened} of {len(todo)} clones flattened in this run",
+                          f"clonefleet flatten {manifest.path}")
+        with worker_pool(workers or manifest.workers, "clonefleet-flatten") as pool:
             futures = {pool.submit(cluster.flatten, t.source.pool, t.image): t for t in todo}
-            for n, future in enumerate(completed_or_cancel(futures), 1):
+            for n, future in enumerate(completed_or_cancel(futures, _stall_s(cluster), cluster.silent_s, stalled), 1):
                 future.result()
+                flattened = n
                 journal.append("rbd-flattened", name=futures[future].name)
                 progress("flatten", n, len(todo))
     return FlattenResult(tuple(t.name for t in todo), len(chosen) - len(todo))
@@ -589,6 +592,7 @@ class RbdWritesResult:
 def apply_writes(manifest: Manifest, workers: int | None = None, progress: Progress = no_progress) -> RbdWritesResult:
     """Write each clone's boot footprint into its image (seeded random bytes, as for file clones)."""
     from clonefleet.provision.bootwrites import footprint_for, model_fleet  # the model: imported when used
+    from clonefleet.provision.writes import seeded_chunks
 
     sources = sources_of(manifest)
     tasks = tasks_of(manifest, sources)
@@ -601,17 +605,19 @@ def apply_writes(manifest: Manifest, workers: int | None = None, progress: Progr
 
         def one(task: Task) -> int:
             fp = footprint_for(manifest, model, task.index)
-            rng = np.random.default_rng(fp.seed)
-            extents = [(int(o), rng.bytes(int(n))) for o, n in zip(fp.offsets_bytes.tolist(),
-                                                                    fp.lengths_bytes.tolist(), strict=True)]
-            return cluster.write_extents(task.source.pool, task.image, extents)
+            return cluster.write_extents(task.source.pool, task.image,
+                                         seeded_chunks(fp.offsets_bytes, fp.lengths_bytes, fp.seed))
 
         total = 0
+        written = 0
         progress("writes", 0, len(todo))
-        with ThreadPoolExecutor(max_workers=workers or manifest.workers) as pool:
+        stalled = partial(_stalled, cluster, lambda: f"boot writes applied to {written} of {len(todo)} clones in "
+                          "this run", f"clonefleet writes {manifest.path}")
+        with worker_pool(workers or manifest.workers, "clonefleet-writes") as pool:
             futures = {pool.submit(one, t): t for t in todo}
-            for n, future in enumerate(completed_or_cancel(futures), 1):
+            for n, future in enumerate(completed_or_cancel(futures, _stall_s(cluster), cluster.silent_s, stalled), 1):
                 total += future.result()
+                written = n
                 journal.append("rbd-written", name=futures[future].name, bytes=future.result())
                 progress("writes", n, len(todo))
     return RbdWritesResult(len(tasks), len(todo), len(tasks) - len(todo), total, model.note)
@@ -717,7 +723,7 @@ def capacity(manifest: Manifest, workers: int | None = None) -> CapacityReport:
     written = state.written >= {t.name for t in tasks}
     used = gi_used_bytes(gi)
     model = model_fleet(manifest, gi, used)
-    fleet = model.fleet if written else dataclasses.replace(model.fleet, boot_write_bytes=0.0, boot_write_extents=0.0)
+    fleet = model.as_written(written)
     function = model_function(method)
     ev = evaluate(fleet, load_array(manifest.array), function, manifest.count)
     g = len(sources)
@@ -795,10 +801,14 @@ def destroy(manifest: Manifest, workers: int | None = None, progress: Progress =
                 cluster.remove(pool, image, dead)
             journal.append("rbd-intent-cleared", image=key)
         progress("remove", 0, len(ours))
-        with ThreadPoolExecutor(max_workers=workers or max(manifest.workers, 16)) as pool_:
+        removed = 0
+        stalled = partial(_stalled, cluster, lambda: f"{removed} of {len(ours)} clones removed in this run",
+                          f"clonefleet destroy {manifest.path}")
+        with worker_pool(workers or max(manifest.workers, 16), "clonefleet-destroy") as pool_:
             futures = {pool_.submit(cluster.remove, r["pool"], r["image"], dead): (n, r) for n, r in ours}
-            for i, future in enumerate(completed_or_cancel(futures), 1):  # type: ignore[arg-type]
+            for i, future in enumerate(completed_or_cancel(futures, _stall_s(cluster), cluster.silent_s, stalled), 1):  # type: ignore[arg-type]
                 future.result()
+                removed = i
                 n, r = futures[future]
                 journal.append("rbd-removed", name=n, pool=r["pool"], image=r["image"])
                 progress("remove", i, len(ours))

@@ -44,6 +44,7 @@ class StatusReport:
     written: int
     locked_by: str | None
     verified: int = 0  # clones checked in depth (--verify): the backend's own check of each
+    age_days_max: int = 0  # the oldest clone's days of daily writes ('writes --days'; 0 after a refresh)
 
     def count(self, state: str) -> int:
         return sum(1 for c in self.clones if c.state == state)
@@ -73,7 +74,8 @@ class StatusReport:
             "missing": self.count("missing"), "failed": self.count("failed"), "damaged": self.count("damaged"),
             "foreign": self.count("foreign"), "unchecked": self.count("unchecked"), "advice": self.advice,
             "verified": self.verified,
-            "written": self.written, "unwanted": list(self.unwanted), "temporaries": list(self.temporaries),
+            "written": self.written, "age_days_max": self.age_days_max,
+            "unwanted": list(self.unwanted), "temporaries": list(self.temporaries),
             "unknown": list(self.unknown), "in_sync": self.in_sync, "locked_by": self.locked_by,
             "clones": [{"name": c.name, "state": c.state, "detail": c.detail} for c in self.clones],
         }
@@ -125,6 +127,7 @@ def status(manifest: Manifest, backend: Backend | None = None, verify: bool = Fa
         written=len(plan.journal.written() & {t.name for t in plan.tasks}),
         locked_by=lock_holder(manifest.dest) if manifest.dest.is_dir() else None,
         verified=sum(1 for c in clones if c.state in ("ok", "damaged")) if verify else 0,
+        age_days_max=max((plan.journal.age_of(t.name) for t in plan.tasks), default=0),
     )
 
 

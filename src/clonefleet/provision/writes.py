@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +83,8 @@ def boot_footprint(
     align_bytes: int = footprint.DEFAULT_ALIGN_BYTES,
 ) -> Footprint:
     """Draw a boot's extents (W = ``write_bytes``, n = ``write_extents``, R = ``span_bytes``)
-    with ``numpy.random.default_rng(seed)``: see :func:`clonefleet.model.footprint.write_extents`."""
+    with ``numpy.random.default_rng(seed)``: see :func:`clonefleet.model.footprint.write_extents`.
+    A day's writes of the growth model are the same draw with W_day, n_day and R_day."""
     rng = np.random.default_rng(seed)
     offsets, lengths = footprint.write_extents(
         write_bytes, write_extents, span_bytes, rng,
@@ -243,6 +244,17 @@ def _pwrite_all(fd: int, data: bytes, offset: int, path: Path) -> None:
         offset += done
 
 
+def seeded_chunks(offsets: ExtentInput, lengths: ExtentInput, seed: int,
+                  chunk_bytes: int = _FILE_CHUNK_BYTES) -> Iterator[tuple[int, bytes]]:
+    """The data of a footprint, as ``(offset, bytes)`` chunks of at most ``chunk_bytes``: seeded random
+    bytes drawn in order, so the same footprint and seed give the same bytes, and memory holds one chunk
+    however large an extent is (a pagefile is gigabytes)."""
+    rng = np.random.default_rng(seed)
+    for o, n in zip(np.asarray(offsets).tolist(), np.asarray(lengths).tolist(), strict=True):
+        for start in range(int(o), int(o) + int(n), chunk_bytes):
+            yield start, rng.bytes(min(chunk_bytes, int(o) + int(n) - start))
+
+
 def write_extents_file(
     path: Path,
     offsets: ExtentInput,
@@ -263,11 +275,8 @@ def write_extents_file(
         st = os.fstat(fd)
         check_not_protected(path, st, protected)
         off, ln = validate_extents(offsets, lengths, st.st_size, path)
-        rng = np.random.default_rng(seed)
-        for o, n in zip(off.tolist(), ln.tolist(), strict=True):
-            for start in range(o, o + n, _FILE_CHUNK_BYTES):
-                data = rng.bytes(min(_FILE_CHUNK_BYTES, o + n - start))
-                _pwrite_all(fd, data, start, path)
+        for start, data in seeded_chunks(off, ln, seed):
+            _pwrite_all(fd, data, start, path)
         try:
             os.fsync(fd)
         except OSError as exc:

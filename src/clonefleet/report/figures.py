@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from clonefleet.planner import Plan
+from clonefleet.planner import MethodPlan, Plan
 from clonefleet.units import format_bytes
 
 if TYPE_CHECKING:
@@ -40,6 +41,15 @@ EXTRA_COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22
 MARKER = "clonefleet report"
 #: Saved SVGs carry no date and the same ids each run: a report written twice differs only in its text.
 SVG_RC = {"svg.hashsalt": "clonefleet", "svg.fonttype": "path"}
+
+
+def shortfall(m: MethodPlan, vms: int) -> str:
+    """Why a method does not meet the requirement, in a few words (a bar's label)."""
+    if m.max_vms < vms:
+        return "T > T_max"
+    if not m.boot_holds:
+        return "a resource over its headroom target"
+    return "outgrows the datastore"
 
 
 def colours_for(functions: dict[str, str]) -> dict[str, str]:
@@ -73,7 +83,7 @@ def capacity_figure(p: Plan) -> Figure:
             ax.annotate("no GI count\ncarries a clone", (bar.get_x() + bar.get_width() / 2, 0.05), ha="center",
                         va="bottom", fontsize=8)
             continue
-        holds = "" if m.meets_requirement else "\nfails: T > T_max"
+        holds = "" if m.meets_requirement else "\n" + textwrap.fill(f"fails: {shortfall(m, p.vms)}", 22)
         ax.annotate(f"{share:.2f} %\n{format_bytes(m.consumed_bytes)}{holds}",
                     (bar.get_x() + bar.get_width() / 2, share), ha="center", va="bottom", fontsize=8.5,
                     xytext=(0, 2), textcoords="offset points")

@@ -12,11 +12,15 @@ spelt or linked to.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import stat
+import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from clonefleet.errors import UsageError
 
@@ -151,6 +155,78 @@ def require_regular(dir_fd: int, name: str, dir_path: Path) -> os.stat_result | 
     return st
 
 
-def identity(st: os.stat_result) -> tuple[int, int]:
-    """(st_dev, st_ino): which file an entry is, whatever its name."""
-    return (st.st_dev, st.st_ino)
+#: ioctl FS_IOC_GETVERSION (_IOR('v', 1, long)): the inode's generation number.
+FS_IOC_GETVERSION = 0x80087601
+
+
+@dataclass(frozen=True)
+class FileId:
+    """Which file an entry is, whatever its name: its device, inode number and the inode's generation.
+
+    Filesystems reuse a freed inode number (ext4 gives it to the next file made, often at once), so
+    (dev, ino) alone would take a user's file, put under a clone's name after the clone was deleted,
+    for the clone clonefleet made. The generation (``FS_IOC_GETVERSION``; ext4, xfs and btrfs keep
+    one) changes when an inode number is reused. Where a filesystem keeps none (tmpfs), ``gen`` is
+    None and (dev, ino) decide, as they do for records of older versions (:func:`same_file`).
+    """
+
+    dev: int
+    ino: int
+    gen: int | None = None
+
+    def fields(self) -> dict[str, int]:
+        """The journal record's fields of this identity."""
+        return {"dev": self.dev, "ino": self.ino, **({} if self.gen is None else {"gen": self.gen})}
+
+    @staticmethod
+    def from_record(record: Mapping[str, Any]) -> FileId | None:
+        """The identity a journal record holds; None when it holds none (or a damaged one)."""
+        def whole(key: str) -> int | None:
+            value = record.get(key)
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+        dev, ino = whole("dev"), whole("ino")
+        return None if dev is None or ino is None else FileId(dev, ino, whole("gen"))
+
+
+def same_file(recorded: FileId | None, found: FileId | None) -> bool:
+    """Whether ``found`` is the file clonefleet recorded: the same device and inode, and, when the record
+    holds a generation, the same generation (one that could not be read now does not match: it cannot
+    tell a reused inode number from the file). A record without one (an older version, a filesystem
+    without generations) is matched by device and inode."""
+    if recorded is None or found is None or (recorded.dev, recorded.ino) != (found.dev, found.ino):
+        return False
+    return recorded.gen is None or recorded.gen == found.gen
+
+
+def _generation(name: str | Path, dir_fd: int | None, st: os.stat_result) -> int | None:
+    """The inode generation of a regular file or directory entry, read through a descriptor opened
+    without following a link and without blocking; None where the filesystem has none, or when the
+    entry changed since ``st`` was taken."""
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        return None
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            return None
+        gen: int = struct.unpack("l", fcntl.ioctl(fd, FS_IOC_GETVERSION, bytes(8)))[0]
+        return gen
+    except OSError:  # none kept (ENOTTY on tmpfs), or not readable: None, which matches no recorded one
+        return None
+    finally:
+        os.close(fd)
+
+
+def identity(st: os.stat_result, name: str | Path, dir_fd: int | None = None) -> FileId:
+    """The :class:`FileId` of the entry ``name`` (in the directory ``dir_fd``, or a path) whose lstat is
+    ``st``."""
+    return FileId(st.st_dev, st.st_ino, _generation(name, dir_fd, st))
+
+
+def path_identity(path: Path) -> FileId:
+    """The :class:`FileId` of ``path`` (a final symlink not followed)."""
+    return identity(os.lstat(path), path)

@@ -1,19 +1,22 @@
 """``clonefleet storm --boot``: every clone boots as a real VM under QEMU, all at once.
 
-For a provisioned qcow2 fleet, :func:`run_boot_storm` boots the first N clones together (each
-after its start delay, uniform in ``[0, start_spread_s]``), each clone *being* its VM's disk: the
-guests write into their clones as the fio storm does, and QEMU opens the clones' backing file
-(the GI, or its replica) read-only, so the GI is never written. Per VM:
+For a provisioned fleet (qcow2, reflink or RBD: :func:`~clonefleet.storm.run.provisioned_fleet`),
+:func:`run_boot_storm` boots the first N clones together (each after its start delay, uniform in
+``[0, start_spread_s]``), each clone *being* its VM's disk: the guests write into their clones as
+the fio storm does. QEMU opens a qcow2 clone's backing file (the GI, or its replica) read-only and
+an RBD clone's parent snapshot through librbd (its own client of the cluster, with the cluster's
+timeouts: :func:`clonefleet.backends.rbd.tool_conf`), so the GI is never written. Per VM:
 
 - one ``qemu-system-x86_64`` started, tracked by its pid, in its own process group and with the
   parent-death signal (:func:`clonefleet.storage.tools.started_tool`); KVM when the probe of
   :func:`clonefleet.guest.capture.choose_accelerator` boots under it (or ``accel="kvm"``), TCG
   (software emulation) otherwise;
 - direct kernel boot of the GI's own kernel and initramfs (read once out of the GI), the clone as
-  a virtio disk with ``cache=none`` (O_DIRECT: the host page cache does not answer for the
-  storage), the capture's :data:`~clonefleet.guest.capture.BOOT_APPEND` (the guest reaches its
-  default target, runs ``true`` and powers off), its serial console into a file and QEMU's block
-  trace events (``blk_co_preadv``/``blk_co_pwritev``: the guest's IOs at its disk) into another.
+  a virtio disk with ``cache=none`` (O_DIRECT for files: the host page cache does not answer for
+  the storage; librbd's cache off for RBD), the capture's
+  :data:`~clonefleet.guest.capture.BOOT_APPEND` (the guest reaches its default target, runs
+  ``true`` and powers off), its serial console into a file and QEMU's block trace events
+  (``blk_co_preadv``/``blk_co_pwritev``: the guest's IOs at its disk) into another.
 
 Figures per VM: the *boot time* runs from its QEMU's start to its power-off line on the console
 (the console file's last write, which is that line: QEMU start-up, kernel, initramfs and systemd
@@ -46,8 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
-from clonefleet.backends import Backend, get_backend
-from clonefleet.errors import UsageError
+from clonefleet.backends import Backend
+from clonefleet.errors import ClonefleetError, UsageError
 from clonefleet.guest.capture import (
     BOOT_APPEND,
     POWER_OFF_LINE,
@@ -60,27 +63,30 @@ from clonefleet.guest.capture import (
     qemu_boot_args,
 )
 from clonefleet.progress import Progress, no_progress
+from clonefleet.provision import rbdfleet
 from clonefleet.provision.manifest import Manifest
-from clonefleet.provision.plan import FleetPlan, provisioned_plan
 from clonefleet.sim.trace import WRITE
 from clonefleet.sim.traceio import qemu_zero_writes, read_trace
+from clonefleet.storage.goldimage import GoldenImageInfo
 from clonefleet.storage.tools import started_tool
 from clonefleet.storage.workdirs import work_dir
+from clonefleet.storm.daemon import RbdAccess
 from clonefleet.storm.results import StormResult, VmResult, machine_info, tool_versions
 from clonefleet.storm.run import (
     StormFailed,
+    StormFleet,
     StormRequest,
     allocated_per_clone,
     chosen_vms,
     how_ended,
     measured,
+    provisioned_fleet,
+    rbd_client_conf,
     result_target,
     save_result,
     started_text,
 )
 
-#: Backends whose clones a boot storm can boot: files QEMU opens itself.
-BOOT_BACKENDS = ("qcow2",)
 #: Guest memory of each VM unless the caller gives its own [MiB].
 DEFAULT_MEMORY_MIB = 512
 MIN_MEMORY_MIB = 128
@@ -155,7 +161,7 @@ class _Vm:
     """One VM of the storm while it runs."""
 
     name: str
-    clone: Path
+    drive: str  # its clone, as QEMU's -drive options
     start_s: float  # its start delay
     console: Path
     trace: Path
@@ -175,9 +181,30 @@ def _console(vm: _Vm) -> str:
     return ""
 
 
-def _drive(clone: Path) -> str:
-    """``-drive`` options of a clone (a comma in a QEMU option value is written twice)."""
-    return f"file={str(clone).replace(',', ',,')},format=qcow2,cache=none"
+def _escaped(value: object) -> str:
+    """A QEMU option value: a comma in it is written twice."""
+    return str(value).replace(",", ",,")
+
+
+def file_drive(path: Path, fmt: str) -> str:
+    """``-drive`` options of a clone that is a file in format ``fmt``."""
+    return f"file={_escaped(path)},format={fmt},cache=none"
+
+
+def rbd_drive(pool: str, image: str, access: RbdAccess) -> str:
+    """``-drive`` options of an RBD image, opened through QEMU's rbd driver as client ``access.user``."""
+    return (f"file.driver=rbd,file.pool={_escaped(pool)},file.image={_escaped(image)},"
+            f"file.conf={_escaped(access.conf)},file.user={_escaped(access.user)},format=raw,cache=none")
+
+
+def _drives(fleet: StormFleet, vms: int, work: Path) -> list[str]:
+    """``-drive`` options of the first ``vms`` clones: files in their format, or RBD images with the
+    cluster's configuration written privately into ``work``."""
+    if fleet.rbd is not None:
+        access = rbd_client_conf(fleet.rbd, work)
+        return [rbd_drive(t.source.pool, t.image, access) for t in fleet.rbd.tasks[:vms]]
+    assert fleet.plan is not None
+    return [file_drive(fleet.fleet_dir / name, fleet.plan.recipe.clone_format) for name in fleet.names[:vms]]
 
 
 def _failure(vm: _Vm, code: int | None) -> str:
@@ -191,7 +218,7 @@ def _failure(vm: _Vm, code: int | None) -> str:
     if not text.strip() and vm.log.exists():
         qemu_says = f"; QEMU: {last_line(vm.log.read_text(encoding='utf-8', errors='replace'))}"
     return (f"VM {vm.name}: {how}; last console line: {last_line(text)}{qemu_says}; every VM of the storm was "
-            "stopped and the clones are kept (check them with 'qemu-img check')")
+            "stopped and the clones are kept (check them with 'clonefleet status --verify')")
 
 
 def _stop_all(vms: Sequence[_Vm]) -> None:
@@ -271,45 +298,43 @@ def run_boot_storm(manifest: Manifest, request: StormRequest = StormRequest(), b
                    progress: Progress = no_progress) -> StormResult:
     """Boot the first ``request.vms`` clones as QEMU VMs together (module docstring); save the storm JSON
     beside the manifest (or in ``request.out``) and return the results."""
-    backend = backend or get_backend(manifest.backend)
-    if backend.name not in BOOT_BACKENDS:
-        raise UsageError(f"storm --boot: backend {backend.name!r} is not supported; a boot storm boots "
-                         f"{' or '.join(BOOT_BACKENDS)} clones (QEMU opens their files)")
     _refuse_fio_options(request)
     spread = request.start_spread_s
     if not (math.isfinite(spread) and spread >= 0):
         raise UsageError(f"--start-spread = {spread!r}: a time of 0 s or more")
     memory = request.memory_mib if request.memory_mib is not None else DEFAULT_MEMORY_MIB
     started, target = result_target(manifest, request)
-    with provisioned_plan(manifest, backend, "storm") as plan:
-        vms = chosen_vms(request, len(plan.tasks))
+    with provisioned_fleet(manifest, backend) as fleet:
+        vms = chosen_vms(request, len(fleet.names))
         memory_budget(vms, memory, host_memory_mib("MemAvailable"))
         # choose_accelerator refuses a bad --accel; check it before any work
         if request.accel not in ("auto", "kvm", "tcg"):
             raise UsageError(f"--accel = {request.accel!r}: one of auto, kvm, tcg")
         tools = tool_versions([QEMU, "qemu-img"])
-        clones = [plan.fleet_dir / t.name for t in plan.tasks[:vms]]
-        sources = [p for p in plan.sources if p.exists()]
-        before = measured(lambda: backend.measure(plan.recipe, clones, sources), len(clones),
-                          "measure the clones before the storm", progress)
-        gi_stamp = os.stat(plan.gi.path).st_mtime_ns
+        if fleet.rbd is not None:  # a killed earlier run's watches dropped; a live client refused
+            rbdfleet.release_watchers(fleet.rbd, fleet.rbd.tasks[:vms], "storm --boot")
+        before = measured(lambda: fleet.measure(vms), vms, "measure the clones before the storm", progress)
+        gi_stamp = os.stat(fleet.gi.path).st_mtime_ns
         starts = (np.random.default_rng(request.seed).uniform(0.0, spread, vms) if spread > 0
                   else np.zeros(vms))
         with work_dir(Path(tempfile.gettempdir()), WORK_PREFIX) as work:
-            kernel, initrd, version, accel, reason = _boot_files(plan, request.accel, work, progress)
-            running = [_Vm(t.name, plan.fleet_dir / t.name, float(starts[i]), work / f"console-{i:05d}.log",
+            kernel, initrd, version, accel, reason = _boot_files(fleet.gi, request.accel, work, progress)
+            running = [_Vm(name, drive, float(starts[i]), work / f"console-{i:05d}.log",
                            work / f"trace-{i:05d}.log", work / f"qemu-{i:05d}.log")
-                       for i, t in enumerate(plan.tasks[:vms])]
-            args_of = {vm.name: qemu_boot_args(accel, memory, vm.console, kernel, initrd,
-                                               _drive(vm.clone), BOOT_APPEND, vm.trace) for vm in running}
+                       for i, (name, drive) in enumerate(zip(fleet.names[:vms], _drives(fleet, vms, work),
+                                                              strict=True))]
+            args_of = {vm.name: qemu_boot_args(accel, memory, vm.console, kernel, initrd, vm.drive, BOOT_APPEND,
+                                               vm.trace) for vm in running}
             for vm in running:
                 vm.console.touch()
-            wall_s = _boot_all(running, args_of, request.timeout_s, progress)
+            try:
+                wall_s = _boot_all(running, args_of, request.timeout_s, progress)
+            finally:
+                _record_ended_clients(fleet, running)
             ios = {vm.name: trace_io(vm.trace) for vm in running}
-        if os.stat(plan.gi.path).st_mtime_ns != gi_stamp:
-            raise StormFailed(f"GI '{plan.gi.path}' changed during the boot storm: its figures are discarded")
-        after = measured(lambda: backend.measure(plan.recipe, clones, sources), len(clones),
-                         "measure the clones after the storm", progress)
+        if os.stat(fleet.gi.path).st_mtime_ns != gi_stamp:
+            raise StormFailed(f"GI '{fleet.gi.path}' changed during the boot storm: its figures are discarded")
+        after = measured(lambda: fleet.measure(vms), vms, "measure the clones after the storm", progress)
     per_clone = allocated_per_clone(before, after)
     results = []
     for vm in running:
@@ -320,8 +345,8 @@ def run_boot_storm(manifest: Manifest, request: StormRequest = StormRequest(), b
             boot={**vm.extra, "io_span_s": round(io.io_span_s, 6), "zero_writes": io.zero_writes,
                   "zero_write_bytes": io.zero_write_bytes}))
     result = StormResult(
-        manifest=str(manifest.path), fleet_dir=str(plan.fleet_dir), fleet=manifest.name, backend=backend.name,
-        method=plan.recipe.method.value, engine=engine(accel), started_at=started_text(started),
+        manifest=str(manifest.path), fleet_dir=str(fleet.fleet_dir), fleet=manifest.name, backend=fleet.backend,
+        method=fleet.method.value, engine=engine(accel), started_at=started_text(started),
         seed=request.seed, start_spread_s=spread, workload=_workload(results, starts, memory, version),
         vms=tuple(results), latency_s={}, wall_s=wall_s, allocated_bytes=after.total_bytes - before.total_bytes,
         accounting=after.accounting, machine=machine_info(), tools=tools,
@@ -329,13 +354,24 @@ def run_boot_storm(manifest: Manifest, request: StormRequest = StormRequest(), b
     return save_result(result, target)
 
 
-def _boot_files(plan: FleetPlan, accel: str, work: Path, progress: Progress) -> tuple[Path, Path, str, str, str]:
+def _record_ended_clients(fleet: StormFleet, vms: Sequence[_Vm]) -> None:
+    """RBD: a QEMU stopped mid-boot may leave its clone watched for about 30 s; its client is recorded as
+    an ended client of this fleet, so the next run drops the watch at once."""
+    if fleet.rbd is None:
+        return
+    for i, vm in enumerate(vms):
+        if vm.proc is not None and not vm.ended:
+            with contextlib.suppress(ClonefleetError):
+                rbdfleet.record_ended_clients(fleet.rbd, fleet.rbd.tasks[i:i + 1], vm.proc.pid, "storm --boot VM")
+
+
+def _boot_files(gi: GoldenImageInfo, accel: str, work: Path, progress: Progress) -> tuple[Path, Path, str, str, str]:
     """The GI's kernel and initramfs (copied into ``work``), its version, the accelerator and why."""
     progress("read the kernel out of the GI", 0, 0)
     try:
-        kernel, initrd, version = kernel_from_gi(plan.gi.path, plan.gi.fmt, work)
+        kernel, initrd, version = kernel_from_gi(gi.path, gi.fmt, work)
     except UsageError:
-        raise UsageError(f"storm --boot: GI '{plan.gi.path}' does not boot: no ext4 filesystem on the whole disk "
+        raise UsageError(f"storm --boot: GI '{gi.path}' does not boot: no ext4 filesystem on the whole disk "
                          "with a kernel (/boot/vmlinuz-*) and its initrd.img-*; a boot storm needs a bootable GI, "
                          "e.g. 'clonefleet gi build --os debian'") from None
     progress("choose the accelerator", 0, 0)

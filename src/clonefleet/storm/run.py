@@ -201,11 +201,8 @@ def _exports(fleet: StormFleet, vms: int, tmp: Path) -> tuple[list[tuple[Path, s
                                                                   qsd.RbdAccess | None]:
     """What the daemon serves: (sources, exports, the cluster's access for RBD)."""
     if fleet.rbd is not None:
-        config = fleet.rbd.cluster.config
-        conf = tmp / "ceph.conf"  # the cluster's, with the client's bounds and keyring (tool_conf)
-        conf.write_text(tool_conf(config), encoding="utf-8")
         return [], [qsd.RbdExport(t.name, t.source.pool, t.image) for t in fleet.rbd.tasks[:vms]], \
-            qsd.RbdAccess(conf, config.client_id)
+            rbd_client_conf(fleet.rbd, tmp)
     plan = fleet.plan
     assert plan is not None
     source_of = {p: i for i, p in enumerate(plan.sources)}
@@ -213,6 +210,15 @@ def _exports(fleet: StormFleet, vms: int, tmp: Path) -> tuple[list[tuple[Path, s
         qsd.Export(t.name, plan.fleet_dir / t.name, source_of[t.source] if plan.recipe.method is Method.SNAPSHOT
                    else None) for t in plan.tasks[:vms]]
     return [(p, plan.gi.fmt) for p in plan.sources], exports, None
+
+
+def rbd_client_conf(fleet: rbdfleet.ProvisionedFleet, folder: Path) -> qsd.RbdAccess:
+    """How a QEMU tool reaches the fleet's cluster: its configuration with this client's bounds and
+    keyring (:func:`~clonefleet.backends.rbd.tool_conf`), written into ``folder`` (a private one)."""
+    config = fleet.cluster.config
+    conf = folder / "ceph.conf"
+    conf.write_text(tool_conf(config), encoding="utf-8")
+    return qsd.RbdAccess(conf, config.client_id)
 
 
 def _run(fleet: StormFleet, workload: Workload, vms: int, timeout_s: float, progress: Progress) -> list[FioJob]:
