@@ -14,7 +14,11 @@ linked recency list gives the same hits) but touches fewer random cache lines pe
 access: the key's cell, and on average one more cell when records are read back.
 When the cache has a slot for every key that can come, nothing is ever evicted
 and no ring is kept (a set; of dense keys, one cell per key indexed by the key,
-at most 8 bytes per slot).
+at most 8 bytes per slot). Dense keys (numbered 0, 1, 2, ... in the order of
+their first access, VM by VM) need no hashing at all: the table is one stamp per
+key, indexed by the key (-1: not cached), so a VM's keys sit together in memory
+and an access touches the key's own cell; the ring works as above. That costs 8
+bytes per distinct key, so it is for storms whose keys were numbered ahead.
 
 Memory: 32 bytes per slot for the table (16 per cell, two cells per slot) and 16
 for the ring (two records per slot, 8 bytes each), or as much per key that can
@@ -41,8 +45,9 @@ def new_lru(slots: int, max_keys: int, dense: bool = False) -> Lru:
     """An empty cache of ``slots`` keys; ``max_keys``: how many distinct keys can ever come (the table
     needs no more room than that, and a cache with a slot for each never evicts: a set). ``dense``:
     the keys are the numbers 0 .. max_keys - 1 (clonefleet.sim.arraymodel numbers them in the order of
-    first access): a set of them is one cell per key, indexed by the key, and a VM's keys, numbered
-    together, sit together in it."""
+    first access): the table is one cell per key, indexed by the key (a set's flag, or the stamp of
+    the key's last access), so a VM's keys, numbered together, sit together in it; 8 bytes per key
+    that can come, whatever the slots."""
     slots = max(0, int(slots))
     room = max(1, min(slots, int(max_keys)))
     as_set = slots >= max_keys
@@ -50,9 +55,9 @@ def new_lru(slots: int, max_keys: int, dense: bool = False) -> Lru:
     while cells < 2 * room:
         cells *= 2
     records = 0 if as_set else cells
-    if as_set and dense:  # a set of dense keys: one cell per key, indexed by the key itself (no probing)
-        return (np.full(max(int(max_keys), 1), -1, np.int64), np.empty(0, np.int64),
-                np.array([0, 0, 0, slots, 0, -1, 1, 1], np.int64))
+    if dense:  # one cell per key, indexed by the key itself (no probing): a set's flag, or the last access's stamp
+        return (np.full(max(int(max_keys), 1), -1, np.int64), np.empty(records, np.int64),
+                np.array([0, 0, 0, slots, 0, records - 1, 1 if as_set else 0, 1], np.int64))
     return (np.full(2 * cells, -1, np.int64), np.empty(records, np.int64),
             np.array([0, 0, 0, slots, cells - 1, records - 1, 1 if as_set else 0, 1 if dense else 0], np.int64))
 
@@ -109,6 +114,49 @@ def _record(cells: IntArray, ring: IntArray, state: IntArray, c: int) -> None:
     state[1] += 1
 
 
+@numba.njit(cache=True, inline="always")
+def _record_dense(stamps: IntArray, ring: IntArray, state: IntArray, key: int) -> None:
+    """_record for dense keys: ``stamps[k]`` is key k's last access (-1: not cached)."""
+    rmask = state[5]
+    if state[1] - state[0] == len(ring):
+        w = state[0]
+        for p in range(state[0], state[1]):
+            k = ring[p & rmask]
+            if stamps[k] == p:
+                ring[w & rmask] = k
+                stamps[k] = w
+                w += 1
+        state[1] = w
+    stamps[key] = state[1]
+    ring[state[1] & rmask] = key
+    state[1] += 1
+
+
+@numba.njit(cache=True, inline="always")
+def _dense_access(key: int, stamps: IntArray, ring: IntArray, state: IntArray) -> bool:
+    """lru_access for dense keys: the key is its own cell."""
+    if state[6]:  # a set
+        if stamps[key] >= 0:
+            return True
+        stamps[key] = 1
+        return False
+    if stamps[key] >= 0:
+        _record_dense(stamps, ring, state, key)
+        return True
+    if state[2] == state[3]:  # evict the least recent: the first record that is still its key's last access
+        while True:
+            p = state[0]
+            state[0] += 1
+            k = ring[p & state[5]]
+            if stamps[k] == p:
+                stamps[k] = -1
+                break
+    else:
+        state[2] += 1
+    _record_dense(stamps, ring, state, key)
+    return False
+
+
 @numba.njit(cache=True)
 def lru_access(key: int, lru: Lru) -> bool:
     """Look ``key`` up: a hit makes it the most recent; a miss inserts it (evicting the least recent
@@ -116,11 +164,8 @@ def lru_access(key: int, lru: Lru) -> bool:
     cells, ring, state = lru
     if state[3] == 0:
         return False
-    if state[6] and state[7]:
-        if cells[key] >= 0:
-            return True
-        cells[key] = 1
-        return False
+    if state[7]:
+        return _dense_access(key, cells, ring, state)
     c = _find(cells, key, state)
     if cells[2 * c] == key:
         if state[6] == 0:
@@ -146,8 +191,9 @@ def lru_access(key: int, lru: Lru) -> bool:
 def lru_keys_by_recency(lru: Lru) -> list[int]:
     """The cached keys, the most recent first (a set's in no particular order; for tests)."""
     cells, _, state = lru
-    if state[6] and state[7]:
-        return [int(k) for k in np.flatnonzero(cells >= 0)]
+    if state[7]:
+        cached = np.flatnonzero(cells >= 0)
+        return [int(k) for k in (cached if state[6] else cached[np.argsort(-cells[cached], kind="stable")])]
     keys = [int(k) for k in cells[0::2] if k >= 0]
     if state[6]:
         return keys
