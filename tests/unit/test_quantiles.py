@@ -8,7 +8,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from clonefleet.sim.quantiles import _ranked, percentiles
+from clonefleet.sim.quantiles import (
+    SKETCH_RELATIVE_ERROR,
+    _ranked,
+    new_sketch,
+    percentiles,
+    sketch_add,
+    sketch_add_all,
+    sketch_percentiles,
+)
 
 QS = [0.0, 0.1, 12.5, 50.0, 95.0, 99.0, 99.9, 100.0]
 
@@ -43,3 +51,25 @@ def test_nan_is_left_to_numpy_and_bad_requests_refused() -> None:
         percentiles(np.zeros(0, np.float32), [50.0])
     with pytest.raises(ValueError, match="between 0 and 100"):
         percentiles(np.ones(3, np.float32), [101.0])
+
+
+@pytest.mark.parametrize("case", ["exponential", "ties", "one", "lognormal wide", "two clusters"])
+def test_the_sketch_is_within_its_stated_bound_of_numpys_percentiles(case: str) -> None:
+    rng = np.random.default_rng(5)
+    x = {
+        "exponential": rng.exponential(2e-3, 300_001),
+        "ties": np.round(rng.random(30_000) + 0.01, 2),
+        "one": np.array([0.25]),
+        "lognormal wide": rng.lognormal(-6.0, 4.0, 100_000),
+        "two clusters": np.concatenate([rng.random(1000) * 1e-6 + 1e-6, rng.random(10) * 1e3 + 1.0]),
+    }[case].astype(np.float32)
+    sketch = new_sketch()
+    sketch_add_all(sketch, x[: len(x) // 2])
+    scratch = np.zeros(1, np.float32)
+    for v in x[len(x) // 2:].tolist():  # one by one, as the engine counts
+        sketch_add(sketch, scratch, v)
+    want = np.percentile(x, QS)
+    got = sketch_percentiles(sketch, QS)
+    assert np.all(np.abs(got - want) <= SKETCH_RELATIVE_ERROR * want)
+    if case == "exponential":  # the bound is not loose by orders of magnitude: the sketch is not exact
+        assert np.any(got != want) and np.max(np.abs(got - want) / want) > SKETCH_RELATIVE_ERROR / 100

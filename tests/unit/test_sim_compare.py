@@ -35,5 +35,6 @@ def test_a_run_from_the_pool_equals_a_run_drawn_alone() -> None:
     pool.first(30)
     pooled, ratio = run_fleet(FLEET, array, function, 9, 2, 80, Arrivals.OPEN, pool)
     alone, ratio_alone = run_fleet(FLEET, array, function, 9, 2, 80, Arrivals.OPEN)
-    np.testing.assert_array_equal(pooled.completion_s, alone.completion_s)
+    np.testing.assert_array_equal(pooled.boot_s, alone.boot_s)
+    assert pooled.latency_percentiles_s == alone.latency_percentiles_s
     assert ratio == ratio_alone

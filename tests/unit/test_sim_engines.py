@@ -73,6 +73,13 @@ def test_engines_agree_per_io(seed: int) -> None:
     assert np.all(fast.completion_s > 0)
     if not net.closed:  # open loop: the stage-by-stage path (run_fast's default) == the event loop
         _assert_same_run(fast, run_fast(net, events=True))
+    # The event loop on the IOs placed as they are issued, keyed by owner and block or by dense keys
+    # numbered ahead: the same run, and the same C per clone.
+    sc = random_scenario(seed)
+    for keys in (False, True):
+        streamed = run_fast(compile_network(sc, place=False, keys=keys), events=True)
+        _assert_same_run(run_fast(net, events=True), streamed)
+        np.testing.assert_array_equal(streamed.new_units, ref.new_units)
     np.testing.assert_allclose(fast.completion_s, ref.completion_s, rtol=0, atol=1e-9)
     np.testing.assert_allclose(fast.latency_s, ref.latency_s, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(fast.busy_disk_s, ref.busy_disk_s, rtol=1e-12, atol=1e-12)
@@ -166,6 +173,7 @@ def test_a_write_across_units_allocates_each_and_copies_its_partial_ends(gi_disk
     # VM 1 reads the same address from the GI: its disk and its key, not VM 0's.
     assert net.disk[4] == pool + 1 % x_g and net.key[4] != net.key[1]
     assert allocated_bytes_per_clone(sc).tolist() == [3 * 64 * KIB, 0]
+    assert (net.new_units * net.unit_bytes).tolist() == [3 * 64 * KIB, 0]
     a = sc.array
     front, disk_s = 1 / a.volume_iops_limit + a.processors / a.processor_iops, 1 / a.disk_iops
     copies = 1 if x_g > 1 else 2  # in parallel on two disks; one after the other on one

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
 import numpy.typing as npt
 
-from clonefleet.sim.arraymodel import DiskArray, Network
+from clonefleet.sim.arraymodel import DiskArray, Network, place_io, unit_marks
+from clonefleet.sim.lru import Lru, lru_access, new_lru
 from clonefleet.sim.order import IdArray, id_dtype, less, sort_pairs
+from clonefleet.sim.quantiles import new_sketch, sketch_add
 
 FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
@@ -40,10 +43,17 @@ UTIL_CLASSES: tuple[str, ...] = ("volumes", "processors", "pool disks", "GI disk
 
 @dataclass(frozen=True, eq=False)
 class RawRun:
-    """What an engine returns: per IO completion and latency, per server busy time, per bin busy time."""
+    """What an engine returns: the storm reduced as it ran (per VM, per server, per bin, the latency
+    sketch), and per IO completion and latency when they were asked for (empty otherwise)."""
 
-    completion_s: FloatArray  # per IO
-    latency_s: Float32Array  # per IO: completion - issue
+    completion_s: FloatArray  # per IO, or empty
+    latency_s: Float32Array  # per IO: completion - issue, or empty
+    vm_last_s: FloatArray  # per VM: its last completion
+    latency_sketch: IntArray  # every IO's latency counted (clonefleet.sim.quantiles)
+    latency_min_s: float
+    latency_max_s: float
+    latency_sum_s: float
+    new_units: IntArray  # per VM: units its writes allocated
     busy_volume_s: FloatArray
     busy_processor_s: FloatArray
     busy_disk_s: FloatArray
@@ -52,6 +62,34 @@ class RawRun:
     read_hits: int
     engine: str
     wall_s: float
+
+
+@numba.njit(cache=True)
+def _reduce(vm_start: IntArray, completion: FloatArray, latency: Float32Array,
+            sketch: IntArray) -> tuple[FloatArray, float, float, float]:
+    """Per IO records reduced as the event loop reduces them: per VM last completion, the latency
+    sketch, the smallest, largest and summed latency."""
+    vms = len(vm_start) - 1
+    last = np.full(vms, -np.inf)
+    lo, hi, total = np.inf, -np.inf, 0.0
+    scratch = np.zeros(1, np.float32)
+    for v in range(vms):
+        for i in range(vm_start[v], vm_start[v + 1]):
+            last[v] = max(last[v], completion[i])
+            x = np.float64(latency[i])
+            lo, hi, total = min(lo, x), max(hi, x), total + x
+            sketch_add(sketch, scratch, x)
+    return last, lo, hi, total
+
+
+def reduced_run(net: Network, completion: FloatArray, latency: Float32Array, new_units: IntArray,
+                busy: tuple[FloatArray, FloatArray, FloatArray, FloatArray], reads: int, hits: int, engine: str,
+                wall_s: float) -> RawRun:
+    """A run recorded per IO (the reference engine, the open loop's stage passes), reduced."""
+    sketch = new_sketch()
+    last, lo, hi, total = _reduce(net.vm_start, completion, latency, sketch)
+    return RawRun(completion, latency, last, sketch, lo, hi, total, new_units, *busy, int(reads), int(hits), engine,
+                  wall_s)
 
 
 # --- binary heap of (time, id), the smallest first -------------------------------------------
@@ -94,64 +132,6 @@ def _pop_fix(ht: FloatArray, hi: IntArray, size: int) -> None:
     hi[k] = i
 
 
-# --- LRU cache over the keys 0 .. keys-1 (arraymodel numbers them) -------------------------------
-# lru[k] = [prev + 2, next]: key k's neighbours in the recency list (most recent first), -1 at an
-# end; the first column is 0 while k is not cached, so the rows start as free zero pages.
-# state = [head (most recent), tail (least recent), cached keys, slots]. When the slots hold every
-# key of the run, nothing is ever evicted and the LRU is a set (_cache_set_access): a flag per key,
-# the first column only, no recency list.
-
-@numba.njit(cache=True, inline="always")
-def _cache_set_access(k: int, lru: Int32Array) -> bool:
-    """The LRU of a cache with a slot for every key: look ``k`` up, insert it on a miss."""
-    if lru[k, 0] != 0:
-        return True
-    lru[k, 0] = 1
-    return False
-
-
-@numba.njit(cache=True, inline="always")
-def _cache_access(k: int, lru: Int32Array, state: IntArray) -> bool:
-    """Look key ``k`` up; make it the most recent; insert it (evicting the least recent) on a miss."""
-    slots = state[3]
-    if slots == 0:
-        return False
-    head = state[0]
-    if lru[k, 0] != 0:  # hit: move to the front
-        if k != head:
-            p, n = lru[k, 0] - 2, lru[k, 1]
-            lru[p, 1] = n
-            if n >= 0:
-                lru[n, 0] = p + 2
-            else:
-                state[1] = p
-            lru[k, 0] = 1
-            lru[k, 1] = head
-            lru[head, 0] = k + 2
-            state[0] = k
-        return True
-    if state[2] < slots:
-        state[2] += 1
-    else:  # evict the tail
-        s = state[1]
-        p = lru[s, 0] - 2
-        lru[s, 0] = 0
-        state[1] = p
-        if p >= 0:
-            lru[p, 1] = -1
-        else:
-            state[0] = -1
-        head = state[0]
-    lru[k, 0] = 1
-    lru[k, 1] = head
-    if head >= 0:
-        lru[head, 0] = k + 2
-    else:
-        state[1] = k
-    state[0] = k
-    return False
-
-
 # --- the event loop ----------------------------------------------------------------------------
 
 @numba.njit(cache=True, inline="always")
@@ -178,11 +158,13 @@ def _serve(free: FloatArray, busy: FloatArray, bins: FloatArray, cls: int, bin_s
 
 
 @numba.njit(cache=True, inline="always")
-def _writes(i: int, t: float, disk: DiskArray, write_disks: int, pool: int, disk_free: FloatArray,
+def _writes(first: int, t: float, write_disks: int, pool: int, disk_free: FloatArray,
             busy_disk: FloatArray, bins: FloatArray, bin_s: float, svc: float) -> float:
+    """The p disk writes of a write whose first disk is ``first``, issued together at ``t``: the time
+    the last is done."""
     done = t
     for k in range(write_disks):  # p consecutive pool disks, wrapping round (p <= pool)
-        d = disk[i] + k
+        d = first + k
         if d >= pool:
             d -= pool
         end = _serve(disk_free, busy_disk, bins, 2, bin_s, d, t, svc)
@@ -192,24 +174,24 @@ def _writes(i: int, t: float, disk: DiskArray, write_disks: int, pool: int, disk
 
 
 @numba.njit(cache=True, inline="always")
-def _cow_reads(i: int, t: float, cow_disk: DiskArray, disk_free: FloatArray, busy_disk: FloatArray,
+def _cow_reads(first: int, second: int, t: float, disk_free: FloatArray, busy_disk: FloatArray,
                bins: FloatArray, bin_s: float, svc: float) -> float:
-    """The copy-on-write reads of write ``i`` (one or two, on GI disks), issued together at ``t``:
-    the time the last is done."""
-    done = _serve(disk_free, busy_disk, bins, 3, bin_s, cow_disk[0, i], t, svc)
-    if cow_disk[1, i] >= 0:
-        done = max(done, _serve(disk_free, busy_disk, bins, 3, bin_s, cow_disk[1, i], t, svc))
+    """A write's copy-on-write reads (on GI disks ``first`` and ``second``, -1 when only one), issued
+    together at ``t``: the time the last is done."""
+    done = _serve(disk_free, busy_disk, bins, 3, bin_s, first, t, svc)
+    if second >= 0:
+        done = max(done, _serve(disk_free, busy_disk, bins, 3, bin_s, second, t, svc))
     return done
 
 
 @numba.njit(cache=True)
-def _idle_array(n_vol: int, n_proc: int, n_disks: int, n_bins: int,
-                cache_slots: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray,
-                                           FloatArray, IntArray]:
+def _idle_array(n_vol: int, n_proc: int, n_disks: int,
+                n_bins: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray,
+                                      FloatArray]:
     """The array before the storm: each server's free time and busy time (volumes, processors, disks),
-    the busy time per resource class and bin, the LRU's state (head, tail, cached keys, slots)."""
+    the busy time per resource class and bin."""
     return (np.zeros(n_vol), np.zeros(n_proc), np.zeros(n_disks), np.zeros(n_vol), np.zeros(n_proc),
-            np.zeros(n_disks), np.zeros((4, n_bins)), np.array([-1, -1, 0, cache_slots], np.int64))
+            np.zeros(n_disks), np.zeros((4, n_bins)))
 
 
 #: Buckets of the calendar queue's ring (a power of two).
@@ -259,17 +241,32 @@ def _come_back(now_k: int, per_s: float, ht: FloatArray, hi: IntArray, size: int
     return size, added, n_free, far
 
 
+def id_bits(vms: int, ios_per_vm: int, slots_per_vm: int) -> tuple[int, int]:
+    """Bits of an event id for the IO index within its VM and for its slot: an event id is
+    ``vm << (j_bits + s_bits) | j << s_bits | slot``, which sorts as the IO id (VM, then index)."""
+    j_bits, s_bits = max(ios_per_vm - 1, 1).bit_length(), max(slots_per_vm - 1, 0).bit_length()
+    if max(vms - 1, 1).bit_length() + j_bits + s_bits > 62:
+        raise ValueError(f"{vms:,} VMs x {ios_per_vm:,} IOs x {slots_per_vm:,} slots: event ids need over 62 bits")
+    return j_bits, s_bits
+
+
 @numba.njit(cache=True)
 def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write: npt.NDArray[np.int8],
-         key: Int32Array, disk: DiskArray, cow_disk: DiskArray, vm_volume: Int32Array,
-         volume_processor: Int32Array, n_proc: int, pool: int, n_disks: int, write_disks: int, volume_s: float,
+         placement: tuple[Any, ...], marks: npt.NDArray[np.uint64], key: Int32Array, vm_volume: Int32Array,
+         volume_processor: Int32Array, n_proc: int, n_disks: int, write_disks: int, volume_s: float,
          processor_s: float, disk_s: float, service_s: FloatArray, q: int, closed: bool, bin_s: float,
-         n_bins: int, vm_of: Int32Array, completion: FloatArray, latency: Float32Array,
-         stage: npt.NDArray[np.int8], lru: Int32Array, cache_slots: int, ht: FloatArray,
-         hi: IntArray, order: IdArray, bucket_s: float,
-         adapt_every: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, int, int]:
-    """The event loop; the per-IO arrays, the cache and the heap come in allocated (see run_fast),
-    and an open loop's arrivals in their order (``order``, empty in a closed loop).
+         n_bins: int, lru: Lru, arrivals: IntArray, j_bits: int, s_bits: int, completion: FloatArray,
+         latency: Float32Array, latency_only: Float32Array, sketch: IntArray, work: tuple[Any, ...],
+         bucket_s: float, adapt_every: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, int, int,
+                                                     FloatArray, float, float, float, IntArray]:
+    """The event loop. Each VM's IOs are placed as it issues them (place_io) and their results
+    reduced as they complete; nothing is held per IO but what the caller asks for (``completion`` and
+    ``latency``, or ``latency_only``: arrays of one entry per IO, or empty) and the IOs' dense cache
+    keys when they were numbered ahead (``key``; empty: each IO keyed by owner and block).
+
+    An IO in flight has a *slot*: a closed loop's VM has q of them (an IO completing hands its slot
+    to its VM's next IO), an open loop gives each IO its own. Events carry ids that sort as the IO
+    ids (see id_bits), ``arrivals`` are an open loop's event ids in arrival order (empty when closed).
 
     Pending events wait in a calendar queue: time is cut in buckets of ``bucket_s``; the events of
     the current bucket sit in a binary heap (ht, hi: a few dozen of them), those of the next
@@ -277,48 +274,51 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
     whose bucket is ahead costs a list insertion instead of a heap operation on every pending
     event; each bucket is heaped when its turn comes. A bucket's times all precede the next
     bucket's, so the events still come out in (time, IO id) order. Every ``adapt_every`` events
-    the width is doubled or halved to keep BUCKET_MIN_EVENTS..BUCKET_MAX_EVENTS per bucket.
+    the width is doubled or halved to keep BUCKET_MIN_EVENTS..BUCKET_MAX_EVENTS per bucket. The
+    calendar holds one event per IO in flight: its size follows the slots, not the IOs.
     """
     n = len(is_write)
     vms = len(vm_start) - 1
+    pool = placement[8]
+    dense = len(key) == n and n > 0
     per_io = service_s.shape[1] == n and n > 0
-    vol_free, proc_free, disk_free, busy_vol, busy_proc, busy_disk, bins, state = _idle_array(
-        len(volume_processor), n_proc, n_disks, n_bins, cache_slots)
-    as_set = 0 < len(lru) <= cache_slots
-    has_cow = cow_disk.shape[1] > 0  # (2, 0): no IO of the run copies on write
+    vol_free, proc_free, disk_free, busy_vol, busy_proc, busy_disk, bins = _idle_array(
+        len(volume_processor), n_proc, n_disks, n_bins)
+    # Per slot: stage, issue time, the placed IO (cache key, disk, copy-on-write disks); the calendar's
+    # arrays; per VM: last completion, units allocated, the index of its next IO to issue.
+    st, t_issue, s_key, s_disk, s_cow, ht, hi, slot_t, slot_id, slot_next, free, far_t, far_i, vm_last, new_units, \
+        next_io = work
+    per_vm_slots = q if closed else 0
+    lat_lo, lat_hi, lat_sum = np.inf, -np.inf, 0.0
+    scratch = np.zeros(1, np.float32)
+    keep_all, keep_latency = len(completion) > 0, len(latency_only) > 0
+    j_mask = (1 << j_bits) - 1
+    s_mask = (1 << s_bits) - 1
     # The calendar: the current bucket's heap (ht, hi, size), the ring of lists of slots, the far heap.
-    cap = len(ht)
     bucket_s = min(max(bucket_s, BUCKET_S_RANGE[0]), BUCKET_S_RANGE[1])
     per_s = 1.0 / bucket_s
     mask = RING_BUCKETS - 1
     ring = np.full(RING_BUCKETS, -1, np.int64)  # the first slot of each bucket's list
     in_ring = 0
-    slot_t = np.empty(cap)
-    slot_id = np.empty(cap, np.int64)
-    slot_next = np.empty(cap, np.int64)
-    free = np.arange(cap)
-    n_free = cap
-    far_t = np.empty(cap)
-    far_i = np.empty(cap, np.int64)
+    n_free = len(free)
     far = 0
     size = 0
     now_k = 0  # the current bucket
-    next_io = vm_start[:-1].copy()
-    for v in range(vms):
-        first, end = vm_start[v], vm_start[v + 1]
-        if closed:
-            last = min(end, first + q)
-            for i in range(first, last):
-                _push(far_t, far_i, far, start_s[v], i)  # the first bucket is read from the far heap
+    if closed:
+        for v in range(vms):
+            first = min(vm_start[v + 1] - vm_start[v], q)
+            for j in range(first):
+                e: int = (v << (j_bits + s_bits)) | (j << s_bits) | j
+                _push(far_t, far_i, far, start_s[v], e)  # the first bucket is read from the far heap
                 far += 1
-            next_io[v] = last
+            next_io[v] = first
     if far > 0:
         now_k = _bucket(far_t[0], per_s)
     # Open loop: arrivals come from their presorted order, not the calendar.
-    n_arr = len(order)
+    n_arr = len(arrivals)
     ai = 0
-    ta = issue_s[order[0]] if n_arr > 0 else np.inf
-    ia = order[0] if n_arr > 0 else -1
+    ia: int = arrivals[0] if n_arr > 0 else -1
+    ta = issue_s[vm_start[ia >> j_bits] + (ia & j_mask)] if n_arr > 0 else np.inf
     reads = 0
     hits = 0
     events = passed = 0  # since the bucket width was last reconsidered
@@ -375,11 +375,11 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
             break
         if ai < n_arr and (size == 0 or less(ta, ia, ht[0], hi[0])):
             t = ta
-            i = ia
+            e = ia
             ai += 1
             if ai < n_arr:
-                ia = order[ai]
-                ta = issue_s[ia]
+                ia = arrivals[ai]
+                ta = issue_s[vm_start[ia >> j_bits] + (ia & j_mask)]
             else:
                 ta = np.inf
                 ia = -1
@@ -387,83 +387,94 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
                 now_k = _bucket(t, per_s)  # nothing pending: the calendar starts again at this arrival
         else:
             t = ht[0]
-            i = hi[0]
+            e = hi[0]
             _pop_fix(ht, hi, size)
             size -= 1
         while True:
-            # Process the event (t, i); (nt, ni) is the one it sets off, ni < 0 when none.
+            # Process the event (t, e) of IO i, VM v, slot k; (nt, ne) is the one it sets off, ne < 0 when none.
             events += 1
-            st = stage[i]
+            v = e >> (j_bits + s_bits)
+            i = vm_start[v] + ((e >> s_bits) & j_mask)
+            k = v * per_vm_slots + (e & s_mask) if closed else i
+            stg = st[k]
             done = False
             nt = t
-            ni = i
+            ne = e
             dsvc = service_s[2, i] if per_io else disk_s
-            if st == 0:
-                v = vm_of[i]
-                completion[i] = t
+            if stg == 0:
+                t_issue[k] = t
+                composite, s_disk[k], s_cow[k, 0], s_cow[k, 1], new = place_io(v, i, is_write[i] != 0, placement,
+                                                                                marks)
+                s_key[k] = key[i] if dense else composite
+                new_units[v] += new
                 svc = service_s[0, i] if per_io else volume_s
                 nt = _serve(vol_free, busy_vol, bins, 0, bin_s, vm_volume[v], t, svc)
-                stage[i] = 1
-            elif st == 1:
-                v = vm_of[i]
+                st[k] = 1
+            elif stg == 1:
                 svc = service_s[1, i] if per_io else processor_s
                 nt = _serve(proc_free, busy_proc, bins, 1, bin_s, volume_processor[vm_volume[v]], t, svc)
-                stage[i] = 2
-            elif st == 2:
-                hit = _cache_set_access(key[i], lru) if as_set else _cache_access(key[i], lru, state)
+                st[k] = 2
+            elif stg == 2:
+                hit = lru_access(s_key[k], lru)
                 if is_write[i] == 0:
                     reads += 1
                     if hit:
                         hits += 1
                         done = True
                     else:
-                        d = disk[i]
+                        d = s_disk[k]
                         nt = _serve(disk_free, busy_disk, bins, 2 if d < pool else 3, bin_s, d, t, dsvc)
-                        stage[i] = 4
-                elif has_cow and cow_disk[0, i] >= 0:
-                    nt = _cow_reads(i, t, cow_disk, disk_free, busy_disk, bins, bin_s, dsvc)
-                    stage[i] = 3
+                        st[k] = 4
+                elif s_cow[k, 0] >= 0:
+                    nt = _cow_reads(s_cow[k, 0], s_cow[k, 1], t, disk_free, busy_disk, bins, bin_s, dsvc)
+                    st[k] = 3
                 else:
-                    nt = _writes(i, t, disk, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
-                    stage[i] = 4
-            elif st == 3:
-                nt = _writes(i, t, disk, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
-                stage[i] = 4
+                    nt = _writes(s_disk[k], t, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
+                    st[k] = 4
+            elif stg == 3:
+                nt = _writes(s_disk[k], t, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
+                st[k] = 4
             else:
                 done = True
             if done:
-                latency[i] = t - completion[i]
-                completion[i] = t
-                stage[i] = 5
-                ni = -1
-                if closed:
-                    v = vm_of[i]
-                    if next_io[v] < vm_start[v + 1]:
-                        ni = next_io[v]
-                        next_io[v] += 1
-            if ni < 0:
+                lat = t - t_issue[k]
+                if keep_all:
+                    completion[i] = t
+                    latency[i] = lat
+                if keep_latency:
+                    latency_only[i] = lat
+                lat32 = np.float64(np.float32(lat))  # latencies are reported as float32
+                lat_lo, lat_hi, lat_sum = min(lat_lo, lat32), max(lat_hi, lat32), lat_sum + lat32
+                sketch_add(sketch, scratch, lat)
+                vm_last[v] = max(vm_last[v], t)
+                st[k] = 0
+                ne = -1
+                if closed and next_io[v] < vm_start[v + 1] - vm_start[v]:
+                    ne = (v << (j_bits + s_bits)) | (int(next_io[v]) << s_bits) | (e & s_mask)
+                    next_io[v] += 1
+            if ne < 0:
                 break
-            k = _bucket(nt, per_s)
+            kb = _bucket(nt, per_s)
             # The event set off comes next when it sorts before everything pending: run it now.
             # (With the current bucket empty, everything pending lies in later buckets.)
-            if (less(nt, ni, ht[0], hi[0]) if size > 0 else k <= now_k) and (ia < 0 or less(nt, ni, ta, ia)):
+            if (less(nt, ne, ht[0], hi[0]) if size > 0 else kb <= now_k) and (ia < 0 or less(nt, ne, ta, ia)):
                 t = nt
-                i = ni
+                e = ne
                 continue
-            if k <= now_k:
-                _push(ht, hi, size, nt, ni)
+            if kb <= now_k:
+                _push(ht, hi, size, nt, ne)
                 size += 1
-            elif k < now_k + RING_BUCKETS:
+            elif kb < now_k + RING_BUCKETS:
                 n_free -= 1
                 sl = free[n_free]
-                slot_t[sl], slot_id[sl], slot_next[sl] = nt, ni, ring[k & mask]
-                ring[k & mask] = sl
+                slot_t[sl], slot_id[sl], slot_next[sl] = nt, ne, ring[kb & mask]
+                ring[kb & mask] = sl
                 in_ring += 1
             else:
-                _push(far_t, far_i, far, nt, ni)
+                _push(far_t, far_i, far, nt, ne)
                 far += 1
             break
-    return busy_vol, busy_proc, busy_disk, bins, reads, hits
+    return busy_vol, busy_proc, busy_disk, bins, reads, hits, vm_last, lat_lo, lat_hi, lat_sum, new_units
 
 
 # --- the open loop, stage by stage -------------------------------------------------------------
@@ -494,7 +505,7 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
                 cow_disk: DiskArray, vm_volume: Int32Array, volume_processor: Int32Array, n_proc: int,
                 pool: int, n_disks: int, write_disks: int, volume_s: float, processor_s: float,
                 disk_s: float, service_s: FloatArray, bin_s: float, n_bins: int, vm_of: Int32Array,
-                completion: FloatArray, latency: Float32Array, lru: Int32Array, cache_slots: int,
+                completion: FloatArray, latency: Float32Array, lru: Lru,
                 order: IdArray, t: FloatArray, ids: IdArray, gi_t: FloatArray,
                 gi_ids: IdArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, int, int]:
     """The open loop, one pass per stage; the same completions as the event loop, IO for IO.
@@ -503,9 +514,8 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
     entry per IO (see run_fast)."""
     n = len(is_write)
     per_io = service_s.shape[1] == n and n > 0
-    vol_free, proc_free, disk_free, busy_vol, busy_proc, busy_disk, bins, state = _idle_array(
-        len(volume_processor), n_proc, n_disks, n_bins, cache_slots)
-    as_set = 0 < len(lru) <= cache_slots
+    vol_free, proc_free, disk_free, busy_vol, busy_proc, busy_disk, bins = _idle_array(
+        len(volume_processor), n_proc, n_disks, n_bins)
     has_cow = cow_disk.shape[1] > 0  # (2, 0): no IO of the run copies on write
     for k in range(n):  # volumes
         i = order[k]
@@ -525,7 +535,7 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
     reads = hits = 0
     for k in range(n):
         i = ids[k]
-        hit = _cache_set_access(key[i], lru) if as_set else _cache_access(key[i], lru, state)
+        hit = lru_access(key[i], lru)
         if is_write[i] == 0:
             reads += 1
             if hit:
@@ -545,7 +555,7 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
         if is_write[i] == 0:
             completion[i] = _serve(disk_free, busy_disk, bins, 3, bin_s, disk[i], gi_t[k], dsvc)
         else:
-            gi_t[ncow] = _cow_reads(i, gi_t[k], cow_disk, disk_free, busy_disk, bins, bin_s, dsvc)
+            gi_t[ncow] = _cow_reads(cow_disk[0, i], cow_disk[1, i], gi_t[k], disk_free, busy_disk, bins, bin_s, dsvc)
             gi_ids[ncow] = i
             ncow += 1
     cow_t, cow_ids = gi_t[:ncow], gi_ids[:ncow]
@@ -557,7 +567,7 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
         if is_write[i] == 0:
             completion[i] = _serve(disk_free, busy_disk, bins, 2, bin_s, disk[i], t[k], dsvc)
         else:
-            completion[i] = _writes(i, t[k], disk, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
+            completion[i] = _writes(disk[i], t[k], write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
     for i in range(n):
         latency[i] = completion[i] - issue_s[i]
     return busy_vol, busy_proc, busy_disk, bins, reads, hits
@@ -567,49 +577,69 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32A
 UTIL_BINS = 4096
 
 
-def run_fast(net: Network, events: bool = False, *, bucket_s: float | None = None,
+def loop_arrays(slots: int, vms: int) -> tuple[Any, ...]:
+    """The event loop's working arrays: per slot (stage, issue time, cache key, disk, copy-on-write
+    disks), the calendar's (one entry per slot: the current bucket's heap, the ring's lists, the far
+    heap), per VM (last completion, units allocated, next IO). Nothing per IO."""
+    cap = slots + 16
+    return (np.zeros(slots, np.int8), np.empty(slots), np.empty(slots, np.int64), np.empty(slots, np.int32),
+            np.empty((slots, 2), np.int32), np.empty(cap), np.empty(cap, np.int64), np.empty(cap),
+            np.empty(cap, np.int64), np.empty(cap, np.int64), np.arange(cap), np.empty(cap), np.empty(cap, np.int64),
+            np.full(vms, -np.inf), np.zeros(vms, np.int64), np.zeros(vms, np.int64))
+
+
+#: A run records every IO's latency (4 bytes per IO) for exact percentiles while they take at most
+#: this much memory; above it, the percentiles come from the sketch (clonefleet.sim.quantiles).
+EXACT_LATENCY_BYTES = 1 << 30
+
+
+def run_fast(net: Network, events: bool = False, *, per_io: bool = True, bucket_s: float | None = None,
              adapt_every: int = ADAPT_EVERY_EVENTS) -> RawRun:
     """Run the compiled engine on a network: an open loop stage by stage, a closed loop (or any loop
     with ``events=True``) in the event loop.
 
+    ``per_io``: return every IO's completion and latency (12 bytes per IO); otherwise the run is
+    only reduced (per VM, per server, the latency sketch), plus every IO's latency while they fit in
+    EXACT_LATENCY_BYTES (exact percentiles). The stage passes always hold the IOs: an open loop's
+    memory grows with its IOs; a closed loop's event loop holds its VMs' slots, the cache and the
+    calendar, so its memory grows with the VMs and the cache, not with the IOs.
+
     ``bucket_s`` (the event calendar's first bucket width; default BUCKET_PROCESSOR_IOS processor
     service times) and ``adapt_every`` change how fast the event loop runs, never what it computes:
     the tests vary them to prove it.
-
-    The big arrays are allocated here, by numpy, which asks the kernel for huge pages: the
-    cache's rows and the per-IO state are touched at random, and huge pages spare the TLB (and
-    the page faults of fresh memory, one per 4 KiB otherwise). Arrays made by np.empty cost no
-    memory until they are written.
     """
     t0 = time.perf_counter()
     n = len(net.is_write)
     vms = len(net.vm_start) - 1
-    vm_of = np.repeat(np.arange(vms, dtype=np.int32), np.diff(net.vm_start))
-    completion = np.zeros(n)  # holds the issue time until the IO completes
-    latency = np.zeros(n, np.float32)
-    # One row per key; a cache with a slot for every key is kept as a set, which needs one column.
-    lru = np.zeros((net.cache_keys if net.cache_slots else 0, 1 if net.cache_slots >= net.cache_keys else 2),
-                   np.int32)
+    lru = new_lru(net.cache_slots, net.keys, dense=True) if len(net.key) else new_lru(net.cache_slots, n)
     if not net.closed and not events:
+        if net.new_units is None:
+            raise ValueError("the open loop's stage passes need a network placed ahead (compile_network(place=True))")
+        vm_of = np.repeat(np.arange(vms, dtype=np.int32), np.diff(net.vm_start))
+        completion, latency = np.zeros(n), np.zeros(n, np.float32)
         bv, bp, bd, bins, reads, hits = _run_stages(
             net.issue_s, net.is_write, net.key, net.disk, net.cow_disk, net.vm_volume, net.volume_processor,
             net.processors, net.pool_disks, net.disks, net.write_disks, net.volume_s, net.processor_s,
-            net.disk_s, net.service_s, net.util_bin_s, UTIL_BINS, vm_of, completion, latency, lru, net.cache_slots,
+            net.disk_s, net.service_s, net.util_bin_s, UTIL_BINS, vm_of, completion, latency, lru,
             net.arrival_order, np.empty(n), np.empty(n, id_dtype(n)), np.empty(n), np.empty(n, id_dtype(n)))
-        return RawRun(completion, latency, bv, bp, bd, bins, int(reads), int(hits), "fast",
-                      time.perf_counter() - t0)
-    stage = np.zeros(n, np.int8)
-    # Every IO has at most one pending event: a closed loop has at most q per VM in flight, an
-    # open loop at most all of its IOs (np.empty: pages never touched cost no memory).
-    cap = vms * net.queue_depth + 16 if net.closed else n + 16
-    ht = np.empty(cap)
-    hi = np.empty(cap, np.int64)
-    bv, bp, bd, bins, reads, hits = _run(
-        net.vm_start, net.start_s, net.issue_s, net.is_write, net.key, net.disk, net.cow_disk,
-        net.vm_volume, net.volume_processor, net.processors, net.pool_disks, net.disks, net.write_disks,
-        net.volume_s, net.processor_s, net.disk_s, net.service_s, net.queue_depth, net.closed,
-        net.util_bin_s, UTIL_BINS, vm_of, completion, latency, stage, lru, net.cache_slots, ht, hi,
-        net.arrival_order, BUCKET_PROCESSOR_IOS * net.processor_s / net.processors if bucket_s is None else bucket_s,
-        adapt_every)
-    return RawRun(completion, latency, bv, bp, bd, bins, int(reads), int(hits), "fast",
-                  time.perf_counter() - t0)
+        return reduced_run(net, completion, latency, net.new_units, (bv, bp, bd, bins), reads, hits, "fast",
+                           time.perf_counter() - t0)
+    counts = np.diff(net.vm_start)
+    j_bits, s_bits = id_bits(vms, int(counts.max()) if vms else 1, net.queue_depth if net.closed else 1)
+    arrivals = np.zeros(0, np.int64)
+    if not net.closed:  # the arrival order as event ids (the open loop's slot is its IO: no slot bits)
+        vm_of_arrival = np.repeat(np.arange(vms, dtype=np.int64), counts)[net.arrival_order]
+        arrivals = (vm_of_arrival << j_bits) | (net.arrival_order - net.vm_start[vm_of_arrival])
+    sized = n if per_io else 0
+    completion, latency = np.zeros(sized), np.zeros(sized, np.float32)
+    latency_only = np.zeros(n if not per_io and 4 * n <= EXACT_LATENCY_BYTES else 0, np.float32)
+    sketch = new_sketch()
+    slots = vms * net.queue_depth if net.closed else n
+    bv, bp, bd, bins, reads, hits, last, lo, hi, total, new_units = _run(
+        net.vm_start, net.start_s, net.issue_s, net.is_write, net.placement, unit_marks(net), net.key, net.vm_volume,
+        net.volume_processor, net.processors, net.disks, net.write_disks, net.volume_s, net.processor_s, net.disk_s,
+        net.service_s, net.queue_depth, net.closed, net.util_bin_s, UTIL_BINS, lru, arrivals, j_bits,
+        s_bits if net.closed else 0, completion, latency, latency_only, sketch, loop_arrays(slots, vms),
+        BUCKET_PROCESSOR_IOS * net.processor_s / net.processors if bucket_s is None else bucket_s, adapt_every)
+    return RawRun(completion, latency if per_io else latency_only, last, sketch, lo, hi, total, new_units,
+                  bv, bp, bd, bins, int(reads), int(hits), "fast", time.perf_counter() - t0)

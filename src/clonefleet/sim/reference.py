@@ -27,7 +27,7 @@ import simpy
 from simpy.events import Event, EventPriority
 
 from clonefleet.sim.arraymodel import Network
-from clonefleet.sim.fast import UTIL_BINS, RawRun
+from clonefleet.sim.fast import UTIL_BINS, RawRun, reduced_run
 
 Steps = Generator[Event, Any, None]
 
@@ -156,10 +156,12 @@ class _Model:
 
 
 def run_reference(net: Network) -> RawRun:
-    """Run the SimPy model on a network."""
+    """Run the SimPy model on a network placed ahead (``compile_network(place=True)``)."""
+    if net.new_units is None:
+        raise ValueError("the reference engine runs a network placed ahead (compile_network(place=True))")
     t0 = time.perf_counter()
     model = _Model(net)
     model.run()
     bv, bp, bd = model.busy
-    return RawRun(model.completion, model.latency, bv, bp, bd, model.bins, model.reads, model.hits,
-                  "reference", time.perf_counter() - t0)
+    return reduced_run(net, model.completion, model.latency, net.new_units, (bv, bp, bd, model.bins), model.reads,
+                       model.hits, "reference", time.perf_counter() - t0)

@@ -14,10 +14,10 @@ import numpy as np
 import numpy.typing as npt
 
 from clonefleet.presets import Method
-from clonefleet.sim.arraymodel import Network, allocated_bytes_per_clone, compile_network, consumed_bytes
+from clonefleet.sim.arraymodel import Network, compile_network, consumed_bytes
 from clonefleet.sim.fast import UTIL_CLASSES, RawRun, run_fast
 from clonefleet.sim.order import IdArray
-from clonefleet.sim.quantiles import percentiles
+from clonefleet.sim.quantiles import SKETCH_RELATIVE_ERROR, percentiles, sketch_percentiles
 from clonefleet.sim.scenario import Scenario
 from clonefleet.sim.trace import Arrivals
 
@@ -32,11 +32,12 @@ class Engine(enum.StrEnum):
 
 
 def run_engine(net: Network, engine: Engine) -> RawRun:
+    """Run one engine, the run reduced (per IO records only where the engine keeps them anyway)."""
     if engine is Engine.REFERENCE:
         from clonefleet.sim.reference import run_reference
 
         return run_reference(net)
-    return run_fast(net)
+    return run_fast(net, per_io=False)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class SimResult:
     boot: Spread  # per VM: last completion - power-on
     latency: Spread  # per IO
     latency_percentiles_s: dict[str, float]
+    latency_percentiles_error: float  # bound on |reported - exact| / exact: 0 when exact, else the sketch's
     read_hit_ratio: float
     utilisation: tuple[Utilisation, ...]
     util_bin_s: float
@@ -134,7 +136,6 @@ class SimResult:
     boot_window_s: float  # the fleet's nominal boot window, boot_ios / A
     wall_s: float
     boot_s: FloatArray = field(repr=False)
-    completion_s: FloatArray = field(repr=False)
 
     def slowest_vms(self, count: int = 10) -> list[dict[str, object]]:
         """The VMs that booted last: id, boot time [s], and the GI their clone reads (VM v reads GI
@@ -160,7 +161,8 @@ class SimResult:
             "scenario": self.scenario.to_dict(), "engine": self.engine, "seed": self.seed, "ios": self.ios,
             "makespan_s": self.makespan_s, "boot_window_s": self.boot_window_s,
             "boot": self.boot.to_dict(), "latency": self.latency.to_dict(),
-            "latency_percentiles_s": self.latency_percentiles_s, "read_hit_ratio": self.read_hit_ratio,
+            "latency_percentiles_s": self.latency_percentiles_s,
+            "latency_percentiles_relative_error": self.latency_percentiles_error, "read_hit_ratio": self.read_hit_ratio,
             "utilisation": [{"resource": u.resource, "servers": u.servers, "mean": u.mean,
                              "busiest_server": u.busiest_server, "peak_bin": u.peak_bin} for u in self.utilisation],
             "util_bin_s": self.util_bin_s,
@@ -172,13 +174,10 @@ class SimResult:
         }
 
 
-def summarise(scenario: Scenario, net: Network, raw: RawRun, per_clone: FloatArray | None = None) -> SimResult:
-    """Turn an engine's raw output into the per-VM, per-IO and per-resource figures (``per_clone``: C
-    of every clone when counted already, see :func:`allocated_bytes_per_clone`; the trace's offsets
-    are then not read, and need not be held while the engine runs)."""
-    last = np.maximum.reduceat(raw.completion_s, net.vm_start[:-1])
-    boot = last - net.start_s
-    makespan = float(raw.completion_s.max())
+def summarise(scenario: Scenario, net: Network, raw: RawRun) -> SimResult:
+    """Turn an engine's reduced output into the per-VM, per-IO and per-resource figures."""
+    boot = raw.vm_last_s - net.start_s
+    makespan = float(raw.vm_last_s.max())
     used_bins = min(int(makespan / net.util_bin_s) + 1, raw.busy_bins_s.shape[1])
     pool, total = net.pool_disks, net.disks
     groups = (
@@ -205,23 +204,24 @@ def summarise(scenario: Scenario, net: Network, raw: RawRun, per_clone: FloatArr
             name, int(servers), float(busy.sum() / (max(servers, 1) * makespan)) if servers else 0.0,
             float(busy.max() / makespan) if servers else 0.0,
             float(series.max()) if servers else 0.0, series))
-    if per_clone is None:
-        per_clone = allocated_bytes_per_clone(scenario)
-    lat = raw.latency_s
-    # Two streaming passes over the latencies for the spread and the percentiles (exact: radix select).
-    q = percentiles(lat, [0.0, 50.0, 95.0, *PERCENTILES, 100.0]) if lat.size else np.zeros(len(PERCENTILES) + 4)
-    latency = Spread(float(q[0]), float(q[1]), float(q[2]), float(q[-1]), float(lat.mean()) if lat.size else 0.0,
-                     "s")
-    pct = q[3:-1]
+    per_clone = (raw.new_units * net.unit_bytes).astype(np.float64) if net.allocates else np.zeros(scenario.vms)
+    n = len(net.is_write)
+    # Percentiles exact (radix select) when every latency was kept, else from the sketch, within its bound.
+    exact = len(raw.latency_s) == n
+    wanted = [50.0, 95.0, *PERCENTILES]
+    q = percentiles(raw.latency_s, wanted) if exact else sketch_percentiles(raw.latency_sketch, wanted)
+    latency = Spread(raw.latency_min_s, float(q[0]), float(q[1]), raw.latency_max_s, raw.latency_sum_s / n, "s")
+    pct = q[2:]
     return SimResult(
-        scenario=ScenarioRecord.of(scenario), engine=raw.engine, seed=scenario.seed, ios=len(net.is_write),
+        scenario=ScenarioRecord.of(scenario), engine=raw.engine, seed=scenario.seed, ios=n,
         makespan_s=makespan, boot=Spread.of(boot, "s"), latency=latency,
         latency_percentiles_s={f"p{p:g}": float(v) for p, v in zip(PERCENTILES, pct, strict=True)},
+        latency_percentiles_error=0.0 if exact else SKETCH_RELATIVE_ERROR,
         read_hit_ratio=raw.read_hits / raw.reads if raw.reads else 0.0,
         utilisation=tuple(utils), util_bin_s=net.util_bin_s,
         per_clone_new_bytes=Spread.of(per_clone, "bytes"), per_clone_new_mean_bytes=float(per_clone.mean()),
         consumed_bytes=consumed_bytes(scenario, per_clone), boot_window_s=scenario.fleet.boot_window_s,
-        wall_s=raw.wall_s, boot_s=boot, completion_s=raw.completion_s,
+        wall_s=raw.wall_s, boot_s=boot,
     )
 
 

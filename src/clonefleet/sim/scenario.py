@@ -23,7 +23,7 @@ from pydantic.dataclasses import dataclass as record_dataclass
 from clonefleet.errors import FieldError, UsageError, field_error
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.records import MAX_COUNT, RECORD_CONFIG, cross_field, quantity, record, whole_number
-from clonefleet.sim.trace import READ, WRITE, Arrivals, Trace
+from clonefleet.sim.trace import READ, WRITE, Arrivals, IoTable, Trace
 from clonefleet.units import MAX_SECONDS, MIN_SECONDS
 
 FloatArray = npt.NDArray[np.float64]
@@ -127,17 +127,19 @@ class Scenario:
 
 
 @numba.njit(cache=True, nogil=True)
-def _first_bad_ios(op: npt.NDArray[np.int8], offset: npt.NDArray[np.int64], length: npt.NDArray[np.int32],
+def _first_bad_ios(op: npt.NDArray[np.int8], offset: npt.NDArray[Any], length: npt.NDArray[Any], scale: int,
                    image_bytes: int) -> tuple[int, int, int]:
     """The first IO with an op other than read or write, with a length of 0 or less, outside the
-    image (-1 when none): one pass, no temporaries (a 62-million-IO trace is 1 GiB)."""
+    image (-1 when none): one pass, no temporaries (a 62-million-IO trace is 1 GiB). Offsets and
+    lengths in units of ``scale`` bytes."""
     bad_op = bad_length = bad_offset = -1
     for i in range(len(op)):
+        off, ln = np.int64(offset[i]) * scale, np.int64(length[i]) * scale
         if bad_op < 0 and op[i] != READ and op[i] != WRITE:
             bad_op = i
-        if bad_length < 0 and length[i] <= 0:
+        if bad_length < 0 and ln <= 0:
             bad_length = i
-        if bad_offset < 0 and (offset[i] < 0 or offset[i] > image_bytes - length[i]):
+        if bad_offset < 0 and (off < 0 or off > image_bytes - ln):
             bad_offset = i
     return bad_op, bad_length, bad_offset
 
@@ -157,8 +159,11 @@ def _first_bad_times(issue_s: npt.NDArray[np.float64], vm_start: npt.NDArray[np.
     return bad_value, bad_step
 
 
-def check_trace(trace: Trace, fleet: FleetPreset, vms: int) -> None:
+def check_trace(trace: Trace, fleet: FleetPreset, vms: int, ios: IoTable | None = None) -> None:
+    """Refuse a trace a scenario cannot run, in one line. ``ios``: its IOs when the trace holds its ops and
+    times only (a packed synthetic trace)."""
     where = f"trace '{trace.source}'"
+    table = IoTable.of(trace) if ios is None else ios
     n = trace.ios
     if n == 0:
         raise UsageError(f"{where}: the trace is empty; give at least one IO")
@@ -173,18 +178,19 @@ def check_trace(trace: Trace, fleet: FleetPreset, vms: int) -> None:
     empty = np.flatnonzero(np.diff(trace.vm_start) == 0)
     if len(empty):
         raise UsageError(f"{where}: VM {int(empty[0])} has no IOs; every VM of the scenario needs its boot IOs")
-    if len(trace.length_bytes) != n or len(trace.offset_bytes) != n:
+    if len(table.length) != n or len(table.offset) != n or len(table.op) != n:
         raise UsageError(f"{where}: op, offset and length columns differ in length; one row per IO")
-    bad_op, bad_length, i = _first_bad_ios(trace.op, trace.offset_bytes, trace.length_bytes,
+    bad_op, bad_length, i = _first_bad_ios(table.op, table.offset, table.length, table.scale_bytes,
                                            math.floor(fleet.gi_virtual_bytes))
+    scale = table.scale_bytes
     if bad_op >= 0:
-        raise field_error(where, f"op of IO {bad_op}", int(trace.op[bad_op]), "read or write")
+        raise field_error(where, f"op of IO {bad_op}", int(table.op[bad_op]), "read or write")
     if bad_length >= 0:
-        raise field_error(where, f"length of IO {bad_length}", int(trace.length_bytes[bad_length]),
+        raise field_error(where, f"length of IO {bad_length}", int(table.length[bad_length]) * scale,
                           "a length above 0 bytes")
     if i >= 0:
-        end = int(trace.offset_bytes[i]) + int(trace.length_bytes[i])
-        raise field_error(where, f"offset of IO {i}", int(trace.offset_bytes[i]),
+        end = (int(table.offset[i]) + int(table.length[i])) * scale
+        raise field_error(where, f"offset of IO {i}", int(table.offset[i]) * scale,
                           f"an IO inside the image: offset + length ({end}) at most the GI's "
                           f"{int(fleet.gi_virtual_bytes)} bytes")
     if len(trace.start_s) != vms or not np.all(np.isfinite(trace.start_s)) or np.any(trace.start_s < 0):
@@ -212,14 +218,16 @@ def build_scenario(
     util_bin_s: float | None = None,
     seed: int | None = None,
     service_s: FloatArray | None = None,
+    ios: IoTable | None = None,
 ) -> Scenario:
-    """Check the trace for ``vms`` VMs and return a runnable scenario (defaults from the presets)."""
+    """Check the trace for ``vms`` VMs and return a runnable scenario (defaults from the presets).
+    ``ios``: the trace's IOs when it holds its ops and times only (see :func:`check_trace`)."""
     if vms is not None:
         try:
             vms = _vms_check(_whole_if_float(vms))
         except ValueError as exc:
             raise field_error("scenario", "vms", vms, str(exc)) from None
-    check_trace(trace, fleet, trace.vms if vms is None else vms)
+    check_trace(trace, fleet, trace.vms if vms is None else vms, ios)
     values: dict[str, Any] = {
         "golden_images": 1 if golden_images is None else _whole_if_float(golden_images),
         "queue_depth": _whole_if_float(fleet.queue_depth if queue_depth is None else queue_depth),
