@@ -291,6 +291,24 @@ def test_the_single_run_tables_explain_their_words_and_their_limit(cli: Cli) -> 
     assert "what limits this storm: the " in text or "nothing saturates" in text
 
 
+def test_latency_percentiles_from_the_sketch_state_their_bound(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    args = (*BASE, "--vms", "20", "--method", "thin", "--ios-per-vm", "300", "--arrivals", "closed")
+    exact = cli(*args, "--json")
+    assert json.loads(exact.out)["latency_percentiles_relative_error"] == 0.0
+    assert "sketch" not in cli(*args).out
+    from clonefleet.sim import fast
+
+    monkeypatch.setattr(fast, "EXACT_LATENCY_BYTES", 0)  # as a storm whose latencies outgrow the exact store
+    doc = json.loads(cli(*args, "--json").out)
+    bound = doc["latency_percentiles_relative_error"]
+    assert 0 < bound < 1e-3
+    want = json.loads(exact.out)["latency"]
+    for q in ("median_s", "p95_s"):
+        assert abs(doc["latency"][q] - want[q]) <= bound * want[q]
+    text = " ".join(cli(*args).out.split())
+    assert f"within {100 * bound:.3g} % of the exact value" in text
+
+
 def test_the_simulator_tables_fit_80_columns(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "80")
     single = cli(*BASE, "--vms", "20", "--method", "snapshot", "--ios-per-vm", "300")

@@ -252,6 +252,10 @@ def _print_result(result: SimResult) -> None:
                  Col("busiest server", "busiest", right=True), Col("peak bin", "peak", right=True)],
                 [[u.resource, str(u.servers), f"{100 * u.mean:.1f} %", f"{100 * u.busiest_server:.1f} %",
                   f"{100 * u.peak_bin:.1f} %"] for u in result.utilisation if u.servers])
+    if result.latency_percentiles_error:
+        console.print(f"IO latency min and max are exact; its median and p95 come from a sketch (the storm's "
+                      f"{result.ios:,} latencies are more than clonefleet keeps for exact percentiles): each within "
+                      f"{100 * result.latency_percentiles_error:.3g} % of the exact value")
     console.print(UTIL_TERMS, style="dim")
     console.print(f"nominal window {result.boot_window_s:.1f} s ({TERMS['nominal window']}); read hit ratio "
                   f"{100 * result.read_hit_ratio:.1f} %; S = {format_bytes(result.consumed_bytes)}")
