@@ -28,6 +28,10 @@ from clonefleet.units import UnitError, format_bytes
 
 FloatArray = npt.NDArray[np.float64]
 MAX_POINTS = 50_000_000
+#: At most this many storms in one ``sweep --simulate`` (T's times IO paths, see
+#: :mod:`clonefleet.sim.sweepstorms`): each is a whole boot storm, seconds to minutes of CPU; a
+#: sweep of every T from 1 to 10,000 is the model's job, not the simulator's.
+MAX_SWEEP_STORMS = 64
 
 
 def parse_range(text: str, what: str = "--vms") -> npt.NDArray[np.int64]:
@@ -201,6 +205,10 @@ class SweepResult:
     life: Lifetime = NO_LIFETIME  # the horizon: S is also given at its peak over it
     # per function, S at its peak over the horizon at the largest T: (raw, stored)
     peak_at_largest: dict[str, tuple[float | None, float | None]] = dataclasses.field(default_factory=dict)
+    # with --simulate: the storms along the sweep (clonefleet.sim.sweepstorms.StormPoint.to_dict) and how
+    # they were run (seed, IOs per boot, slack, arrivals)
+    storms: list[dict[str, object]] = dataclasses.field(default_factory=list)
+    storm_settings: dict[str, object] = dataclasses.field(default_factory=dict)
 
     @property
     def points(self) -> int:
@@ -243,6 +251,8 @@ class SweepResult:
         }
         if self.life.days > 0:
             doc["lifetime"] = self.life.to_dict()
+        if self.storm_settings:
+            doc["simulation"] = {**self.storm_settings, "storms": self.storms}
         return doc
 
 

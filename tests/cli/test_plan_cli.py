@@ -91,6 +91,50 @@ def test_sweep_json_and_files(cli: Cli, tmp_path: Path) -> None:
     assert len(lines) == 1 + 3000 * 4 * 3
 
 
+SWEEP_SIM = ("sweep", "-f", "server-ws2008", "-a", "midrange-2012", "--vms", "1000:4000:1500", "--simulate",
+             "--ios-per-vm", "200", "--seed", "3", "--json")
+
+
+def test_sweep_simulate_boots_the_fleet_at_each_t_as_the_simulator_does(cli: Cli, tmp_path: Path) -> None:
+    from clonefleet.presets import load_array, load_fleet, load_function
+    from clonefleet.sim.compare import run_fleet
+    from clonefleet.sim.trace import Arrivals
+
+    r = cli(*SWEEP_SIM, "--workers", "1", "--out", str(tmp_path))
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    sim = doc["simulation"]
+    assert (sim["arrivals"], sim["ios_per_vm"], sim["slack"], sim["seed"]) == ("open", 200, 1.02, 3)
+    largest = {m["function"]: m["max_vms"] for m in doc["methods"]}
+    points = {(p["function"], p["vms"]): p for p in sim["storms"]}
+    assert sorted(points) == sorted((f, t) for f in ("full", "thin", "snapshot") for t in (1000, 2500, 4000))
+    fleet, array = load_fleet("server-ws2008"), load_array("midrange-2012")
+    for (name, t), p in points.items():
+        assert p["model_carries"] == (t <= largest[name]) and p["meets_window"] == (p["p95_boot_over_nominal"] <= 1.02)
+        if name != "full":  # full and thin share their storms: the same IO path
+            _, ratio = run_fleet(fleet, array, load_function(name), t, 3, 200, Arrivals.OPEN)
+            assert p["p95_boot_over_nominal"] == ratio
+    assert all(points["full", t]["p95_boot_over_nominal"] == points["thin", t]["p95_boot_over_nominal"]
+               for t in (1000, 2500, 4000))
+    # the sweep crosses the model's largest T of full and thin: storms on both sides of the knee
+    assert not points["thin", 4000]["meets_window"] and points["thin", 1000]["meets_window"]
+    assert points["snapshot", 1000]["golden_images"] >= 1 and points["thin", 1000]["golden_images"] == 1
+    assert json.loads((tmp_path / "sweep.json").read_text())["simulation"] == sim
+    # the same storms on two local processes: the same figures
+    assert json.loads(cli(*SWEEP_SIM, "--workers", "2").out)["simulation"] == sim
+    table = " ".join(cli(*SWEEP_SIM[:-1], "--workers", "1").out.split())
+    assert "boot storms along the sweep" in table and "misses" in table and "meets" in table
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    (("--vms", "1:100"), "100 fleet sizes x 2 IO paths = 200 storms, at most 64; give --vms a step"),
+    (("--vms", "10:20", "--slack", "0.5"), "--slack = 0.5: a factor of at least 1"),
+])
+def test_sweep_simulate_refuses_what_it_cannot_run_in_one_line(cli: Cli, extra: tuple[str, ...], words: str) -> None:
+    r = cli("sweep", "-f", "server-ws2008", "-a", "midrange-2012", "--simulate", *extra)
+    assert r.code == 2 and words in " ".join(r.err.split()) and len(r.err.strip().splitlines()) == 1, r.err
+
+
 #: What a fleet-size flag allows (cli.app.parse_whole).
 WHOLE_VMS = "a whole number from 1 to 1,000,000,000,000"
 

@@ -291,6 +291,13 @@ def test_the_single_run_tables_explain_their_words_and_their_limit(cli: Cli) -> 
     assert "what limits this storm: the " in text or "nothing saturates" in text
 
 
+def test_the_cli_defaults_are_the_simulators() -> None:
+    from clonefleet.cli import sim_cmds
+    from clonefleet.sim import compare
+
+    assert (sim_cmds.DEFAULT_SLACK, sim_cmds.STORM_IOS_PER_VM) == (compare.DEFAULT_SLACK, compare.DEFAULT_IOS_PER_VM)
+
+
 def test_latency_percentiles_from_the_sketch_state_their_bound(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     args = (*BASE, "--vms", "20", "--method", "thin", "--ios-per-vm", "300", "--arrivals", "closed")
     exact = cli(*args, "--json")

@@ -21,10 +21,28 @@ from clonefleet.cli.app import (
     print_table,
     progress_display,
 )
+from clonefleet.cli.sim_cmds import (
+    DASK_OPTION,
+    MAX_IOS_PER_VM,
+    SEED_OPTION,
+    SLACK_OPTION,
+    STORM_IOS_PER_VM,
+    WORKERS_OPTION,
+    check_slack,
+)
 from clonefleet.cli.traces import derive_from_trace
-from clonefleet.errors import UsageError
+from clonefleet.errors import UsageError, output_folder
 from clonefleet.lifetime import MAX_DAYS, Lifetime, parse_capacity, parse_period_days, period_text
-from clonefleet.planner import DEFAULT_FUNCTIONS, MAX_VMS, RESOURCES, MethodPlan, Plan, plan, reduces_data
+from clonefleet.planner import (
+    DEFAULT_FUNCTIONS,
+    MAX_VMS,
+    RESOURCES,
+    MethodPlan,
+    Plan,
+    plan,
+    reduces_data,
+    resolve_functions,
+)
 from clonefleet.presets import (
     ArrayPreset,
     PresetInfo,
@@ -36,6 +54,7 @@ from clonefleet.presets import (
     preset_label,
 )
 from clonefleet.storage.files import refuse_to_replace, write_text_whole
+from clonefleet.sweep import MAX_SWEEP_STORMS
 from clonefleet.units import format_bytes
 
 FLEET_OPTION = typer.Option(..., "--fleet", "-f", help="Fleet preset name or path to a fleet TOML file.")
@@ -398,6 +417,30 @@ def reproduce_paper_cmd(
         console.print(f"wrote {path}")
 
 
+def _print_sweep_storms(storms: list[dict[str, object]], settings: dict[str, object], functions: list[str],
+                        largest: dict[str, int]) -> None:
+    """The storms of sweep --simulate: one row per T, per function its p95 boot / nominal and verdict."""
+    cell = {(str(p["function"]), int(str(p["vms"]))): p for p in storms}
+    ts = sorted({t for _, t in cell})
+    rows, disagree = [], False
+    for t in ts:
+        row = [f"{t:,}"]
+        for name in functions:
+            p = cell[name, t]
+            mark = "" if p["meets_window"] == p["model_carries"] else " *"
+            disagree = disagree or bool(mark)
+            row.append(f"{float(str(p['p95_boot_over_nominal'])):.3f} {'meets' if p['meets_window'] else 'misses'}"
+                       f"{mark}")
+        rows.append(row)
+    print_table(f"boot storms along the sweep: p95 boot / nominal window ({settings['arrivals']} loop, "
+                f"{int(str(settings['ios_per_vm'])):,} IOs per boot, seed {settings['seed']})",
+                [Col("T", right=True), *(Col(name, right=True) for name in functions)], rows)
+    model = ", ".join(f"{name} {largest[name]:,}" for name in functions)
+    console.print(f"meets: p95 boot within {settings['slack']:g} x the nominal window (one boot at the fleet's rate "
+                  f"A with no queueing); the model's largest T: {model}"
+                  + ("; *: the storm and the model disagree at that T" if disagree else ""), style="dim")
+
+
 @app.command("sweep")
 def sweep_cmd(
     fleet: str = FLEET_OPTION,
@@ -412,6 +455,16 @@ def sweep_cmd(
     refresh: str = REFRESH_OPTION,
     recompose: str = RECOMPOSE_OPTION,
     out: Path = typer.Option(None, "--out", "-o", help="Folder for sweep.csv, sweep.json and sweep.png."),
+    simulate: bool = typer.Option(False, "--simulate",
+                                  help="Also boot the fleet at each T of --vms (one storm per T and IO path, at "
+                                       f"most {MAX_SWEEP_STORMS}): does its p95 boot stay within --slack of the "
+                                       "nominal window where the model says the array carries it?"),
+    ios_per_vm: int = typer.Option(STORM_IOS_PER_VM, "--ios-per-vm", click_type=Whole(10, MAX_IOS_PER_VM),
+                                   help="IOs per boot in the --simulate storms (open loop, as validate runs them)."),
+    slack: float = SLACK_OPTION,
+    seed: int = SEED_OPTION,
+    dask: str = DASK_OPTION,
+    workers: int = WORKERS_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """S and the requirement against T per method; the largest T and the fewest disks for a target T.
@@ -421,16 +474,32 @@ def sweep_cmd(
     array carries (Eq. 2); bottleneck = the busiest of the array's processors, its disks, the
     GI volume's processor, the GI's disks; fewest disks for target = the smallest pool X that
     carries --target VMs. With --days: S also at its peak over that many days of use (growth,
-    refresh, recompose), in the JSON, the CSV and the table. Every term: docs/background.md, Glossary.
+    refresh, recompose), in the JSON, the CSV and the table. With --simulate: a boot storm at each T
+    (open loop, each VM offering A), its p95 boot / nominal window beside the model's verdict, the
+    storms side by side on the local cores (--workers) or a Dask cluster (--dask), the same results
+    either way. Every term: docs/background.md, Glossary.
     """
     life = make_lifetime(days, refresh, recompose, None, "0")
     from clonefleet.report.sweepfig import write_sweep
     from clonefleet.sweep import parse_param, parse_range, run_sweep
 
+    check_slack(slack)
+    fleet_p, array_p, ts = load_fleet(fleet), load_array(array), parse_range(vms)
+    fns = resolve_functions(parse_functions(functions))
+    if simulate:  # refused before the model's sweep, before any storm: too many storms, an unusable --out
+        from clonefleet import sim
+
+        sim.check_sweep_storms(fns, ts.tolist())
+        if out is not None:
+            output_folder(out)
     with progress_display(not as_json) as report:
-        result = run_sweep(load_fleet(fleet), load_array(array), parse_range(vms),
-                           parse_functions(functions), parse_param(param) if param else None, target, report,
-                           life)
+        result = run_sweep(fleet_p, array_p, ts, fns, parse_param(param) if param else None, target, report, life)
+        if simulate:
+            settings = {"arrivals": sim.Arrivals.OPEN.value, "ios_per_vm": ios_per_vm, "slack": slack, "seed": seed}
+            with sim.storm_executor(dask, workers) as executor:
+                points = sim.sweep_storms(fleet_p, array_p, fns, ts.tolist(), seed=seed, ios_per_vm=ios_per_vm,
+                                          slack=slack, executor=executor, progress=report)
+            result.storms, result.storm_settings = [p.to_dict() for p in points], settings
         files = write_sweep(result, out, report) if out is not None else []
     if as_json:
         emit_json(result.summary(files))
@@ -448,5 +517,7 @@ def sweep_cmd(
                  Col("bottleneck at largest T", "bottleneck"), Col("S at largest T", "S", right=True),
                  *([Col(f"peak S over {life.days} days", "peak", right=True)] if life.days > 0 else []),
                  Col("fewest disks for target", "disks", wrap=True)], rows)
+    if result.storms:
+        _print_sweep_storms(result.storms, result.storm_settings, [f.name for f in result.functions], result.largest)
     for path in files:
         console.print(f"wrote {path}")

@@ -40,6 +40,21 @@ DASK_OPTION = typer.Option(None, "--dask", metavar="ADDRESS",
 WORKERS_OPTION = typer.Option(None, "--workers", click_type=Whole(1, 4096, "WORKERS"),
                               help="Local processes for independent storms (default: one per core; 1: none, "
                                    "all in this process).")
+#: The CLI's copies of the simulator's defaults (DEFAULT_SLACK, DEFAULT_IOS_PER_VM of its compare module; a
+#: test holds them equal): the CLI starts without importing the simulator.
+DEFAULT_SLACK = 1.02
+SLACK_OPTION = typer.Option(DEFAULT_SLACK, "--slack", help="A fleet meets its window when p95 boot / nominal <= slack.")
+#: IOs per boot in the storms validate bisects with and sweep --simulate runs.
+STORM_IOS_PER_VM = 4000
+
+
+def check_slack(slack: float) -> float:
+    """--slack: a finite factor of at least 1."""
+    if not (np.isfinite(slack) and slack >= 1.0):
+        raise UsageError(f"--slack = {slack!r}: a factor of at least 1")
+    return slack
+
+
 #: IOs one boot issues, or outstanding per VM: far beyond any real boot, and a storm still fits in memory.
 MAX_IOS_PER_VM = 10**9
 IOS_HELP = "IOs per VM boot (default: the fleet's boot_ios); fewer for a quick run, W and n scale along."
@@ -274,10 +289,10 @@ def validate_cmd(
     array: str = ARRAY_OPTION,
     functions: str = typer.Option("full,thin,snapshot", "--functions",
                                   help="Comma-separated storage functions to check, e.g. full,thin,snapshot."),
-    ios_per_vm: int = typer.Option(4000, "--ios-per-vm", click_type=Whole(10, MAX_IOS_PER_VM),
+    ios_per_vm: int = typer.Option(STORM_IOS_PER_VM, "--ios-per-vm", click_type=Whole(10, MAX_IOS_PER_VM),
                                    help="IOs per boot in the bisection runs (C and S always use the full boot)."),
     arrivals: str = typer.Option("open", "--arrivals", help="open (each VM offers A, the model's premise) or closed."),
-    slack: float = typer.Option(1.02, "--slack", help="A fleet meets its window when p95 boot / nominal <= slack."),
+    slack: float = SLACK_OPTION,
     seed: int = SEED_OPTION,
     dask: str = DASK_OPTION,
     workers: int = WORKERS_OPTION,
@@ -303,8 +318,7 @@ def validate_cmd(
     fns = [load_function(n) for n in names]
     ios, s = ios_per_vm, seed
     arr = sim.Arrivals(_choice("--arrivals", arrivals, tuple(a.value for a in sim.Arrivals)))
-    if not (np.isfinite(slack) and slack >= 1.0):
-        raise UsageError(f"--slack = {slack!r}: a factor of at least 1")
+    check_slack(slack)
     with progress_display(not (as_json or quiet)) as report, sim.storm_executor(dask, workers) as executor:
         checks = sim.validate_fleet(fleet_p, array_p, fns, seed=s, ios_per_vm=ios, slack=slack, arrivals=arr,
                                     executor=executor, slots=sim.executor_slots(executor), progress=report)

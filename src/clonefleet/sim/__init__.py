@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from clonefleet.sim.replay import replay_boots
     from clonefleet.sim.results import Engine, ScenarioRecord, SimResult
     from clonefleet.sim.storm import Storm, model_golden_images, run_storm
+    from clonefleet.sim.sweepstorms import StormPoint, check_sweep_storms, sweep_storms
     from clonefleet.sim.trace import Arrivals, Trace, generate_trace
     from clonefleet.sim.traceio import FORMATS as TRACE_FORMATS
     from clonefleet.sim.traceio import read_trace, write_csv, write_fio_iologs
@@ -47,15 +48,17 @@ _WHERE = {
     "Arrivals": "trace", "Trace": "trace", "generate_trace": "trace",
     "TRACE_FORMATS": "traceio", "read_trace": "traceio", "write_fio_iologs": "traceio", "write_csv": "traceio",
     "replay_boots": "replay",
+    "StormPoint": "sweepstorms", "sweep_storms": "sweepstorms",
+    "check_sweep_storms": "sweepstorms",
 }
 _RENAMED = {"TRACE_FORMATS": "FORMATS"}
 
 __all__ = [
     "TRACE_FORMATS", "Arrivals", "Engine", "MethodCheck", "Progress", "ScenarioRecord", "SimResult", "Storm",
-    "Trace", "TracePool", "boot_times_figure", "check_method", "executor_slots", "explain_bottleneck",
-    "explain_replicas", "generate_trace", "model_golden_images", "no_progress", "read_trace", "replay_boots",
-    "run_storm", "storm_executor", "utilisation_figure", "validate_fleet", "write_csv", "write_fio_iologs",
-    "write_plots",
+    "StormPoint", "Trace", "TracePool", "boot_times_figure", "check_method", "check_sweep_storms", "executor_slots",
+    "explain_bottleneck", "explain_replicas", "generate_trace", "model_golden_images", "no_progress", "read_trace",
+    "replay_boots", "run_storm", "storm_executor", "sweep_storms", "utilisation_figure", "validate_fleet",
+    "write_csv", "write_fio_iologs", "write_plots",
 ]
 
 

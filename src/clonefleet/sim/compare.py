@@ -307,6 +307,11 @@ def fleet_ratio(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset
     return run_fleet(fleet, array, function, vms, seed, ios_per_vm, arrivals, pool)[1]
 
 
+def release_traces() -> None:
+    """Let go of this process's trace pool (:func:`fleet_ratio` keeps one between calls)."""
+    _POOLS.clear()
+
+
 def validate_fleet(fleet: FleetPreset, array: ArrayPreset, functions: Sequence[FunctionPreset], *,
                    seed: int = 0, ios_per_vm: int | None = DEFAULT_IOS_PER_VM, slack: float = DEFAULT_SLACK,
                    capacity_vms: int | None = None, arrivals: Arrivals = Arrivals.OPEN,
@@ -401,6 +406,6 @@ def validate_fleet(fleet: FleetPreset, array: ArrayPreset, functions: Sequence[F
         for row, f in enumerate(which):
             per_clone[f"{t_cap}/{f.name}"] = np.ascontiguousarray(whole[row])
     if isinstance(ex, Inline):
-        _POOLS.clear()  # this process's trace: not kept once the check is done
+        release_traces()  # this process's trace: not kept once the check is done
     return [_method_check(fleet, array, f, t_model[k], found[group_of[k]], runs[group_of[k]], caps[k],
                           per_clone[f"{caps[k]}/{f.name}"], arrivals, slack) for k, f in enumerate(functions)]
