@@ -32,7 +32,7 @@ from clonefleet.sim.arraymodel import compile_network
 from clonefleet.sim.fast import run_fast
 from clonefleet.sim.reference import run_reference
 from clonefleet.sim.results import Engine, simulate
-from clonefleet.sim.scenario import Scenario, build_scenario
+from clonefleet.sim.scenario import Scenario, build_scenario, cache_slots
 from clonefleet.sim.storm import model_golden_images, run_storm
 from clonefleet.sim.trace import Arrivals, Trace, available_memory_bytes, generate_trace, packed_memory_bytes
 
@@ -173,13 +173,13 @@ def bench_scale(function: str) -> None:
     """Cost per IO (engine, and whole storm in CPU time) and peak memory per IO at each fleet size, each
     storm in a fresh process; the 100-desktop storm is the anchor of the cost ratios, the 1000-desktop one
     and SimPy (on two VMs of the same storm) the anchors of the 10,000-desktop storm's figures."""
-    fleet = load_fleet("desktop-win7")
+    fleet, array = load_fleet("desktop-win7"), load_array(ARRAY)
     rows: dict[int, dict[str, float]] = {}
     print(f"scale: desktop-win7, {function}, closed loop, {fleet.boot_ios:,.0f} IOs per VM, each size in a fresh "
           "process, as `clonefleet simulate` runs it (ns per IO: CPU time of the engine and summary / IOs, and of "
           "the whole storm / IOs; CPU time, not wall: the machine is shared)")
     for vms in SCALE_VMS:
-        need, have = packed_memory_bytes(int(vms * fleet.boot_ios)), available_memory_bytes()
+        need, have = packed_memory_bytes(int(vms * fleet.boot_ios), cache_slots(array)), available_memory_bytes()
         if have and need > have:
             print(f"  {vms:>6,} VMs: not run, needs about {need / 2**30:.1f} GiB, {have / 2**30:.1f} GiB available")
             continue

@@ -303,9 +303,9 @@ def test_latency_percentiles_from_the_sketch_state_their_bound(cli: Cli, monkeyp
     exact = cli(*args, "--json")
     assert json.loads(exact.out)["latency_percentiles_relative_error"] == 0.0
     assert "sketch" not in cli(*args).out
-    from clonefleet.sim import fast
+    from clonefleet.sim import trace
 
-    monkeypatch.setattr(fast, "EXACT_LATENCY_BYTES", 0)  # as a storm whose latencies outgrow the exact store
+    monkeypatch.setattr(trace, "EXACT_LATENCY_BYTES", 0)  # as a storm whose latencies outgrow the exact store
     doc = json.loads(cli(*args, "--json").out)
     bound = doc["latency_percentiles_relative_error"]
     assert 0 < bound < 1e-3

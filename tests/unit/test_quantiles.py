@@ -73,3 +73,16 @@ def test_the_sketch_is_within_its_stated_bound_of_numpys_percentiles(case: str) 
     assert np.all(np.abs(got - want) <= SKETCH_RELATIVE_ERROR * want)
     if case == "exponential":  # the bound is not loose by orders of magnitude: the sketch is not exact
         assert np.any(got != want) and np.max(np.abs(got - want) / want) > SKETCH_RELATIVE_ERROR / 100
+
+
+def test_the_sketch_keeps_its_bound_on_the_edges_of_its_bins() -> None:
+    # Powers of two sit on a bin's lower edge, the farthest from its middle: the bound is reached
+    # there, so the middle must be computed without rounding (a float32 sum went one ulp past it).
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        x = (2.0 ** rng.integers(-30, 10, int(rng.integers(1, 20)))).astype(np.float32)
+        sketch = new_sketch()
+        sketch_add_all(sketch, x)
+        qs = [*rng.uniform(0.0, 100.0, 5).tolist(), 0.0, 50.0, 100.0]
+        want = np.percentile(x.astype(np.float64), qs)
+        assert np.all(np.abs(sketch_percentiles(sketch, qs) - want) <= SKETCH_RELATIVE_ERROR * want)

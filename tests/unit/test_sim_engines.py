@@ -66,6 +66,16 @@ def _assert_same_run(a: RawRun, b: RawRun) -> None:
     assert (a.reads, a.read_hits) == (b.reads, b.read_hits)
 
 
+def _assert_same_reduction(a: RawRun, b: RawRun) -> None:
+    """The figures a run reduces as it goes: per VM, C per clone, the latency sketch and extremes."""
+    np.testing.assert_array_equal(a.vm_last_s, b.vm_last_s)
+    np.testing.assert_array_equal(a.new_units, b.new_units)
+    np.testing.assert_array_equal(a.latency_sketch, b.latency_sketch)
+    assert (a.latency_min_s, a.latency_max_s) == (b.latency_min_s, b.latency_max_s)
+    assert a.latency_sum_s == pytest.approx(b.latency_sum_s, rel=1e-9)
+    assert (a.reads, a.read_hits) == (b.reads, b.read_hits)
+
+
 @pytest.mark.parametrize("seed", range(100))
 def test_engines_agree_per_io(seed: int) -> None:
     net = compile_network(random_scenario(seed))
@@ -77,9 +87,13 @@ def test_engines_agree_per_io(seed: int) -> None:
     # numbered ahead: the same run, and the same C per clone.
     sc = random_scenario(seed)
     for keys in (False, True):
-        streamed = run_fast(compile_network(sc, place=False, keys=keys), events=True)
+        streamed_net = compile_network(sc, place=False, keys=keys)
+        streamed = run_fast(streamed_net, events=True)
         _assert_same_run(run_fast(net, events=True), streamed)
         np.testing.assert_array_equal(streamed.new_units, ref.new_units)
+        # What a storm keeps (per_io=False: reduced as the IOs complete) is the reference's reduction.
+        _assert_same_reduction(run_fast(streamed_net, events=True, per_io=False), ref)
+    _assert_same_reduction(fast, ref)
     np.testing.assert_allclose(fast.completion_s, ref.completion_s, rtol=0, atol=1e-9)
     np.testing.assert_allclose(fast.latency_s, ref.latency_s, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(fast.busy_disk_s, ref.busy_disk_s, rtol=1e-12, atol=1e-12)

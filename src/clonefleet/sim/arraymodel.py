@@ -41,8 +41,8 @@ import numpy.typing as npt
 
 from clonefleet.planner import fleet_consumed_bytes
 from clonefleet.presets import Method
-from clonefleet.sim.order import IdArray, time_order
-from clonefleet.sim.scenario import Scenario
+from clonefleet.sim.order import IdArray, id_dtype, time_order
+from clonefleet.sim.scenario import Scenario, cache_slots
 from clonefleet.sim.trace import IoTable
 
 IntArray = npt.NDArray[np.int64]
@@ -78,7 +78,7 @@ class Network:
     blocks: int  # cache blocks of the image: key = owner * blocks + block
     unit_lo: int  # the first unit any write touches: per VM bit (u - unit_lo) marks unit u allocated
     unit_words: int  # 64-bit words per VM of those marks
-    key: Int32Array  # per IO numbered ahead: its dense cache key (see _place), or empty: keyed as issued, by
+    key: IdArray  # per IO numbered ahead: its dense cache key (see _place), or empty: keyed as issued, by
     #                  owner * blocks + block (owner: VM v, or GI g as VMs + g)
     keys: int  # the dense keys' count
     disk: DiskArray  # per IO placed ahead: disk of a read miss, first disk of a write
@@ -162,7 +162,7 @@ def place_io(v: int, i: int, write: bool, placement: tuple[Any, ...],
 
 @numba.njit(cache=True, nogil=True)
 def _place(vm_start: IntArray, is_write: Int8Array, placement: tuple[Any, ...], marks: npt.NDArray[np.uint64],
-           order: IntArray, block_rows: Int32Array, key: Int32Array, disk: DiskArray, cow: DiskArray,
+           order: IntArray, block_rows: IdArray, key: IdArray, disk: DiskArray, cow: DiskArray,
            new_units: IntArray) -> int:
     """Place every IO ahead, VM by VM in issue order (:func:`place_io`), the VMs in ``order`` (GI by GI);
     fill ``key`` with each IO's key numbered densely, and ``disk``, ``cow`` and ``new_units`` unless
@@ -240,7 +240,8 @@ def compile_network(scenario: Scenario, arrival_order: IdArray | None = None, *,
     allocates = fn.method is not Method.FULL
     lo, hi = _written_units(table.op, table.offset, table.length, table.scale_bytes, unit) if allocates else (0, 0)
     placed = n if place else 0
-    key, disk = np.empty(n if place or keys else 0, np.int32), np.empty(placed, small)
+    # A key per IO numbers at most as many keys as IOs: int32 while they fit (the ids' rule).
+    key, disk = np.empty(n if place or keys else 0, id_dtype(n)), np.empty(placed, small)
     cow = np.full((2, placed if snapshot else 0), -1, small)
     # An open loop's arrival order depends on the trace alone: it is sorted on the other core
     # while the IOs are placed (both release the GIL).
@@ -259,7 +260,7 @@ def compile_network(scenario: Scenario, arrival_order: IdArray | None = None, *,
         pool_disks=int(array.disks), disks=disks,
         write_disks=int(array.raid_write_penalty),
         volume_s=1.0 / array.volume_iops_limit, processor_s=processors / array.processor_iops,
-        disk_s=1.0 / array.disk_iops, cache_slots=int(array.cache_bytes // scenario.cache_block_bytes),
+        disk_s=1.0 / array.disk_iops, cache_slots=cache_slots(array, scenario.cache_block_bytes),
         service_s=np.ascontiguousarray(service, np.float64), queue_depth=scenario.queue_depth,
         closed=not len(trace.issue_s), util_bin_s=scenario.util_bin_s,
     )
@@ -268,7 +269,7 @@ def compile_network(scenario: Scenario, arrival_order: IdArray | None = None, *,
         arrivals = other_core.submit(lambda: time_order(trace.issue_s) if arrival_order is None else arrival_order)
         if len(key):  # np.zeros: only the rows of blocks the trace touches cost memory
             count = _place(trace.vm_start, table.op, net.placement, unit_marks(net),
-                           np.argsort(gi_of_vm, kind="stable"), np.zeros((2, net.blocks, 2), np.int32), key, disk,
+                           np.argsort(gi_of_vm, kind="stable"), np.zeros((2, net.blocks, 2), id_dtype(n)), key, disk,
                            cow, np.zeros(vms, np.int64) if net.new_units is None else net.new_units)
         order = arrivals.result()
     return replace(net, arrival_order=order, keys=count)

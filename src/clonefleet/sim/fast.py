@@ -31,6 +31,7 @@ from clonefleet.sim.arraymodel import DiskArray, Network, place_io, unit_marks
 from clonefleet.sim.lru import Lru, lru_access, new_lru
 from clonefleet.sim.order import IdArray, id_dtype, less, sort_pairs
 from clonefleet.sim.quantiles import new_sketch, sketch_add
+from clonefleet.sim.trace import keeps_latencies
 
 FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
@@ -252,7 +253,7 @@ def id_bits(vms: int, ios_per_vm: int, slots_per_vm: int) -> tuple[int, int]:
 
 @numba.njit(cache=True)
 def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write: npt.NDArray[np.int8],
-         placement: tuple[Any, ...], marks: npt.NDArray[np.uint64], key: Int32Array, vm_volume: Int32Array,
+         placement: tuple[Any, ...], marks: npt.NDArray[np.uint64], key: IdArray, vm_volume: Int32Array,
          volume_processor: Int32Array, n_proc: int, n_disks: int, write_disks: int, volume_s: float,
          processor_s: float, disk_s: float, service_s: FloatArray, q: int, closed: bool, bin_s: float,
          n_bins: int, lru: Lru, arrivals: IntArray, j_bits: int, s_bits: int, completion: FloatArray,
@@ -501,7 +502,7 @@ def _merge_into(t: FloatArray, ids: IdArray, na: int, tb: FloatArray, ib: IdArra
 
 
 @numba.njit(cache=True)
-def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: Int32Array, disk: DiskArray,
+def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: IdArray, disk: DiskArray,
                 cow_disk: DiskArray, vm_volume: Int32Array, volume_processor: Int32Array, n_proc: int,
                 pool: int, n_disks: int, write_disks: int, volume_s: float, processor_s: float,
                 disk_s: float, service_s: FloatArray, bin_s: float, n_bins: int, vm_of: Int32Array,
@@ -588,11 +589,6 @@ def loop_arrays(slots: int, vms: int) -> tuple[Any, ...]:
             np.full(vms, -np.inf), np.zeros(vms, np.int64), np.zeros(vms, np.int64))
 
 
-#: A run records every IO's latency (4 bytes per IO) for exact percentiles while they take at most
-#: this much memory; above it, the percentiles come from the sketch (clonefleet.sim.quantiles).
-EXACT_LATENCY_BYTES = 1 << 30
-
-
 def run_fast(net: Network, events: bool = False, *, per_io: bool = True, bucket_s: float | None = None,
              adapt_every: int = ADAPT_EVERY_EVENTS) -> RawRun:
     """Run the compiled engine on a network: an open loop stage by stage, a closed loop (or any loop
@@ -600,7 +596,7 @@ def run_fast(net: Network, events: bool = False, *, per_io: bool = True, bucket_
 
     ``per_io``: return every IO's completion and latency (12 bytes per IO); otherwise the run is
     only reduced (per VM, per server, the latency sketch), plus every IO's latency while they fit in
-    EXACT_LATENCY_BYTES (exact percentiles). The stage passes always hold the IOs: an open loop's
+    trace.EXACT_LATENCY_BYTES (exact percentiles). The stage passes always hold the IOs: an open loop's
     memory grows with its IOs; a closed loop's event loop holds its VMs' slots, the cache and the
     calendar, so its memory grows with the VMs and the cache, not with the IOs.
 
@@ -632,7 +628,7 @@ def run_fast(net: Network, events: bool = False, *, per_io: bool = True, bucket_
         arrivals = (vm_of_arrival << j_bits) | (net.arrival_order - net.vm_start[vm_of_arrival])
     sized = n if per_io else 0
     completion, latency = np.zeros(sized), np.zeros(sized, np.float32)
-    latency_only = np.zeros(n if not per_io and 4 * n <= EXACT_LATENCY_BYTES else 0, np.float32)
+    latency_only = np.zeros(n if not per_io and keeps_latencies(n) else 0, np.float32)
     sketch = new_sketch()
     slots = vms * net.queue_depth if net.closed else n
     bv, bp, bd, bins, reads, hits, last, lo, hi, total, new_units = _run(

@@ -20,10 +20,11 @@ key, indexed by the key (-1: not cached), so a VM's keys sit together in memory
 and an access touches the key's own cell; the ring works as above. That costs 8
 bytes per distinct key, so it is for storms whose keys were numbered ahead.
 
-Memory: 32 bytes per slot for the table (16 per cell, two cells per slot) and 16
-for the ring (two records per slot, 8 bytes each), or as much per key that can
-come when that is less: bounded by the cache's capacity, never by the number of
-distinct keys a storm touches. Everything is in
+Memory, keys hashed: the table has two to four cells per slot (a power of two at
+least twice the slots, 16 bytes each) and the ring as many records (8 bytes each),
+48 to 96 bytes per slot, or as much per key that can come when that is less:
+bounded by the cache's capacity, never by the number of distinct keys a storm
+touches. Dense keys: 8 bytes per key that can come, plus the ring. Everything is in
 three arrays (:func:`new_lru`) that the compiled engines pass around as one value.
 ``test_sim_cache`` holds it equal to an ``OrderedDict`` LRU, hit for hit.
 """
@@ -59,7 +60,7 @@ def new_lru(slots: int, max_keys: int, dense: bool = False) -> Lru:
         return (np.full(max(int(max_keys), 1), -1, np.int64), np.empty(records, np.int64),
                 np.array([0, 0, 0, slots, 0, records - 1, 1 if as_set else 0, 1], np.int64))
     return (np.full(2 * cells, -1, np.int64), np.empty(records, np.int64),
-            np.array([0, 0, 0, slots, cells - 1, records - 1, 1 if as_set else 0, 1 if dense else 0], np.int64))
+            np.array([0, 0, 0, slots, cells - 1, records - 1, 1 if as_set else 0, 0], np.int64))
 
 
 @numba.njit(cache=True, inline="always")

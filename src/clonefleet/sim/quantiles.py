@@ -149,7 +149,7 @@ def _sketch_ranked(sketch: IntArray, ranks: IntArray) -> FloatArray:
         for side in range(2):
             k = np.uint32((b << _SKETCH_SHIFT) | (side * ((1 << _SKETCH_SHIFT) - 1)))
             edge[side] = k ^ np.uint32(0x80000000) if k >= np.uint32(0x80000000) else ~k
-        out[j] = 0.5 * (float(value[0]) + float(value[1]))
+        out[j] = 0.5 * (np.float64(value[0]) + np.float64(value[1]))  # in float64: a float32 sum rounds
     return out
 
 

@@ -33,6 +33,11 @@ DEFAULT_CACHE_BLOCK_BYTES = 4096
 BINS_PER_WINDOW = 200
 MAX_CACHE_BLOCK_BYTES = 1 << 30
 
+def cache_slots(array: ArrayPreset, block_bytes: int = DEFAULT_CACHE_BLOCK_BYTES) -> int:
+    """Blocks of ``block_bytes`` the array's cache holds: the LRU's slots."""
+    return int(array.cache_bytes // block_bytes)
+
+
 
 def _cache_block(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or \

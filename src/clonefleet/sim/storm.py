@@ -21,8 +21,8 @@ from clonefleet.sim.arraymodel import compile_network
 from clonefleet.sim.order import IdArray, time_order
 from clonefleet.sim.parallel import run_all
 from clonefleet.sim.results import Engine, SimResult, run_engine, summarise
-from clonefleet.sim.scenario import build_scenario
-from clonefleet.sim.trace import Arrivals, Trace, check_fits_in_memory, generate_trace, trace_draw
+from clonefleet.sim.scenario import build_scenario, cache_slots
+from clonefleet.sim.trace import Arrivals, Trace, check_fits_in_memory, generate_trace, numbers_keys_ahead, trace_draw
 
 
 def model_golden_images(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, vms: int) -> int:
@@ -85,7 +85,7 @@ def run_storm(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, 
     side_by_side = executor is not None and len(gs) > 1
     if trace is None and not keep_trace and Arrivals(arrivals) is Arrivals.CLOSED and not side_by_side:
         per_vm = int(round(fleet.boot_ios if ios_per_vm is None else ios_per_vm))
-        check_fits_in_memory(vms, per_vm, Arrivals.CLOSED, packed=True)
+        check_fits_in_memory(vms, per_vm, Arrivals.CLOSED, packed_cache_slots=cache_slots(array))
         trace, ios = trace_draw(fleet, vms, np.random.default_rng(seed), arrivals=arrivals, ios_per_vm=ios_per_vm,
                                 seed=seed, start_spread_s=start_spread_s).packed(progress)
         progress("draw the trace", vms, vms)
@@ -115,23 +115,15 @@ def run_storm(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, 
         pace = f", last run {runs[-1].ios_per_s:,.0f} IOs/s" if runs else ""
         progress(f"place {size} on the array{which}", k, n)
         # The fast engine's closed loop places the IOs itself, as they are issued; their cache keys are
-        # numbered ahead (4 bytes per IO, and the cache's table 8 bytes per key) when the cache can hold
-        # every one (a set) or while that takes at most DENSE_KEYS_BYTES; hashed as issued otherwise.
+        # numbered ahead when they fit (trace.numbers_keys_ahead), hashed as issued otherwise.
         streamed = net_closed and engine is Engine.FAST
-        slots = int(scenario.array.cache_bytes // scenario.cache_block_bytes)
         net = compile_network(scenario, arrival_order, ios=ios, place=not streamed,
-                              keys=not streamed or slots >= trace.ios or 12 * trace.ios <= DENSE_KEYS_BYTES)
+                              keys=not streamed or numbers_keys_ahead(trace.ios, cache_slots(scenario.array,
+                                                                                             scenario.cache_block_bytes)))
         progress(f"run the {engine.value} engine on {size}{which}{pace}", k, n)
         runs.append(summarise(scenario, net, run_engine(net, engine)))
     progress(f"run the {engine.value} engine on {size}: done", n, n)
     return Storm(trace if keep_trace else None, tuple(runs))
-
-
-#: A closed storm numbers its IOs' cache keys ahead while the key per IO (4 bytes) and the cache's
-#: table (8 bytes per key, at most one key per IO) take at most this: the cache then indexes its table by
-#: key, a VM's keys side by side (the 1000-desktop storm: 62 M IOs, 46 M thin keys, 1.9x faster than
-#: hashing them). Past it the cache hashes the keys as issued and holds only its slots.
-DENSE_KEYS_BYTES = 3 << 30
 
 
 _DRAWN: dict[tuple[object, ...], Trace] = {}
