@@ -29,7 +29,14 @@ _HALF = 1 << 16
 
 @numba.njit(cache=True, inline="always")
 def _key(bits: np.uint32) -> np.uint32:
+    """A float32's bits as an unsigned key that sorts as the floats do."""
     return bits ^ np.uint32(0x80000000) if bits < np.uint32(0x80000000) else ~bits
+
+
+@numba.njit(cache=True, inline="always")
+def _bits(key: np.uint32) -> np.uint32:
+    """The float32 bits of a key (the inverse of _key)."""
+    return key ^ np.uint32(0x80000000) if key >= np.uint32(0x80000000) else ~key
 
 
 @numba.njit(cache=True, nogil=True)
@@ -71,7 +78,7 @@ def _ranked(x: Float32Array, ranks: IntArray) -> Float32Array:
             below += low[s, lo]
             lo += 1
         k = np.uint32((top[j] << 16) | lo)
-        b = k ^ np.uint32(0x80000000) if k >= np.uint32(0x80000000) else ~k
+        b = _bits(k)
         out[j : j + 1].view(np.uint32)[0] = b
     return out
 
@@ -148,7 +155,7 @@ def _sketch_ranked(sketch: IntArray, ranks: IntArray) -> FloatArray:
             b += 1
         for side in range(2):
             k = np.uint32((b << _SKETCH_SHIFT) | (side * ((1 << _SKETCH_SHIFT) - 1)))
-            edge[side] = k ^ np.uint32(0x80000000) if k >= np.uint32(0x80000000) else ~k
+            edge[side] = _bits(k)
         out[j] = 0.5 * (np.float64(value[0]) + np.float64(value[1]))  # in float64: a float32 sum rounds
     return out
 
