@@ -89,6 +89,12 @@ def test_a_local_pool_gives_the_results_of_this_process() -> None:
     with storm_executor(workers=2) as pool:
         assert not isinstance(pool, Inline) and executor_slots(pool) == 2
         assert _small_validate(pool) == _small_validate(None)
+        # A lone search on two workers runs its first widening ahead while the model's T runs.
+        lone = [load_function("snapshot")]
+        there_checks = validate_fleet(FLEET, ARRAY, lone, seed=4, ios_per_vm=40, capacity_vms=20, executor=pool,
+                                      slots=2)
+        assert [c.to_dict() for c in there_checks] == [
+            c.to_dict() for c in validate_fleet(FLEET, ARRAY, lone, seed=4, ios_per_vm=40, capacity_vms=20)]
         snapshot = load_function("snapshot")
         kw = {"golden_images": [1, 2, 3], "seed": 3, "ios_per_vm": 60, "arrivals": Arrivals.OPEN}
         here = run_storm(FLEET, ARRAY, snapshot, 12, **kw)  # type: ignore[arg-type]

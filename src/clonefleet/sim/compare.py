@@ -21,6 +21,7 @@ import math
 from collections.abc import Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -428,14 +429,14 @@ def validate_fleet(fleet: FleetPreset, array: ArrayPreset, functions: Sequence[F
     Full and thin clones (any function that is not a snapshot) send every IO the same way (only what
     they allocate differs), so those with the same model T run one search between them: the same
     storms, the same answer. ``slots``: calls the executor runs at once (its workers); when the
-    searches and the count of C leave some idle, a search runs ahead the T it will ask next if its
-    current storm meets (or misses) the window, where that T does not depend on the storm's ratio
-    (:func:`_asked_if`: the search's first widening, when its first storm meets; a next T that
-    depends on the ratio cannot be guessed well enough to pay for a storm: guessed, 2 of 2 storms
-    run ahead were wasted on each paper fleet). A storm run ahead is used only when it is asked
-    for, and its ratio is what a storm asked then would give, so the answers do not depend on the
-    workers. ``progress`` hears ("<function>: T = <T> ..., search run k of about n", storms done,
-    storms expected) as each asked storm ends.
+    searches and the count of C leave some idle while a search's first storm runs, it runs ahead
+    the T it asks if that storm meets the window (its first widening, which does not depend on the
+    ratio: :func:`_asked_if`). Later T's depend on the ratios: guessed from a predicted ratio, 2 of 2
+    storms run ahead were wasted on each paper fleet; the ratio-independent ones left (a bisection
+    step) follow a try's less likely outcome, and 1 of 1 was wasted on each. A storm run ahead is
+    used only when it is asked for, and its ratio is what a storm asked then would give, so the
+    answers do not depend on the workers. ``progress`` hears ("<function>: T = <T> ..., search run k
+    of about n", storms done, storms expected) as each asked storm ends.
     """
     ex = executor or Inline()
     t_model = [model_max_vms(fleet, array, f) for f in functions]
@@ -475,16 +476,15 @@ def validate_fleet(fleet: FleetPreset, array: ArrayPreset, functions: Sequence[F
         start(k, t)
 
     def run_ahead() -> None:
-        """Keep idle workers busy with the T's the searches will ask next if the storms they wait for
-        meet (or miss) the window, whatever their ratios: never a T they would not ask then."""
-        for met in (True, False):
-            for k in sorted(asked):
-                busy = sum(not f.done() for f in storms.values()) + sum(not f.done() for f in chunks_pending)
-                if busy >= slots:
-                    return
-                t = _asked_if(starts[k], slack, runs[k], asked[k], met)
-                if t is not None:
-                    start(k, t)
+        """Keep idle workers busy with the first widening of a search whose first storm runs: the T it
+        asks if that storm meets the window, whatever its ratio."""
+        for k in sorted(asked):
+            busy = sum(not f.done() for f in storms.values()) + sum(not f.done() for f in chunks_pending)
+            if busy >= slots:
+                return
+            t = _asked_if(starts[k], slack, runs[k], asked[k], met=True) if not runs[k] else None
+            if t is not None:
+                start(k, t)
 
     for k in leaders:
         ask(k, next(searches[k]))
@@ -492,7 +492,10 @@ def validate_fleet(fleet: FleetPreset, array: ArrayPreset, functions: Sequence[F
     while asked:
         if slots > 1:
             run_ahead()
-        wait([storms[k, t] for k, t in asked.items()], return_when=FIRST_COMPLETED)
+        # Woken too when a chunk of C ends: a worker it frees may run a storm ahead.
+        waiting: list[Future[Any]] = [storms[k, t] for k, t in asked.items()]
+        waiting += [f for f in chunks_pending if not f.done()]
+        wait(waiting, return_when=FIRST_COMPLETED)
         for k in sorted(asked):  # in search order: the same reports every time
             t = asked[k]
             if not storms[k, t].done():
