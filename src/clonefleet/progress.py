@@ -1,7 +1,7 @@
 """How a long library call reports its progress: one callback, ``progress(stage, done, total)``.
 
 ``stage`` says what runs now in a few words ("draw the trace", "snapshot: T = 5684", "clones"),
-``done`` how many of its ``total`` steps are done; ``total`` is 0 when unknown (a bisection). The
+``done`` how many of its ``total`` steps are done; ``total`` is 0 when unknown (a search). The
 simulator and provisioning call it between steps, never inside compiled loops; the CLI draws it
 (:func:`clonefleet.cli.app.progress_display`), on a terminal only.
 """

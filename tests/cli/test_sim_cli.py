@@ -243,17 +243,17 @@ def test_simulate_shows_its_progress_on_a_terminal_and_never_on_stdout() -> None
     assert "draw the trace" not in screen and "IOs" not in screen
 
 
-def test_validate_shows_each_bisection_run_on_a_terminal() -> None:
+def test_validate_shows_each_search_run_on_a_terminal() -> None:
     args = ("validate", "--fleet", "server-ws2008", "--array", "midrange-2012", "--ios-per-vm", "40")
     code, out, screen = _under_a_terminal(*args, "--functions", "thin,snapshot")
     assert code == 0, screen
-    # each storm as it ends, named by its bisection's function, T and ratio; the runs still expected
-    assert "thin: T = " in screen and "x nominal; bisection run 2 of about" in screen
+    # each storm as it ends, named by its search's function, T and ratio; the runs still expected
+    assert "thin: T = " in screen and "x nominal; search run 2 of about" in screen
     assert "snapshot: T = " in screen and "largest T = " in screen
-    assert "model vs simulation" in out and "bisection" not in out
+    assert "model vs simulation" in out and "search run" not in out
     code, out, screen = _under_a_terminal(*args, "--functions", "thin", "--json")
     assert code == 0 and [m["function"] for m in json.loads(out)["methods"]] == ["thin"]
-    assert "bisection" not in screen
+    assert "search run" not in screen
 
 
 def test_quiet_silences_the_progress_per_command_and_for_every_command() -> None:

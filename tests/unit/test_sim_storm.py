@@ -61,13 +61,13 @@ def test_the_scenario_record_reports_what_ran() -> None:
     assert [d["golden_image"] for d in run.slowest_vms()] == [d["vm"] % 2 for d in run.slowest_vms()]
 
 
-def test_validate_reports_each_bisection_run_with_its_function_and_t() -> None:
+def test_validate_reports_each_search_run_with_its_function_and_t() -> None:
     calls: list[tuple[str, int, int]] = []
     check = check_method(FLEET, ARRAY, load_function("thin"), ios_per_vm=60, capacity_vms=2,
                          progress=lambda *a: calls.append(a))
     k = len(check.bisection)
-    assert [c[0].partition(", bisection")[0] for c in calls] == [f"thin: T = {t:,}" for t, _ in check.bisection]
+    assert [c[0].partition(", search")[0] for c in calls] == [f"thin: T = {t:,}" for t, _ in check.bisection]
     assert [c[1] for c in calls] == list(range(k))
     # "run k of about n": n an estimate that never falls below the runs already begun, close at the end.
-    assert all(f"bisection run {c[1] + 1} of about {c[2]}" in c[0] and c[2] >= c[1] + 1 for c in calls)
+    assert all(f"search run {c[1] + 1} of about {c[2]}" in c[0] and c[2] >= c[1] + 1 for c in calls)
     assert abs(calls[-1][2] - k) <= 1

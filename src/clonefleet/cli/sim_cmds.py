@@ -290,7 +290,7 @@ def validate_cmd(
     functions: str = typer.Option("full,thin,snapshot", "--functions",
                                   help="Comma-separated storage functions to check, e.g. full,thin,snapshot."),
     ios_per_vm: int = typer.Option(STORM_IOS_PER_VM, "--ios-per-vm", click_type=Whole(10, MAX_IOS_PER_VM),
-                                   help="IOs per boot in the bisection runs (C and S always use the full boot)."),
+                                   help="IOs per boot in the search's runs (C and S always use the full boot)."),
     arrivals: str = typer.Option("open", "--arrivals", help="open (each VM offers A, the model's premise) or closed."),
     slack: float = SLACK_OPTION,
     seed: int = SEED_OPTION,
@@ -301,9 +301,10 @@ def validate_cmd(
 ) -> None:
     """Simulation against the model per method: the largest T that meets the boot window, C and S.
 
-    The largest T is found by bisection, one simulated storm per T tried (progress shows each); the
-    functions' bisections and the count of C run side by side on the local cores (--workers) or on a
-    Dask cluster (--dask), with the same results either way.
+    The largest T is found by a search on T to 1 %, one simulated storm per T tried (progress shows
+    each; each storm's ratio picks the next T); the functions' searches and the count of C run side
+    by side on the local cores (--workers) or on a Dask cluster (--dask), with the same results
+    either way.
     Words: nominal window: how long one boot takes at the fleet's IO rate A with no queueing; a
     fleet meets it when its p95 boot is within --slack of it. open loop: each VM issues IOs at rate
     A (the model's premise); closed loop: each keeps q IOs outstanding. T for S: the fleet size at

@@ -1,7 +1,7 @@
 """Independent storms side by side: on this machine's cores, or on a Dask cluster.
 
 Storms that do not depend on each other (the runs of ``simulate --golden-images 1,2,3``,
-the bisections of ``validate``, the chunks of VMs whose C is counted) go through one
+the searches on T of ``validate``, the chunks of VMs whose C is counted) go through one
 ``concurrent.futures.Executor``:
 
 - :func:`storm_executor` gives one: a process pool on the local cores (the default), a

@@ -2,7 +2,7 @@
 
 The model says, for each T, whether the array carries the fleet (Eq. 2); a storm says whether
 the fleet's p95 boot stays within ``slack`` times its nominal window at that T (the test
-:mod:`clonefleet.sim.compare` bisects on). Each T of the sweep is one storm per path the IOs
+:mod:`clonefleet.sim.compare` searches T with). Each T of the sweep is one storm per path the IOs
 take: full and thin clones send every IO the same way (only what they allocate differs), so
 they share their storms; each snapshot function has its own (its g GIs, the model's for that
 T). The storms are independent: they run side by side on the executor (local cores or a Dask
