@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clonefleet.sim.arraymodel import DiskArray, Network, place_io, unit_marks
-from clonefleet.sim.lru import Lru, lru_access, new_lru
+from clonefleet.sim.lru import Lru, lru_access, lru_prefetch, new_lru
 from clonefleet.sim.order import IdArray, id_dtype, less, sort_pairs
 from clonefleet.sim.quantiles import new_sketch, sketch_add
 from clonefleet.sim.trace import keeps_latencies
@@ -407,6 +407,7 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
                 composite, s_disk[k], s_cow[k, 0], s_cow[k, 1], new = place_io(v, i, is_write[i] != 0, placement,
                                                                                 marks)
                 s_key[k] = key[i] if dense else composite
+                lru_prefetch(s_key[k], lru)  # its lookup comes two stages on: the cell loads meanwhile
                 new_units[v] += new
                 svc = service_s[0, i] if per_io else volume_s
                 nt = _serve(vol_free, busy_vol, bins, 0, bin_s, vm_volume[v], t, svc)
@@ -501,6 +502,10 @@ def _merge_into(t: FloatArray, ids: IdArray, na: int, tb: FloatArray, ib: IdArra
             b -= 1
 
 
+#: The open loop's cache pass starts loading the cell of the lookup this many IOs ahead.
+LOOKUP_AHEAD = 16
+
+
 @numba.njit(cache=True)
 def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: IdArray, disk: DiskArray,
                 cow_disk: DiskArray, vm_volume: Int32Array, volume_processor: Int32Array, n_proc: int,
@@ -536,6 +541,8 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: IdArra
     reads = hits = 0
     for k in range(n):
         i = ids[k]
+        if k + LOOKUP_AHEAD < n:  # the lookup LOOKUP_AHEAD IOs on: its cell loads meanwhile
+            lru_prefetch(key[ids[k + LOOKUP_AHEAD]], lru)
         hit = lru_access(key[i], lru)
         if is_write[i] == 0:
             reads += 1
