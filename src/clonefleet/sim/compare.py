@@ -417,6 +417,12 @@ def fleet_ratio(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset
     return run_fleet(fleet, array, function, vms, seed, ios_per_vm, arrivals, pool)[1]
 
 
+def storm_path(function: FunctionPreset) -> tuple[str, str]:
+    """The path a function's IOs take through the array: full and thin clones send every IO the same way
+    (only what they allocate differs), so functions with the same path share their storms."""
+    return ("own", function.name) if function.method is Method.SNAPSHOT else ("private", "")
+
+
 def release_traces() -> None:
     """Let go of this process's trace pool (:func:`fleet_ratio` keeps one between calls)."""
     _POOLS.clear()
@@ -445,9 +451,9 @@ def validate_fleet(fleet: FleetPreset, array: ArrayPreset, functions: Sequence[F
     """
     ex = executor or Inline()
     t_model = [model_max_vms(fleet, array, f) for f in functions]
-    # One search per distinct path of the IOs: a snapshot function alone, the others by their start.
+    # One search per distinct path of the IOs (storm_path) and start.
     shared: dict[tuple[object, ...], int] = {}
-    group_of = [shared.setdefault(("private", t) if f.method is not Method.SNAPSHOT else ("own", k), k)
+    group_of = [shared.setdefault((*storm_path(f), t), k)
                 for k, (f, t) in enumerate(zip(functions, t_model, strict=True))]
     leaders = sorted(set(group_of))
     names = {k: " = ".join(_label(functions[j]) for j in range(len(functions)) if group_of[j] == k) for k in leaders}

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from clonefleet.errors import UsageError
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.progress import Progress, no_progress
-from clonefleet.sim.compare import fleet_ratio, model_max_vms, release_traces
+from clonefleet.sim.compare import fleet_ratio, model_max_vms, release_traces, storm_path
 from clonefleet.sim.parallel import Inline, run_all
 from clonefleet.sim.storm import model_golden_images
 from clonefleet.sim.trace import Arrivals
@@ -39,11 +39,6 @@ class StormPoint:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def storm_path(function: FunctionPreset) -> tuple[str, str]:
-    """Functions with the same path send every IO the same way, so one storm serves them all."""
-    return ("own", function.name) if function.method is Method.SNAPSHOT else ("private", "")
 
 
 def check_sweep_storms(functions: Sequence[FunctionPreset], vms: Sequence[int]) -> int:
