@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -56,6 +57,9 @@ from clonefleet.presets import (
 from clonefleet.storage.files import refuse_to_replace, write_text_whole
 from clonefleet.sweep import MAX_SWEEP_STORMS
 from clonefleet.units import format_bytes
+
+if TYPE_CHECKING:  # the simulator (numba) is imported when a command runs, not when the CLI starts
+    from clonefleet.sim import StormPoint
 
 FLEET_OPTION = typer.Option(..., "--fleet", "-f", help="Fleet preset name or path to a fleet TOML file.")
 ARRAY_OPTION = typer.Option(..., "--array", "-a", help="Array preset name or path to an array TOML file.")
@@ -417,23 +421,21 @@ def reproduce_paper_cmd(
         console.print(f"wrote {path}")
 
 
-def _print_sweep_storms(storms: list[dict[str, object]], settings: dict[str, object], functions: list[str],
+def _print_sweep_storms(points: list[StormPoint], settings: dict[str, object], functions: list[str],
                         largest: dict[str, int]) -> None:
     """The storms of sweep --simulate: one row per T, per function its p95 boot / nominal and verdict."""
-    cell = {(str(p["function"]), int(str(p["vms"]))): p for p in storms}
-    ts = sorted({t for _, t in cell})
+    cell = {(p.function, p.vms): p for p in points}
     rows, disagree = [], False
-    for t in ts:
+    for t in sorted({p.vms for p in points}):
         row = [f"{t:,}"]
         for name in functions:
             p = cell[name, t]
-            mark = "" if p["meets_window"] == p["model_carries"] else " *"
+            mark = "" if p.meets_window == p.model_carries else " *"
             disagree = disagree or bool(mark)
-            row.append(f"{float(str(p['p95_boot_over_nominal'])):.3f} {'meets' if p['meets_window'] else 'misses'}"
-                       f"{mark}")
+            row.append(f"{p.p95_boot_over_nominal:.3f} {'meets' if p.meets_window else 'misses'}{mark}")
         rows.append(row)
     print_table(f"boot storms along the sweep: p95 boot / nominal window ({settings['arrivals']} loop, "
-                f"{int(str(settings['ios_per_vm'])):,} IOs per boot, seed {settings['seed']})",
+                f"{settings['ios_per_vm']:,} IOs per boot, seed {settings['seed']})",
                 [Col("T", right=True), *(Col(name, right=True) for name in functions)], rows)
     model = ", ".join(f"{name} {largest[name]:,}" for name in functions)
     console.print(f"meets: p95 boot within {settings['slack']:g} x the nominal window (one boot at the fleet's rate "
@@ -492,6 +494,7 @@ def sweep_cmd(
         sim.check_sweep_storms(fns, ts.tolist())
         if out is not None:
             output_folder(out)
+    points: list[StormPoint] = []
     with progress_display(not as_json) as report:
         result = run_sweep(fleet_p, array_p, ts, fns, parse_param(param) if param else None, target, report, life)
         if simulate:
@@ -517,7 +520,7 @@ def sweep_cmd(
                  Col("bottleneck at largest T", "bottleneck"), Col("S at largest T", "S", right=True),
                  *([Col(f"peak S over {life.days} days", "peak", right=True)] if life.days > 0 else []),
                  Col("fewest disks for target", "disks", wrap=True)], rows)
-    if result.storms:
-        _print_sweep_storms(result.storms, result.storm_settings, [f.name for f in result.functions], result.largest)
+    if points:
+        _print_sweep_storms(points, result.storm_settings, [f.name for f in result.functions], result.largest)
     for path in files:
         console.print(f"wrote {path}")
