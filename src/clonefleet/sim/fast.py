@@ -614,7 +614,9 @@ def run_fast(net: Network, events: bool = False, *, per_io: bool = True, bucket_
     t0 = time.perf_counter()
     n = len(net.is_write)
     vms = len(net.vm_start) - 1
-    lru = new_lru(net.cache_slots, net.keys, dense=True) if len(net.key) else new_lru(net.cache_slots, n)
+    # Keys numbered ahead index a table of their own (8 bytes each); no cache needs none of it.
+    dense = len(net.key) > 0 and net.cache_slots > 0
+    lru = new_lru(net.cache_slots, net.keys, dense=True) if dense else new_lru(net.cache_slots, n)
     if not net.closed and not events:
         if net.new_units is None:
             raise ValueError("the open loop's stage passes need a network placed ahead (compile_network(place=True))")
