@@ -218,12 +218,42 @@ def _bucket(t: float, per_s: float) -> int:
     return LAST_BUCKET if b >= LAST_BUCKET else int(b)
 
 
+# Columns of a slot's row (int64, with a float64 view of the same memory, and an int32 one for the small fields).
+#: float: the time of the slot's pending event; int: its event id; float: its IO's issue time; int: its
+#: IO's cache key; int: the next slot in its calendar bucket's list (-1: the last).
+SLOT_T, SLOT_EVENT, SLOT_ISSUE, SLOT_KEY, SLOT_NEXT = 0, 1, 2, 3, 4
+#: int32 columns: the IO's disk, its stage, its copy-on-write disks (-1: none).
+SLOT_DISK, SLOT_STAGE, SLOT_COW0, SLOT_COW1 = 10, 11, 12, 13
+#: Columns of a VM's row (int64, and a float64 view): its first IO's index, its IOs, the index of its
+#: next IO to issue, the units its writes allocated, its last completion (float), its volume.
+VM_FIRST, VM_IOS, VM_NEXT, VM_UNITS, VM_LAST, VM_VOLUME = 0, 1, 2, 3, 4, 5
+
+
+
 @numba.njit(cache=True, inline="always")
-def _come_back(now_k: int, per_s: float, ht: FloatArray, hi: IntArray, size: int, ring: IntArray,
-               slot_t: FloatArray, slot_id: IntArray, slot_next: IntArray, free: IntArray, n_free: int,
-               far_t: FloatArray, far_i: IntArray, far: int) -> tuple[int, int, int, int]:
+def _slot_of(e: int, vm: IntArray, j_bits: int, s_bits: int, per_vm_slots: int) -> int:
+    """The slot of event id e: a closed loop's VM has per_vm_slots of them; an open loop's IO is its slot."""
+    v = e >> (j_bits + s_bits)
+    if per_vm_slots > 0:
+        return int(v * per_vm_slots + (e & ((1 << s_bits) - 1)))
+    return int(vm[v, VM_FIRST] + ((e >> s_bits) & ((1 << j_bits) - 1)))
+
+
+@numba.njit(cache=True, inline="always")
+def _to_ring(ring: IntArray, si: IntArray, sf: FloatArray, b: int, k: int, t: float, e: int) -> None:
+    """Put slot k's pending event (t, e) at the head of ring bucket b's list."""
+    sf[k, SLOT_T] = t
+    si[k, SLOT_EVENT] = e
+    si[k, SLOT_NEXT] = ring[b]
+    ring[b] = k
+
+
+@numba.njit(cache=True, inline="always")
+def _come_back(now_k: int, per_s: float, ht: FloatArray, hi: IntArray, size: int, ring: IntArray, si: IntArray,
+               sf: FloatArray, vm: IntArray, j_bits: int, s_bits: int, per_vm_slots: int, far_t: FloatArray,
+               far_i: IntArray, far: int) -> tuple[int, int, int]:
     """Move the far heap's events of buckets before now_k + RING_BUCKETS to the current bucket's heap
-    (bucket <= now_k) or to the ring. Returns the new (size, ring entries added, free slots, far)."""
+    (bucket <= now_k) or to the ring. Returns the new (size, ring entries added, far)."""
     added = 0
     while far > 0 and _bucket(far_t[0], per_s) < now_k + RING_BUCKETS:
         t, i = far_t[0], far_i[0]
@@ -234,12 +264,9 @@ def _come_back(now_k: int, per_s: float, ht: FloatArray, hi: IntArray, size: int
             _push(ht, hi, size, t, i)
             size += 1
         else:
-            n_free -= 1
-            sl = free[n_free]
-            slot_t[sl], slot_id[sl], slot_next[sl] = t, i, ring[k & (RING_BUCKETS - 1)]
-            ring[k & (RING_BUCKETS - 1)] = sl
+            _to_ring(ring, si, sf, k & (RING_BUCKETS - 1), _slot_of(i, vm, j_bits, s_bits, per_vm_slots), t, i)
             added += 1
-    return size, added, n_free, far
+    return size, added, far
 
 
 def id_bits(vms: int, ios_per_vm: int, slots_per_vm: int) -> tuple[int, int]:
@@ -252,43 +279,44 @@ def id_bits(vms: int, ios_per_vm: int, slots_per_vm: int) -> tuple[int, int]:
 
 
 @numba.njit(cache=True)
-def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write: npt.NDArray[np.int8],
-         placement: tuple[Any, ...], marks: npt.NDArray[np.uint64], key: IdArray, vm_volume: Int32Array,
+def _run(start_s: FloatArray, issue_s: FloatArray, is_write: npt.NDArray[np.int8],
+         placement: tuple[Any, ...], marks: npt.NDArray[np.uint64], key: IdArray,
          volume_processor: Int32Array, n_proc: int, n_disks: int, write_disks: int, volume_s: float,
          processor_s: float, disk_s: float, service_s: FloatArray, q: int, closed: bool, bin_s: float,
          n_bins: int, lru: Lru, arrivals: IntArray, j_bits: int, s_bits: int, completion: FloatArray,
          latency: Float32Array, latency_only: Float32Array, sketch: IntArray, work: tuple[Any, ...],
          bucket_s: float, adapt_every: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, int, int,
-                                                     FloatArray, float, float, float, IntArray]:
+                                                     float, float, float]:
     """The event loop. Each VM's IOs are placed as it issues them (place_io) and their results
     reduced as they complete; nothing is held per IO but what the caller asks for (``completion`` and
     ``latency``, or ``latency_only``: arrays of one entry per IO, or empty) and the IOs' dense cache
     keys when they were numbered ahead (``key``; empty: each IO keyed by owner and block).
 
     An IO in flight has a *slot*: a closed loop's VM has q of them (an IO completing hands its slot
-    to its VM's next IO), an open loop gives each IO its own. Events carry ids that sort as the IO
-    ids (see id_bits), ``arrivals`` are an open loop's event ids in arrival order (empty when closed).
+    to its VM's next IO), an open loop gives each IO its own. A slot is one row of 64 bytes (see
+    SLOT_T ...): its IO's stage, issue time, placement, and its one pending event, so that an event
+    touches one cache line of its slot; a VM is one row too (VM_FIRST ...; both in ``work``, see
+    loop_arrays). Events carry ids that sort as the IO ids (see id_bits), ``arrivals`` are an open
+    loop's event ids in arrival order (empty when closed).
 
     Pending events wait in a calendar queue: time is cut in buckets of ``bucket_s``; the events of
     the current bucket sit in a binary heap (ht, hi: a few dozen of them), those of the next
-    RING_BUCKETS - 1 buckets in unsorted lists (a ring), later ones in a second heap. An event
-    whose bucket is ahead costs a list insertion instead of a heap operation on every pending
-    event; each bucket is heaped when its turn comes. A bucket's times all precede the next
-    bucket's, so the events still come out in (time, IO id) order. Every ``adapt_every`` events
-    the width is doubled or halved to keep BUCKET_MIN_EVENTS..BUCKET_MAX_EVENTS per bucket. The
-    calendar holds one event per IO in flight: its size follows the slots, not the IOs.
+    RING_BUCKETS - 1 buckets in unsorted lists (a ring) linked through their slots' rows, later ones
+    in a second heap. An event whose bucket is ahead costs a list insertion instead of a heap
+    operation on every pending event; each bucket is heaped when its turn comes. A bucket's times
+    all precede the next bucket's, so the events still come out in (time, IO id) order. Every
+    ``adapt_every`` events the width is doubled or halved to keep BUCKET_MIN_EVENTS..BUCKET_MAX_EVENTS
+    per bucket. The calendar holds one event per IO in flight: its size follows the slots, not the IOs.
     """
     n = len(is_write)
-    vms = len(vm_start) - 1
     pool = placement[8]
     dense = len(key) == n and n > 0
     per_io = service_s.shape[1] == n and n > 0
     vol_free, proc_free, disk_free, busy_vol, busy_proc, busy_disk, bins = _idle_array(
         len(volume_processor), n_proc, n_disks, n_bins)
-    # Per slot: stage, issue time, the placed IO (cache key, disk, copy-on-write disks); the calendar's
-    # arrays; per VM: last completion, units allocated, the index of its next IO to issue.
-    st, t_issue, s_key, s_disk, s_cow, ht, hi, slot_t, slot_id, slot_next, free, far_t, far_i, vm_last, new_units, \
-        next_io = work
+    # Per slot and per VM: rows (int64, a float64 view, an int32 view); the calendar's heaps.
+    si, sf, sh, vm, vmf, ht, hi, far_t, far_i = work
+    vms = len(vm)
     per_vm_slots = q if closed else 0
     lat_lo, lat_hi, lat_sum = np.inf, -np.inf, 0.0
     scratch = np.zeros(1, np.float32)
@@ -301,25 +329,24 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
     mask = RING_BUCKETS - 1
     ring = np.full(RING_BUCKETS, -1, np.int64)  # the first slot of each bucket's list
     in_ring = 0
-    n_free = len(free)
     far = 0
     size = 0
     now_k = 0  # the current bucket
     if closed:
         for v in range(vms):
-            first = min(vm_start[v + 1] - vm_start[v], q)
+            first = min(vm[v, VM_IOS], q)
             for j in range(first):
                 e: int = (v << (j_bits + s_bits)) | (j << s_bits) | j
                 _push(far_t, far_i, far, start_s[v], e)  # the first bucket is read from the far heap
                 far += 1
-            next_io[v] = first
+            vm[v, VM_NEXT] = first
     if far > 0:
         now_k = _bucket(far_t[0], per_s)
     # Open loop: arrivals come from their presorted order, not the calendar.
     n_arr = len(arrivals)
     ai = 0
     ia: int = arrivals[0] if n_arr > 0 else -1
-    ta = issue_s[vm_start[ia >> j_bits] + (ia & j_mask)] if n_arr > 0 else np.inf
+    ta = issue_s[vm[ia >> j_bits, VM_FIRST] + (ia & j_mask)] if n_arr > 0 else np.inf
     reads = 0
     hits = 0
     events = passed = 0  # since the bucket width was last reconsidered
@@ -339,18 +366,16 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
                     sl = ring[b]
                     ring[b] = -1
                     while sl >= 0:
-                        _push(far_t, far_i, far, slot_t[sl], slot_id[sl])
+                        _push(far_t, far_i, far, sf[sl, SLOT_T], si[sl, SLOT_EVENT])
                         far += 1
-                        free[n_free] = sl
-                        n_free += 1
-                        sl = slot_next[sl]
+                        sl = si[sl, SLOT_NEXT]
                 in_ring = 0
                 latest = t
                 for j in range(size):
                     latest = max(latest, ht[j])
                 now_k = _bucket(latest, per_s)
-                size, added, n_free, far = _come_back(now_k, per_s, ht, hi, size, ring, slot_t, slot_id, slot_next,
-                                                      free, n_free, far_t, far_i, far)
+                size, added, far = _come_back(now_k, per_s, ht, hi, size, ring, si, sf, vm, j_bits, s_bits,
+                                              per_vm_slots, far_t, far_i, far)
                 in_ring += added
         # The current bucket empty: move to the next bucket that holds events (ring or far heap).
         while size == 0 and (in_ring > 0 or far > 0):
@@ -360,18 +385,16 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
             else:
                 now_k += 1
             if far > 0:
-                size, added, n_free, far = _come_back(now_k, per_s, ht, hi, size, ring, slot_t, slot_id, slot_next,
-                                                      free, n_free, far_t, far_i, far)
+                size, added, far = _come_back(now_k, per_s, ht, hi, size, ring, si, sf, vm, j_bits, s_bits,
+                                              per_vm_slots, far_t, far_i, far)
                 in_ring += added
             sl = ring[now_k & mask]
             ring[now_k & mask] = -1
             while sl >= 0:
-                _push(ht, hi, size, slot_t[sl], slot_id[sl])
+                _push(ht, hi, size, sf[sl, SLOT_T], si[sl, SLOT_EVENT])
                 size += 1
                 in_ring -= 1
-                free[n_free] = sl
-                n_free += 1
-                sl = slot_next[sl]
+                sl = si[sl, SLOT_NEXT]
         if size == 0 and ai >= n_arr:
             break
         if ai < n_arr and (size == 0 or less(ta, ia, ht[0], hi[0])):
@@ -380,7 +403,7 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
             ai += 1
             if ai < n_arr:
                 ia = arrivals[ai]
-                ta = issue_s[vm_start[ia >> j_bits] + (ia & j_mask)]
+                ta = issue_s[vm[ia >> j_bits, VM_FIRST] + (ia & j_mask)]
             else:
                 ta = np.inf
                 ia = -1
@@ -395,51 +418,51 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
             # Process the event (t, e) of IO i, VM v, slot k; (nt, ne) is the one it sets off, ne < 0 when none.
             events += 1
             v = e >> (j_bits + s_bits)
-            i = vm_start[v] + ((e >> s_bits) & j_mask)
+            i = vm[v, VM_FIRST] + ((e >> s_bits) & j_mask)
             k = v * per_vm_slots + (e & s_mask) if closed else i
-            stg = st[k]
+            stg = sh[k, SLOT_STAGE]
             done = False
             nt = t
             ne = e
             dsvc = service_s[2, i] if per_io else disk_s
             if stg == 0:
-                t_issue[k] = t
-                composite, s_disk[k], s_cow[k, 0], s_cow[k, 1], new = place_io(v, i, is_write[i] != 0, placement,
-                                                                                marks)
-                s_key[k] = key[i] if dense else composite
-                lru_prefetch(s_key[k], lru)  # its lookup comes two stages on: the cell loads meanwhile
-                new_units[v] += new
+                sf[k, SLOT_ISSUE] = t
+                composite, sh[k, SLOT_DISK], sh[k, SLOT_COW0], sh[k, SLOT_COW1], new = place_io(
+                    v, i, is_write[i] != 0, placement, marks)
+                si[k, SLOT_KEY] = key[i] if dense else composite
+                lru_prefetch(si[k, SLOT_KEY], lru)  # its lookup comes two stages on: the cell loads meanwhile
+                vm[v, VM_UNITS] += new
                 svc = service_s[0, i] if per_io else volume_s
-                nt = _serve(vol_free, busy_vol, bins, 0, bin_s, vm_volume[v], t, svc)
-                st[k] = 1
+                nt = _serve(vol_free, busy_vol, bins, 0, bin_s, vm[v, VM_VOLUME], t, svc)
+                sh[k, SLOT_STAGE] = 1
             elif stg == 1:
                 svc = service_s[1, i] if per_io else processor_s
-                nt = _serve(proc_free, busy_proc, bins, 1, bin_s, volume_processor[vm_volume[v]], t, svc)
-                st[k] = 2
+                nt = _serve(proc_free, busy_proc, bins, 1, bin_s, volume_processor[vm[v, VM_VOLUME]], t, svc)
+                sh[k, SLOT_STAGE] = 2
             elif stg == 2:
-                hit = lru_access(s_key[k], lru)
+                hit = lru_access(si[k, SLOT_KEY], lru)
                 if is_write[i] == 0:
                     reads += 1
                     if hit:
                         hits += 1
                         done = True
                     else:
-                        d = s_disk[k]
+                        d = sh[k, SLOT_DISK]
                         nt = _serve(disk_free, busy_disk, bins, 2 if d < pool else 3, bin_s, d, t, dsvc)
-                        st[k] = 4
-                elif s_cow[k, 0] >= 0:
-                    nt = _cow_reads(s_cow[k, 0], s_cow[k, 1], t, disk_free, busy_disk, bins, bin_s, dsvc)
-                    st[k] = 3
+                        sh[k, SLOT_STAGE] = 4
+                elif sh[k, SLOT_COW0] >= 0:
+                    nt = _cow_reads(sh[k, SLOT_COW0], sh[k, SLOT_COW1], t, disk_free, busy_disk, bins, bin_s, dsvc)
+                    sh[k, SLOT_STAGE] = 3
                 else:
-                    nt = _writes(s_disk[k], t, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
-                    st[k] = 4
+                    nt = _writes(sh[k, SLOT_DISK], t, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
+                    sh[k, SLOT_STAGE] = 4
             elif stg == 3:
-                nt = _writes(s_disk[k], t, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
-                st[k] = 4
+                nt = _writes(sh[k, SLOT_DISK], t, write_disks, pool, disk_free, busy_disk, bins, bin_s, dsvc)
+                sh[k, SLOT_STAGE] = 4
             else:
                 done = True
             if done:
-                lat = t - t_issue[k]
+                lat = t - sf[k, SLOT_ISSUE]
                 if keep_all:
                     completion[i] = t
                     latency[i] = lat
@@ -448,12 +471,12 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
                 lat32 = np.float64(np.float32(lat))  # latencies are reported as float32
                 lat_lo, lat_hi, lat_sum = min(lat_lo, lat32), max(lat_hi, lat32), lat_sum + lat32
                 sketch_add(sketch, scratch, lat)
-                vm_last[v] = max(vm_last[v], t)
-                st[k] = 0
+                vmf[v, VM_LAST] = max(vmf[v, VM_LAST], t)
+                sh[k, SLOT_STAGE] = 0
                 ne = -1
-                if closed and next_io[v] < vm_start[v + 1] - vm_start[v]:
-                    ne = (v << (j_bits + s_bits)) | (int(next_io[v]) << s_bits) | (e & s_mask)
-                    next_io[v] += 1
+                if closed and vm[v, VM_NEXT] < vm[v, VM_IOS]:
+                    ne = (v << (j_bits + s_bits)) | (int(vm[v, VM_NEXT]) << s_bits) | (e & s_mask)
+                    vm[v, VM_NEXT] += 1
             if ne < 0:
                 break
             kb = _bucket(nt, per_s)
@@ -467,16 +490,13 @@ def _run(vm_start: IntArray, start_s: FloatArray, issue_s: FloatArray, is_write:
                 _push(ht, hi, size, nt, ne)
                 size += 1
             elif kb < now_k + RING_BUCKETS:
-                n_free -= 1
-                sl = free[n_free]
-                slot_t[sl], slot_id[sl], slot_next[sl] = nt, ne, ring[kb & mask]
-                ring[kb & mask] = sl
+                _to_ring(ring, si, sf, kb & mask, k, nt, ne)  # the event set off is its IO's, in the same slot
                 in_ring += 1
             else:
                 _push(far_t, far_i, far, nt, ne)
                 far += 1
             break
-    return busy_vol, busy_proc, busy_disk, bins, reads, hits, vm_last, lat_lo, lat_hi, lat_sum, new_units
+    return busy_vol, busy_proc, busy_disk, bins, reads, hits, lat_lo, lat_hi, lat_sum
 
 
 # --- the open loop, stage by stage -------------------------------------------------------------
@@ -585,15 +605,22 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: IdArra
 UTIL_BINS = 4096
 
 
-def loop_arrays(slots: int, vms: int) -> tuple[Any, ...]:
-    """The event loop's working arrays: per slot (stage, issue time, cache key, disk, copy-on-write
-    disks), the calendar's (one entry per slot: the current bucket's heap, the ring's lists, the far
-    heap), per VM (last completion, units allocated, next IO). Nothing per IO."""
+def loop_arrays(slots: int, vm_start: IntArray, vm_volume: Int32Array) -> tuple[Any, ...]:
+    """The event loop's working arrays: a row of 64 bytes per slot (SLOT_T ...: its IO's stage, issue
+    time, placement and pending event) and per VM (VM_FIRST ...), each with its float64 view (and
+    the slots' int32 view); the calendar's two heaps (the current bucket's, the far one: room for
+    an event per slot). Nothing per IO."""
+    vms = len(vm_start) - 1
+    slot_rows = np.zeros((slots, 8), np.int64)
+    vm_rows = np.zeros((vms, 8), np.int64)
+    vm_rows[:, VM_FIRST] = vm_start[:-1]
+    vm_rows[:, VM_IOS] = np.diff(vm_start)
+    vm_rows[:, VM_VOLUME] = vm_volume
+    vm_floats = vm_rows.view(np.float64)
+    vm_floats[:, VM_LAST] = -np.inf
     cap = slots + 16
-    return (np.zeros(slots, np.int8), np.empty(slots), np.empty(slots, np.int64), np.empty(slots, np.int32),
-            np.empty((slots, 2), np.int32), np.empty(cap), np.empty(cap, np.int64), np.empty(cap),
-            np.empty(cap, np.int64), np.empty(cap, np.int64), np.arange(cap), np.empty(cap), np.empty(cap, np.int64),
-            np.full(vms, -np.inf), np.zeros(vms, np.int64), np.zeros(vms, np.int64))
+    return (slot_rows, slot_rows.view(np.float64), slot_rows.view(np.int32), vm_rows, vm_floats, np.empty(cap),
+            np.empty(cap, np.int64), np.empty(cap), np.empty(cap, np.int64))
 
 
 def run_fast(net: Network, events: bool = False, *, per_io: bool = True, bucket_s: float | None = None,
@@ -640,11 +667,13 @@ def run_fast(net: Network, events: bool = False, *, per_io: bool = True, bucket_
     latency_only = np.zeros(n if not per_io and keeps_latencies(n) else 0, np.float32)
     sketch = new_sketch()
     slots = vms * net.queue_depth if net.closed else n
-    bv, bp, bd, bins, reads, hits, last, lo, hi, total, new_units = _run(
-        net.vm_start, net.start_s, net.issue_s, net.is_write, net.placement, unit_marks(net), net.key, net.vm_volume,
+    work = loop_arrays(slots, net.vm_start, net.vm_volume)
+    bv, bp, bd, bins, reads, hits, lo, hi, total = _run(
+        net.start_s, net.issue_s, net.is_write, net.placement, unit_marks(net), net.key,
         net.volume_processor, net.processors, net.disks, net.write_disks, net.volume_s, net.processor_s, net.disk_s,
         net.service_s, net.queue_depth, net.closed, net.util_bin_s, UTIL_BINS, lru, arrivals, j_bits,
-        s_bits if net.closed else 0, completion, latency, latency_only, sketch, loop_arrays(slots, vms),
+        s_bits if net.closed else 0, completion, latency, latency_only, sketch, work,
         BUCKET_PROCESSOR_IOS * net.processor_s / net.processors if bucket_s is None else bucket_s, adapt_every)
+    last, new_units = work[4][:, VM_LAST].copy(), work[3][:, VM_UNITS].copy()
     return RawRun(completion, latency if per_io else latency_only, last, sketch, lo, hi, total, new_units,
                   bv, bp, bd, bins, int(reads), int(hits), "fast", time.perf_counter() - t0)
