@@ -229,7 +229,6 @@ SLOT_DISK, SLOT_STAGE, SLOT_COW0, SLOT_COW1 = 10, 11, 12, 13
 VM_FIRST, VM_IOS, VM_NEXT, VM_UNITS, VM_LAST, VM_VOLUME = 0, 1, 2, 3, 4, 5
 
 
-
 @numba.njit(cache=True, inline="always")
 def _slot_of(e: int, vm: IntArray, j_bits: int, s_bits: int, per_vm_slots: int) -> int:
     """The slot of event id e: a closed loop's VM has per_vm_slots of them; an open loop's IO is its slot."""

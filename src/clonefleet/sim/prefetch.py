@@ -32,10 +32,10 @@ def _prefetch(typingctx: Any, array: Any, index: Any) -> Any:
         at = context.cast(builder, args[1], signature.args[1], types.intp)
         pointer = cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
             context, builder, array_type, data, [at], wraparound=False, boundscheck=False)
-        i32 = ir.IntType(32)
+        i32, byte_pointer = ir.IntType(32), ir.IntType(8).as_pointer()  # one declaration for every element type
         hint = cgutils.get_or_insert_function(  # type: ignore[no-untyped-call]
-            builder.module, ir.FunctionType(ir.VoidType(), [pointer.type, i32, i32, i32]), "llvm.prefetch.p0")
-        builder.call(hint, [pointer, i32(0), i32(3), i32(1)])  # read, keep in all levels, data
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]), "llvm.prefetch.p0")
+        builder.call(hint, [builder.bitcast(pointer, byte_pointer), i32(0), i32(3), i32(1)])  # read, all levels, data
         return context.get_dummy_value()
 
     return types.void(array, index), codegen
