@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import shutil
 import stat
 from collections.abc import Iterator
@@ -26,11 +27,15 @@ from pathlib import Path
 from clonefleet.errors import ClonefleetError, UsageError
 from clonefleet.provision.journal import STATE_DIR, Journal, JournalState
 from clonefleet.storage.paths import (
+    RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
     FileId,
+    RenameUnsupported,
     check_fleet_dir,
     identity,
     lstat_in,
     open_dir,
+    rename_at,
     require_regular,
     same_file,
 )
@@ -128,32 +133,94 @@ def entry_identity(dir_path: Path, name: str) -> FileId | None:
         os.close(dfd)
 
 
+def _ours(dir_fd: int, name: str, recorded: FileId) -> bool:
+    """Whether the entry ``name`` is the very file clonefleet recorded: a regular file (never followed) of
+    that identity."""
+    st = lstat_in(dir_fd, name)
+    return st is not None and stat.S_ISREG(st.st_mode) and same_file(recorded, identity(st, name, dir_fd))
+
+
+def _aside_name(name: str) -> str:
+    """A name no one else uses, in the same directory, for a file on its way out."""
+    return f".{name}.clonefleet-{os.getpid()}-{secrets.token_hex(4)}"
+
+
 def remove_ours(dir_path: Path, name: str, recorded: FileId) -> bool:
     """Unlink ``name`` in ``dir_path`` only if it is the very file clonefleet recorded (the same identity,
-    a regular file, never followed). True when removed; False when absent or another file."""
+    a regular file, never followed). True when removed; False when absent or another file.
+
+    The file is first renamed aside (to a name of its own in the same directory, RENAME_NOREPLACE),
+    then checked under that name, which nobody else uses, and only then unlinked: a file swapped in
+    under ``name`` after a check and before the unlink is never the one removed; found aside, it is
+    renamed back. (Where the filesystem cannot rename so, the check is followed by the unlink.)"""
     dfd = open_dir(dir_path)
     try:
-        st = lstat_in(dfd, name)
-        if st is None or not stat.S_ISREG(st.st_mode) or not same_file(recorded, identity(st, name, dfd)):
+        if not _ours(dfd, name, recorded):
             return False
-        os.unlink(name, dir_fd=dfd)
-        return True
+        aside = _aside_name(name)
+        try:
+            rename_at(dfd, name, dfd, aside, RENAME_NOREPLACE)
+        except RenameUnsupported:
+            os.unlink(name, dir_fd=dfd)
+            return True
+        except FileNotFoundError:
+            return False
+        if _ours(dfd, aside, recorded):
+            os.unlink(aside, dir_fd=dfd)
+            return True
+        _put_back(dfd, aside, dfd, name, dir_path)
+        return False
     finally:
         os.close(dfd)
+
+
+def _put_back(src_dir_fd: int, src: str, dir_fd: int, name: str, dir_path: Path) -> None:
+    """Give a file that turned out not to be ours (``src`` in ``src_dir_fd``) its name in ``dir_path`` again,
+    never over another file: if the name was taken once more meanwhile, it keeps a name of its own
+    beside it, said in the error."""
+    try:
+        rename_at(src_dir_fd, src, dir_fd, name, RENAME_NOREPLACE)
+        return
+    except FileExistsError:
+        kept = _aside_name(name)
+        rename_at(src_dir_fd, src, dir_fd, kept, RENAME_NOREPLACE)
+    raise UsageError(f"{dir_path / name}: was replaced twice while clonefleet worked on its clone; the file "
+                     f"found under that name first is kept as {dir_path / kept}: rename it back")
 
 
 def replace_ours(tmp: Path, dir_path: Path, name: str, recorded: FileId) -> None:
     """Rename a finished temporary over ``name`` in ``dir_path`` (a refresh), only if ``name`` is the very
     file clonefleet recorded there (the same identity, a regular file, never followed); else refuse and
-    leave both in place."""
+    leave both in place.
+
+    The two are swapped in one step (RENAME_EXCHANGE), then what came out from under ``name`` is
+    checked: the old clone is unlinked; any other file (one swapped in after the first check) is
+    swapped back at once, so it is never lost. (Where the filesystem cannot swap, the check is
+    followed by a plain rename.)"""
     dfd = open_dir(dir_path)
+    tfd = open_dir(tmp.parent)
+    refused = UsageError(f"{dir_path / name}: is not the clone clonefleet made under that name (another file, "
+                         "or none); it was not replaced: move it away, then rerun")
     try:
-        st = lstat_in(dfd, name)
-        if st is None or not stat.S_ISREG(st.st_mode) or not same_file(recorded, identity(st, name, dfd)):
-            raise UsageError(f"{dir_path / name}: is not the clone clonefleet made under that name (another file, "
-                             "or none); it was not replaced: move it away, then rerun")
-        os.rename(tmp, name, dst_dir_fd=dfd)
+        if not _ours(dfd, name, recorded):
+            raise refused
+        try:
+            rename_at(tfd, tmp.name, dfd, name, RENAME_EXCHANGE)
+        except RenameUnsupported:
+            os.rename(tmp.name, name, src_dir_fd=tfd, dst_dir_fd=dfd)
+            return
+        except FileNotFoundError:
+            raise refused from None
+        if _ours(tfd, tmp.name, recorded):
+            os.unlink(tmp.name, dir_fd=tfd)  # the old clone, now under the temporary's name
+            return
+        try:
+            rename_at(tfd, tmp.name, dfd, name, RENAME_EXCHANGE)  # the other file back under its name
+        except FileNotFoundError:  # the name went meanwhile: the other file takes it back alone
+            _put_back(tfd, tmp.name, dfd, name, dir_path)
+        raise refused
     finally:
+        os.close(tfd)
         os.close(dfd)
 
 
