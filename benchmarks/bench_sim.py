@@ -1,7 +1,8 @@
 """Speed and scale of the boot-storm simulator (issue 3). Not part of the test suite.
 
 Run: ``.venv/bin/python -m benchmarks.bench_sim`` (or through ``python -m benchmarks``);
-``python -m benchmarks.bench_sim open`` (or ``closed``, ``storm``, ``scale``) runs one part; ``scale``
+``python -m benchmarks.bench_sim open`` (or ``closed``, ``storm``, ``interleave``, ``scale``) runs one part;
+``interleave`` prints the cost per IO at 100, 1000 and 10,000 VMs that each boot the same 620 IOs; ``scale``
 prints the cost per IO and the peak memory per IO at 10, 100, 1000 and 10,000 desktops (the
 largest only where the machine has the memory it needs), and the 10,000-desktop storm against
 its targets (4 minutes, 8 GiB), the 1000-desktop storm and SimPy, all measured in the same run.
@@ -96,7 +97,7 @@ def _simpy_rate(sc: Scenario) -> float:
     # The slice must be the same model: hold the engines equal on it while we are here.
     if not np.allclose(run_fast(net).completion_s, out.completion_s, rtol=0, atol=1e-9):
         raise SystemExit("bench_sim: the engines disagree on the benchmark slice")
-    return part.trace.ios / out.wall_s
+    return float(part.trace.ios / out.wall_s)
 
 
 def compile_time_s() -> float:
@@ -134,6 +135,7 @@ def _storm_child() -> None:
     """Run a Windows 7 storm (``--storm FUNCTION [VMS]``, 1000 VMs by default) in this (fresh) process, as
     ``clonefleet simulate`` runs it (the trace let go once placed); print its figures as JSON."""
     vms = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
+    ios_per_vm = int(sys.argv[4]) if len(sys.argv) > 4 else None
     fleet, array, function = load_fleet("desktop-win7"), load_array(ARRAY), load_function(sys.argv[2])
     run_storm(fleet, array, function, 2, ios_per_vm=100, keep_trace=False)  # numba's first call, apart (same path)
     marks: dict[str, float] = {}  # CPU time when the trace is drawn, the engine starts, the engine is done
@@ -146,7 +148,7 @@ def _storm_child() -> None:
             marks["done" if stage.endswith(": done") else "engine"] = now
 
     t0, cpu0 = time.perf_counter(), time.process_time()
-    storm = run_storm(fleet, array, function, vms, keep_trace=False, progress=mark)
+    storm = run_storm(fleet, array, function, vms, ios_per_vm=ios_per_vm, keep_trace=False, progress=mark)
     total, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     (result,) = storm.runs
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -156,9 +158,10 @@ def _storm_child() -> None:
                       "peak_rss_bytes": rss, "boot_p95_s": result.boot.p95}))
 
 
-def _storm_in_child(function: str, vms: int = 1000) -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--storm", function, str(vms)], capture_output=True, text=True,
-                         check=True)
+def _storm_in_child(function: str, vms: int = 1000, ios_per_vm: int | None = None) -> dict[str, float]:
+    extra = [] if ios_per_vm is None else [str(ios_per_vm)]
+    out = subprocess.run([sys.executable, __file__, "--storm", function, str(vms), *extra], capture_output=True,
+                         text=True, check=True)
     figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return figures
 
@@ -208,6 +211,26 @@ def bench_scale(function: str) -> None:
                   f"{d['peak_rss_bytes'] / small['peak_rss_bytes']:.2f}x")
 
 
+#: The interleaving series: VMs that each boot the same short boot, so that only their number grows.
+INTERLEAVE_VMS, INTERLEAVE_IOS_PER_VM = (100, 1000, 10_000), 620
+
+
+def bench_interleave(function: str) -> None:
+    """Cost per IO against the number of VMs when every VM boots the same 620 IOs: the hit ratio, the
+    events per IO and the work per VM stay the same, only the VMs the exact (time, IO id) order
+    interleaves grow. The 100-VM storm is the anchor."""
+    print(f"interleave: desktop-win7, {function}, closed loop, {INTERLEAVE_IOS_PER_VM} IOs per VM, each size in a "
+          "fresh process (engine CPU / IOs)")
+    rows = {vms: _storm_in_child(function, vms, INTERLEAVE_IOS_PER_VM) for vms in INTERLEAVE_VMS}
+    for vms, d in rows.items():
+        print(f"  {vms:>6,} VMs {d['ios']:>11,.0f} IOs: engine {1e9 * d['engine_cpu_s'] / d['ios']:6.0f} ns/IO")
+    anchor = 1e9 * rows[INTERLEAVE_VMS[0]]["engine_cpu_s"] / rows[INTERLEAVE_VMS[0]]["ios"]
+    for vms, d in rows.items():
+        if vms > INTERLEAVE_VMS[0]:
+            _line(f"1.5 x engine ns/IO at {INTERLEAVE_VMS[0]:,} VMs, vs at {vms:,}", 1.5 * anchor, "",
+                  "measured ns/IO", 1e9 * d["engine_cpu_s"] / d["ios"], 1.0)
+
+
 def bench_storm(function: str) -> None:
     d = _storm_in_child(function)
     # SimPy on two VMs of the same storm (its rate per IO; the whole storm would take it hours).
@@ -220,7 +243,7 @@ def bench_storm(function: str) -> None:
     _line("fast whole storm vs SimPy [IO/s]", d["ios"] / d["total_s"], "IO/s", "SimPy reference [IO/s]", simpy, 50.0)
 
 
-def main(parts: tuple[str, ...] = ("open", "closed", "storm", "scale")) -> None:
+def main(parts: tuple[str, ...] = ("open", "closed", "storm", "interleave", "scale")) -> None:
     print("bench_sim: boot-storm simulator speed; ratio = figure / anchor (for the storm: target / measured)")
     print(f"  numba first call (compile or cache load), reported apart: {compile_time_s():.2f} s")
     # The paper's desktop fleet on the paper's array (32 GiB cache): snapshot clones share the GI's
@@ -231,6 +254,8 @@ def main(parts: tuple[str, ...] = ("open", "closed", "storm", "scale")) -> None:
         bench_loop("closed loop with the cache", "desktop-win7", function, 100, Arrivals.CLOSED, 3e6, 50.0)
     for function in ("thin", "snapshot") if "storm" in parts else ():
         bench_storm(function)
+    for function in ("thin", "snapshot") if "interleave" in parts else ():
+        bench_interleave(function)
     for function in ("thin", "snapshot") if "scale" in parts else ():
         bench_scale(function)
 
@@ -239,4 +264,4 @@ if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--storm":
         _storm_child()
     else:
-        main(tuple(sys.argv[1:]) or ("open", "closed", "storm", "scale"))
+        main(tuple(sys.argv[1:]) or ("open", "closed", "storm", "interleave", "scale"))
