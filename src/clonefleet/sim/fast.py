@@ -541,17 +541,18 @@ def _run_stages(issue_s: FloatArray, is_write: npt.NDArray[np.int8], key: IdArra
     """The open loop, one pass per stage; the same completions as the event loop, IO for IO.
 
     ``order`` is the arrival order; ``t``, ``ids``, ``gi_t`` and ``gi_ids`` are scratch lists of one
-    entry per IO (see run_fast)."""
+    entry per IO (see run_fast), ``t`` and ``gi_ids`` holding at first the issue time and the VM of
+    each arrival, in arrival order."""
     n = len(is_write)
     per_io = service_s.shape[1] == n and n > 0
     vol_free, proc_free, disk_free, busy_vol, busy_proc, busy_disk, bins = _idle_array(
         len(volume_processor), n_proc, n_disks, n_bins)
     has_cow = cow_disk.shape[1] > 0  # (2, 0): no IO of the run copies on write
-    for k in range(n):  # volumes
+    for k in range(n):  # volumes: t and gi_ids hold the arrivals' times and VMs, in arrival order
         i = order[k]
         ids[k] = i
         svc = service_s[0, i] if per_io else volume_s
-        t[k] = _serve(vol_free, busy_vol, bins, 0, bin_s, vm_volume[vm_of[i]], issue_s[i], svc)
+        t[k] = _serve(vol_free, busy_vol, bins, 0, bin_s, vm_volume[gi_ids[k]], t[k], svc)
     sort_pairs(t, ids)
     for k in range(n):  # processors
         i = ids[k]
@@ -662,7 +663,10 @@ def run_fast(net: Network, events: bool = False, *, per_io: bool = True, bucket_
             net.issue_s, net.is_write, net.key, net.disk, net.cow_disk, net.vm_volume, net.volume_processor,
             net.processors, net.pool_disks, net.disks, net.write_disks, net.volume_s, net.processor_s,
             net.disk_s, net.service_s, net.util_bin_s, UTIL_BINS, vm_of, completion, latency, lru,
-            net.arrival_order, np.empty(n), np.empty(n, id_dtype(n)), np.empty(n), np.empty(n, id_dtype(n)))
+            # The volume pass reads the arrivals' times and VMs in arrival order, gathered here (numpy's
+            # gather overlaps its reads; the pass's own, one IO at a time, did not): in t and gi_ids.
+            net.arrival_order, net.issue_s[net.arrival_order], np.empty(n, id_dtype(n)), np.empty(n),
+            vm_of[net.arrival_order].astype(id_dtype(n), copy=False))
         return reduced_run(net, completion, latency, net.new_units, (bv, bp, bd, bins), reads, hits, "fast",
                            time.perf_counter() - t0)
     counts = np.diff(net.vm_start)
