@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clonefleet.planner import evaluate, fleet_consumed_bytes, golden_images_for, operable_count
+from clonefleet.planner import evaluate, fleet_consumed_bytes
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.progress import Progress, no_progress
 from clonefleet.sim.arraymodel import _units_per_vm
@@ -35,6 +35,9 @@ from clonefleet.sim.parallel import Inline, run_all
 from clonefleet.sim.results import SimResult
 from clonefleet.sim.storm import model_golden_images, run_storm
 from clonefleet.sim.trace import WRITE, Arrivals, Trace, TraceDraw, _write_ios, generate_trace, trace_draw
+
+# The model's largest T (Eq. 2; 0 when the array carries no clone of the function): the sweep's one rule.
+from clonefleet.sweep import largest_vms as model_max_vms
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -315,12 +318,6 @@ def check_method(fleet: FleetPreset, array: ArrayPreset, function: FunctionPrese
     t_cap = capacity_vms if capacity_vms is not None else max(1, min(t_model, 1000))
     per_clone = clone_bytes(fleet, [function], t_cap, seed)[0]
     return _method_check(fleet, array, function, t_model, t_sim, runs, t_cap, per_clone, arrivals, slack)
-
-
-def model_max_vms(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset) -> int:
-    """The model's largest T: Eq. 2, and none at all when no number of GIs carries a snapshot clone."""
-    carried = function.method is not Method.SNAPSHOT or golden_images_for(fleet, array, function, 1) is not None
-    return int(operable_count(evaluate(fleet, array, function, 1).max_vms)) if carried else 0
 
 
 def _method_check(fleet: FleetPreset, array: ArrayPreset, function: FunctionPreset, t_model: int, t_sim: int,

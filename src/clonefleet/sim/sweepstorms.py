@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass
 from clonefleet.errors import UsageError
 from clonefleet.presets import ArrayPreset, FleetPreset, FunctionPreset, Method
 from clonefleet.progress import Progress, no_progress
-from clonefleet.sim.compare import fleet_ratio, model_max_vms, release_traces, storm_path
+from clonefleet.sim.compare import fleet_ratio, release_traces, storm_path
 from clonefleet.sim.parallel import Inline, run_all
 from clonefleet.sim.storm import model_golden_images
 from clonefleet.sim.trace import Arrivals
-from clonefleet.sweep import MAX_SWEEP_STORMS
+from clonefleet.sweep import MAX_SWEEP_STORMS, largest_vms
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def sweep_storms(fleet: FleetPreset, array: ArrayPreset, functions: Sequence[Fun
     ratio_of = dict(zip(asked, ratios, strict=True))
     points = []
     for f in functions:
-        carried = model_max_vms(fleet, array, f)
+        carried = largest_vms(fleet, array, f)
         for t in ts:
             ratio = ratio_of[storm_path(f), t]
             g = model_golden_images(fleet, array, f, t) if f.method is Method.SNAPSHOT else 1
