@@ -6,6 +6,8 @@ unlink or rename by name) removed or replaced it."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 
 from clonefleet.errors import UsageError
 from clonefleet.provision import fleetdir
+from clonefleet.storage import paths
 from clonefleet.storage.paths import (
     RENAME_EXCHANGE,
     RENAME_NOREPLACE,
@@ -101,7 +104,22 @@ def test_replace_ours_never_replaces_a_file_swapped_in_after_the_check(fleet: tu
     with pytest.raises(UsageError, match="vm-0001.img: is not the clone clonefleet made"):
         fleetdir.replace_ours(tmp, fleet_dir, "vm-0001.img", ident)
     assert clone.read_bytes() == STRANGER  # swapped back at once
-    assert tmp.read_bytes() == NEW  # the refreshed clone waits in the private folder
+    assert [p.read_bytes() for p in private.iterdir()] == [NEW]  # only the refreshed clone, waiting there
+    assert _leftovers(fleet_dir) == []
+
+
+def test_replace_ours_refuses_a_stranger_found_at_the_check_and_moves_nothing(fleet: tuple[Path, Path]) -> None:
+    fleet_dir, private = fleet
+    clone = fleet_dir / "vm-0001.img"
+    ident = path_identity(clone)
+    os.unlink(clone)
+    clone.write_bytes(STRANGER)
+    tmp = private / "123.vm-0001.img"
+    tmp.write_bytes(NEW)
+    with pytest.raises(UsageError, match="vm-0001.img: is not the clone clonefleet made"):
+        fleetdir.replace_ours(tmp, fleet_dir, "vm-0001.img", ident)
+    assert clone.read_bytes() == STRANGER and tmp.read_bytes() == NEW
+    assert _leftovers(fleet_dir) == []
 
 
 def test_a_filesystem_without_renameat2_flags_falls_back_to_check_then_change(
@@ -133,5 +151,39 @@ def test_rename_at_never_replaces_with_noreplace_and_swaps_with_exchange(tmp_pat
         assert ((tmp_path / "a").read_bytes(), (tmp_path / "b").read_bytes()) == (b"B", b"A")
         rename_at(fd, "a", fd, "c", RENAME_NOREPLACE)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "c"]
+    finally:
+        os.close(fd)
+
+
+class _Libc:
+    """A C library whose renameat2 fails with ``code`` (or has none: ``code`` None)."""
+
+    def __init__(self, code: int | None) -> None:
+        if code is not None:
+            def renameat2(*_: object) -> int:
+                ctypes.set_errno(code)
+                return -1
+
+            self.renameat2 = renameat2
+
+
+@pytest.mark.parametrize("code", [errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, None])
+def test_rename_at_says_unsupported_where_the_filesystem_or_library_has_no_such_rename(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int | None) -> None:
+    monkeypatch.setattr(paths, "_LIBC", _Libc(code))
+    fd = open_dir(tmp_path)
+    try:
+        with pytest.raises(RenameUnsupported):
+            rename_at(fd, "a", fd, "b", RENAME_NOREPLACE)
+    finally:
+        os.close(fd)
+
+
+def test_rename_at_passes_other_errors_on_as_os_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(paths, "_LIBC", _Libc(errno.EACCES))
+    fd = open_dir(tmp_path)
+    try:
+        with pytest.raises(PermissionError):
+            rename_at(fd, "a", fd, "b", RENAME_NOREPLACE)
     finally:
         os.close(fd)

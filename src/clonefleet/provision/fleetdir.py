@@ -193,34 +193,49 @@ def replace_ours(tmp: Path, dir_path: Path, name: str, recorded: FileId) -> None
     file clonefleet recorded there (the same identity, a regular file, never followed); else refuse and
     leave both in place.
 
-    The two are swapped in one step (RENAME_EXCHANGE), then what came out from under ``name`` is
-    checked: the old clone is unlinked; any other file (one swapped in after the first check) is
-    swapped back at once, so it is never lost. (Where the filesystem cannot swap, the check is
-    followed by a plain rename.)"""
-    dfd = open_dir(dir_path)
-    tfd = open_dir(tmp.parent)
+    The temporary first moves into ``dir_path`` under a name of its own (RENAME_NOREPLACE); the two
+    then swap names in one step (RENAME_EXCHANGE) and what came out from under ``name`` is checked:
+    the old clone is unlinked; any other file (one moved there after the first check) is swapped
+    back at once, and the new clone goes back to the private folder. A file that is not
+    clonefleet's is never moved into the private folder (whose content a later run removes), and
+    a kill at any moment leaves every file under a name in ``dir_path`` or the private folder.
+    (Where the filesystem cannot rename so, the check is followed by a plain rename.)"""
     refused = UsageError(f"{dir_path / name}: is not the clone clonefleet made under that name (another file, "
                          "or none); it was not replaced: move it away, then rerun")
+    dfd = open_dir(dir_path)
     try:
-        if not _ours(dfd, name, recorded):
+        tfd = open_dir(tmp.parent)
+        try:
+            if not _ours(dfd, name, recorded):
+                raise refused
+            new = identity(os.stat(tmp.name, dir_fd=tfd, follow_symlinks=False), tmp.name, tfd)
+            aside = _aside_name(name)
+            try:
+                rename_at(tfd, tmp.name, dfd, aside, RENAME_NOREPLACE)
+            except RenameUnsupported:
+                os.rename(tmp.name, name, src_dir_fd=tfd, dst_dir_fd=dfd)
+                return
+            try:
+                rename_at(dfd, aside, dfd, name, RENAME_EXCHANGE)
+            except FileNotFoundError:  # the name went meanwhile: the new clone back to the private folder
+                rename_at(dfd, aside, tfd, tmp.name, RENAME_NOREPLACE)
+                raise refused from None
+            if _ours(dfd, aside, recorded):
+                os.unlink(aside, dir_fd=dfd)  # the old clone, out from under the name
+                return
+            try:
+                rename_at(dfd, aside, dfd, name, RENAME_EXCHANGE)  # the other file back under its name
+            except FileNotFoundError:  # the name went meanwhile: the other file takes it back alone
+                _put_back(dfd, aside, dfd, name, dir_path)
+                raise refused from None
+            if not _ours(dfd, aside, new):  # the name changed hands twice: keep what came back, say where
+                raise UsageError(f"{dir_path / name}: was replaced twice while clonefleet refreshed it; the file "
+                                 f"found under that name last is kept as {dir_path / aside}: rename it back")
+            rename_at(dfd, aside, tfd, tmp.name, RENAME_NOREPLACE)
             raise refused
-        try:
-            rename_at(tfd, tmp.name, dfd, name, RENAME_EXCHANGE)
-        except RenameUnsupported:
-            os.rename(tmp.name, name, src_dir_fd=tfd, dst_dir_fd=dfd)
-            return
-        except FileNotFoundError:
-            raise refused from None
-        if _ours(tfd, tmp.name, recorded):
-            os.unlink(tmp.name, dir_fd=tfd)  # the old clone, now under the temporary's name
-            return
-        try:
-            rename_at(tfd, tmp.name, dfd, name, RENAME_EXCHANGE)  # the other file back under its name
-        except FileNotFoundError:  # the name went meanwhile: the other file takes it back alone
-            _put_back(tfd, tmp.name, dfd, name, dir_path)
-        raise refused
+        finally:
+            os.close(tfd)
     finally:
-        os.close(tfd)
         os.close(dfd)
 
 

@@ -5,7 +5,9 @@ hundreds of MiB at a place known some events ahead (an IO's key when it is place
 two stages before its lookup; the ring's next records before they are evicted): asked
 for early, the memory's latency passes while other events run. A prefetch changes
 nothing a program computes, and never faults (an address past the array is a wasted
-hint), so it cannot change a result: the engines' equality tests hold it so.
+hint), so it cannot change a result: the engines' equality tests hold it so. The
+intrinsic's name (``llvm.prefetch.p0``) is LLVM's for opaque pointers (LLVM 15 on; numba
+0.68's llvmlite 0.50 is LLVM 20): pyproject.toml asks for that numba at least.
 """
 
 from __future__ import annotations
