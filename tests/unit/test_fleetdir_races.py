@@ -167,23 +167,18 @@ class _Libc:
             self.renameat2 = renameat2
 
 
-@pytest.mark.parametrize("code", [errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, None])
+@pytest.mark.parametrize(("code", "raised"), [(errno.EINVAL, RenameUnsupported), (errno.ENOSYS, RenameUnsupported),
+                                             (errno.EOPNOTSUPP, RenameUnsupported), (None, RenameUnsupported),
+                                             (errno.EACCES, PermissionError)])
 def test_rename_at_says_unsupported_where_the_filesystem_or_library_has_no_such_rename(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int | None) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int | None, raised: type[OSError]) -> None:
+    """No such rename (EINVAL, ENOSYS, EOPNOTSUPP, no renameat2 at all): RenameUnsupported, which
+    the callers meet with the plain path; any other error is passed on as os.rename would raise it."""
     monkeypatch.setattr(paths, "_LIBC", _Libc(code))
     fd = open_dir(tmp_path)
     try:
-        with pytest.raises(RenameUnsupported):
+        with pytest.raises(raised) as caught:
             rename_at(fd, "a", fd, "b", RENAME_NOREPLACE)
-    finally:
-        os.close(fd)
-
-
-def test_rename_at_passes_other_errors_on_as_os_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(paths, "_LIBC", _Libc(errno.EACCES))
-    fd = open_dir(tmp_path)
-    try:
-        with pytest.raises(PermissionError):
-            rename_at(fd, "a", fd, "b", RENAME_NOREPLACE)
+        assert isinstance(caught.value, RenameUnsupported) == (raised is RenameUnsupported)
     finally:
         os.close(fd)
