@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import secrets
 import shutil
 import stat
 from collections.abc import Iterator
@@ -27,15 +26,11 @@ from pathlib import Path
 from clonefleet.errors import ClonefleetError, UsageError
 from clonefleet.provision.journal import STATE_DIR, Journal, JournalState
 from clonefleet.storage.paths import (
-    RENAME_EXCHANGE,
-    RENAME_NOREPLACE,
     FileId,
-    RenameUnsupported,
     check_fleet_dir,
     identity,
     lstat_in,
     open_dir,
-    rename_at,
     require_regular,
     same_file,
 )
@@ -133,108 +128,31 @@ def entry_identity(dir_path: Path, name: str) -> FileId | None:
         os.close(dfd)
 
 
-def _ours(dir_fd: int, name: str, recorded: FileId) -> bool:
-    """Whether the entry ``name`` is the very file clonefleet recorded: a regular file (never followed) of
-    that identity."""
-    st = lstat_in(dir_fd, name)
-    return st is not None and stat.S_ISREG(st.st_mode) and same_file(recorded, identity(st, name, dir_fd))
-
-
-def _aside_name(name: str) -> str:
-    """A name no one else uses, in the same directory, for a file on its way out."""
-    return f".{name}.clonefleet-{os.getpid()}-{secrets.token_hex(4)}"
-
-
 def remove_ours(dir_path: Path, name: str, recorded: FileId) -> bool:
     """Unlink ``name`` in ``dir_path`` only if it is the very file clonefleet recorded (the same identity,
-    a regular file, never followed). True when removed; False when absent or another file.
-
-    The file is first renamed aside (to a name of its own in the same directory, RENAME_NOREPLACE),
-    then checked under that name, which nobody else uses, and only then unlinked: a file swapped in
-    under ``name`` after a check and before the unlink is never the one removed; found aside, it is
-    renamed back. (Where the filesystem cannot rename so, the check is followed by the unlink.)"""
+    a regular file, never followed). True when removed; False when absent or another file."""
     dfd = open_dir(dir_path)
     try:
-        if not _ours(dfd, name, recorded):
+        st = lstat_in(dfd, name)
+        if st is None or not stat.S_ISREG(st.st_mode) or not same_file(recorded, identity(st, name, dfd)):
             return False
-        aside = _aside_name(name)
-        try:
-            rename_at(dfd, name, dfd, aside, RENAME_NOREPLACE)
-        except RenameUnsupported:
-            os.unlink(name, dir_fd=dfd)
-            return True
-        except FileNotFoundError:
-            return False
-        if _ours(dfd, aside, recorded):
-            os.unlink(aside, dir_fd=dfd)
-            return True
-        _put_back(dfd, aside, dfd, name, dir_path)
-        return False
+        os.unlink(name, dir_fd=dfd)
+        return True
     finally:
         os.close(dfd)
-
-
-def _put_back(src_dir_fd: int, src: str, dir_fd: int, name: str, dir_path: Path) -> None:
-    """Give a file that turned out not to be ours (``src`` in ``src_dir_fd``) its name in ``dir_path`` again,
-    never over another file: if the name was taken once more meanwhile, it keeps a name of its own
-    beside it, said in the error."""
-    try:
-        rename_at(src_dir_fd, src, dir_fd, name, RENAME_NOREPLACE)
-        return
-    except FileExistsError:
-        kept = _aside_name(name)
-        rename_at(src_dir_fd, src, dir_fd, kept, RENAME_NOREPLACE)
-    raise UsageError(f"{dir_path / name}: was replaced twice while clonefleet worked on its clone; the file "
-                     f"found under that name first is kept as {dir_path / kept}: rename it back")
 
 
 def replace_ours(tmp: Path, dir_path: Path, name: str, recorded: FileId) -> None:
     """Rename a finished temporary over ``name`` in ``dir_path`` (a refresh), only if ``name`` is the very
     file clonefleet recorded there (the same identity, a regular file, never followed); else refuse and
-    leave both in place.
-
-    The temporary first moves into ``dir_path`` under a name of its own (RENAME_NOREPLACE); the two
-    then swap names in one step (RENAME_EXCHANGE) and what came out from under ``name`` is checked:
-    the old clone is unlinked; any other file (one moved there after the first check) is swapped
-    back at once, and the new clone goes back to the private folder. A file that is not
-    clonefleet's is never moved into the private folder (whose content a later run removes), and
-    a kill at any moment leaves every file under a name in ``dir_path`` or the private folder.
-    (Where the filesystem cannot rename so, the check is followed by a plain rename.)"""
-    refused = UsageError(f"{dir_path / name}: is not the clone clonefleet made under that name (another file, "
-                         "or none); it was not replaced: move it away, then rerun")
+    leave both in place."""
     dfd = open_dir(dir_path)
     try:
-        tfd = open_dir(tmp.parent)
-        try:
-            if not _ours(dfd, name, recorded):
-                raise refused
-            new = identity(os.stat(tmp.name, dir_fd=tfd, follow_symlinks=False), tmp.name, tfd)
-            aside = _aside_name(name)
-            try:
-                rename_at(tfd, tmp.name, dfd, aside, RENAME_NOREPLACE)
-            except RenameUnsupported:
-                os.rename(tmp.name, name, src_dir_fd=tfd, dst_dir_fd=dfd)
-                return
-            try:
-                rename_at(dfd, aside, dfd, name, RENAME_EXCHANGE)
-            except FileNotFoundError:  # the name went meanwhile: the new clone back to the private folder
-                rename_at(dfd, aside, tfd, tmp.name, RENAME_NOREPLACE)
-                raise refused from None
-            if _ours(dfd, aside, recorded):
-                os.unlink(aside, dir_fd=dfd)  # the old clone, out from under the name
-                return
-            try:
-                rename_at(dfd, aside, dfd, name, RENAME_EXCHANGE)  # the other file back under its name
-            except FileNotFoundError:  # the name went meanwhile: the other file takes it back alone
-                _put_back(dfd, aside, dfd, name, dir_path)
-                raise refused from None
-            if not _ours(dfd, aside, new):  # the name changed hands twice: keep what came back, say where
-                raise UsageError(f"{dir_path / name}: was replaced twice while clonefleet refreshed it; the file "
-                                 f"found under that name last is kept as {dir_path / aside}: rename it back")
-            rename_at(dfd, aside, tfd, tmp.name, RENAME_NOREPLACE)
-            raise refused
-        finally:
-            os.close(tfd)
+        st = lstat_in(dfd, name)
+        if st is None or not stat.S_ISREG(st.st_mode) or not same_file(recorded, identity(st, name, dfd)):
+            raise UsageError(f"{dir_path / name}: is not the clone clonefleet made under that name (another file, "
+                             "or none); it was not replaced: move it away, then rerun")
+        os.rename(tmp, name, dst_dir_fd=dfd)
     finally:
         os.close(dfd)
 

@@ -12,8 +12,6 @@ spelt or linked to.
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import fcntl
 import os
 import re
@@ -232,30 +230,3 @@ def identity(st: os.stat_result, name: str | Path, dir_fd: int | None = None) ->
 def path_identity(path: Path) -> FileId:
     """The :class:`FileId` of ``path`` (a final symlink not followed)."""
     return identity(os.lstat(path), path)
-
-
-#: renameat2(2) flags: fail if the new name exists; swap the two names atomically.
-RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-class RenameUnsupported(OSError):
-    """The filesystem (or the kernel, or the C library) cannot rename with that flag."""
-
-
-def rename_at(src_dir_fd: int, src: str, dst_dir_fd: int, dst: str, flags: int) -> None:
-    """renameat2(2): rename ``src`` (in the directory ``src_dir_fd``) to ``dst`` (in ``dst_dir_fd``) with
-    RENAME_NOREPLACE (refused, FileExistsError, when ``dst`` exists) or RENAME_EXCHANGE (both must exist;
-    they swap names in one step, so nothing can come between a check of what was there and the
-    change). :class:`RenameUnsupported` where the filesystem has no such rename; other OSErrors as
-    os.rename raises them."""
-    call = getattr(_LIBC, "renameat2", None)
-    if call is None:
-        raise RenameUnsupported(errno.ENOSYS, "renameat2 is not in this C library")
-    call.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
-    if call(src_dir_fd, os.fsencode(src), dst_dir_fd, os.fsencode(dst), flags) == 0:
-        return
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        raise RenameUnsupported(code, os.strerror(code), dst)
-    raise OSError(code, os.strerror(code), dst)
