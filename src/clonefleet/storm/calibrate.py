@@ -39,6 +39,7 @@ import numpy as np
 
 from clonefleet.backends import get_backend
 from clonefleet.errors import UsageError, output_folder
+from clonefleet.model.equations import backend_iops_private, backend_iops_snapshot
 from clonefleet.planner import StormFigures, storm_figures
 from clonefleet.presets import ArrayPreset, Figure, FleetPreset, FunctionPreset, Method, load_array
 from clonefleet.presets.derive import derive_fleet, toml_number, toml_string
@@ -224,6 +225,15 @@ def cow_read_fraction(workload: Workload, fleet: FleetPreset, function: Function
     return float(np.count_nonzero(net.cow_disk[0] >= 0)) / writes if writes else 0.0
 
 
+def backend_per_host(fleet: FleetPreset, function: FunctionPreset, phi: float) -> float:
+    """B/A on the calibrated array (no cache, p = 1), by the model's own equations for this fleet
+    preset and function: the disks are raised by it so that they never bind before the path (a
+    second formula, or another workload's read share, left them a hair below it)."""
+    if function.method is Method.SNAPSHOT:
+        return float(backend_iops_snapshot(1.0, fleet.read_fraction, 0.0, 1.0, phi))
+    return float(backend_iops_private(1.0, fleet.read_fraction, 0.0, 1.0))
+
+
 def array_toml(name: str, fit: StormFit, storage_iops: float | None, phi: float, label: str, date: str,
                cache_block_bytes: int) -> str:
     """The calibrated array preset (module docstring, item 4), as a file that loads back."""
@@ -338,7 +348,7 @@ def calibrate(manifest: Manifest, sizes: Sequence[int] = DEFAULT_SIZES, request:
         phi = cow_read_fraction(workload, fleet, function)
         disk = storage_iops
         if disk is not None:
-            b_per_a = read_share + (1 - read_share) * (1 + phi)  # B/A with no cache and p = 1
+            b_per_a = backend_per_host(fleet, function, phi)
             if disk / b_per_a < fit.path_iops:  # the storms beat the probe: a cache below O_DIRECT answered
                 disk = fit.path_iops * b_per_a
         text = array_toml(f"calibrated-{manifest.name}", fit, disk, phi, label, date, DEFAULT_CACHE_BLOCK_BYTES)
