@@ -228,7 +228,7 @@ def cow_read_fraction(workload: Workload, fleet: FleetPreset, function: Function
 def backend_per_host(fleet: FleetPreset, function: FunctionPreset, phi: float) -> float:
     """B/A on the calibrated array (no cache, p = 1), by the model's own equations for this fleet
     preset and function: the disks are raised by it so that they never bind before the path (a
-    second formula, or another workload's read share, left them a hair below it)."""
+    second copy of B/A, with the largest workload's read share, left a held-out preset's a hair below it)."""
     if function.method is Method.SNAPSHOT:
         return float(backend_iops_snapshot(1.0, fleet.read_fraction, 0.0, 1.0, phi))
     return float(backend_iops_private(1.0, fleet.read_fraction, 0.0, 1.0))
